@@ -1,0 +1,222 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/shard-proxy/shard-proxy/internal/proxy"
+	"github.com/shard-proxy/shard-proxy/internal/ring"
+)
+
+// options is everything the proxy is configured with, after flags and
+// environment. Only this package reads either.
+type options struct {
+	demo       int
+	shards     string
+	kubeSvc    string
+	sts        string
+	namespace  string
+	kubeconfig string
+	port       string
+	dnsSvc     string
+	replicas   int
+	domain     string
+
+	listen       string
+	adminListen  string
+	ringName     string
+	partitions   int
+	key          string
+	maxBody      byteSize
+	upstreamTO   time.Duration
+	shutdownTO   time.Duration
+	tokenFile    string
+	bcastConc    int
+	bcastTimeout time.Duration
+	logLevel     string
+	logFormat    string
+
+	// Derived by validate.
+	ringCfg ring.Config
+	rules   []proxy.Rule
+}
+
+// byteSize is a flag value in bytes that also takes KiB, MiB and GiB suffixes.
+type byteSize int
+
+func (b *byteSize) String() string { return strconv.Itoa(int(*b)) }
+
+func (b *byteSize) Set(s string) error {
+	mult := 1
+	num := s
+	for _, u := range []struct {
+		suffix string
+		mult   int
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}} {
+		if strings.HasSuffix(s, u.suffix) {
+			num, mult = strings.TrimSuffix(s, u.suffix), u.mult
+			break
+		}
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(num))
+	if err != nil || n <= 0 {
+		return fmt.Errorf("want a positive number of bytes such as 4194304 or 4MiB")
+	}
+	*b = byteSize(n * mult)
+	return nil
+}
+
+func newFlagSet(o *options) *flag.FlagSet {
+	fs := flag.NewFlagSet("shard-proxy", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.IntVar(&o.demo, "demo", 0, "start N in-process demo shards (demo-0…) and route to them")
+	fs.StringVar(&o.shards, "shards", "", "static shards: comma-separated http://host:port; ordinal = position, names shard-0…")
+	fs.StringVar(&o.kubeSvc, "kube-service", "", "Kubernetes discovery: the headless Service of the StatefulSet")
+	fs.StringVar(&o.sts, "statefulset", "", "StatefulSet name (default: the Service name)")
+	fs.StringVar(&o.namespace, "namespace", "", "namespace (default: in-cluster namespace, else default)")
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster, then $KUBECONFIG, then ~/.kube/config)")
+	fs.StringVar(&o.port, "port", "", "shard port: EndpointSlice port name or number (default: the only port)")
+	fs.StringVar(&o.dnsSvc, "dns-service", "", "DNS discovery without API access: SVC.NAMESPACE of the headless Service")
+	fs.IntVar(&o.replicas, "replicas", 0, "with --dns-service: the number of shards N")
+	fs.StringVar(&o.domain, "cluster-domain", "cluster.local", "with --dns-service: the cluster DNS domain")
+
+	fs.StringVar(&o.listen, "listen", ":8080", "data plane address")
+	fs.StringVar(&o.adminListen, "admin-listen", ":9090", "admin plane address")
+	fs.StringVar(&o.ringName, "ring", string(ring.Jump), "ring algorithm: jump, consistent or modulus")
+	fs.IntVar(&o.partitions, "partitions", ring.DefaultPartitions, "partitions of the consistent ring")
+	fs.StringVar(&o.key, "key", proxy.DefaultKeyRules, "key rules tried in order: header:NAME, query:NAME, cookie:NAME, path:TEMPLATE, body:FIELD")
+	o.maxBody = proxy.DefaultMaxBodyBytes
+	fs.Var(&o.maxBody, "max-body-bytes", "largest request body read and forwarded (bytes, or with KiB/MiB/GiB)")
+	fs.DurationVar(&o.upstreamTO, "upstream-timeout", proxy.DefaultUpstreamTimeout, "bound on one forwarded request")
+	fs.DurationVar(&o.shutdownTO, "shutdown-timeout", 15*time.Second, "on SIGTERM, how long in-flight requests may take to finish")
+	fs.StringVar(&o.tokenFile, "admin-token-file", "", "file holding the admin bearer token (re-read when it changes)")
+	fs.IntVar(&o.bcastConc, "broadcast-concurrency", 64, "broadcast: shards contacted at once")
+	fs.DurationVar(&o.bcastTimeout, "broadcast-timeout", 10*time.Second, "broadcast: default bound per shard (?timeout= overrides)")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	return fs
+}
+
+// envName is the environment variable for a flag: --admin-listen is
+// SHARD_PROXY_ADMIN_LISTEN.
+func envName(flagName string) string {
+	return "SHARD_PROXY_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// parseFlags parses args, then fills every flag not given from its
+// environment variable: the flag wins.
+func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errors.New(strings.TrimPrefix(err.Error(), "flag provided but not defined: ") + hintFor(err))
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q (flags start with --; subcommands are locate, shards, broadcast)", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		v := getenv(envName(f.Name))
+		if err != nil || set[f.Name] || v == "" {
+			return
+		}
+		if e := fs.Set(f.Name, v); e != nil {
+			err = fmt.Errorf("%s=%q: %v", envName(f.Name), v, e)
+		}
+	})
+	return err
+}
+
+func hintFor(err error) string {
+	if strings.HasPrefix(err.Error(), "flag provided but not defined") {
+		return ": unknown flag (see shard-proxy --help)"
+	}
+	return ""
+}
+
+// validate checks combinations and derives the ring and key configuration.
+func (o *options) validate() error {
+	sources := 0
+	for _, set := range []bool{o.demo != 0, o.shards != "", o.kubeSvc != "", o.dnsSvc != ""} {
+		if set {
+			sources++
+		}
+	}
+	switch {
+	case sources == 0:
+		return errors.New("no shards to route to: give one of --demo N, --shards URL,..., --kube-service NAME or --dns-service SVC.NAMESPACE")
+	case sources > 1:
+		return errors.New("give exactly one of --demo, --shards, --kube-service, --dns-service")
+	case o.demo < 0:
+		return fmt.Errorf("--demo %d: want a number of shards from 1 to 1024", o.demo)
+	case o.demo > 1024:
+		return fmt.Errorf("--demo %d: want a number of shards from 1 to 1024", o.demo)
+	case o.dnsSvc != "" && o.replicas <= 0:
+		return errors.New("--dns-service needs --replicas N (the StatefulSet's spec.replicas)")
+	case o.dnsSvc == "" && o.replicas != 0:
+		return errors.New("--replicas goes with --dns-service (with --kube-service N comes from the StatefulSet)")
+	case o.kubeSvc == "" && o.dnsSvc == "" && (o.sts != "" || o.port != ""):
+		return errors.New("--statefulset and --port go with --kube-service or --dns-service")
+	case o.kubeSvc == "" && (o.namespace != "" || o.kubeconfig != ""):
+		return errors.New("--namespace and --kubeconfig go with --kube-service")
+	case o.dnsSvc != "" && !strings.Contains(o.dnsSvc, "."):
+		return fmt.Errorf("--dns-service %q: want SVC.NAMESPACE, e.g. web.default", o.dnsSvc)
+	case o.partitions <= 0:
+		return fmt.Errorf("--partitions %d: want a positive number (default %d)", o.partitions, ring.DefaultPartitions)
+	case o.upstreamTO <= 0:
+		return fmt.Errorf("--upstream-timeout %s: want a positive duration such as 30s", o.upstreamTO)
+	case o.shutdownTO < 0:
+		return fmt.Errorf("--shutdown-timeout %s: want a duration such as 15s", o.shutdownTO)
+	case o.bcastConc <= 0:
+		return fmt.Errorf("--broadcast-concurrency %d: want a positive number", o.bcastConc)
+	case o.bcastTimeout <= 0:
+		return fmt.Errorf("--broadcast-timeout %s: want a positive duration such as 10s", o.bcastTimeout)
+	case o.logFormat != "text" && o.logFormat != "json":
+		return fmt.Errorf("--log-format %q: want text or json", o.logFormat)
+	}
+	if _, err := parseLevel(o.logLevel); err != nil {
+		return err
+	}
+	alg, err := ring.ParseAlgorithm(o.ringName)
+	if err != nil {
+		return fmt.Errorf("--ring: %w", err)
+	}
+	o.ringCfg = ring.Config{Algorithm: alg, Partitions: o.partitions}
+	if o.rules, err = proxy.ParseRules(o.key); err != nil {
+		return fmt.Errorf("--key: %w", err)
+	}
+	if o.tokenFile != "" {
+		if _, err := os.Stat(o.tokenFile); err != nil {
+			return fmt.Errorf("--admin-token-file: %w", err)
+		}
+	}
+	return nil
+}
+
+func usage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprintf(w, `shard-proxy routes each request to the shard that owns its key.
+
+Usage:
+  shard-proxy [flags]                     run the proxy
+  shard-proxy locate KEY [client flags]   which shard owns KEY
+  shard-proxy shards [client flags]       the shard table
+  shard-proxy broadcast METHOD PATH [--data @file|-] [client flags]
+
+Every flag can also be set as SHARD_PROXY_<FLAG> (--admin-listen is
+SHARD_PROXY_ADMIN_LISTEN); the flag wins.
+
+Flags:
+`)
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+}

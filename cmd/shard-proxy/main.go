@@ -1,0 +1,49 @@
+// Command shard-proxy is a sharding reverse proxy for Kubernetes
+// StatefulSets: it routes each request to the shard that owns its key, and
+// broadcasts admin requests to every shard. See README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	os.Exit(cli(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+}
+
+// cli runs shard-proxy with args and returns the exit status.
+func cli(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		if sub, ok := subcommands[args[0]]; ok {
+			return sub(args[1:], getenv, stdout, stderr)
+		}
+	}
+	var o options
+	fs := newFlagSet(&o)
+	if err := parseFlags(fs, args, getenv); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			usage(stdout, fs)
+			return 0
+		}
+		fmt.Fprintf(stderr, "shard-proxy: %v\n", err)
+		return 2
+	}
+	if err := o.validate(); err != nil {
+		fmt.Fprintf(stderr, "shard-proxy: %v\n", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := run(ctx, &o, stderr); err != nil {
+		fmt.Fprintf(stderr, "shard-proxy: %v\n", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/shard-proxy/shard-proxy/internal/admin"
+	"github.com/shard-proxy/shard-proxy/internal/proxy"
+	"github.com/shard-proxy/shard-proxy/internal/table"
+	"github.com/shard-proxy/shard-proxy/internal/watch"
+)
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return l, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+func newLogger(o *options, w io.Writer) *slog.Logger {
+	level, _ := parseLevel(o.logLevel)
+	hopts := &slog.HandlerOptions{Level: level}
+	if o.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, hopts))
+	}
+	return slog.New(slog.NewTextHandler(w, hopts))
+}
+
+// run wires the components and serves until ctx ends, then shuts down:
+// readiness turns 503, the data listener closes, in-flight requests get
+// --shutdown-timeout to finish.
+func run(ctx context.Context, o *options, logw io.Writer) error {
+	log := newLogger(o, logw)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	px, err := proxy.New(proxy.Config{
+		Keys:            o.rules,
+		MaxBodyBytes:    int(o.maxBody),
+		UpstreamTimeout: o.upstreamTO,
+		Registerer:      reg,
+		Logger:          log,
+	})
+	if err != nil {
+		return err
+	}
+	src, err := newSource(o, px, log)
+	if err != nil {
+		return err
+	}
+	var tables table.Holder
+	adm := admin.New(admin.Config{Tables: &tables, Gatherer: reg, Registerer: reg, Logger: log})
+
+	dataLn, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	adminLn, err := net.Listen("tcp", o.adminListen)
+	if err != nil {
+		dataLn.Close()
+		return fmt.Errorf("--admin-listen: %w", err)
+	}
+	log.Info("shard-proxy starting",
+		"listen", dataLn.Addr().String(), "admin_listen", adminLn.Addr().String(),
+		"ring", string(o.ringCfg.Algorithm), "key", o.key, "source", sourceName(o),
+		"max_body_bytes", int(o.maxBody), "upstream_timeout", o.upstreamTO.String())
+
+	publish := func(topo watch.Topology) {
+		prev := tables.Load()
+		t, err := table.Build(o.ringCfg, topo, prev)
+		if err != nil {
+			log.Error("topology rejected; keeping the previous one", "err", err)
+			return
+		}
+		px.Update(t)
+		tables.Store(t)
+		log.Info("topology applied", "replicas", t.Replicas(), "ready", t.Ready(),
+			"fingerprint", t.Fingerprint, "ring_rebuilt", !table.SameRing(prev, t) || prev == nil,
+			"shards", shardSummary(t))
+	}
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	srcCtx, stopSource := context.WithCancel(context.Background())
+	defer stopSource()
+	wg.Go(func() {
+		if err := src.Run(srcCtx, publish); err != nil {
+			errs <- fmt.Errorf("discovery: %w", err)
+		}
+	})
+	dataSrv := px.Server()
+	wg.Go(func() {
+		if err := dataSrv.Serve(dataLn); err != nil {
+			errs <- fmt.Errorf("data plane: %w", err)
+		}
+	})
+	adminSrv := &http.Server{Handler: adm, ReadHeaderTimeout: 10 * time.Second}
+	wg.Go(func() {
+		if err := adminSrv.Serve(adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs <- fmt.Errorf("admin plane: %w", err)
+		}
+	})
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "timeout", o.shutdownTO.String())
+	case runErr = <-errs:
+		log.Error("stopping", "err", runErr)
+	}
+	adm.Drain()
+	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTO)
+	defer cancel()
+	if err := dataSrv.ShutdownWithContext(sctx); err != nil {
+		log.Warn("in-flight requests did not finish in time", "err", err)
+	}
+	stopSource() // after the data plane: demo shards must outlive requests to them
+	_ = adminSrv.Shutdown(sctx)
+	px.Close()
+	wg.Wait()
+	log.Info("stopped")
+	return runErr
+}
+
+func shardSummary(t *table.Table) string {
+	var b strings.Builder
+	for i, s := range t.Shards {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		state := "ready"
+		if !s.Ready {
+			state = "not-ready"
+		}
+		fmt.Fprintf(&b, "%s=%s(%s)", s.Name, s.Addr, state)
+		if i == 15 && len(t.Shards) > 16 {
+			fmt.Fprintf(&b, " …%d more", len(t.Shards)-16)
+			break
+		}
+	}
+	return b.String()
+}
+
+func sourceName(o *options) string {
+	switch {
+	case o.demo > 0:
+		return fmt.Sprintf("demo(%d)", o.demo)
+	case o.shards != "":
+		return "static"
+	case o.kubeSvc != "":
+		return "kubernetes"
+	default:
+		return "dns"
+	}
+}
+
+// newSource builds the one discovery source the options name.
+func newSource(o *options, px *proxy.Proxy, log *slog.Logger) (watch.Source, error) {
+	switch {
+	case o.demo > 0:
+		keys := px.Extractor()
+		return &watch.Demo{N: o.demo, Key: keys.KeyString}, nil
+	case o.shards != "":
+		return watch.ParseStatic(o.shards)
+	}
+	return nil, fmt.Errorf("%s discovery is not available in this build", sourceName(o))
+}

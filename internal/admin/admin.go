@@ -1,0 +1,165 @@
+// Package admin is the admin plane: health, readiness, metrics, the shard
+// table, key lookups and broadcast, served with net/http.
+package admin
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/shard-proxy/shard-proxy/internal/table"
+)
+
+// Config configures the admin plane.
+type Config struct {
+	// Tables is where the current routing table is read from. Required.
+	Tables *table.Holder
+	// Gatherer serves /metrics; nil means an empty registry.
+	Gatherer prometheus.Gatherer
+	// Registerer receives the admin plane's own metrics; nil registers nowhere.
+	Registerer prometheus.Registerer
+	// Logger receives the admin plane's logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Server is the admin plane's http.Handler. Safe for concurrent use.
+type Server struct {
+	cfg      Config
+	mux      *http.ServeMux
+	draining atomic.Bool
+}
+
+// New returns the admin handler.
+func New(cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	gatherer := cfg.Gatherer
+	if gatherer == nil {
+		gatherer = prometheus.NewRegistry()
+	}
+	s := &Server{cfg: cfg, mux: http.NewServeMux()}
+	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.mux.HandleFunc("GET /readyz", s.readyz)
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	s.mux.Handle("GET /shards", s.guard(http.HandlerFunc(s.shards)))
+	s.mux.Handle("GET /locate", s.guard(http.HandlerFunc(s.locate)))
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, errorBody{Error: "no such admin endpoint: " + r.URL.Path})
+	})
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// Drain makes /readyz answer 503, telling load balancers to stop sending
+// traffic while the process shuts down.
+func (s *Server) Drain() { s.draining.Store(true) }
+
+func (s *Server) guard(h http.Handler) http.Handler { return h }
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	switch {
+	case s.draining.Load():
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting down"})
+	case s.cfg.Tables.Load() == nil:
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "no topology yet"})
+	default:
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	}
+}
+
+// ShardInfo is one entry of /shards.
+type ShardInfo struct {
+	Ordinal int    `json:"ordinal"`
+	Name    string `json:"name"`
+	Address string `json:"address"`
+	Ready   bool   `json:"ready"`
+}
+
+// ShardsAnswer is the body of /shards.
+type ShardsAnswer struct {
+	Ring        string      `json:"ring"`
+	Partitions  int         `json:"partitions,omitempty"`
+	Replicas    int         `json:"replicas"`
+	Ready       int         `json:"ready"`
+	Fingerprint string      `json:"fingerprint"`
+	Shards      []ShardInfo `json:"shards"`
+}
+
+func (s *Server) shards(w http.ResponseWriter, _ *http.Request) {
+	t := s.cfg.Tables.Load()
+	if t == nil {
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "no shards"})
+		return
+	}
+	writeJSON(w, http.StatusOK, describe(t))
+}
+
+func describe(t *table.Table) ShardsAnswer {
+	a := ShardsAnswer{
+		Ring:        string(ringName(t)),
+		Replicas:    t.Replicas(),
+		Ready:       t.Ready(),
+		Fingerprint: t.Fingerprint,
+		Shards:      make([]ShardInfo, 0, len(t.Shards)),
+	}
+	if a.Ring == "consistent" {
+		a.Partitions = partitions(t)
+	}
+	for _, sh := range t.Shards {
+		a.Shards = append(a.Shards, ShardInfo{Ordinal: sh.Ordinal, Name: sh.Name, Address: sh.Addr, Ready: sh.Ready})
+	}
+	return a
+}
+
+// LocateAnswer is the body of /locate.
+type LocateAnswer struct {
+	Key     string `json:"key"`
+	Ordinal int    `json:"ordinal"`
+	Shard   string `json:"shard"`
+	Address string `json:"address"`
+	Ready   bool   `json:"ready"`
+}
+
+func (s *Server) locate(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if !q.Has("key") || q.Get("key") == "" {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "missing key: use /locate?key=K"})
+		return
+	}
+	key := q.Get("key")
+	t := s.cfg.Tables.Load()
+	if t == nil {
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "no shards"})
+		return
+	}
+	sh, _, ok := t.Owner([]byte(key))
+	if !ok {
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "no shards"})
+		return
+	}
+	writeJSON(w, http.StatusOK, LocateAnswer{Key: key, Ordinal: sh.Ordinal, Shard: sh.Name, Address: sh.Addr, Ready: sh.Ready})
+}
+
+// errorBody is the JSON body of admin errors.
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

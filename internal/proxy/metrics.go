@@ -1,0 +1,97 @@
+package proxy
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the data plane's Prometheus series. Labels are bounded: shard
+// names, status codes and reasons, never keys.
+type metrics struct {
+	requests        *prometheus.CounterVec
+	duration        *prometheus.HistogramVec
+	keyErrors       *prometheus.CounterVec
+	shards          *prometheus.GaugeVec
+	topologyUpdates prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shard_proxy_requests_total",
+			Help: "Proxied requests by owning shard and response status code (shard is empty when no owner was chosen).",
+		}, []string{"shard", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "shard_proxy_request_duration_seconds",
+			Help:    "Time from receiving a request to having the shard's response, by owning shard.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"shard"}),
+		keyErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shard_proxy_key_errors_total",
+			Help: "Requests without a usable shard key, by reason (no_key, bad_body, body_too_large).",
+		}, []string{"reason"}),
+		shards: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "shard_proxy_shards",
+			Help: "Shards in the current topology by state.",
+		}, []string{"state"}),
+		topologyUpdates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shard_proxy_topology_updates_total",
+			Help: "Topologies applied to the data plane.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.requests, m.duration, m.keyErrors, m.shards, m.topologyUpdates)
+	}
+	for _, r := range []string{"no_key", "bad_body", "body_too_large"} {
+		m.keyErrors.WithLabelValues(r)
+	}
+	return m
+}
+
+func (m *metrics) keyError(reason string) { m.keyErrors.WithLabelValues(reason).Inc() }
+
+// shardMetrics caches one shard's series so the request path neither hashes
+// label values nor takes the vectors' locks.
+type shardMetrics struct {
+	m        *metrics
+	name     string
+	duration prometheus.Observer
+	mu       sync.Mutex                                 // serializes misses
+	codes    atomic.Pointer[map[int]prometheus.Counter] // copy on write
+}
+
+func (m *metrics) forShard(name string) *shardMetrics {
+	sm := &shardMetrics{m: m, name: name, duration: m.duration.WithLabelValues(name)}
+	sm.codes.Store(&map[int]prometheus.Counter{})
+	return sm
+}
+
+// count increments requests_total for code.
+func (sm *shardMetrics) count(code int) {
+	if c, ok := (*sm.codes.Load())[code]; ok {
+		c.Inc()
+		return
+	}
+	sm.mu.Lock()
+	old := *sm.codes.Load()
+	c, ok := old[code]
+	if !ok {
+		c = sm.m.requests.WithLabelValues(sm.name, codeString(code))
+		next := make(map[int]prometheus.Counter, len(old)+1)
+		for k, v := range old {
+			next[k] = v
+		}
+		next[code] = c
+		sm.codes.Store(&next)
+	}
+	sm.mu.Unlock()
+	c.Inc()
+}
+
+// forget drops the series of a shard that left the ring.
+func (m *metrics) forget(name string) {
+	m.requests.DeletePartialMatch(prometheus.Labels{"shard": name})
+	m.duration.DeleteLabelValues(name)
+}

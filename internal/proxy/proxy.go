@@ -1,0 +1,199 @@
+// Package proxy is the data plane: it takes each request's shard key, finds
+// the owner on one routing snapshot and forwards the request to it.
+package proxy
+
+import (
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
+
+	"github.com/shard-proxy/shard-proxy/internal/table"
+)
+
+// HeaderShard names the shard that owns a request, on every answer.
+const HeaderShard = "X-Shard"
+
+// Defaults of Config.
+const (
+	DefaultMaxBodyBytes     = 4 << 20
+	DefaultUpstreamTimeout  = 30 * time.Second
+	DefaultMaxConnsPerShard = 8192
+)
+
+// Config configures a Proxy. The zero value routes by the X-Shard-Key header
+// with the defaults below.
+type Config struct {
+	// Keys are the key rules, tried in order. Nil means DefaultKeyRules.
+	Keys []Rule
+	// MaxBodyBytes caps the request body the proxy reads and forwards;
+	// larger bodies get 413. Zero means DefaultMaxBodyBytes.
+	MaxBodyBytes int
+	// UpstreamTimeout bounds one forwarded request, from sending it to
+	// having the whole response. Zero means DefaultUpstreamTimeout.
+	UpstreamTimeout time.Duration
+	// MaxConnsPerShard caps pooled connections to one shard. Zero means
+	// DefaultMaxConnsPerShard.
+	MaxConnsPerShard int
+	// Registerer receives the data-plane metrics; nil registers nowhere.
+	Registerer prometheus.Registerer
+	// Logger logs topology changes; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Proxy is the data plane. Its handler is safe for concurrent use; Update
+// may run concurrently with requests.
+type Proxy struct {
+	cfg     Config
+	keys    *Extractor
+	metrics *metrics
+	log     *slog.Logger
+	snap    atomic.Pointer[snapshot]
+
+	mu       sync.Mutex // serializes Update
+	backends map[string]*backend
+}
+
+// snapshot is what one request routes with: a table and, for each of its
+// shards by ring index, the backend that forwards to it.
+type snapshot struct {
+	table    *table.Table
+	backends []*backend
+}
+
+// backend forwards to one shard at one address over pooled keep-alive
+// connections.
+type backend struct {
+	name    string
+	addr    string
+	client  *fasthttp.HostClient
+	metrics *shardMetrics
+}
+
+// New returns a Proxy that answers 503 "no shards" until the first Update.
+func New(cfg Config) (*Proxy, error) {
+	if cfg.Keys == nil {
+		rules, err := ParseRules(DefaultKeyRules)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Keys = rules
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.UpstreamTimeout <= 0 {
+		cfg.UpstreamTimeout = DefaultUpstreamTimeout
+	}
+	if cfg.MaxConnsPerShard <= 0 {
+		cfg.MaxConnsPerShard = DefaultMaxConnsPerShard
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Proxy{
+		cfg:      cfg,
+		keys:     NewExtractor(cfg.Keys),
+		metrics:  newMetrics(cfg.Registerer),
+		log:      cfg.Logger,
+		backends: map[string]*backend{},
+	}, nil
+}
+
+// Extractor returns the proxy's key extractor.
+func (p *Proxy) Extractor() *Extractor { return p.keys }
+
+// Update routes subsequent requests with t. Backends of unchanged shards
+// keep their pooled connections; those of shards that moved or left are
+// closed once idle.
+func (p *Proxy) Update(t *table.Table) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	next := &snapshot{table: t, backends: make([]*backend, len(t.Shards))}
+	keep := make(map[string]*backend, len(t.Shards))
+	for i, s := range t.Shards {
+		id := s.Name + "@" + s.Addr
+		b := p.backends[id]
+		if b == nil {
+			b = p.newBackend(s.Name, s.Addr)
+		}
+		next.backends[i], keep[id] = b, b
+	}
+	p.snap.Store(next)
+	present := make(map[string]bool, len(t.Shards))
+	for _, s := range t.Shards {
+		present[s.Name] = true
+	}
+	for id, b := range p.backends {
+		if keep[id] == nil {
+			b.client.CloseIdleConnections()
+			if !present[b.name] {
+				p.metrics.forget(b.name)
+			}
+		}
+	}
+	p.backends = keep
+	p.metrics.topologyUpdates.Inc()
+	ready := t.Ready()
+	p.metrics.shards.WithLabelValues("ready").Set(float64(ready))
+	p.metrics.shards.WithLabelValues("not_ready").Set(float64(len(t.Shards) - ready))
+}
+
+func (p *Proxy) newBackend(name, addr string) *backend {
+	return &backend{
+		name:    name,
+		addr:    addr,
+		metrics: p.metrics.forShard(name),
+		client: &fasthttp.HostClient{
+			Addr:                          addr,
+			NoDefaultUserAgentHeader:      true,
+			DisableHeaderNamesNormalizing: true,
+			DisablePathNormalizing:        true,
+			MaxConns:                      p.cfg.MaxConnsPerShard,
+			MaxIdleConnDuration:           60 * time.Second,
+			ReadBufferSize:                8192,
+			WriteBufferSize:               8192,
+			// A shard's write timeout is covered by the request deadline;
+			// dialing gets its own bound so a dead address fails as 502 fast.
+			Dial: dialer(p.cfg.UpstreamTimeout),
+		},
+	}
+}
+
+func dialer(timeout time.Duration) fasthttp.DialFunc {
+	dial := (&fasthttp.TCPDialer{Concurrency: 0, DNSCacheDuration: time.Minute}).DialTimeout
+	if timeout > 5*time.Second {
+		timeout = 5 * time.Second
+	}
+	return func(addr string) (net.Conn, error) { return dial(addr, timeout) }
+}
+
+// Close closes idle upstream connections. Call it after the server stopped.
+func (p *Proxy) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, b := range p.backends {
+		b.client.CloseIdleConnections()
+	}
+}
+
+// Server returns a fasthttp server for the data plane, with the body limit
+// and the JSON answers for errors met before the handler runs.
+func (p *Proxy) Server() *fasthttp.Server {
+	return &fasthttp.Server{
+		Handler:               p.ServeFastHTTP,
+		ErrorHandler:          p.serverError,
+		MaxRequestBodySize:    p.cfg.MaxBodyBytes,
+		NoDefaultServerHeader: true,
+		NoDefaultContentType:  true,
+		NoDefaultDate:         true,
+		ReadBufferSize:        16 << 10,
+		IdleTimeout:           90 * time.Second,
+		CloseOnShutdown:       true,
+		Name:                  "shard-proxy",
+	}
+}

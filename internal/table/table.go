@@ -1,0 +1,103 @@
+// Package table joins a ring with the shards' addresses and readiness into
+// one immutable routing Table, and holds the current one for lock-free reads.
+package table
+
+import (
+	"fmt"
+	"slices"
+	"sync/atomic"
+
+	"github.com/shard-proxy/shard-proxy/internal/ring"
+	"github.com/shard-proxy/shard-proxy/internal/watch"
+)
+
+// Table is one immutable routing snapshot: the ring over the shard names and
+// the shards by ring index. It is safe for concurrent use; a request loads
+// one Table and uses it throughout, so it never sees two topologies.
+type Table struct {
+	// Config is the ring configuration the table was built with.
+	Config ring.Config
+	// Ring maps keys to indexes of Shards.
+	Ring ring.Ring
+	// Shards holds one entry per ordinal, sorted by ordinal; index i is ring index i.
+	Shards []watch.Shard
+	// Fingerprint digests the ring inputs (algorithm, partitions, names), so
+	// operators can check that proxy replicas route identically.
+	Fingerprint string
+
+	names []string
+}
+
+// Replicas is N, the number of shards in the ring.
+func (t *Table) Replicas() int { return len(t.Shards) }
+
+// Owner returns the shard owning key and its ring index, or ok=false when the
+// ring is empty. It does not allocate.
+func (t *Table) Owner(key []byte) (shard *watch.Shard, index int, ok bool) {
+	i := t.Ring.Owner(key)
+	if i < 0 || i >= len(t.Shards) {
+		return nil, -1, false
+	}
+	return &t.Shards[i], i, true
+}
+
+// Ready counts the shards that are ready.
+func (t *Table) Ready() int {
+	n := 0
+	for _, s := range t.Shards {
+		if s.Ready {
+			n++
+		}
+	}
+	return n
+}
+
+// Build makes a Table from topo. The ring is rebuilt only when the
+// configuration or the shard names differ from prev; a readiness or address
+// change reuses prev's ring, which keeps such updates cheap.
+func Build(cfg ring.Config, topo watch.Topology, prev *Table) (*Table, error) {
+	topo, err := topo.Normalize()
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(topo.Shards))
+	for i, s := range topo.Shards {
+		names[i] = s.Name
+	}
+	t := &Table{Config: cfg, Shards: topo.Shards, names: names}
+	if prev != nil && prev.Config == cfg && slices.Equal(prev.names, names) {
+		t.Ring, t.Fingerprint = prev.Ring, prev.Fingerprint
+		return t, nil
+	}
+	r, err := ring.New(cfg, names)
+	if err != nil {
+		return nil, fmt.Errorf("building %s ring for %d shards: %w", algorithmOf(cfg), len(names), err)
+	}
+	t.Ring, t.Fingerprint = r, ring.Fingerprint(cfg, names)
+	return t, nil
+}
+
+// SameRing reports whether a and b route every key to the same ring index
+// and shard name.
+func SameRing(a, b *Table) bool {
+	return a != nil && b != nil && a.Fingerprint == b.Fingerprint
+}
+
+func algorithmOf(cfg ring.Config) ring.Algorithm {
+	if cfg.Algorithm == "" {
+		return ring.Jump
+	}
+	return cfg.Algorithm
+}
+
+// Holder publishes the current Table. The zero value holds none. Safe for
+// concurrent use: readers never block writers or each other.
+type Holder struct {
+	p atomic.Pointer[Table]
+}
+
+// Load returns the current Table, or nil before the first Store.
+func (h *Holder) Load() *Table { return h.p.Load() }
+
+// Store publishes t.
+func (h *Holder) Store(t *Table) { h.p.Store(t) }

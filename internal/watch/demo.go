@@ -1,0 +1,86 @@
+package watch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Demo runs N in-process HTTP shards on loopback (--demo N), named demo-0…,
+// that answer with JSON saying which shard answered and what it received.
+// It is the zero-setup way to watch routing at work.
+type Demo struct {
+	// N is the number of shards.
+	N int
+	// Key, if set, tells each shard the key it would be routed by, so the
+	// answer can show it.
+	Key func(*fasthttp.Request) string
+}
+
+var _ Source = (*Demo)(nil)
+
+// DemoAnswer is the JSON body a demo shard answers with.
+type DemoAnswer struct {
+	Shard  string `json:"shard"`
+	Method string `json:"method"`
+	Path   string `json:"path"`
+	Query  string `json:"query,omitempty"`
+	Key    string `json:"key,omitempty"`
+	Bytes  int    `json:"body_bytes"`
+}
+
+// Run starts the shards, publishes them, and stops them when ctx ends.
+func (d *Demo) Run(ctx context.Context, publish func(Topology)) error {
+	if d.N <= 0 {
+		return errors.New("demo needs at least one shard")
+	}
+	var (
+		servers []*fasthttp.Server
+		wg      sync.WaitGroup
+		topo    = Topology{Replicas: d.N}
+	)
+	for i := range d.N {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			for _, s := range servers {
+				_ = s.Shutdown()
+			}
+			return fmt.Errorf("demo shard %d: %w", i, err)
+		}
+		name := fmt.Sprintf("demo-%d", i)
+		srv := &fasthttp.Server{Handler: d.handler(name), NoDefaultServerHeader: true}
+		servers = append(servers, srv)
+		wg.Go(func() { _ = srv.Serve(ln) })
+		topo.Shards = append(topo.Shards, Shard{Ordinal: i, Name: name, Addr: ln.Addr().String(), Ready: true})
+	}
+	publish(topo)
+	<-ctx.Done()
+	for _, s := range servers {
+		_ = s.Shutdown()
+	}
+	wg.Wait()
+	return nil
+}
+
+func (d *Demo) handler(name string) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		a := DemoAnswer{
+			Shard:  name,
+			Method: string(ctx.Method()),
+			Path:   string(ctx.Path()),
+			Query:  string(ctx.URI().QueryString()),
+			Bytes:  len(ctx.PostBody()),
+		}
+		if d.Key != nil {
+			a.Key = d.Key(&ctx.Request)
+		}
+		body, _ := json.Marshal(a)
+		ctx.SetContentType("application/json")
+		ctx.SetBody(append(body, '\n'))
+	}
+}

@@ -1,0 +1,68 @@
+package watch
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+)
+
+// Static is a fixed list of shards (--shards). Shard i is named "shard-i"
+// and is always ready: without a health signal, a dead shard shows up as 502
+// for its keys, never as a smaller ring.
+type Static struct {
+	topo Topology
+}
+
+var _ Source = (*Static)(nil)
+
+// ParseStatic parses "http://10.0.0.1:8080,10.0.0.2:8080": each entry is an
+// http URL with host and port and no path, or a bare host:port.
+func ParseStatic(list string) (*Static, error) {
+	var t Topology
+	for i, raw := range strings.Split(list, ",") {
+		addr, err := shardAddr(strings.TrimSpace(raw))
+		if err != nil {
+			return nil, fmt.Errorf("--shards entry %d %q: %w", i+1, raw, err)
+		}
+		t.Shards = append(t.Shards, Shard{Ordinal: i, Name: fmt.Sprintf("shard-%d", i), Addr: addr, Ready: true})
+	}
+	t.Replicas = len(t.Shards)
+	return &Static{topo: t}, nil
+}
+
+func shardAddr(raw string) (string, error) {
+	if raw == "" {
+		return "", fmt.Errorf("empty entry (want http://host:port)")
+	}
+	hostport := raw
+	if strings.Contains(raw, "://") {
+		u, err := url.Parse(raw)
+		if err != nil {
+			return "", err
+		}
+		if u.Scheme != "http" {
+			return "", fmt.Errorf("scheme %q is not supported (want http://host:port)", u.Scheme)
+		}
+		if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+			return "", fmt.Errorf("want only http://host:port, without path, query or user")
+		}
+		hostport = u.Host
+	}
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil || host == "" || port == "" {
+		return "", fmt.Errorf("want host:port with an explicit port")
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+// Topology returns the static topology.
+func (s *Static) Topology() Topology { return s.topo }
+
+// Run publishes the fixed topology once and waits for ctx.
+func (s *Static) Run(ctx context.Context, publish func(Topology)) error {
+	publish(s.topo)
+	<-ctx.Done()
+	return nil
+}

@@ -1,0 +1,63 @@
+// Package watch turns discovery sources (demo, static, Kubernetes, DNS) into
+// Topology snapshots. Nothing past this package sees client-go types.
+package watch
+
+import (
+	"context"
+	"fmt"
+	"slices"
+)
+
+// Shard is one member of the ring as discovery sees it.
+type Shard struct {
+	// Ordinal is the pod ordinal (web-2 has ordinal 2). It is the shard's
+	// identity: keys belong to ordinals, never to addresses.
+	Ordinal int
+	// Name is the pod or shard name, e.g. "web-2" or "shard-0".
+	Name string
+	// Addr is host:port of the shard, or "" when it is not known yet.
+	Addr string
+	// Ready reports whether the shard may take requests. A shard without an
+	// address is never ready.
+	Ready bool
+}
+
+// Topology is one complete view of the sharded service. Replicas is N, the
+// desired size of the ring (spec.replicas for a StatefulSet), and Shards
+// holds exactly Replicas entries, one per ordinal, sorted by ordinal.
+// A Topology is a value: sources build a new one for each change.
+type Topology struct {
+	Replicas int
+	Shards   []Shard
+}
+
+// Normalize returns a copy of t with shards sorted by ordinal, so that two
+// sources that saw the same shards in different orders produce equal
+// topologies. It fails when ordinals repeat or the count is not Replicas.
+func (t Topology) Normalize() (Topology, error) {
+	shards := slices.Clone(t.Shards)
+	slices.SortFunc(shards, func(a, b Shard) int { return a.Ordinal - b.Ordinal })
+	if len(shards) != t.Replicas {
+		return Topology{}, fmt.Errorf("topology has %d shards for %d replicas", len(shards), t.Replicas)
+	}
+	for i := 1; i < len(shards); i++ {
+		if shards[i].Ordinal == shards[i-1].Ordinal {
+			return Topology{}, fmt.Errorf("ordinal %d appears twice (%s, %s)", shards[i].Ordinal, shards[i-1].Name, shards[i].Name)
+		}
+	}
+	for i := range shards {
+		if shards[i].Addr == "" {
+			shards[i].Ready = false
+		}
+	}
+	return Topology{Replicas: t.Replicas, Shards: shards}, nil
+}
+
+// Source discovers shards. Run blocks until ctx is cancelled or the source
+// fails for good, calling publish with a complete Topology after every
+// change (and at least once when the first view is known). publish is
+// called from one goroutine at a time and must not retain the Shards slice
+// for mutation.
+type Source interface {
+	Run(ctx context.Context, publish func(Topology)) error
+}
