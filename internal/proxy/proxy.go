@@ -164,12 +164,13 @@ func (p *Proxy) newBackend(name, addr string) *backend {
 	}
 }
 
+// dialer bounds connecting by the smaller of timeout and 5s. It is a plain
+// net.Dialer: fasthttp's TCPDialer starts a DNS-cache goroutine that never
+// ends, one per backend, and shard addresses are IPs or names that
+// discovery already resolved.
 func dialer(timeout time.Duration) fasthttp.DialFunc {
-	dial := (&fasthttp.TCPDialer{Concurrency: 0, DNSCacheDuration: time.Minute}).DialTimeout
-	if timeout > 5*time.Second {
-		timeout = 5 * time.Second
-	}
-	return func(addr string) (net.Conn, error) { return dial(addr, timeout) }
+	d := &net.Dialer{Timeout: min(timeout, 5*time.Second), KeepAlive: 30 * time.Second}
+	return func(addr string) (net.Conn, error) { return d.Dial("tcp", addr) }
 }
 
 // Close closes idle upstream connections. Call it after the server stopped.

@@ -1,0 +1,239 @@
+package proxy
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/shard-proxy/shard-proxy/internal/ring"
+	"github.com/shard-proxy/shard-proxy/internal/watch"
+)
+
+// keyFor finds a key that the modulus ring over n shards gives to ordinal i.
+func keyFor(i int) string { return fmt.Sprint(i) }
+
+func TestErrorAnswers(t *testing.T) {
+	shards := startShards(t, 3, "web")
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	shards[2].handle = func(w http.ResponseWriter, r *http.Request) {
+		select { // slow shard: answers only after the test ends
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}
+	topo := topologyOf(shards)
+	topo.Shards[1].Ready = false
+	p := startProxy(t, Config{
+		Keys:            mustRules(t, "body:account.id,header:X-Shard-Key"),
+		MaxBodyBytes:    1024,
+		UpstreamTimeout: 300 * time.Millisecond,
+	}, ring.Config{Algorithm: ring.Modulus}, &topo)
+	c := client(t)
+
+	tests := []struct {
+		name       string
+		req        func() *http.Request
+		wantStatus int
+		wantJSON   map[string]any
+		wantShard  string
+		wantRetry  bool
+	}{
+		{
+			name:       "no rule yields a key",
+			req:        func() *http.Request { return newRequest(t, "GET", p.url+"/x", nil) },
+			wantStatus: 400,
+			wantJSON:   map[string]any{"error": "no shard key", "tried": []any{"body:account.id", "header:X-Shard-Key"}},
+		},
+		{
+			name:       "body over the limit",
+			req:        func() *http.Request { return newRequest(t, "POST", p.url+"/x", bytes.Repeat([]byte("a"), 2048)) },
+			wantStatus: 413,
+			wantJSON:   map[string]any{"error": "request body too large", "limit": float64(1024)},
+		},
+		{
+			name: "body rule on a body that is not JSON",
+			req: func() *http.Request {
+				r := newRequest(t, "POST", p.url+"/x", []byte("account=7"))
+				r.Header.Set("X-Shard-Key", "0") // a later rule must not paper over the bad body
+				return r
+			},
+			wantStatus: 400,
+			wantJSON:   map[string]any{"error": "request body is not valid JSON", "rule": "body:account.id"},
+		},
+		{
+			name:       "owner not ready",
+			req:        func() *http.Request { return newRequest(t, "POST", p.url+"/x", []byte(`{"account":{"id":1}}`)) },
+			wantStatus: 503,
+			wantJSON:   map[string]any{"error": "shard not ready", "shard": "web-1"},
+			wantShard:  "web-1",
+			wantRetry:  true,
+		},
+		{
+			name:       "owner too slow",
+			req:        func() *http.Request { return newRequest(t, "POST", p.url+"/x", []byte(`{"account":{"id":2}}`)) },
+			wantStatus: 504,
+			wantJSON:   map[string]any{"error": "shard timeout", "shard": "web-2"},
+			wantShard:  "web-2",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := do(t, c, tt.req())
+			if a.status != tt.wantStatus {
+				t.Fatalf("status %d, want %d (body %s)", a.status, tt.wantStatus, a.body)
+			}
+			if ct := a.header.Get("Content-Type"); ct != "application/json" {
+				t.Errorf("Content-Type %q, want application/json", ct)
+			}
+			got := a.json(t)
+			for k, want := range tt.wantJSON {
+				if fmt.Sprint(got[k]) != fmt.Sprint(want) {
+					t.Errorf("body[%q] = %v, want %v (body %s)", k, got[k], want, a.body)
+				}
+			}
+			if got := a.header.Get(HeaderShard); got != tt.wantShard {
+				t.Errorf("X-Shard %q, want %q", got, tt.wantShard)
+			}
+			if got := a.header.Get("Retry-After") == "1"; got != tt.wantRetry {
+				t.Errorf("Retry-After present = %v, want %v", got, tt.wantRetry)
+			}
+		})
+	}
+	// Still serving: the ready, fast shard answers.
+	a := do(t, c, newRequest(t, "POST", p.url+"/x", []byte(`{"account":{"id":3}}`)))
+	if a.status != 200 || a.header.Get(HeaderShard) != "web-0" {
+		t.Fatalf("after the errors: status %d from %q, want 200 from web-0", a.status, a.header.Get(HeaderShard))
+	}
+	if got := testutil.ToFloat64(p.metrics.keyErrors.WithLabelValues("no_key")); got != 1 {
+		t.Errorf("key_errors_total{reason=no_key} = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(p.metrics.keyErrors.WithLabelValues("body_too_large")); got != 1 {
+		t.Errorf("key_errors_total{reason=body_too_large} = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(p.metrics.requests.WithLabelValues("web-2", "504")); got != 1 {
+		t.Errorf(`requests_total{shard="web-2",code="504"} = %v, want 1`, got)
+	}
+}
+
+func TestNoShards(t *testing.T) {
+	c := client(t)
+	p := startProxy(t, Config{}, ring.Config{}, nil)
+	check := func(when string) {
+		r := newRequest(t, "GET", p.url+"/", nil)
+		r.Header.Set("X-Shard-Key", "k")
+		a := do(t, c, r)
+		if a.status != 503 || a.json(t)["error"] != "no shards" {
+			t.Errorf("%s: status %d body %s, want 503 no shards", when, a.status, a.body)
+		}
+	}
+	check("before any topology")
+	p.apply(t, ring.Config{}, watch.Topology{})
+	check("with N = 0")
+}
+
+// A dead shard costs only its own keys.
+func TestDownShardFailsOnlyItsKeys(t *testing.T) {
+	shards := startShards(t, 3, "web")
+	topo := topologyOf(shards)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close() // nothing listens there any more
+	topo.Shards[1].Addr = dead
+	p := startProxy(t, Config{}, ring.Config{Algorithm: ring.Modulus}, &topo)
+	c := client(t)
+	for i := range 30 {
+		r := newRequest(t, "GET", p.url+"/", nil)
+		r.Header.Set("X-Shard-Key", keyFor(i))
+		a := do(t, c, r)
+		owner := fmt.Sprintf("web-%d", i%3)
+		if a.header.Get(HeaderShard) != owner {
+			t.Fatalf("key %d: X-Shard %q, want %q", i, a.header.Get(HeaderShard), owner)
+		}
+		switch {
+		case i%3 == 1 && (a.status != 502 || a.json(t)["error"] != "shard unreachable"):
+			t.Errorf("key %d on the dead shard: status %d body %s, want 502 shard unreachable", i, a.status, a.body)
+		case i%3 != 1 && a.status != 200:
+			t.Errorf("key %d on a live shard: status %d body %s", i, a.status, a.body)
+		}
+	}
+}
+
+func TestForwardingFidelity(t *testing.T) {
+	shards := startShards(t, 1, "web")
+	shards[0].handle = func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Keep-Alive", "timeout=5")
+		w.Header().Set("X-Private", "hop")
+		w.Header().Set("Connection", "X-Private")
+		w.Header().Set("X-Backend", "yes")
+		w.WriteHeader(201)
+		fmt.Fprint(w, "created")
+	}
+	topo := topologyOf(shards)
+	p := startProxy(t, Config{Keys: mustRules(t, "body:id")}, ring.Config{}, &topo)
+	body := []byte("{\"id\": \"a\\u0062c\",\n  \"blob\": \"\u00e9\\n\", \"pad\": [1,2,3]}  ")
+	uri := "/a%2Fb/c;x?q=1+2&r=%20&r=dup"
+
+	conn, err := net.Dial("tcp", strings.TrimPrefix(p.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	raw := "POST " + uri + " HTTP/1.1\r\nHost: api.example\r\nConnection: keep-alive, X-Hop\r\nX-Hop: secret\r\n" +
+		"Keep-Alive: timeout=9\r\nProxy-Authorization: Basic x\r\nTE: trailers\r\nX-Forwarded-For: 203.0.113.9\r\n" +
+		"X-End: kept\r\nContent-Type: application/json\r\nContent-Length: " + fmt.Sprint(len(body)) + "\r\n\r\n" + string(body)
+	if _, err := conn.Write([]byte(raw)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufioReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+
+	if resp.StatusCode != 201 || resp.Header.Get(HeaderShard) != "web-0" || resp.Header.Get("X-Backend") != "yes" {
+		t.Errorf("answer: status %d X-Shard %q X-Backend %q", resp.StatusCode, resp.Header.Get(HeaderShard), resp.Header.Get("X-Backend"))
+	}
+	for _, h := range []string{"Keep-Alive", "X-Private"} {
+		if v := resp.Header.Get(h); v != "" {
+			t.Errorf("response hop-by-hop header %s = %q reached the client", h, v)
+		}
+	}
+	got := shards[0].requests()
+	if len(got) != 1 {
+		t.Fatalf("shard got %d requests, want 1", len(got))
+	}
+	r := got[0]
+	if r.URI != uri {
+		t.Errorf("request URI %q, want %q byte for byte", r.URI, uri)
+	}
+	if !bytes.Equal(r.Body, body) {
+		t.Errorf("body %q, want %q byte for byte", r.Body, body)
+	}
+	if r.Host != "api.example" {
+		t.Errorf("Host %q, want api.example", r.Host)
+	}
+	for h, want := range map[string]string{
+		"X-Forwarded-For":     "203.0.113.9, 127.0.0.1",
+		"X-Forwarded-Proto":   "http",
+		"X-Forwarded-Host":    "api.example",
+		"X-End":               "kept",
+		"X-Hop":               "",
+		"Keep-Alive":          "",
+		"Proxy-Authorization": "",
+		"Te":                  "",
+	} {
+		if v := r.Header.Get(h); v != want {
+			t.Errorf("shard saw %s = %q, want %q", h, v, want)
+		}
+	}
+}

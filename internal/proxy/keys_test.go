@@ -1,0 +1,207 @@
+package proxy
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/valyala/fasthttp"
+)
+
+func TestParseRulesErrors(t *testing.T) {
+	for _, spec := range []string{
+		"bogus:x", "header", "header:", "query:a b", "path:accounts/{key}", "path:/accounts",
+		"path:/{key}/{key}", "path:/a{key}", "path:/a//{key}", "body:", "body:a..b", "body:.a", ",",
+		"header:X,", "cookie",
+	} {
+		t.Run(spec, func(t *testing.T) {
+			if _, err := ParseRules(spec); err == nil {
+				t.Errorf("ParseRules(%q) accepted it, want an error", spec)
+			}
+		})
+	}
+}
+
+func TestParseRulesDefault(t *testing.T) {
+	rules, err := ParseRules("  ")
+	if err != nil || len(rules) != 1 || rules[0].String() != DefaultKeyRules {
+		t.Fatalf("ParseRules(blank) = %v, %v; want [%s]", rules, err, DefaultKeyRules)
+	}
+}
+
+func requestFor(method, uri string, headers map[string]string, body string) *fasthttp.Request {
+	req := new(fasthttp.Request)
+	req.Header.SetMethod(method)
+	req.SetRequestURI(uri)
+	req.Header.SetHost("example")
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	req.SetBodyString(body)
+	return req
+}
+
+func TestExtract(t *testing.T) {
+	tests := []struct {
+		rule, uri, body string
+		headers         map[string]string
+		want            string
+		wantErr         error
+	}{
+		{rule: "header:X-Shard-Key", uri: "/", headers: map[string]string{"x-shard-key": "42"}, want: "42"},
+		{rule: "query:acct", uri: "/a?acct=a%20b&x=1", want: "a b"},
+		{rule: "query:acct", uri: "/a?acct=", wantErr: errNoKey},
+		{rule: "cookie:sid", uri: "/", headers: map[string]string{"Cookie": "a=1; sid=xyz; b=2"}, want: "xyz"},
+		{rule: "path:/accounts/{key}", uri: "/accounts/42", want: "42"},
+		{rule: "path:/accounts/{key}", uri: "/accounts/42/orders/7", want: "42"},
+		{rule: "path:/accounts/{key}/", uri: "/accounts/42", want: "42"},
+		{rule: "path:/accounts/{key}", uri: "/accounts/a%20b", want: "a b"},
+		{rule: "path:/accounts/{key}", uri: "/accounts/", wantErr: errNoKey},
+		{rule: "path:/accounts/{key}", uri: "/accounts", wantErr: errNoKey},
+		{rule: "path:/accounts/{key}", uri: "/account/42", wantErr: errNoKey},
+		{rule: "path:/{tenant}/a/{key}", uri: "/acme/a/9", want: "9"},
+		{rule: "path:/{tenant}/a/{key}", uri: "//a/9", wantErr: errNoKey},
+		{rule: "path:/{key}", uri: "/7?x=1", want: "7"},
+		{rule: "body:account.id", body: `{"account":{"id":42}}`, want: "42"},
+		{rule: "body:account.id", body: `{"account":{"id":"x\"y"}}`, want: `x"y`},
+		{rule: "body:account.id", body: `{"account":{"id":"\u00e9t\u00e9"}}`, want: "été"},
+		{rule: "body:account.id", body: `{"account":{"id":-1.5e3}}`, want: "-1.5e3"},
+		{rule: "body:items.0.sku", body: `{"items":[{"sku":"A-1"},{"sku":"B"}]}`, want: "A-1"},
+		{rule: "body:items.1", body: `{"items":["a","b"]}`, want: "b"},
+		{rule: "body:a*b", body: `{"a*b":"star","ab":"no"}`, want: "star"},
+		{rule: "body:@this", body: `{"@this":"lit"}`, want: "lit"},
+		{rule: "body:account.id", body: `{"account":{"id":null}}`, wantErr: errNoKey},
+		{rule: "body:account.id", body: `{"account":{"id":{"x":1}}}`, wantErr: errNoKey},
+		{rule: "body:account.id", body: `{"account":{"id":true}}`, wantErr: errNoKey},
+		{rule: "body:account.id", body: ``, wantErr: errNoKey},
+		{rule: "body:account.id", body: `{"account":{"id":1}`, wantErr: errBadBody},
+		{rule: "body:account.id", body: `account=1`, wantErr: errBadBody},
+	}
+	for _, tt := range tests {
+		t.Run(tt.rule+" "+tt.uri+tt.body, func(t *testing.T) {
+			e := NewExtractor(mustRules(t, tt.rule))
+			uri := tt.uri
+			if uri == "" {
+				uri = "/"
+			}
+			req := requestFor("POST", uri, tt.headers, tt.body)
+			s := AcquireScratch()
+			defer ReleaseScratch(s)
+			key, err := e.Key(req, s)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("error %v, want %v", err, tt.wantErr)
+			}
+			if string(key) != tt.want {
+				t.Errorf("key %q, want %q", key, tt.want)
+			}
+		})
+	}
+}
+
+func TestHeaderKeyDoesNotAllocate(t *testing.T) {
+	for _, rule := range []string{"header:X-Shard-Key", "path:/accounts/{key}", "query:k", "cookie:k", "body:account.id"} {
+		e := NewExtractor(mustRules(t, rule))
+		req := requestFor("POST", "/accounts/12345?k=12345", map[string]string{"X-Shard-Key": "12345", "Cookie": "k=12345"}, `{"account":{"id":"12345"}}`)
+		allocs := testing.AllocsPerRun(200, func() {
+			s := AcquireScratch()
+			if k, err := e.Key(req, s); err != nil || string(k) != "12345" {
+				t.Fatalf("%s: key %q, %v", rule, k, err)
+			}
+			ReleaseScratch(s)
+		})
+		if rule == "header:X-Shard-Key" && allocs != 0 {
+			t.Errorf("%s: %v allocs per extraction, want 0", rule, allocs)
+		}
+		t.Logf("%s: %v allocs per extraction", rule, allocs)
+	}
+}
+
+func FuzzParseRules(f *testing.F) {
+	for _, s := range []string{"header:X-Shard-Key", "path:/a/{key}", "body:a.b.0", "query:q,cookie:c", "path:/{x}/{key}/", "body:a\\.b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, spec string) {
+		rules, err := ParseRules(spec)
+		if err != nil {
+			return
+		}
+		var texts []string
+		for _, r := range rules {
+			texts = append(texts, r.String())
+		}
+		again, err := ParseRules(strings.Join(texts, ","))
+		if err != nil || len(again) != len(rules) {
+			t.Fatalf("rules %q do not parse again: %v", texts, err)
+		}
+	})
+}
+
+func FuzzPathTemplate(f *testing.F) {
+	f.Add("/accounts/{key}", "/accounts/42/orders")
+	f.Add("/{t}/x/{key}/", "/acme/x/a%2Fb")
+	f.Add("/{key}", "/")
+	f.Fuzz(func(t *testing.T, tmpl, path string) {
+		r, err := parseRule("path:" + tmpl)
+		if err != nil {
+			return
+		}
+		key := r.matchPath([]byte(path))
+		if key == nil {
+			return
+		}
+		if !strings.Contains(path, string(key)) || strings.Contains(string(key), "/") {
+			t.Fatalf("template %q on %q gave key %q, which is not one segment of the path", tmpl, path, key)
+		}
+	})
+}
+
+func FuzzBodyKey(f *testing.F) {
+	f.Add("account.id", `{"account":{"id":42}}`)
+	f.Add("items.0.sku", `{"items":[{"sku":"A\u0041"}]}`)
+	f.Add("a", `{"a":"x\\y"}`)
+	f.Add("a", `[1,2`)
+	f.Fuzz(func(t *testing.T, field, body string) {
+		r, err := parseRule("body:" + field)
+		if err != nil {
+			return
+		}
+		var s Scratch
+		key, err := r.bodyKey([]byte(body), &s)
+		valid := json.Valid([]byte(body))
+		switch {
+		case err != nil && valid:
+			t.Fatalf("valid JSON %q rejected: %v", body, err)
+		case err == nil && !valid && len(body) > 0:
+			t.Fatalf("invalid JSON %q accepted (key %q)", body, key)
+		case key == nil:
+			return
+		}
+		// The key must be what a standard decoder finds at the same path.
+		var doc any
+		dec := json.NewDecoder(strings.NewReader(body))
+		dec.UseNumber()
+		if err := dec.Decode(&doc); err != nil {
+			return
+		}
+		for _, seg := range strings.Split(field, ".") {
+			switch v := doc.(type) {
+			case map[string]any:
+				doc = v[seg]
+			case []any:
+				i, err := strconv.Atoi(seg)
+				if err != nil || i < 0 || i >= len(v) {
+					t.Fatalf("key %q found at %q in %q, where a decoder finds nothing", key, field, body)
+				}
+				doc = v[i]
+			default:
+				t.Fatalf("key %q found at %q in %q, where a decoder finds nothing", key, field, body)
+			}
+		}
+		if want := fmt.Sprint(doc); want != string(key) {
+			t.Fatalf("key %q at %q in %q, decoder says %q", key, field, body, want)
+		}
+	})
+}

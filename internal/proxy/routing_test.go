@@ -1,0 +1,199 @@
+package proxy
+
+import (
+	"fmt"
+	"math/big"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"strconv"
+	"testing"
+
+	"github.com/shard-proxy/shard-proxy/internal/ring"
+	"github.com/shard-proxy/shard-proxy/internal/watch"
+)
+
+// keyCase puts key k into a request the way one rule reads it.
+type keyCase struct {
+	rule string
+	req  func(t *testing.T, base, k string) *http.Request
+}
+
+var keyCases = []keyCase{
+	{"header:X-Account", func(t *testing.T, base, k string) *http.Request {
+		r := newRequest(t, "GET", base+"/anything", nil)
+		r.Header.Set("X-Account", k)
+		return r
+	}},
+	{"query:account", func(t *testing.T, base, k string) *http.Request {
+		return newRequest(t, "GET", base+"/orders?x=1&account="+k, nil)
+	}},
+	{"cookie:acct", func(t *testing.T, base, k string) *http.Request {
+		r := newRequest(t, "GET", base+"/", nil)
+		r.AddCookie(&http.Cookie{Name: "other", Value: "zzz"})
+		r.AddCookie(&http.Cookie{Name: "acct", Value: k})
+		return r
+	}},
+	{"path:/v1/{tenant}/accounts/{key}", func(t *testing.T, base, k string) *http.Request {
+		return newRequest(t, "GET", base+"/v1/acme/accounts/"+k+"/orders", nil)
+	}},
+	{"body:account.id", func(t *testing.T, base, k string) *http.Request {
+		v := jsonString(k)
+		if _, err := strconv.ParseInt(k, 10, 64); err == nil {
+			v = k // integers travel as JSON numbers
+		}
+		return newRequest(t, "POST", base+"/orders", []byte(`{"items":[1,2],"account":{"name":"x","id":`+v+`}}`))
+	}},
+}
+
+// sampleKeys mixes integers (exercising modulus arithmetic) and strings.
+func sampleKeys(n int) []string {
+	rng := rand.New(rand.NewPCG(1, 2))
+	keys := []string{"42", "43", "-1", "0", "12345678901234567890123", "alice", "bob"}
+	for len(keys) < n {
+		if rng.IntN(2) == 0 {
+			keys = append(keys, strconv.FormatInt(rng.Int64N(1<<40)-1<<39, 10))
+		} else {
+			keys = append(keys, fmt.Sprintf("acct-%x", rng.Uint64()))
+		}
+	}
+	return keys
+}
+
+// wantOwner is the formula's owner, computed independently for modulus
+// integer keys and with the ring package otherwise.
+func wantOwner(t *testing.T, alg ring.Algorithm, shardNames []string, key string) int {
+	t.Helper()
+	if alg == ring.Modulus {
+		if n, ok := new(big.Int).SetString(key, 10); ok {
+			return int(new(big.Int).Mod(n, big.NewInt(int64(len(shardNames)))).Int64())
+		}
+	}
+	r, err := ring.New(ring.Config{Algorithm: alg}, shardNames)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Owner([]byte(key))
+}
+
+func TestRoutingEveryRingAndRule(t *testing.T) {
+	shards := startShards(t, 5, "web")
+	topo := topologyOf(shards)
+	keys := sampleKeys(60)
+	c := client(t)
+	for _, alg := range ring.Algorithms() {
+		for _, kc := range keyCases {
+			t.Run(string(alg)+"/"+kc.rule, func(t *testing.T) {
+				before := make([]int, len(shards))
+				for i, s := range shards {
+					before[i] = len(s.requests())
+				}
+				p := startProxy(t, Config{Keys: mustRules(t, kc.rule)}, ring.Config{Algorithm: alg}, &topo)
+				want := make([]int, len(shards))
+				for _, k := range keys {
+					owner := wantOwner(t, alg, names(shards), k)
+					want[owner]++
+					a := do(t, c, kc.req(t, p.url, k))
+					if a.status != 200 {
+						t.Fatalf("key %q: status %d, body %s", k, a.status, a.body)
+					}
+					if got := a.header.Get(HeaderShard); got != shards[owner].name {
+						t.Errorf("key %q: X-Shard %q, want %q", k, got, shards[owner].name)
+					}
+					if got := a.json(t)["shard"]; got != shards[owner].name {
+						t.Errorf("key %q: answered by %v, want %s", k, got, shards[owner].name)
+					}
+				}
+				for i, s := range shards {
+					if got := len(s.requests()) - before[i]; got != want[i] {
+						t.Errorf("%s received %d requests, want %d", s.name, got, want[i])
+					}
+				}
+			})
+		}
+	}
+}
+
+func TestModulusAcceptance(t *testing.T) {
+	shards := startShards(t, 3, "shard")
+	topo := topologyOf(shards)
+	p := startProxy(t, Config{}, ring.Config{Algorithm: ring.Modulus}, &topo)
+	c := client(t)
+	n, _ := new(big.Int).SetString("12345678901234567890123", 10)
+	bigOwner := fmt.Sprintf("shard-%d", new(big.Int).Mod(n, big.NewInt(3)).Int64())
+	for key, want := range map[string]string{"42": "shard-0", "43": "shard-1", "-1": "shard-2", "12345678901234567890123": bigOwner} {
+		r := newRequest(t, "GET", p.url+"/", nil)
+		r.Header.Set("X-Shard-Key", key)
+		if got := do(t, c, r).header.Get(HeaderShard); got != want {
+			t.Errorf("key %s: routed to %q, want %q", key, got, want)
+		}
+	}
+}
+
+func TestRuleFallbackOrder(t *testing.T) {
+	shards := startShards(t, 7, "web")
+	topo := topologyOf(shards)
+	p := startProxy(t, Config{Keys: mustRules(t, "path:/accounts/{key},query:k,header:X-Shard-Key")}, ring.Config{Algorithm: ring.Modulus}, &topo)
+	c := client(t)
+	tests := []struct {
+		name, url, header string
+		want              int
+	}{
+		{"path wins over query and header", "/accounts/3?k=4", "5", 3},
+		{"query when path does not match", "/other/3?k=4", "5", 4},
+		{"header last", "/other?x=1", "5", 5},
+		{"empty path segment falls through", "/accounts/?k=6", "", 6},
+		{"empty query value falls through", "/x?k=", "2", 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRequest(t, "GET", p.url+tt.url, nil)
+			if tt.header != "" {
+				r.Header.Set("X-Shard-Key", tt.header)
+			}
+			a := do(t, c, r)
+			if got := a.header.Get(HeaderShard); got != shards[tt.want].name {
+				t.Errorf("routed to %q (status %d), want %q", got, a.status, shards[tt.want].name)
+			}
+		})
+	}
+}
+
+// Two proxies that learn the same shards in different orders route every key
+// alike and report the same fingerprint.
+func TestReplicasAgreeWhateverTheOrder(t *testing.T) {
+	shards := startShards(t, 6, "web")
+	topo := topologyOf(shards)
+	shuffled := watch.Topology{Replicas: topo.Replicas, Shards: slices.Clone(topo.Shards)}
+	rand.New(rand.NewPCG(3, 4)).Shuffle(len(shuffled.Shards), func(i, j int) {
+		shuffled.Shards[i], shuffled.Shards[j] = shuffled.Shards[j], shuffled.Shards[i]
+	})
+	for _, alg := range ring.Algorithms() {
+		t.Run(string(alg), func(t *testing.T) {
+			cfg := ring.Config{Algorithm: alg}
+			a := startProxy(t, Config{}, cfg, &topo)
+			b := startProxy(t, Config{}, cfg, &shuffled)
+			if a.tables.Fingerprint != b.tables.Fingerprint {
+				t.Fatalf("fingerprints differ: %s vs %s", a.tables.Fingerprint, b.tables.Fingerprint)
+			}
+			c := client(t)
+			for i := range 10000 {
+				key := "k" + strconv.Itoa(i)
+				if i%20 == 0 { // a sample goes through the sockets, all through the tables
+					ra := newRequest(t, "GET", a.url+"/", nil)
+					ra.Header.Set("X-Shard-Key", key)
+					rb := newRequest(t, "GET", b.url+"/", nil)
+					rb.Header.Set("X-Shard-Key", key)
+					if x, y := do(t, c, ra).header.Get(HeaderShard), do(t, c, rb).header.Get(HeaderShard); x != y || x == "" {
+						t.Fatalf("key %s: proxy a routes to %q, b to %q", key, x, y)
+					}
+				}
+				sa, _, _ := a.tables.Owner([]byte(key))
+				sb, _, _ := b.tables.Owner([]byte(key))
+				if sa.Name != sb.Name {
+					t.Fatalf("key %s: %s vs %s", key, sa.Name, sb.Name)
+				}
+			}
+		})
+	}
+}
