@@ -1,6 +1,321 @@
 package main
 
-import "io"
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/shard-proxy/shard-proxy/internal/admin"
+)
 
 // subcommands are the admin client commands, keyed by name.
-var subcommands = map[string]func(args []string, getenv func(string) string, stdout, stderr io.Writer) int{}
+var subcommands = map[string]func(args []string, getenv func(string) string, stdout, stderr io.Writer) int{
+	"locate":    cmdLocate,
+	"shards":    cmdShards,
+	"broadcast": cmdBroadcast,
+}
+
+// clientOptions are the flags every client subcommand takes.
+type clientOptions struct {
+	admin     string
+	tokenFile string
+	output    string
+	timeout   time.Duration
+	// broadcast only
+	data    string
+	policy  string
+	bcastTO string
+}
+
+func clientFlags(name string, o *clientOptions, broadcast bool) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&o.admin, "admin", "http://127.0.0.1:9090", "admin endpoint of a shard-proxy (env SHARD_PROXY_ADMIN)")
+	fs.StringVar(&o.tokenFile, "admin-token-file", "", "file holding the admin token (else env SHARD_PROXY_ADMIN_TOKEN)")
+	fs.StringVar(&o.output, "o", "table", "output: table or json")
+	fs.DurationVar(&o.timeout, "request-timeout", 60*time.Second, "bound on the whole admin request")
+	if broadcast {
+		fs.StringVar(&o.data, "data", "", "request body: @FILE, - for standard input, or the text itself")
+		fs.StringVar(&o.policy, "policy", "", "all (default), quorum or any")
+		fs.StringVar(&o.bcastTO, "timeout", "", "bound per shard, e.g. 2s (default: the proxy's --broadcast-timeout)")
+	}
+	return fs
+}
+
+// parseClient parses flags that may stand before, between or after the
+// positional arguments, and returns the positionals.
+func parseClient(fs *flag.FlagSet, args []string, getenv func(string) string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if v := getenv("SHARD_PROXY_ADMIN"); v != "" && !set["admin"] {
+		_ = fs.Set("admin", v)
+	}
+	if v := getenv("SHARD_PROXY_ADMIN_TOKEN_FILE"); v != "" && !set["admin-token-file"] {
+		_ = fs.Set("admin-token-file", v)
+	}
+	return pos, nil
+}
+
+// adminClient talks to one admin endpoint.
+type adminClient struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+func newAdminClient(o *clientOptions, getenv func(string) string) (*adminClient, error) {
+	if o.output != "table" && o.output != "json" {
+		return nil, fmt.Errorf("-o %q: want table or json", o.output)
+	}
+	u, err := url.Parse(o.admin)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("--admin %q: want a URL such as http://shard-proxy:9090", o.admin)
+	}
+	c := &adminClient{base: strings.TrimSuffix(o.admin, "/"), http: &http.Client{Timeout: o.timeout}}
+	switch {
+	case o.tokenFile != "":
+		raw, err := os.ReadFile(o.tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("--admin-token-file: %w", err)
+		}
+		c.token = strings.TrimSpace(string(raw))
+	default:
+		c.token = strings.TrimSpace(getenv("SHARD_PROXY_ADMIN_TOKEN"))
+	}
+	return c, nil
+}
+
+// do sends a request and returns the status and body.
+func (c *adminClient) do(method, path string, body io.Reader) (int, []byte, error) {
+	req, err := http.NewRequest(method, c.base+path, body)
+	if err != nil {
+		return 0, nil, err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
+}
+
+// apiError turns an admin error answer into a message.
+func apiError(status int, body []byte) error {
+	var e struct {
+		Error string `json:"error"`
+	}
+	if json.Unmarshal(body, &e) == nil && e.Error != "" {
+		return fmt.Errorf("%d %s: %s", status, http.StatusText(status), e.Error)
+	}
+	return fmt.Errorf("%d %s: %s", status, http.StatusText(status), bytes.TrimSpace(body))
+}
+
+// clientMain runs one subcommand body with shared flag handling; fn returns
+// the exit status.
+func clientMain(name, usageLine string, nargs int, broadcast bool, args []string, getenv func(string) string, stdout, stderr io.Writer,
+	fn func(c *adminClient, o *clientOptions, pos []string) (int, error)) int {
+	var o clientOptions
+	fs := clientFlags(name, &o, broadcast)
+	pos, err := parseClient(fs, args, getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(stdout, "Usage: %s\n\nFlags:\n", usageLine)
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		return 0
+	}
+	if err == nil && len(pos) != nargs {
+		err = fmt.Errorf("want %d argument(s): %s", nargs, usageLine)
+	}
+	var c *adminClient
+	if err == nil {
+		c, err = newAdminClient(&o, getenv)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "shard-proxy %s: %v\n", name, err)
+		return 2
+	}
+	code, err := fn(c, &o, pos)
+	if err != nil {
+		fmt.Fprintf(stderr, "shard-proxy %s: %v\n", name, err)
+	}
+	return code
+}
+
+func cmdLocate(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	return clientMain("locate", "shard-proxy locate KEY [--admin URL] [-o json]", 1, false, args, getenv, stdout, stderr,
+		func(c *adminClient, o *clientOptions, pos []string) (int, error) {
+			status, body, err := c.do("GET", "/locate?key="+url.QueryEscape(pos[0]), nil)
+			if err != nil {
+				return 1, err
+			}
+			if status != http.StatusOK {
+				return 1, apiError(status, body)
+			}
+			if o.output == "json" {
+				_, err = stdout.Write(body)
+				return 0, err
+			}
+			var a admin.LocateAnswer
+			if err := json.Unmarshal(body, &a); err != nil {
+				return 1, fmt.Errorf("reading answer: %w", err)
+			}
+			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "KEY\tORDINAL\tSHARD\tADDRESS\tREADY")
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%t\n", a.Key, a.Ordinal, a.Shard, a.Address, a.Ready)
+			return 0, tw.Flush()
+		})
+}
+
+func cmdShards(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	return clientMain("shards", "shard-proxy shards [--admin URL] [-o json]", 0, false, args, getenv, stdout, stderr,
+		func(c *adminClient, o *clientOptions, _ []string) (int, error) {
+			status, body, err := c.do("GET", "/shards", nil)
+			if err != nil {
+				return 1, err
+			}
+			if status != http.StatusOK {
+				return 1, apiError(status, body)
+			}
+			if o.output == "json" {
+				_, err = stdout.Write(body)
+				return 0, err
+			}
+			var a admin.ShardsAnswer
+			if err := json.Unmarshal(body, &a); err != nil {
+				return 1, fmt.Errorf("reading answer: %w", err)
+			}
+			fmt.Fprintf(stdout, "ring %s, %d replicas, %d ready, fingerprint %s\n\n", a.Ring, a.Replicas, a.Ready, a.Fingerprint)
+			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ORDINAL\tSHARD\tADDRESS\tREADY")
+			for _, s := range a.Shards {
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%t\n", s.Ordinal, s.Name, orDash(s.Address), s.Ready)
+			}
+			return 0, tw.Flush()
+		})
+}
+
+func cmdBroadcast(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	usage := "shard-proxy broadcast METHOD PATH [--data @FILE|-|TEXT] [--policy all|quorum|any] [--timeout 2s] [--admin URL] [-o json]"
+	return clientMain("broadcast", usage, 2, true, args, getenv, stdout, stderr,
+		func(c *adminClient, o *clientOptions, pos []string) (int, error) {
+			method, path := strings.ToUpper(pos[0]), pos[1]
+			if !strings.HasPrefix(path, "/") {
+				return 2, fmt.Errorf("PATH %q must start with /", path)
+			}
+			body, err := readData(o.data)
+			if err != nil {
+				return 2, err
+			}
+			uri := "/broadcast" + path
+			extra := url.Values{}
+			if o.policy != "" {
+				extra.Set("policy", o.policy)
+			}
+			if o.bcastTO != "" {
+				extra.Set("timeout", o.bcastTO)
+			}
+			if len(extra) > 0 {
+				sep := "?"
+				if strings.Contains(uri, "?") {
+					sep = "&"
+				}
+				uri += sep + extra.Encode()
+			}
+			status, raw, err := c.do(method, uri, bytes.NewReader(body))
+			if err != nil {
+				return 1, err
+			}
+			var rep admin.BroadcastReport
+			if (status != http.StatusOK && status != http.StatusBadGateway) || json.Unmarshal(raw, &rep) != nil || rep.Policy == "" {
+				return 1, apiError(status, raw)
+			}
+			code := 0
+			if status != http.StatusOK {
+				code = 1
+			}
+			if o.output == "json" {
+				_, err = stdout.Write(raw)
+				return code, err
+			}
+			return code, printReport(stdout, rep, status == http.StatusOK)
+		})
+}
+
+func printReport(w io.Writer, rep admin.BroadcastReport, met bool) error {
+	verdict := "policy met"
+	if !met {
+		verdict = "POLICY NOT MET"
+	}
+	fmt.Fprintf(w, "%s %s: %d succeeded, %d failed, policy %s: %s (%.1f ms)\n\n",
+		rep.Method, rep.Path, rep.Succeeded, rep.Failed, rep.Policy, verdict, rep.DurationMS)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ORDINAL\tSHARD\tSTATUS\tDURATION\tRESULT")
+	for _, s := range rep.Shards {
+		status, result := "-", s.Error
+		if s.Error == "" {
+			status, result = fmt.Sprint(s.Status), oneLine(s.Body, 60)
+			if s.Truncated {
+				result += " (truncated)"
+			}
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%.1fms\t%s\n", s.Ordinal, s.Shard, status, s.DurationMS, result)
+	}
+	return tw.Flush()
+}
+
+// readData returns the body named by --data: @FILE, - (stdin) or the text.
+func readData(data string) ([]byte, error) {
+	switch {
+	case data == "":
+		return nil, nil
+	case data == "-":
+		return io.ReadAll(os.Stdin)
+	case strings.HasPrefix(data, "@"):
+		b, err := os.ReadFile(data[1:])
+		if err != nil {
+			return nil, fmt.Errorf("--data: %w", err)
+		}
+		return b, nil
+	default:
+		return []byte(data), nil
+	}
+}
+
+func oneLine(s string, max int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > max {
+		return string(r[:max-1]) + "…"
+	}
+	return s
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -60,8 +60,25 @@ func run(ctx context.Context, o *options, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
+	var auth *admin.TokenAuth
+	if o.tokenFile != "" {
+		if auth, err = admin.NewTokenAuth(o.tokenFile, log); err != nil {
+			return err
+		}
+	}
 	var tables table.Holder
-	adm := admin.New(admin.Config{Tables: &tables, Gatherer: reg, Registerer: reg, Logger: log})
+	adm := admin.New(admin.Config{
+		Tables:     &tables,
+		Gatherer:   reg,
+		Registerer: reg,
+		Auth:       auth,
+		Broadcast: admin.BroadcastConfig{
+			Concurrency:  o.bcastConc,
+			Timeout:      o.bcastTimeout,
+			MaxBodyBytes: int(o.maxBody),
+		},
+		Logger: log,
+	})
 
 	dataLn, err := net.Listen("tcp", o.listen)
 	if err != nil {
@@ -75,7 +92,8 @@ func run(ctx context.Context, o *options, logw io.Writer) error {
 	log.Info("shard-proxy starting",
 		"listen", dataLn.Addr().String(), "admin_listen", adminLn.Addr().String(),
 		"ring", string(o.ringCfg.Algorithm), "key", o.key, "source", sourceName(o),
-		"max_body_bytes", int(o.maxBody), "upstream_timeout", o.upstreamTO.String())
+		"max_body_bytes", int(o.maxBody), "upstream_timeout", o.upstreamTO.String(),
+		"admin_auth", o.tokenFile != "")
 
 	publish := func(topo watch.Topology) {
 		prev := tables.Load()
@@ -128,6 +146,7 @@ func run(ctx context.Context, o *options, logw io.Writer) error {
 	}
 	stopSource() // after the data plane: demo shards must outlive requests to them
 	_ = adminSrv.Shutdown(sctx)
+	adm.Close()
 	px.Close()
 	wg.Wait()
 	log.Info("stopped")

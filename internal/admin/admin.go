@@ -22,7 +22,11 @@ type Config struct {
 	Gatherer prometheus.Gatherer
 	// Registerer receives the admin plane's own metrics; nil registers nowhere.
 	Registerer prometheus.Registerer
-	// Logger receives the admin plane's logs; nil means slog.Default().
+	// Auth, if set, guards every endpoint but /healthz, /readyz and /metrics.
+	Auth *TokenAuth
+	// Broadcast configures /broadcast/; see BroadcastConfig for defaults.
+	Broadcast BroadcastConfig
+	// Logger receives one line per broadcast; nil means slog.Default().
 	Logger *slog.Logger
 }
 
@@ -31,6 +35,7 @@ type Server struct {
 	cfg      Config
 	mux      *http.ServeMux
 	draining atomic.Bool
+	bcast    *broadcaster
 }
 
 // New returns the admin handler.
@@ -43,11 +48,13 @@ func New(cfg Config) *Server {
 		gatherer = prometheus.NewRegistry()
 	}
 	s := &Server{cfg: cfg, mux: http.NewServeMux()}
+	s.bcast = newBroadcaster(cfg.Broadcast, cfg.Registerer, cfg.Logger)
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
 	s.mux.Handle("GET /shards", s.guard(http.HandlerFunc(s.shards)))
 	s.mux.Handle("GET /locate", s.guard(http.HandlerFunc(s.locate)))
+	s.mux.Handle("/broadcast/", s.guard(http.HandlerFunc(s.broadcast)))
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, errorBody{Error: "no such admin endpoint: " + r.URL.Path})
 	})
@@ -61,7 +68,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 // traffic while the process shuts down.
 func (s *Server) Drain() { s.draining.Store(true) }
 
-func (s *Server) guard(h http.Handler) http.Handler { return h }
+// Close releases idle connections of the broadcast client.
+func (s *Server) Close() { s.bcast.close() }
+
+func (s *Server) guard(h http.Handler) http.Handler {
+	if s.cfg.Auth == nil {
+		return h
+	}
+	return s.cfg.Auth.Wrap(h)
+}
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

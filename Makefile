@@ -1,0 +1,35 @@
+# shard-proxy: build, test, bench, fuzz. `make test` is what CI runs.
+GO       ?= go
+FUZZTIME ?= 30s
+
+.PHONY: build test test-short provision bench fuzz vet
+
+build:
+	$(GO) build -trimpath -o bin/shard-proxy ./cmd/shard-proxy
+
+# Provisions the local Kubernetes control plane for the end-to-end tests
+# (etcd from Debian, kube-apiserver and kube-controller-manager built once
+# into a cache), then runs every test with the race detector. Where the
+# control plane cannot be provisioned, those tests skip and say why.
+test: provision
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+# Unit and socket tests only, no Kubernetes provisioning.
+test-short:
+	$(GO) test -race -count=1 -short ./...
+
+provision:
+	bash test/kube/provision.sh
+
+bench:
+	bash bench/run.sh
+
+fuzz:
+	$(GO) test -run XXX -fuzz '^FuzzParseRules$$'   -fuzztime $(FUZZTIME) ./internal/proxy/
+	$(GO) test -run XXX -fuzz '^FuzzPathTemplate$$' -fuzztime $(FUZZTIME) ./internal/proxy/
+	$(GO) test -run XXX -fuzz '^FuzzBodyKey$$'      -fuzztime $(FUZZTIME) ./internal/proxy/
+	$(GO) test -run XXX -fuzz '^FuzzModulus$$'      -fuzztime $(FUZZTIME) ./internal/ring/
+
+vet:
+	$(GO) vet ./...

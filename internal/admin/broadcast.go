@@ -1,0 +1,397 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/shard-proxy/shard-proxy/internal/table"
+	"github.com/shard-proxy/shard-proxy/internal/watch"
+)
+
+// Defaults of BroadcastConfig.
+const (
+	DefaultBroadcastConcurrency = 64
+	DefaultBroadcastTimeout     = 10 * time.Second
+	DefaultMaxBodyBytes         = 4 << 20
+	// ResultBodyLimit caps each shard's body in the report.
+	ResultBodyLimit = 64 << 10
+)
+
+// BroadcastConfig configures /broadcast/. The zero value uses the defaults.
+type BroadcastConfig struct {
+	// Concurrency caps the shards contacted at once.
+	Concurrency int
+	// Timeout bounds each shard when the request has no ?timeout=.
+	Timeout time.Duration
+	// MaxBodyBytes caps the request body, which is read once and replayed
+	// to every shard.
+	MaxBodyBytes int
+	// Transport sends the requests; nil means a pooled transport of our own.
+	Transport http.RoundTripper
+}
+
+// Policy says how many shards must answer 2xx for a broadcast to succeed.
+type Policy string
+
+// The broadcast policies.
+const (
+	PolicyAll    Policy = "all"
+	PolicyQuorum Policy = "quorum"
+	PolicyAny    Policy = "any"
+)
+
+func (p Policy) met(succeeded, n int) bool {
+	switch p {
+	case PolicyQuorum:
+		return succeeded > n/2
+	case PolicyAny:
+		return succeeded >= 1
+	default:
+		return succeeded == n
+	}
+}
+
+// ShardResult is one shard's line in a broadcast report: a status and body,
+// or an error when no HTTP answer came.
+type ShardResult struct {
+	Ordinal    int     `json:"ordinal"`
+	Shard      string  `json:"shard"`
+	Address    string  `json:"address,omitempty"`
+	Status     int     `json:"status,omitempty"`
+	DurationMS float64 `json:"duration_ms"`
+	Body       string  `json:"body,omitempty"`
+	Truncated  bool    `json:"truncated,omitempty"`
+	Error      string  `json:"error,omitempty"`
+
+	outcome string
+}
+
+// BroadcastReport is the body of a /broadcast/ answer.
+type BroadcastReport struct {
+	Policy     Policy        `json:"policy"`
+	Method     string        `json:"method"`
+	Path       string        `json:"path"`
+	Succeeded  int           `json:"succeeded"`
+	Failed     int           `json:"failed"`
+	DurationMS float64       `json:"duration_ms"`
+	Shards     []ShardResult `json:"shards"`
+}
+
+// Errors a shard can fail with, as they appear in reports.
+var (
+	errShardNotReady = errors.New("shard not ready")
+	errShardDown     = errors.New("shard unreachable")
+	errShardTimeout  = errors.New("shard timeout")
+)
+
+type broadcaster struct {
+	cfg     BroadcastConfig
+	client  *http.Client
+	log     *slog.Logger
+	total   *prometheus.CounterVec
+	results *prometheus.CounterVec
+}
+
+func newBroadcaster(cfg BroadcastConfig, reg prometheus.Registerer, log *slog.Logger) *broadcaster {
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = DefaultBroadcastConcurrency
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultBroadcastTimeout
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.Transport == nil {
+		cfg.Transport = &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConnsPerHost: 4,
+			IdleConnTimeout:     90 * time.Second,
+		}
+	}
+	b := &broadcaster{
+		cfg: cfg,
+		// Redirects are the shard's answer, reported as they are.
+		client: &http.Client{Transport: cfg.Transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		log:    log,
+		total: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shard_proxy_broadcasts_total",
+			Help: "Broadcasts by outcome: success when the policy was met, failure otherwise.",
+		}, []string{"outcome"}),
+		results: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shard_proxy_broadcast_shard_results_total",
+			Help: "Per-shard results of broadcasts: success, http_error, not_ready, unreachable or timeout.",
+		}, []string{"shard", "outcome"}),
+	}
+	if reg != nil {
+		reg.MustRegister(b.total, b.results)
+	}
+	b.total.WithLabelValues("success")
+	b.total.WithLabelValues("failure")
+	return b
+}
+
+// close releases idle connections to shards.
+func (b *broadcaster) close() {
+	if t, ok := b.cfg.Transport.(interface{ CloseIdleConnections() }); ok {
+		t.CloseIdleConnections()
+	}
+}
+
+// broadcast serves ANY /broadcast/<path>.
+func (s *Server) broadcast(w http.ResponseWriter, r *http.Request) {
+	b := s.bcast
+	start := time.Now()
+	q := r.URL.Query()
+	policy := Policy(q.Get("policy"))
+	switch policy {
+	case "":
+		policy = PolicyAll
+	case PolicyAll, PolicyQuorum, PolicyAny:
+	default:
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: fmt.Sprintf("policy %q: want all, quorum or any", policy)})
+		return
+	}
+	timeout := b.cfg.Timeout
+	if v := q.Get("timeout"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			writeJSON(w, http.StatusBadRequest, errorBody{Error: fmt.Sprintf("timeout %q: want a positive duration such as 2s or 500ms", v)})
+			return
+		}
+		timeout = d
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(b.cfg.MaxBodyBytes)))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]any{"error": "request body too large", "limit": b.cfg.MaxBodyBytes})
+			return
+		}
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "reading request body: " + err.Error()})
+		return
+	}
+	t := s.cfg.Tables.Load() // one snapshot for the whole broadcast
+	if t == nil || t.Replicas() == 0 {
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "no shards"})
+		return
+	}
+	target := shardRequest{
+		method: r.Method,
+		uri:    forwardedURI(r.URL, q),
+		header: endToEndHeaders(r, s.cfg.Auth != nil),
+		body:   body,
+	}
+	rep := BroadcastReport{Policy: policy, Method: r.Method, Path: target.uri, Shards: b.fanOut(r.Context(), t, target, timeout)}
+	for _, res := range rep.Shards {
+		if res.outcome == "success" {
+			rep.Succeeded++
+		} else {
+			rep.Failed++
+		}
+		b.results.WithLabelValues(res.Shard, res.outcome).Inc()
+	}
+	rep.DurationMS = millis(time.Since(start))
+	status, outcome := http.StatusOK, "success"
+	if !policy.met(rep.Succeeded, len(rep.Shards)) {
+		status, outcome = http.StatusBadGateway, "failure"
+	}
+	b.total.WithLabelValues(outcome).Inc()
+	b.audit(r, rep, outcome)
+	writeJSON(w, status, rep)
+}
+
+// shardRequest is the request replayed to every shard.
+type shardRequest struct {
+	method string
+	uri    string
+	header http.Header
+	body   []byte
+}
+
+// fanOut sends req to every shard of t, at most Concurrency at once, and
+// returns the results by ordinal. Shards that are not ready are not
+// contacted but reported failed.
+func (b *broadcaster) fanOut(ctx context.Context, t *table.Table, req shardRequest, timeout time.Duration) []ShardResult {
+	results := make([]ShardResult, len(t.Shards))
+	sem := make(chan struct{}, b.cfg.Concurrency)
+	var wg sync.WaitGroup
+	for i, sh := range t.Shards {
+		results[i] = ShardResult{Ordinal: sh.Ordinal, Shard: sh.Name, Address: sh.Addr}
+		if !sh.Ready {
+			results[i].Error, results[i].outcome = errShardNotReady.Error(), "not_ready"
+			continue
+		}
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			b.send(ctx, sh, req, timeout, &results[i])
+		})
+	}
+	wg.Wait()
+	return results
+}
+
+// send delivers req to one shard and fills res.
+func (b *broadcaster) send(ctx context.Context, sh watch.Shard, req shardRequest, timeout time.Duration, res *ShardResult) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	start := time.Now()
+	defer func() { res.DurationMS = millis(time.Since(start)) }()
+	hr, err := http.NewRequestWithContext(ctx, req.method, "http://"+sh.Addr+req.uri, bytes.NewReader(req.body))
+	if err != nil {
+		res.Error, res.outcome = "building request: "+err.Error(), "unreachable"
+		return
+	}
+	hr.Header = req.header.Clone()
+	hr.ContentLength = int64(len(req.body))
+	resp, err := b.client.Do(hr)
+	if err == nil {
+		defer resp.Body.Close()
+		var body []byte
+		body, err = io.ReadAll(io.LimitReader(resp.Body, ResultBodyLimit+1))
+		if err == nil {
+			res.Status = resp.StatusCode
+			if len(body) > ResultBodyLimit {
+				body, res.Truncated = trimUTF8(body[:ResultBodyLimit]), true
+			}
+			res.Body = string(body)
+			res.outcome = "success"
+			if resp.StatusCode < 200 || resp.StatusCode > 299 {
+				res.outcome = "http_error"
+			}
+			// Drain a little so the connection can be reused.
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+			return
+		}
+	}
+	if ctx.Err() == context.DeadlineExceeded {
+		res.Error, res.outcome = errShardTimeout.Error(), "timeout"
+		return
+	}
+	res.Error, res.outcome = errShardDown.Error()+": "+rootCause(err), "unreachable"
+}
+
+// forwardedURI is /<path>?<query> without the broadcast's own parameters.
+func forwardedURI(u *url.URL, q url.Values) string {
+	path := strings.TrimPrefix(u.EscapedPath(), "/broadcast")
+	if path == "" {
+		path = "/"
+	}
+	if !q.Has("policy") && !q.Has("timeout") {
+		if u.RawQuery != "" {
+			return path + "?" + u.RawQuery
+		}
+		return path
+	}
+	// Keep the caller's parameter order and encoding for everything else.
+	var kept []string
+	for _, part := range strings.Split(u.RawQuery, "&") {
+		name, _, _ := strings.Cut(part, "=")
+		if name, err := url.QueryUnescape(name); err == nil && (name == "policy" || name == "timeout") {
+			continue
+		}
+		if part != "" {
+			kept = append(kept, part)
+		}
+	}
+	if len(kept) == 0 {
+		return path
+	}
+	return path + "?" + strings.Join(kept, "&")
+}
+
+// hopHeaders are per-connection headers that never travel on (RFC 9110 §7.6.1).
+var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+// endToEndHeaders copies r's headers minus hop-by-hop ones and, when the
+// admin plane checks tokens, minus the admin token, which is ours and not
+// the shards'.
+func endToEndHeaders(r *http.Request, dropAuth bool) http.Header {
+	h := r.Header.Clone()
+	for _, v := range h.Values("Connection") {
+		for _, name := range strings.Split(v, ",") {
+			h.Del(strings.TrimSpace(name))
+		}
+	}
+	for _, name := range hopHeaders {
+		h.Del(name)
+	}
+	if dropAuth {
+		h.Del("Authorization")
+	}
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		if prior := h.Get("X-Forwarded-For"); prior != "" {
+			host = prior + ", " + host
+		}
+		h.Set("X-Forwarded-For", host)
+	}
+	if h.Get("X-Forwarded-Host") == "" && r.Host != "" {
+		h.Set("X-Forwarded-Host", r.Host)
+	}
+	if h.Get("X-Forwarded-Proto") == "" {
+		h.Set("X-Forwarded-Proto", "http")
+	}
+	return h
+}
+
+// audit logs one line per broadcast: who, what, and each shard's outcome.
+func (b *broadcaster) audit(r *http.Request, rep BroadcastReport, outcome string) {
+	var per strings.Builder
+	for i, res := range rep.Shards {
+		if i > 0 {
+			per.WriteByte(' ')
+		}
+		if res.Error != "" {
+			fmt.Fprintf(&per, "%s=%s", res.Shard, res.outcome)
+		} else {
+			fmt.Fprintf(&per, "%s=%d", res.Shard, res.Status)
+		}
+	}
+	b.log.Info("broadcast",
+		"remote", r.RemoteAddr, "method", rep.Method, "path", rep.Path, "policy", string(rep.Policy),
+		"outcome", outcome, "succeeded", rep.Succeeded, "failed", rep.Failed,
+		"duration_ms", rep.DurationMS, "shards", per.String())
+}
+
+func millis(d time.Duration) float64 {
+	return float64(d.Microseconds()) / 1000
+}
+
+// trimUTF8 drops a rune cut in half at the end of b, so a truncated text
+// body does not end in a replacement character.
+func trimUTF8(b []byte) []byte {
+	for i := len(b) - 1; i >= 0 && i >= len(b)-utf8.UTFMax; i-- {
+		if utf8.RuneStart(b[i]) {
+			if !utf8.FullRune(b[i:]) {
+				return b[:i]
+			}
+			break
+		}
+	}
+	return b
+}
+
+// rootCause shortens a client error to its innermost message.
+func rootCause(err error) string {
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			return err.Error()
+		}
+		err = next
+	}
+}
