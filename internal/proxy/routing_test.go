@@ -197,3 +197,27 @@ func TestReplicasAgreeWhateverTheOrder(t *testing.T) {
 		})
 	}
 }
+
+// The data port never broadcasts: /broadcast/... is an ordinary path routed by key.
+func TestBroadcastPathIsKeyedOnDataPort(t *testing.T) {
+	shards := startShards(t, 4, "web")
+	topo := topologyOf(shards)
+	p := startProxy(t, Config{}, ring.Config{Algorithm: ring.Modulus}, &topo)
+	r := newRequest(t, "POST", p.url+"/broadcast/cache/evict", []byte("x"))
+	r.Header.Set("X-Shard-Key", "6")
+	if a := do(t, client(t), r); a.status != 200 || a.header.Get(HeaderShard) != "web-2" {
+		t.Fatalf("status %d X-Shard %q, want 200 from web-2 only", a.status, a.header.Get(HeaderShard))
+	}
+	for i, s := range shards {
+		want := 0
+		if i == 2 {
+			want = 1
+		}
+		if got := len(s.requests()); got != want {
+			t.Errorf("%s received %d requests, want %d", s.name, got, want)
+		}
+	}
+	if a := do(t, client(t), newRequest(t, "POST", p.url+"/broadcast/x", nil)); a.status != 400 {
+		t.Errorf("keyless /broadcast/x on the data port: %d, want 400 no shard key", a.status)
+	}
+}
