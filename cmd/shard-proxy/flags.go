@@ -12,6 +12,7 @@ import (
 
 	"github.com/shard-proxy/shard-proxy/internal/proxy"
 	"github.com/shard-proxy/shard-proxy/internal/ring"
+	"github.com/shard-proxy/shard-proxy/internal/watch"
 )
 
 // options is everything the proxy is configured with, after flags and
@@ -27,6 +28,7 @@ type options struct {
 	dnsSvc     string
 	replicas   int
 	domain     string
+	dnsEvery   time.Duration
 
 	listen       string
 	adminListen  string
@@ -85,6 +87,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.dnsSvc, "dns-service", "", "DNS discovery without API access: SVC.NAMESPACE of the headless Service")
 	fs.IntVar(&o.replicas, "replicas", 0, "with --dns-service: the number of shards N")
 	fs.StringVar(&o.domain, "cluster-domain", "cluster.local", "with --dns-service: the cluster DNS domain")
+	fs.DurationVar(&o.dnsEvery, "dns-interval", 5*time.Second, "with --dns-service: how often every shard name is resolved again")
 
 	fs.StringVar(&o.listen, "listen", ":8080", "data plane address")
 	fs.StringVar(&o.adminListen, "admin-listen", ":9090", "admin plane address")
@@ -168,8 +171,12 @@ func (o *options) validate() error {
 		return errors.New("--statefulset and --port go with --kube-service or --dns-service")
 	case o.kubeSvc == "" && (o.namespace != "" || o.kubeconfig != ""):
 		return errors.New("--namespace and --kubeconfig go with --kube-service")
-	case o.dnsSvc != "" && !strings.Contains(o.dnsSvc, "."):
+	case o.dnsSvc != "" && !validDNSService(o.dnsSvc):
 		return fmt.Errorf("--dns-service %q: want SVC.NAMESPACE, e.g. web.default", o.dnsSvc)
+	case o.dnsSvc != "" && !validPortNumber(o.port):
+		return fmt.Errorf("--port %q: --dns-service needs the shards' port number, e.g. --port 8080", o.port)
+	case o.dnsEvery <= 0:
+		return fmt.Errorf("--dns-interval %s: want a positive duration such as 5s", o.dnsEvery)
 	case o.partitions <= 0:
 		return fmt.Errorf("--partitions %d: want a positive number (default %d)", o.partitions, ring.DefaultPartitions)
 	case o.upstreamTO <= 0:
@@ -200,6 +207,16 @@ func (o *options) validate() error {
 		}
 	}
 	return nil
+}
+
+func validDNSService(s string) bool {
+	_, _, err := watch.ParseDNSService(s)
+	return err == nil
+}
+
+func validPortNumber(s string) bool {
+	n, err := strconv.Atoi(s)
+	return err == nil && n > 0 && n < 65536
 }
 
 func usage(w io.Writer, fs *flag.FlagSet) {

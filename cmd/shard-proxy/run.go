@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -193,6 +194,13 @@ func newSource(o *options, px *proxy.Proxy, log *slog.Logger) (watch.Source, err
 		return &watch.Demo{N: o.demo, Key: keys.KeyString}, nil
 	case o.shards != "":
 		return watch.ParseStatic(o.shards)
+	case o.dnsSvc != "":
+		svc, ns, _ := watch.ParseDNSService(o.dnsSvc)
+		port, _ := strconv.Atoi(o.port)
+		return &watch.DNS{
+			Service: svc, Namespace: ns, StatefulSet: o.sts, Replicas: o.replicas, Port: port,
+			Domain: o.domain, Interval: o.dnsEvery, Logger: log,
+		}, nil
 	}
 	return nil, fmt.Errorf("%s discovery is not available in this build", sourceName(o))
 }
