@@ -1,0 +1,212 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// result is the outcome of a request made in the background.
+type result struct {
+	status int
+	shard  string
+	body   string
+	err    error
+}
+
+// sendSlow starts GET /slow with key through p and returns where its result
+// will arrive. The request is held by the owning test shard until released.
+func sendSlow(t *testing.T, p *proxyProc, key string) <-chan result {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, p.dataURL("/slow"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Shard-Key", key)
+	res := make(chan result, 1)
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		resp, err := p.client.Do(req)
+		if err != nil {
+			res <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		res <- result{status: resp.StatusCode, shard: resp.Header.Get("X-Shard"), body: string(b), err: err}
+	}()
+	// The request must end before the test's cleanups close the client and
+	// the shards. When the test stopped early, the process still runs and
+	// holds it: killing the process ends it.
+	t.Cleanup(func() {
+		p.kill()
+		select {
+		case <-finished:
+		case <-time.After(waitTimeout):
+			t.Errorf("the background request did not end %v after the test", waitTimeout)
+		}
+	})
+	return res
+}
+
+// waitArrived waits until s holds a /slow request.
+func waitArrived(t *testing.T, s *testShard) {
+	t.Helper()
+	select {
+	case <-s.arrived:
+	case <-time.After(waitTimeout):
+		t.Fatalf("%s did not receive the slow request within %v", s.name, waitTimeout)
+	}
+}
+
+// TestGracefulShutdown sends SIGTERM while a request is in flight: the proxy
+// must stop taking new connections and turn unready, let the request finish,
+// then exit with status 0.
+func TestGracefulShutdown(t *testing.T) {
+	t.Parallel()
+	shards := startShards(t, 2)
+	p := startProxy(t, "--ring=modulus", "--shards", shardList(shards))
+
+	res := sendSlow(t, p, "1") // owned by shard-1
+	waitArrived(t, shards[1])
+	p.signal(t, syscall.SIGTERM)
+
+	eventually(t, waitTimeout, "/readyz stops answering 200", func() bool {
+		resp, err := p.client.Get(p.adminURL("/readyz"))
+		if err != nil {
+			return true // the admin plane is already closed
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusServiceUnavailable
+	})
+	eventually(t, waitTimeout, "new connections to the data port are refused", func() bool {
+		return refused(p.data)
+	})
+	if p.exited() {
+		t.Fatal("shard-proxy exited while a request was in flight")
+	}
+
+	shards[1].releaseAll()
+	select {
+	case r := <-res:
+		if r.err != nil || r.status != http.StatusOK || r.body != "shard-1" || r.shard != "shard-1" {
+			t.Errorf("in-flight request got %d %q from %q (err %v), want 200 shard-1 from shard-1", r.status, r.body, r.shard, r.err)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatalf("the in-flight request did not complete within %v of its release", waitTimeout)
+	}
+	if code := p.waitExit(t, waitTimeout); code != 0 {
+		t.Errorf("exit status %d, want 0", code)
+	}
+}
+
+// TestShutdownTimeout checks that --shutdown-timeout bounds a request that
+// never finishes: the process waits that long, then exits with status 0.
+func TestShutdownTimeout(t *testing.T) {
+	t.Parallel()
+	shards := startShards(t, 1)
+	p := startProxy(t, "--shards", shardList(shards), "--shutdown-timeout", "1s")
+
+	sendSlow(t, p, "any") // never released
+	waitArrived(t, shards[0])
+	start := time.Now()
+	p.signal(t, syscall.SIGTERM)
+	code := p.waitExit(t, 5*time.Second)
+	if code != 0 {
+		t.Errorf("exit status %d, want 0", code)
+	}
+	if took := time.Since(start); took < 900*time.Millisecond {
+		t.Errorf("exited %v after SIGTERM; want it to give the in-flight request about 1s", took)
+	}
+}
+
+// runInProcess runs the proxy in this process with args, as cli would after
+// parsing, and returns its logs and the channel run's error arrives on.
+func runInProcess(t *testing.T, ctx context.Context, args ...string) (*logLines, <-chan error) {
+	t.Helper()
+	var o options
+	args = append([]string{"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--log-format", "json"}, args...)
+	if err := parseFlags(newFlagSet(&o), args, envOf(nil)); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.validate(); err != nil {
+		t.Fatal(err)
+	}
+	logs := newLogLines()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, &o, logs) }()
+	return logs, done
+}
+
+// TestRunStopsWhenCancelledAtOnce cancels run's context before it has
+// started serving, as a SIGTERM during startup does: run must still return.
+// With one P, the goroutines that run starts do not run before it reaches
+// its shutdown, which makes the order that matters certain instead of
+// likely.
+func TestRunStopsWhenCancelledAtOnce(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	for _, source := range [][]string{
+		{"--shards", deadAddr(t)},
+		{"--demo", "1"},
+	} {
+		t.Run(source[0], func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			logs, done := runInProcess(t, ctx, source...)
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("run = %v, want nil", err)
+				}
+			case <-time.After(3 * time.Second):
+				t.Fatalf("run did not return within %v of a cancelled context; logs:\n%s", 3*time.Second, logs)
+			}
+		})
+	}
+}
+
+// TestRunLeavesNothingBehind runs the proxy in process, routes a request
+// through it, cancels, and checks that run returns and every goroutine it
+// started has ended.
+func TestRunLeavesNothingBehind(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	logs, done := runInProcess(t, ctx, "--demo", "2")
+	rec := logs.wait(t, "shard-proxy starting", nil, startTimeout)
+	listen, _ := rec["listen"].(string)
+	logs.wait(t, "topology applied", nil, waitTimeout)
+
+	client := &http.Client{Transport: &http.Transport{}, Timeout: waitTimeout}
+	req, _ := http.NewRequest(http.MethodGet, "http://"+listen+"/x", nil)
+	req.Header.Set("X-Shard-Key", "k")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	client.CloseIdleConnections()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `"shard":"demo-`) {
+		t.Fatalf("got %d %q, want 200 from a demo shard", resp.StatusCode, b)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("run = %v, want nil", err)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatalf("run did not return within %v of cancel; logs:\n%s", waitTimeout, logs)
+	}
+	goleak.VerifyNone(t, append(fasthttpBackground(), before)...)
+}
