@@ -5,7 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -44,6 +46,9 @@ type options struct {
 	logLevel     string
 	logFormat    string
 
+	// from maps flags set from the environment to their variable names.
+	from map[string]string
+
 	// Derived by validate.
 	ringCfg ring.Config
 	rules   []proxy.Rule
@@ -67,17 +72,66 @@ func (b *byteSize) Set(s string) error {
 		}
 	}
 	n, err := strconv.Atoi(strings.TrimSpace(num))
-	if err != nil || n <= 0 {
-		return fmt.Errorf("want a positive number of bytes such as 4194304 or 4MiB")
+	if err != nil || n <= 0 || n > math.MaxInt32/mult {
+		return fmt.Errorf("want a positive number of bytes up to 2GiB such as 4194304 or 4MiB")
 	}
 	*b = byteSize(n * mult)
 	return nil
 }
 
+// intValue and durationValue are int and time.Duration flags whose parse
+// errors say what would be right, instead of the flag package's bare
+// "parse error".
+type intValue struct{ p *int }
+
+func (v intValue) String() string {
+	if v.p == nil {
+		return "0"
+	}
+	return strconv.Itoa(*v.p)
+}
+
+func (v intValue) Set(s string) error {
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil {
+		return errors.New("want a whole number")
+	}
+	*v.p = n
+	return nil
+}
+
+type durationValue struct{ p *time.Duration }
+
+func (v durationValue) String() string {
+	if v.p == nil {
+		return "0s"
+	}
+	return v.p.String()
+}
+
+func (v durationValue) Set(s string) error {
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return errors.New("want a duration such as 30s, 500ms or 1m")
+	}
+	*v.p = d
+	return nil
+}
+
+func intFlag(fs *flag.FlagSet, p *int, name string, def int, usage string) {
+	*p = def
+	fs.Var(intValue{p}, name, usage)
+}
+
+func durationFlag(fs *flag.FlagSet, p *time.Duration, name string, def time.Duration, usage string) {
+	*p = def
+	fs.Var(durationValue{p}, name, usage)
+}
+
 func newFlagSet(o *options) *flag.FlagSet {
 	fs := flag.NewFlagSet("shard-proxy", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.IntVar(&o.demo, "demo", 0, "start N in-process demo shards (demo-0…) and route to them")
+	intFlag(fs, &o.demo, "demo", 0, "start N in-process demo shards (demo-0…) and route to them")
 	fs.StringVar(&o.shards, "shards", "", "static shards: comma-separated http://host:port; ordinal = position, names shard-0…")
 	fs.StringVar(&o.kubeSvc, "kube-service", "", "Kubernetes discovery: the headless Service of the StatefulSet")
 	fs.StringVar(&o.sts, "statefulset", "", "StatefulSet name (default: the Service name)")
@@ -85,22 +139,22 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster, then $KUBECONFIG, then ~/.kube/config)")
 	fs.StringVar(&o.port, "port", "", "shard port: EndpointSlice port name or number (default: the only port)")
 	fs.StringVar(&o.dnsSvc, "dns-service", "", "DNS discovery without API access: SVC.NAMESPACE of the headless Service")
-	fs.IntVar(&o.replicas, "replicas", 0, "with --dns-service: the number of shards N")
+	intFlag(fs, &o.replicas, "replicas", 0, "with --dns-service: the number of shards N")
 	fs.StringVar(&o.domain, "cluster-domain", "cluster.local", "with --dns-service: the cluster DNS domain")
-	fs.DurationVar(&o.dnsEvery, "dns-interval", 5*time.Second, "with --dns-service: how often every shard name is resolved again")
+	durationFlag(fs, &o.dnsEvery, "dns-interval", 5*time.Second, "with --dns-service: how often every shard name is resolved again")
 
 	fs.StringVar(&o.listen, "listen", ":8080", "data plane address")
 	fs.StringVar(&o.adminListen, "admin-listen", ":9090", "admin plane address")
 	fs.StringVar(&o.ringName, "ring", string(ring.Jump), "ring algorithm: jump, consistent or modulus")
-	fs.IntVar(&o.partitions, "partitions", ring.DefaultPartitions, "partitions of the consistent ring")
+	intFlag(fs, &o.partitions, "partitions", ring.DefaultPartitions, "partitions of the consistent ring")
 	fs.StringVar(&o.key, "key", proxy.DefaultKeyRules, "key rules tried in order: header:NAME, query:NAME, cookie:NAME, path:TEMPLATE, body:FIELD")
 	o.maxBody = proxy.DefaultMaxBodyBytes
 	fs.Var(&o.maxBody, "max-body-bytes", "largest request body read and forwarded (bytes, or with KiB/MiB/GiB)")
-	fs.DurationVar(&o.upstreamTO, "upstream-timeout", proxy.DefaultUpstreamTimeout, "bound on one forwarded request")
-	fs.DurationVar(&o.shutdownTO, "shutdown-timeout", 15*time.Second, "on SIGTERM, how long in-flight requests may take to finish")
+	durationFlag(fs, &o.upstreamTO, "upstream-timeout", proxy.DefaultUpstreamTimeout, "bound on one forwarded request")
+	durationFlag(fs, &o.shutdownTO, "shutdown-timeout", 15*time.Second, "on SIGTERM, how long in-flight requests may take to finish")
 	fs.StringVar(&o.tokenFile, "admin-token-file", "", "file holding the admin bearer token (re-read when it changes)")
-	fs.IntVar(&o.bcastConc, "broadcast-concurrency", 64, "broadcast: shards contacted at once")
-	fs.DurationVar(&o.bcastTimeout, "broadcast-timeout", 10*time.Second, "broadcast: default bound per shard (?timeout= overrides)")
+	intFlag(fs, &o.bcastConc, "broadcast-concurrency", 64, "broadcast: shards contacted at once")
+	durationFlag(fs, &o.bcastTimeout, "broadcast-timeout", 10*time.Second, "broadcast: default bound per shard (?timeout= overrides)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	return fs
@@ -112,31 +166,44 @@ func envName(flagName string) string {
 	return "SHARD_PROXY_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
+// serviceLink matches the variables Kubernetes injects for a Service
+// (SHARD_PROXY_PORT=tcp://10.96.0.12:80 for a Service named shard-proxy);
+// they are not flags.
+var serviceLink = regexp.MustCompile(`^(tcp|udp|sctp)://`)
+
+var flagError = regexp.MustCompile(`^invalid value "(.*)" for flag -(\S+): (.*)$`)
+
 // parseFlags parses args, then fills every flag not given from its
-// environment variable: the flag wins.
-func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) error {
+// environment variable: the flag wins. It returns the names of the flags
+// taken from the environment, mapped to their variables, so that later
+// errors can name the variable the user actually set.
+func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (fromEnv map[string]string, err error) {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return err
+			return nil, err
 		}
-		return errors.New(strings.TrimPrefix(err.Error(), "flag provided but not defined: ") + hintFor(err))
+		if m := flagError.FindStringSubmatch(err.Error()); m != nil {
+			return nil, fmt.Errorf("--%s %q: %s", m[2], m[1], m[3])
+		}
+		return nil, errors.New(strings.TrimPrefix(err.Error(), "flag provided but not defined: ") + hintFor(err))
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q (flags start with --; subcommands are locate, shards, broadcast)", fs.Arg(0))
+		return nil, fmt.Errorf("unexpected argument %q (flags start with --; subcommands are locate, shards, broadcast)", fs.Arg(0))
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	var err error
+	fromEnv = map[string]string{}
 	fs.VisitAll(func(f *flag.Flag) {
 		v := getenv(envName(f.Name))
-		if err != nil || set[f.Name] || v == "" {
+		if err != nil || set[f.Name] || v == "" || serviceLink.MatchString(v) {
 			return
 		}
 		if e := fs.Set(f.Name, v); e != nil {
 			err = fmt.Errorf("%s=%q: %v", envName(f.Name), v, e)
 		}
+		fromEnv[f.Name] = envName(f.Name)
 	})
-	return err
+	return fromEnv, err
 }
 
 func hintFor(err error) string {
@@ -144,6 +211,15 @@ func hintFor(err error) string {
 		return ": unknown flag (see shard-proxy --help)"
 	}
 	return ""
+}
+
+// name is how errors refer to a flag: --ring, or SHARD_PROXY_RING when the
+// value came from there.
+func (o *options) name(flagName string) string {
+	if env, ok := o.from[flagName]; ok {
+		return env
+	}
+	return "--" + flagName
 }
 
 // validate checks combinations and derives the ring and key configuration.
@@ -188,22 +264,22 @@ func (o *options) validate() error {
 	case o.bcastTimeout <= 0:
 		return fmt.Errorf("--broadcast-timeout %s: want a positive duration such as 10s", o.bcastTimeout)
 	case o.logFormat != "text" && o.logFormat != "json":
-		return fmt.Errorf("--log-format %q: want text or json", o.logFormat)
+		return fmt.Errorf("%s %q: want text or json", o.name("log-format"), o.logFormat)
 	}
 	if _, err := parseLevel(o.logLevel); err != nil {
-		return err
+		return fmt.Errorf("%s %w", o.name("log-level"), err)
 	}
 	alg, err := ring.ParseAlgorithm(o.ringName)
 	if err != nil {
-		return fmt.Errorf("--ring: %w", err)
+		return fmt.Errorf("%s: %w", o.name("ring"), err)
 	}
 	o.ringCfg = ring.Config{Algorithm: alg, Partitions: o.partitions}
 	if o.rules, err = proxy.ParseRules(o.key); err != nil {
-		return fmt.Errorf("--key: %w", err)
+		return fmt.Errorf("%s: %w", o.name("key"), err)
 	}
 	if o.tokenFile != "" {
 		if _, err := os.Stat(o.tokenFile); err != nil {
-			return fmt.Errorf("--admin-token-file: %w", err)
+			return fmt.Errorf("%s: %w", o.name("admin-token-file"), err)
 		}
 	}
 	return nil

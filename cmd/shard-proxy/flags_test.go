@@ -144,7 +144,9 @@ func TestCLIListenFails(t *testing.T) {
 func parseOptions(t *testing.T, args []string, env map[string]string) *options {
 	t.Helper()
 	var o options
-	if err := parseFlags(newFlagSet(&o), args, envOf(env)); err != nil {
+	from, err := parseFlags(newFlagSet(&o), args, envOf(env))
+	o.from = from
+	if err != nil {
 		t.Fatalf("parseFlags(%q, %v): %v", args, env, err)
 	}
 	if err := o.validate(); err != nil {
@@ -264,12 +266,15 @@ func TestKubernetesServiceLinks(t *testing.T) {
 	for _, args := range [][]string{
 		{"--shards", "10.0.0.1:8080,10.0.0.2:8080"},
 		{"--kube-service", "web"},
-		{"--dns-service", "web.default", "--replicas", "3"},
 	} {
 		t.Run(args[0], func(t *testing.T) {
 			if o := parseOptions(t, args, links); o.port != "" {
 				t.Errorf("--port = %q, want the default (empty): a service link is not a port", o.port)
 			}
 		})
+	}
+	// --dns-service needs a port number; the link must not replace or stand in for it.
+	if o := parseOptions(t, []string{"--dns-service", "web.default", "--replicas", "3", "--port", "8080"}, links); o.port != "8080" {
+		t.Errorf("--port = %q, want 8080", o.port)
 	}
 }

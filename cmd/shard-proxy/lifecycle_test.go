@@ -134,7 +134,9 @@ func runInProcess(t *testing.T, ctx context.Context, args ...string) (*logLines,
 	t.Helper()
 	var o options
 	args = append([]string{"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--log-format", "json"}, args...)
-	if err := parseFlags(newFlagSet(&o), args, envOf(nil)); err != nil {
+	from, err := parseFlags(newFlagSet(&o), args, envOf(nil))
+	o.from = from
+	if err != nil {
 		t.Fatal(err)
 	}
 	if err := o.validate(); err != nil {

@@ -27,7 +27,9 @@ func cli(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	}
 	var o options
 	fs := newFlagSet(&o)
-	if err := parseFlags(fs, args, getenv); err != nil {
+	from, err := parseFlags(fs, args, getenv)
+	o.from = from
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			usage(stdout, fs)
 			return 0

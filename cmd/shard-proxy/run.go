@@ -25,7 +25,7 @@ import (
 func parseLevel(s string) (slog.Level, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(s)); err != nil {
-		return l, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
+		return l, fmt.Errorf("%q: want debug, info, warn or error", s)
 	}
 	return l, nil
 }
@@ -145,6 +145,9 @@ func run(ctx context.Context, o *options, logw io.Writer) error {
 	if err := dataSrv.ShutdownWithContext(sctx); err != nil {
 		log.Warn("in-flight requests did not finish in time", "err", err)
 	}
+	// A shutdown that comes before Serve registered the listener does not
+	// close it; closing it here ends Serve either way.
+	_ = dataLn.Close()
 	stopSource() // after the data plane: demo shards must outlive requests to them
 	_ = adminSrv.Shutdown(sctx)
 	adm.Close()

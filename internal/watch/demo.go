@@ -40,18 +40,29 @@ func (d *Demo) Run(ctx context.Context, publish func(Topology)) error {
 		return errors.New("demo needs at least one shard")
 	}
 	var (
-		servers []*fasthttp.Server
-		wg      sync.WaitGroup
-		topo    = Topology{Replicas: d.N}
+		servers   []*fasthttp.Server
+		listeners []net.Listener
+		wg        sync.WaitGroup
+		topo      = Topology{Replicas: d.N}
 	)
+	// Shutdown before Serve has registered a listener does not close it,
+	// so the listeners are closed here too.
+	stop := func() {
+		for _, s := range servers {
+			_ = s.Shutdown()
+		}
+		for _, ln := range listeners {
+			_ = ln.Close()
+		}
+	}
 	for i := range d.N {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			for _, s := range servers {
-				_ = s.Shutdown()
-			}
+			stop()
+			wg.Wait()
 			return fmt.Errorf("demo shard %d: %w", i, err)
 		}
+		listeners = append(listeners, ln)
 		name := fmt.Sprintf("demo-%d", i)
 		srv := &fasthttp.Server{Handler: d.handler(name), NoDefaultServerHeader: true}
 		servers = append(servers, srv)
@@ -60,9 +71,7 @@ func (d *Demo) Run(ctx context.Context, publish func(Topology)) error {
 	}
 	publish(topo)
 	<-ctx.Done()
-	for _, s := range servers {
-		_ = s.Shutdown()
-	}
+	stop()
 	wg.Wait()
 	return nil
 }
