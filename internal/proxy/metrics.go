@@ -21,7 +21,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shard_proxy_requests_total",
-			Help: "Proxied requests by owning shard and response status code (shard is empty when no owner was chosen).",
+			Help: "Answers to requests that had an owning shard, by shard and status code (including the proxy's own 502, 503 and 504).",
 		}, []string{"shard", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "shard_proxy_request_duration_seconds",
