@@ -1,0 +1,202 @@
+package watch
+
+import (
+	"cmp"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+)
+
+// This file converts API objects at the edge: a StatefulSet and the
+// EndpointSlices of its Service become a Topology, and nothing else in the
+// program sees client-go types. It is pure, so the rules are tested with
+// hand-built objects.
+
+// kubeSet is the part of a StatefulSet the ring depends on.
+type kubeSet struct {
+	name     string
+	replicas int // spec.replicas; nil means 1
+	start    int // spec.ordinals.start; unset means 0
+}
+
+func kubeSetFrom(s *appsv1.StatefulSet) kubeSet {
+	ks := kubeSet{name: s.Name, replicas: 1}
+	if s.Spec.Replicas != nil {
+		ks.replicas = max(int(*s.Spec.Replicas), 0)
+	}
+	if s.Spec.Ordinals != nil {
+		ks.start = int(s.Spec.Ordinals.Start)
+	}
+	return ks
+}
+
+// kubeEndpoint is one endpoint of a pod of the StatefulSet.
+type kubeEndpoint struct {
+	ordinal int
+	addr    string // host:port, "" when the slice has no usable port
+	ready   bool
+}
+
+// endpointsFrom extracts the endpoints of the StatefulSet's pods from one
+// EndpointSlice. Endpoints of other pods are ignored. When the slice has no
+// port matching the wanted one, its endpoints are returned without an
+// address (so not ready) and problem says why.
+func endpointsFrom(slice *discoveryv1.EndpointSlice, set kubeSet, port string) (eps []kubeEndpoint, problem string) {
+	portNum, problem := slicePort(slice, port)
+	for _, ep := range slice.Endpoints {
+		ordinal, ok := podOrdinal(endpointPodName(ep), set)
+		if !ok || len(ep.Addresses) == 0 {
+			continue
+		}
+		ke := kubeEndpoint{ordinal: ordinal}
+		if portNum != 0 {
+			// Only the first address has defined semantics (EndpointSlice API).
+			ke.addr = net.JoinHostPort(ep.Addresses[0], strconv.Itoa(portNum))
+			ke.ready = endpointReady(ep.Conditions)
+		}
+		eps = append(eps, ke)
+	}
+	return eps, problem
+}
+
+// endpointReady follows the EndpointSlice API: a nil ready means ready, a
+// nil terminating means not terminating. A terminating endpoint takes no
+// new requests even when ready is true, which publishNotReadyAddresses can
+// cause.
+func endpointReady(c discoveryv1.EndpointConditions) bool {
+	ready := c.Ready == nil || *c.Ready
+	terminating := c.Terminating != nil && *c.Terminating
+	return ready && !terminating
+}
+
+// endpointPodName is the name of the pod behind an endpoint: the target
+// Pod's name, else the hostname (which the EndpointSlice controller sets to
+// the pod's hostname, the pod name for a StatefulSet, under a headless
+// Service).
+func endpointPodName(ep discoveryv1.Endpoint) string {
+	if r := ep.TargetRef; r != nil && (r.Kind == "Pod" || r.Kind == "") && r.Name != "" {
+		return r.Name
+	}
+	if ep.Hostname != nil {
+		return *ep.Hostname
+	}
+	return ""
+}
+
+// podOrdinal parses "<statefulset>-<ordinal>" and reports whether the
+// ordinal is one of the set's current ordinals. The ordinal must be written
+// as the StatefulSet controller writes it: decimal without sign or leading
+// zeros.
+func podOrdinal(pod string, set kubeSet) (int, bool) {
+	s, ok := strings.CutPrefix(pod, set.name+"-")
+	if !ok || s == "" || (len(s) > 1 && s[0] == '0') || strings.TrimLeft(s, "0123456789") != "" {
+		return 0, false
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < set.start || n >= set.start+set.replicas {
+		return 0, false
+	}
+	return n, true
+}
+
+// slicePort picks the port number to use from a slice's ports: the one
+// named or numbered port, or with port "" the only TCP port. It returns 0
+// and a reason when there is no such port or the choice is ambiguous.
+func slicePort(slice *discoveryv1.EndpointSlice, port string) (int, string) {
+	var tcp []discoveryv1.EndpointPort
+	for _, p := range slice.Ports {
+		if p.Port != nil && (p.Protocol == nil || *p.Protocol == corev1.ProtocolTCP) {
+			tcp = append(tcp, p)
+		}
+	}
+	if port == "" {
+		switch len(tcp) {
+		case 1:
+			return int(*tcp[0].Port), ""
+		case 0:
+			return 0, fmt.Sprintf("EndpointSlice %s has no TCP port", slice.Name)
+		default:
+			return 0, fmt.Sprintf("EndpointSlice %s has %d TCP ports (%s); choose one with --port", slice.Name, len(tcp), portList(tcp))
+		}
+	}
+	// Port names must contain a letter, so a number can only mean a number.
+	num, numErr := strconv.Atoi(port)
+	for _, p := range tcp {
+		if (numErr == nil && int(*p.Port) == num) || (p.Name != nil && *p.Name == port) {
+			return int(*p.Port), ""
+		}
+	}
+	return 0, fmt.Sprintf("EndpointSlice %s has no TCP port %q (it has %s)", slice.Name, port, portList(tcp))
+}
+
+func portList(ports []discoveryv1.EndpointPort) string {
+	if len(ports) == 0 {
+		return "none"
+	}
+	var parts []string
+	for _, p := range ports {
+		if p.Name != nil && *p.Name != "" {
+			parts = append(parts, fmt.Sprintf("%s=%d", *p.Name, *p.Port))
+		} else {
+			parts = append(parts, strconv.Itoa(int(*p.Port)))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// kubeTopology builds the Topology for a StatefulSet (nil when it does not
+// exist: no shards) and the EndpointSlices of its Service. Every ordinal of
+// the set gets a shard, ready or not: N is spec.replicas, never the number of
+// ready pods. The result depends only on the objects, not on their order, so
+// every proxy replica that sees the same objects builds the same Topology.
+// problems lists slices whose port could not be chosen, sorted.
+func kubeTopology(sts *appsv1.StatefulSet, epSlices []*discoveryv1.EndpointSlice, port string) (topo Topology, problems []string) {
+	if sts == nil {
+		return Topology{}, nil
+	}
+	set := kubeSetFrom(sts)
+	best := make(map[int]kubeEndpoint, set.replicas)
+	for _, slice := range epSlices {
+		eps, problem := endpointsFrom(slice, set, port)
+		if problem != "" {
+			problems = append(problems, problem)
+		}
+		for _, ep := range eps {
+			if cur, ok := best[ep.ordinal]; !ok || betterEndpoint(ep, cur) {
+				best[ep.ordinal] = ep
+			}
+		}
+	}
+	topo = Topology{Replicas: set.replicas, Shards: make([]Shard, set.replicas)}
+	for i := range set.replicas {
+		ordinal := set.start + i
+		ep := best[ordinal]
+		topo.Shards[i] = Shard{
+			Ordinal: ordinal,
+			Name:    set.name + "-" + strconv.Itoa(ordinal),
+			Addr:    ep.addr,
+			Ready:   ep.ready && ep.addr != "",
+		}
+	}
+	slices.Sort(problems)
+	return topo, slices.Compact(problems)
+}
+
+// betterEndpoint orders duplicates of one ordinal (several slices or address
+// families): ready first, then one with an address, then the smallest
+// address, so that the choice never depends on event order.
+func betterEndpoint(a, b kubeEndpoint) bool {
+	if a.ready != b.ready {
+		return a.ready
+	}
+	if (a.addr != "") != (b.addr != "") {
+		return a.addr != ""
+	}
+	return cmp.Less(a.addr, b.addr)
+}

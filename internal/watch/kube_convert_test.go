@@ -1,0 +1,281 @@
+package watch
+
+import (
+	"math/rand/v2"
+	"reflect"
+	"strconv"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Hand-built objects for the conversion rules; the watcher itself is tested
+// against a real API server in kube_test.go.
+
+func testSts(name string, replicas *int32, start int32) *appsv1.StatefulSet {
+	s := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns"}}
+	s.Spec.Replicas = replicas
+	if start != 0 {
+		s.Spec.Ordinals = &appsv1.StatefulSetOrdinals{Start: start}
+	}
+	return s
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+type testEPOpt func(*discoveryv1.Endpoint)
+
+func epNotReady(e *discoveryv1.Endpoint)    { e.Conditions.Ready = ptrTo(false) }
+func epTerminating(e *discoveryv1.Endpoint) { e.Conditions.Terminating = ptrTo(true) }
+func epNilReady(e *discoveryv1.Endpoint)    { e.Conditions.Ready = nil }
+func epByHostname(e *discoveryv1.Endpoint)  { e.Hostname, e.TargetRef = ptrTo(e.TargetRef.Name), nil }
+
+func testEP(pod, addr string, opts ...testEPOpt) discoveryv1.Endpoint {
+	e := discoveryv1.Endpoint{
+		Addresses:  []string{addr},
+		Conditions: discoveryv1.EndpointConditions{Ready: ptrTo(true), Serving: ptrTo(true), Terminating: ptrTo(false)},
+		TargetRef:  &corev1.ObjectReference{Kind: "Pod", Namespace: "ns", Name: pod},
+	}
+	for _, o := range opts {
+		o(&e)
+	}
+	return e
+}
+
+type testPort struct {
+	name  string
+	num   int32
+	proto corev1.Protocol
+}
+
+func testSlice(name string, ports []testPort, eps ...discoveryv1.Endpoint) *discoveryv1.EndpointSlice {
+	s := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: name, Namespace: "ns", Labels: map[string]string{discoveryv1.LabelServiceName: "web"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints:   eps,
+	}
+	for _, p := range ports {
+		ep := discoveryv1.EndpointPort{Name: ptrTo(p.name), Port: ptrTo(p.num)}
+		if p.proto != "" {
+			ep.Protocol = ptrTo(p.proto)
+		}
+		s.Ports = append(s.Ports, ep)
+	}
+	return s
+}
+
+var testHTTPPort = []testPort{{name: "http", num: 8080, proto: corev1.ProtocolTCP}}
+
+func testShard(ordinal int, addr string, ready bool) Shard {
+	return Shard{Ordinal: ordinal, Name: "web-" + strconv.Itoa(ordinal), Addr: addr, Ready: ready}
+}
+
+func TestKubeTopology(t *testing.T) {
+	tests := []struct {
+		name     string
+		sts      *appsv1.StatefulSet
+		slices   []*discoveryv1.EndpointSlice
+		port     string
+		want     Topology
+		problems int
+	}{
+		{
+			name: "no statefulset means no shards",
+			sts:  nil,
+			slices: []*discoveryv1.EndpointSlice{
+				testSlice("a", testHTTPPort, testEP("web-0", "10.0.0.1")),
+			},
+			want: Topology{},
+		},
+		{
+			name: "all ready",
+			sts:  testSts("web", ptrTo[int32](3), 0),
+			slices: []*discoveryv1.EndpointSlice{
+				testSlice("a", testHTTPPort, testEP("web-2", "10.0.0.3"), testEP("web-0", "10.0.0.1"), testEP("web-1", "10.0.0.2")),
+			},
+			want: Topology{Replicas: 3, Shards: []Shard{
+				testShard(0, "10.0.0.1:8080", true), testShard(1, "10.0.0.2:8080", true), testShard(2, "10.0.0.3:8080", true),
+			}},
+		},
+		{
+			name: "nil replicas means 1",
+			sts:  testSts("web", nil, 0),
+			slices: []*discoveryv1.EndpointSlice{
+				testSlice("a", testHTTPPort, testEP("web-0", "10.0.0.1")),
+			},
+			want: Topology{Replicas: 1, Shards: []Shard{testShard(0, "10.0.0.1:8080", true)}},
+		},
+		{
+			name: "zero replicas",
+			sts:  testSts("web", ptrTo[int32](0), 0),
+			want: Topology{Replicas: 0, Shards: []Shard{}},
+		},
+		{
+			name: "missing, not ready and terminating pods keep their ordinals",
+			sts:  testSts("web", ptrTo[int32](4), 0),
+			slices: []*discoveryv1.EndpointSlice{
+				testSlice("a", testHTTPPort, testEP("web-0", "10.0.0.1", epNotReady), testEP("web-1", "10.0.0.2", epTerminating), testEP("web-3", "10.0.0.4")),
+			},
+			want: Topology{Replicas: 4, Shards: []Shard{
+				testShard(0, "10.0.0.1:8080", false), testShard(1, "10.0.0.2:8080", false), testShard(2, "", false), testShard(3, "10.0.0.4:8080", true),
+			}},
+		},
+		{
+			name: "nil ready means ready, but not while terminating",
+			sts:  testSts("web", ptrTo[int32](2), 0),
+			slices: []*discoveryv1.EndpointSlice{
+				testSlice("a", testHTTPPort, testEP("web-0", "10.0.0.1", epNilReady), testEP("web-1", "10.0.0.2", epTerminating, epNilReady)),
+			},
+			want: Topology{Replicas: 2, Shards: []Shard{testShard(0, "10.0.0.1:8080", true), testShard(1, "10.0.0.2:8080", false)}},
+		},
+		{
+			name: "ordinals start",
+			sts:  testSts("web", ptrTo[int32](2), 5),
+			slices: []*discoveryv1.EndpointSlice{
+				testSlice("a", testHTTPPort, testEP("web-5", "10.0.0.5"), testEP("web-6", "10.0.0.6"), testEP("web-0", "10.0.0.9"), testEP("web-7", "10.0.0.7")),
+			},
+			want: Topology{Replicas: 2, Shards: []Shard{
+				{Ordinal: 5, Name: "web-5", Addr: "10.0.0.5:8080", Ready: true},
+				{Ordinal: 6, Name: "web-6", Addr: "10.0.0.6:8080", Ready: true},
+			}},
+		},
+		{
+			name: "pods beyond replicas and foreign names are ignored",
+			sts:  testSts("web", ptrTo[int32](2), 0),
+			slices: []*discoveryv1.EndpointSlice{
+				testSlice("a", testHTTPPort,
+					testEP("web-2", "10.0.0.3"), testEP("web-01", "10.0.0.9"), testEP("web-+1", "10.0.0.9"), testEP("web-", "10.0.0.9"),
+					testEP("webby-0", "10.0.0.9"), testEP("other-1", "10.0.0.9"), testEP("web-x", "10.0.0.9"), testEP("web-1", "10.0.0.2")),
+			},
+			want: Topology{Replicas: 2, Shards: []Shard{testShard(0, "", false), testShard(1, "10.0.0.2:8080", true)}},
+		},
+		{
+			name: "hostname when there is no target",
+			sts:  testSts("web", ptrTo[int32](1), 0),
+			slices: []*discoveryv1.EndpointSlice{
+				testSlice("a", testHTTPPort, testEP("web-0", "10.0.0.1", epByHostname)),
+			},
+			want: Topology{Replicas: 1, Shards: []Shard{testShard(0, "10.0.0.1:8080", true)}},
+		},
+		{
+			name: "duplicate ordinal: ready wins over not ready, in any slice order",
+			sts:  testSts("web", ptrTo[int32](1), 0),
+			slices: []*discoveryv1.EndpointSlice{
+				testSlice("a", testHTTPPort, testEP("web-0", "10.0.0.1", epNotReady)),
+				testSlice("b", testHTTPPort, testEP("web-0", "10.0.0.2")),
+				testSlice("c", testHTTPPort, testEP("web-0", "10.0.0.0", epTerminating)),
+			},
+			want: Topology{Replicas: 1, Shards: []Shard{testShard(0, "10.0.0.2:8080", true)}},
+		},
+		{
+			name: "duplicate ordinal, both ready: smallest address",
+			sts:  testSts("web", ptrTo[int32](1), 0),
+			slices: []*discoveryv1.EndpointSlice{
+				testSlice("v6", testHTTPPort, testEP("web-0", "fd00::1")),
+				testSlice("v4", testHTTPPort, testEP("web-0", "10.0.0.1")),
+			},
+			want: Topology{Replicas: 1, Shards: []Shard{testShard(0, "10.0.0.1:8080", true)}},
+		},
+		{
+			name: "IPv6 in brackets",
+			sts:  testSts("web", ptrTo[int32](1), 0),
+			slices: []*discoveryv1.EndpointSlice{
+				testSlice("v6", testHTTPPort, testEP("web-0", "fd00::1")),
+			},
+			want: Topology{Replicas: 1, Shards: []Shard{testShard(0, "[fd00::1]:8080", true)}},
+		},
+		{
+			name: "named port",
+			sts:  testSts("web", ptrTo[int32](1), 0),
+			port: "admin",
+			slices: []*discoveryv1.EndpointSlice{
+				testSlice("a", []testPort{{name: "http", num: 8080}, {name: "admin", num: 9090}}, testEP("web-0", "10.0.0.1")),
+			},
+			want: Topology{Replicas: 1, Shards: []Shard{testShard(0, "10.0.0.1:9090", true)}},
+		},
+		{
+			name: "numbered port",
+			sts:  testSts("web", ptrTo[int32](1), 0),
+			port: "9090",
+			slices: []*discoveryv1.EndpointSlice{
+				testSlice("a", []testPort{{name: "http", num: 8080}, {name: "admin", num: 9090}}, testEP("web-0", "10.0.0.1")),
+			},
+			want: Topology{Replicas: 1, Shards: []Shard{testShard(0, "10.0.0.1:9090", true)}},
+		},
+		{
+			name: "only TCP port is chosen, UDP ignored",
+			sts:  testSts("web", ptrTo[int32](1), 0),
+			slices: []*discoveryv1.EndpointSlice{
+				testSlice("a", []testPort{{name: "dns", num: 53, proto: corev1.ProtocolUDP}, {name: "http", num: 8080}}, testEP("web-0", "10.0.0.1")),
+			},
+			want: Topology{Replicas: 1, Shards: []Shard{testShard(0, "10.0.0.1:8080", true)}},
+		},
+		{
+			name: "ambiguous port: no address, not ready, a problem",
+			sts:  testSts("web", ptrTo[int32](1), 0),
+			slices: []*discoveryv1.EndpointSlice{
+				testSlice("a", []testPort{{name: "http", num: 8080}, {name: "admin", num: 9090}}, testEP("web-0", "10.0.0.1")),
+			},
+			want:     Topology{Replicas: 1, Shards: []Shard{testShard(0, "", false)}},
+			problems: 1,
+		},
+		{
+			name: "missing named port in one slice only",
+			sts:  testSts("web", ptrTo[int32](2), 0),
+			port: "http",
+			slices: []*discoveryv1.EndpointSlice{
+				testSlice("a", testHTTPPort, testEP("web-0", "10.0.0.1")),
+				testSlice("b", []testPort{{name: "grpc", num: 7070}}, testEP("web-1", "10.0.0.2")),
+			},
+			want:     Topology{Replicas: 2, Shards: []Shard{testShard(0, "10.0.0.1:8080", true), testShard(1, "", false)}},
+			problems: 1,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var before []*discoveryv1.EndpointSlice
+			for _, s := range tt.slices {
+				before = append(before, s.DeepCopy())
+			}
+			got, problems := kubeTopology(tt.sts, tt.slices, tt.port)
+			if len(tt.slices) > 0 && !reflect.DeepEqual(before, tt.slices) {
+				t.Errorf("kubeTopology modified its input (objects from the informer cache)")
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("topology:\n got %+v\nwant %+v", got, tt.want)
+			}
+			if len(problems) != tt.problems {
+				t.Errorf("problems = %q, want %d of them", problems, tt.problems)
+			}
+			if tt.want.Replicas > 0 {
+				if _, err := got.Normalize(); err != nil {
+					t.Errorf("result does not normalize: %v", err)
+				}
+			}
+			// Determinism: any order of slices and endpoints gives the same answer.
+			for range 20 {
+				shuffled := shuffleSlices(tt.slices)
+				if again, _ := kubeTopology(tt.sts, shuffled, tt.port); !reflect.DeepEqual(again, got) {
+					t.Fatalf("order changed the result:\n got %+v\nwant %+v", again, got)
+				}
+			}
+		})
+	}
+}
+
+// shuffleSlices returns deep copies of slices in random order with their
+// endpoints shuffled, leaving the originals alone.
+func shuffleSlices(in []*discoveryv1.EndpointSlice) []*discoveryv1.EndpointSlice {
+	out := make([]*discoveryv1.EndpointSlice, len(in))
+	for i, s := range in {
+		out[i] = s.DeepCopy()
+		rand.Shuffle(len(out[i].Endpoints), func(a, b int) {
+			out[i].Endpoints[a], out[i].Endpoints[b] = out[i].Endpoints[b], out[i].Endpoints[a]
+		})
+	}
+	rand.Shuffle(len(out), func(a, b int) { out[a], out[b] = out[b], out[a] })
+	return out
+}
