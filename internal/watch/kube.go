@@ -32,7 +32,10 @@ const DefaultKubeCoalesce = 20 * time.Millisecond
 // It keeps client-go informers on the one StatefulSet and on the Service's
 // EndpointSlices. Their caches keep the last state through watch errors and
 // API server restarts, so an outage never shrinks the ring: Kube keeps
-// quiet until the API answers again. A StatefulSet that does not exist (never
+// quiet until the API answers again. client-go retries a refused watch with
+// a backoff that grows from 0.8 s to 30 s, so a change made just after a
+// long outage can take up to about 30 s to arrive, and the two informers
+// may resume a moment apart. A StatefulSet that does not exist (never
 // created, or deleted) means no shards: Kube publishes Replicas 0, and the
 // proxy answers 503 until it appears.
 type Kube struct {

@@ -8,6 +8,20 @@
 // Tests skip, saying how to provision, when the binaries are missing or the
 // process is not root. Provision with `make test` or
 // `bash test/kube/provision.sh`.
+//
+// A typical test:
+//
+//	env := kubeenv.Start(t)                 // control plane, ~4 s
+//	ns := env.Namespace(t)                  // fresh namespace
+//	kubelet := env.StartKubelet(t, ns)      // runs the pods of ns
+//	env.CreateStatefulSet(t, ns, kubeenv.StatefulSet{Name: "web", Replicas: 3})
+//	// ... run the proxy with --kubeconfig env.Kubeconfig --namespace ns
+//	// --kube-service web; pods answer at their IPs with a PodResponse.
+//	kubelet.SetReady("web-1", false)        // web-1 leaves the ready endpoints
+//	env.Scale(t, ns, "web", 4)
+//	env.StopAPIServer(); env.StartAPIServer(t)
+//
+// Starting takes a few seconds, so related cases share one Env as subtests.
 package kubeenv
 
 import (
@@ -54,6 +68,7 @@ type Env struct {
 	pki                  *pki
 	etcd, apiserver, kcm *process
 	procs                []*process
+	shmDir               string // etcd's data on tmpfs, if there
 }
 
 // Start runs etcd, kube-apiserver and kube-controller-manager (statefulset,
@@ -181,10 +196,10 @@ func (e *Env) must(err error) {
 }
 
 // etcdDataDir prefers tmpfs: Debian's etcd 3.4 has no --unsafe-no-fsync and
-// fsyncs to disk make every API write slow.
+// fsyncs to disk make every API write slow. stopAll removes it.
 func (e *Env) etcdDataDir() string {
 	if d, err := os.MkdirTemp("/dev/shm", "shard-proxy-etcd-"); err == nil {
-		e.t.Cleanup(func() { os.RemoveAll(d) })
+		e.shmDir = d
 		return d
 	}
 	return filepath.Join(e.Dir, "etcd")
@@ -311,6 +326,9 @@ func (e *Env) stopAll() {
 			grace = 5 * time.Second
 		}
 		e.procs[i].stop(grace)
+	}
+	if e.shmDir != "" {
+		os.RemoveAll(e.shmDir)
 	}
 }
 
