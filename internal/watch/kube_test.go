@@ -134,9 +134,6 @@ func neverBelow(t *testing.T, n int) func(Topology) {
 // manager: the StatefulSet controller makes pods, the fake kubelet runs them
 // and the EndpointSlice controller publishes them.
 func TestKubeSource(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs a local control plane")
-	}
 	env := kubeenv.Start(t)
 	ns := env.Namespace(t)
 	kubelet := env.StartKubelet(t, ns)
@@ -223,9 +220,6 @@ func TestKubeSource(t *testing.T) {
 // TestKubeSourceOrdinalsStart checks spec.ordinals.start against a real
 // StatefulSet controller: pods shard-5 and shard-6 are ring indexes 0 and 1.
 func TestKubeSourceOrdinalsStart(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs a local control plane")
-	}
 	env := kubeenv.Start(t)
 	ns := env.Namespace(t)
 	kubelet := env.StartKubelet(t, ns)
@@ -250,9 +244,6 @@ func TestKubeSourceOrdinalsStart(t *testing.T) {
 // the RBAC rules the proxy needs. Without them it publishes nothing (the
 // proxy stays not ready) and logs why; once bound, it catches up.
 func TestKubeSourceLeastPrivilege(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs a local control plane")
-	}
 	env := kubeenv.Start(t)
 	ns := env.Namespace(t)
 	kubelet := env.StartKubelet(t, ns)

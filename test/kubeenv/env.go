@@ -74,11 +74,15 @@ type Env struct {
 // Start runs etcd, kube-apiserver and kube-controller-manager (statefulset,
 // endpointslice, serviceaccount and garbage-collector controllers) and a pod
 // network namespace, waits until they serve, and stops everything when the
-// test ends. It skips the test when the environment cannot run them.
+// test ends. It skips the test in -short mode and when the environment
+// cannot run them.
 // Starting takes a few seconds, so tests usually share one Env through
 // subtests, each in its own namespace (see Namespace).
 func Start(t testing.TB) *Env {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("kubeenv: a local control plane is not started in -short mode")
+	}
 	bins := findBinaries(t)
 	e := &Env{t: t, Net: NewNetns(t), Dir: t.TempDir()}
 	t.Cleanup(e.stopAll)
