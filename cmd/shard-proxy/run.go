@@ -197,6 +197,17 @@ func newSource(o *options, px *proxy.Proxy, log *slog.Logger) (watch.Source, err
 		return &watch.Demo{N: o.demo, Key: keys.KeyString}, nil
 	case o.shards != "":
 		return watch.ParseStatic(o.shards)
+	case o.kubeSvc != "":
+		client, ns, err := watch.NewKubeClient(o.kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("--kube-service: %w", err)
+		}
+		if o.namespace != "" {
+			ns = o.namespace
+		}
+		return &watch.Kube{
+			Client: client, Namespace: ns, Service: o.kubeSvc, StatefulSet: o.sts, Port: o.port, Logger: log,
+		}, nil
 	case o.dnsSvc != "":
 		svc, ns, _ := watch.ParseDNSService(o.dnsSvc)
 		port, _ := strconv.Atoi(o.port)
