@@ -76,8 +76,8 @@ func (k *Kube) statefulSet() string {
 // Run watches until ctx is cancelled. It publishes once the caches are
 // synced and then after every change of the Topology; it returns nil when
 // ctx ends and an error only for a bad configuration. While the API server
-// cannot be reached at start it waits (the proxy stays not ready), logging
-// each failed list or watch.
+// cannot be reached or refuses access at start it waits (the proxy stays
+// not ready) and logs why.
 func (k *Kube) Run(ctx context.Context, publish func(Topology)) error {
 	if k.Client == nil || k.Namespace == "" || k.Service == "" {
 		return errors.New("kubernetes discovery needs a client, a namespace and a service")
@@ -112,6 +112,7 @@ func (k *Kube) Run(ctx context.Context, publish func(Topology)) error {
 	factories = append(factories, stsFactory, sliceFactory)
 	stsInformer := stsFactory.Apps().V1().StatefulSets()
 	sliceInformer := sliceFactory.Discovery().V1().EndpointSlices()
+	stsLister, sliceLister := stsInformer.Lister(), sliceInformer.Lister()
 
 	// Handlers only signal; the worker rebuilds from the caches, so a missed
 	// or merged signal loses nothing.
@@ -148,11 +149,11 @@ func (k *Kube) Run(ctx context.Context, publish func(Topology)) error {
 		log:      log,
 		coalesce: durationOr(k.Coalesce, DefaultKubeCoalesce),
 		build: func() (Topology, []string) {
-			sts, err := stsInformer.Lister().StatefulSets(k.Namespace).Get(k.statefulSet())
+			sts, err := stsLister.StatefulSets(k.Namespace).Get(k.statefulSet())
 			if err != nil {
 				sts = nil // NotFound is the only error a lister returns
 			}
-			epSlices, _ := sliceInformer.Lister().EndpointSlices(k.Namespace).List(labels.Everything())
+			epSlices, _ := sliceLister.EndpointSlices(k.Namespace).List(labels.Everything())
 			return kubeTopology(sts, epSlices, k.Port)
 		},
 	}
