@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"k8s.io/klog/v2"
 
 	"github.com/shard-proxy/shard-proxy/internal/admin"
 	"github.com/shard-proxy/shard-proxy/internal/proxy"
@@ -198,6 +199,8 @@ func newSource(o *options, px *proxy.Proxy, log *slog.Logger) (watch.Source, err
 	case o.shards != "":
 		return watch.ParseStatic(o.shards)
 	case o.kubeSvc != "":
+		// client-go logs through klog; route it into our structured log.
+		klog.SetSlogLogger(log.With("component", "client-go"))
 		client, ns, err := watch.NewKubeClient(o.kubeconfig)
 		if err != nil {
 			return nil, fmt.Errorf("--kube-service: %w", err)
