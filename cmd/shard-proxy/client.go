@@ -52,11 +52,21 @@ func clientFlags(name string, o *clientOptions, broadcast bool) *flag.FlagSet {
 }
 
 // parseClient parses flags that may stand before, between or after the
-// positional arguments, and returns the positionals.
+// positional arguments, and returns the positionals. Everything after "--"
+// is positional, so a key such as -1 can be given as "locate -- -1".
 func parseClient(fs *flag.FlagSet, args []string, getenv func(string) string) ([]string, error) {
-	var pos []string
+	var pos, rest []string
+	for i, a := range args {
+		if a == "--" {
+			args, rest = args[:i], args[i+1:]
+			break
+		}
+	}
 	for {
 		if err := fs.Parse(args); err != nil {
+			if strings.HasPrefix(err.Error(), "flag provided but not defined") {
+				return nil, fmt.Errorf("%v (an argument that starts with - goes after --, e.g. locate -- -1)", err)
+			}
 			return nil, err
 		}
 		if fs.NArg() == 0 {
@@ -65,6 +75,7 @@ func parseClient(fs *flag.FlagSet, args []string, getenv func(string) string) ([
 		pos = append(pos, fs.Arg(0))
 		args = fs.Args()[1:]
 	}
+	pos = append(pos, rest...)
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if v := getenv("SHARD_PROXY_ADMIN"); v != "" && !set["admin"] {
