@@ -176,23 +176,32 @@ func clientMain(name, usageLine string, nargs int, broadcast bool, args []string
 	return code
 }
 
+// getJSON fetches path and either copies the raw JSON to stdout (-o json)
+// or decodes it into v for a table; printed reports whether it was copied.
+func getJSON(c *adminClient, o *clientOptions, path string, stdout io.Writer, v any) (printed bool, err error) {
+	status, body, err := c.do("GET", path, nil)
+	if err != nil {
+		return false, err
+	}
+	if status != http.StatusOK {
+		return false, apiError(status, body)
+	}
+	if o.output == "json" {
+		_, err = stdout.Write(body)
+		return true, err
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return false, fmt.Errorf("reading answer: %w", err)
+	}
+	return false, nil
+}
+
 func cmdLocate(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	return clientMain("locate", "shard-proxy locate KEY [--admin URL] [-o json]", 1, false, args, getenv, stdout, stderr,
 		func(c *adminClient, o *clientOptions, pos []string) (int, error) {
-			status, body, err := c.do("GET", "/locate?key="+url.QueryEscape(pos[0]), nil)
-			if err != nil {
-				return 1, err
-			}
-			if status != http.StatusOK {
-				return 1, apiError(status, body)
-			}
-			if o.output == "json" {
-				_, err = stdout.Write(body)
-				return 0, err
-			}
 			var a admin.LocateAnswer
-			if err := json.Unmarshal(body, &a); err != nil {
-				return 1, fmt.Errorf("reading answer: %w", err)
+			if printed, err := getJSON(c, o, "/locate?key="+url.QueryEscape(pos[0]), stdout, &a); printed || err != nil {
+				return exitFor(err), err
 			}
 			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "KEY\tORDINAL\tSHARD\tADDRESS\tREADY")
@@ -204,20 +213,9 @@ func cmdLocate(args []string, getenv func(string) string, stdout, stderr io.Writ
 func cmdShards(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	return clientMain("shards", "shard-proxy shards [--admin URL] [-o json]", 0, false, args, getenv, stdout, stderr,
 		func(c *adminClient, o *clientOptions, _ []string) (int, error) {
-			status, body, err := c.do("GET", "/shards", nil)
-			if err != nil {
-				return 1, err
-			}
-			if status != http.StatusOK {
-				return 1, apiError(status, body)
-			}
-			if o.output == "json" {
-				_, err = stdout.Write(body)
-				return 0, err
-			}
 			var a admin.ShardsAnswer
-			if err := json.Unmarshal(body, &a); err != nil {
-				return 1, fmt.Errorf("reading answer: %w", err)
+			if printed, err := getJSON(c, o, "/shards", stdout, &a); printed || err != nil {
+				return exitFor(err), err
 			}
 			fmt.Fprintf(stdout, "ring %s, %d replicas, %d ready, fingerprint %s\n\n", a.Ring, a.Replicas, a.Ready, a.Fingerprint)
 			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
@@ -227,6 +225,13 @@ func cmdShards(args []string, getenv func(string) string, stdout, stderr io.Writ
 			}
 			return 0, tw.Flush()
 		})
+}
+
+func exitFor(err error) int {
+	if err != nil {
+		return 1
+	}
+	return 0
 }
 
 func cmdBroadcast(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
