@@ -115,11 +115,17 @@ func run(ctx context.Context, o *options, logw io.Writer) error {
 	errs := make(chan error, 3)
 	srcCtx, stopSource := context.WithCancel(context.Background())
 	defer stopSource()
-	wg.Go(func() {
+	// Discovery has its own done channel rather than the WaitGroup: client-go
+	// waits out its retry backoff (up to 30 s) before it notices a
+	// cancellation while the API server is unreachable, and shutdown must not
+	// wait for that beyond --shutdown-timeout.
+	srcDone := make(chan struct{})
+	go func() {
+		defer close(srcDone)
 		if err := src.Run(srcCtx, publish); err != nil {
 			errs <- fmt.Errorf("discovery: %w", err)
 		}
-	})
+	}()
 	dataSrv := px.Server()
 	wg.Go(func() {
 		if err := dataSrv.Serve(dataLn); err != nil {
@@ -154,6 +160,11 @@ func run(ctx context.Context, o *options, logw io.Writer) error {
 	adm.Close()
 	px.Close()
 	wg.Wait()
+	select {
+	case <-srcDone:
+	case <-sctx.Done():
+		log.Warn("discovery did not stop within the shutdown timeout; exiting without it")
+	}
 	log.Info("stopped")
 	return runErr
 }
