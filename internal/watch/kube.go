@@ -249,7 +249,9 @@ func (w *kubeWorker) logChange(topo Topology) {
 		w.log.Warn("topology changed: no shards (the StatefulSet does not exist)")
 		return
 	}
-	w.log.Info("topology changed", "replicas", topo.Replicas, "ready", ready,
+	// The proxy logs every applied topology at info level (with its
+	// fingerprint); this line adds which shards changed, for debugging.
+	w.log.Debug("topology changed", "replicas", topo.Replicas, "ready", ready,
 		"previous_replicas", w.last.Replicas, "changed", strings.Join(changes, " "))
 }
 
