@@ -1,0 +1,153 @@
+// Command profile serves the shard-proxy data plane in-process, exactly as
+// cmd/shard-proxy wires it for --shards, so that a CPU profile and allocation
+// counts can be taken while wrk drives it. run.sh's "profile" mode uses it.
+//
+// Signals mark the measured window, so that start-up and warm-up stay out of
+// it: SIGUSR1 starts the CPU profile and snapshots the allocation counters,
+// SIGTERM or SIGINT stops, writes the profiles and prints one
+// "PROFILE k=v ..." line with requests served and allocations per request.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/pprof"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
+
+	"github.com/shard-proxy/shard-proxy/internal/proxy"
+	"github.com/shard-proxy/shard-proxy/internal/ring"
+	"github.com/shard-proxy/shard-proxy/internal/table"
+	"github.com/shard-proxy/shard-proxy/internal/watch"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintf(os.Stderr, "profile: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	shards := flag.String("shards", "", "static shards, as shard-proxy --shards")
+	listen := flag.String("listen", "127.0.0.1:18080", "data-plane listen address")
+	key := flag.String("key", proxy.DefaultKeyRules, "key rules, as shard-proxy --key")
+	cpuOut := flag.String("cpuprofile", "cpu.pprof", "CPU profile of the measured window")
+	heapBase := flag.String("heapbase", "heap-base.pprof", "heap profile at the start of the window (pprof -base)")
+	heapOut := flag.String("heapprofile", "heap.pprof", "heap profile at the end of the window")
+	flag.Parse()
+
+	rules, err := proxy.ParseRules(*key)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	px, err := proxy.New(proxy.Config{Keys: rules, Registerer: prometheus.NewRegistry(), Logger: log})
+	if err != nil {
+		return err
+	}
+	src, err := watch.ParseStatic(*shards)
+	if err != nil {
+		return err
+	}
+	t, err := table.Build(ring.Config{}, src.Topology(), nil)
+	if err != nil {
+		return err
+	}
+	px.Update(t)
+
+	// Counting in a wrapper costs one atomic add per request, which is
+	// noise next to a forward and gives the exact denominator.
+	var served atomic.Uint64
+	srv := px.Server()
+	handler := srv.Handler
+	srv.Handler = func(ctx *fasthttp.RequestCtx) {
+		handler(ctx)
+		served.Add(1)
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	go func() {
+		if err := srv.Serve(ln); err != nil {
+			log.Error("serve", "err", err)
+		}
+	}()
+	fmt.Fprintf(os.Stderr, "profile: serving on %s, GOMAXPROCS=%d\n", ln.Addr(), runtime.GOMAXPROCS(0))
+
+	start := make(chan os.Signal, 1)
+	signal.Notify(start, syscall.SIGUSR1)
+	stop, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer cancel()
+
+	select {
+	case <-start:
+	case <-stop.Done():
+		return fmt.Errorf("stopped before the measured window began (send SIGUSR1 first)")
+	}
+	if err := writeHeap(*heapBase); err != nil {
+		return err
+	}
+	cpu, err := os.Create(*cpuOut)
+	if err != nil {
+		return err
+	}
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	n0, t0 := served.Load(), time.Now()
+	if err := pprof.StartCPUProfile(cpu); err != nil {
+		return err
+	}
+
+	<-stop.Done()
+	pprof.StopCPUProfile()
+	elapsed := time.Since(t0)
+	n := served.Load() - n0
+	runtime.ReadMemStats(&m1)
+	if err := cpu.Close(); err != nil {
+		return err
+	}
+	if err := writeHeap(*heapOut); err != nil {
+		return err
+	}
+	perReq := func(v uint64) float64 {
+		if n == 0 {
+			return 0
+		}
+		return float64(v) / float64(n)
+	}
+	fmt.Printf("PROFILE requests=%d seconds=%.3f rps=%.1f allocs_per_req=%.3f bytes_per_req=%.1f gc_cycles=%d gc_cpu_fraction=%.4f heap_inuse_mib=%.1f sys_mib=%.1f\n",
+		n, elapsed.Seconds(), float64(n)/elapsed.Seconds(),
+		perReq(m1.Mallocs-m0.Mallocs), perReq(m1.TotalAlloc-m0.TotalAlloc),
+		m1.NumGC-m0.NumGC, m1.GCCPUFraction, float64(m1.HeapInuse)/(1<<20), float64(m1.Sys)/(1<<20))
+	ctx, done := context.WithTimeout(context.Background(), 2*time.Second)
+	defer done()
+	_ = srv.ShutdownWithContext(ctx)
+	px.Close()
+	return nil
+}
+
+// writeHeap writes a heap profile; its alloc_* samples count since start, so
+// the window is the difference to the base profile.
+func writeHeap(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

@@ -1,0 +1,458 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of shard-proxy, HAProxy and nginx as sharding
+# proxies, with direct-to-shard as the ceiling. See bench/README.md.
+#
+#   bash bench/run.sh            measure, write bench/results/latest.{md,png,tsv}
+#   bash bench/run.sh profile    CPU profile, allocations and syscalls per request
+#                                of shard-proxy's data plane under the header
+#                                load (BENCH_PROFILE_SCENARIO), in bench/results/
+#
+# Every proxy runs alone on BENCH_PROXY_CPU; the four nginx shards and wrk
+# share BENCH_LOAD_CPU. All knobs are environment variables (defaults below).
+set -euo pipefail
+
+: "${BENCH_DURATION:=10}"        # seconds measured per system and scenario
+: "${BENCH_WARMUP:=2}"           # seconds of unmeasured load before each measurement
+: "${BENCH_CONNECTIONS:=64}"     # wrk connections
+: "${BENCH_ROUNDS:=1}"           # repeat everything; the summary takes medians
+: "${BENCH_SCENARIOS:=header path body}"
+: "${BENCH_SYSTEMS:=shard-proxy haproxy nginx direct}"
+: "${BENCH_PROXY_CPU:=1}"
+: "${BENCH_LOAD_CPU:=0}"
+: "${BENCH_PORT:=18080}"         # proxy listens here; shards on +1..+4, admin on +10
+: "${BENCH_OUT:=bench/results}"
+: "${BENCH_SEED:=42}"
+: "${BENCH_CANDIDATE:=}"         # another checkout of shard-proxy, measured as "candidate" (A/B)
+: "${BENCH_PROFILE_SCENARIO:=header}"  # the load that "run.sh profile" runs under
+# The machine is shared (builds, other tests). Raising the benchmark's own
+# processes' priority keeps that load from stealing the pinned cores in the
+# middle of a measurement; it applies to every system alike. Needs root.
+if [ "$(id -u)" -eq 0 ]; then : "${BENCH_NICE:=-19}"; else : "${BENCH_NICE:=0}"; fi
+
+MODE=${1:-compare}
+CLK_TCK=$(getconf CLK_TCK)
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+BENCH="$ROOT/bench"
+
+LISTEN=$BENCH_PORT
+ADMIN=$((BENCH_PORT + 10))
+SHARD_PORTS=($((BENCH_PORT + 1)) $((BENCH_PORT + 2)) $((BENCH_PORT + 3)) $((BENCH_PORT + 4)))
+SHARDS_FLAG=$(printf 'http://127.0.0.1:%s,' "${SHARD_PORTS[@]}")
+SHARDS_FLAG=${SHARDS_FLAG%,}
+
+# Command prefixes that pin a process to its CPU at the benchmark's
+# priority. Arrays, not functions: "${ON_PROXY_CPU[@]}" cmd & makes $! the
+# PID of cmd itself (nice and taskset exec it), whose RSS is measured.
+ON_PROXY_CPU=(nice -n "$BENCH_NICE" taskset -c "$BENCH_PROXY_CPU")
+ON_LOAD_CPU=(nice -n "$BENCH_NICE" taskset -c "$BENCH_LOAD_CPU")
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# --- prerequisites -----------------------------------------------------------
+
+install_missing() {
+	local missing=() cmd pkg
+	for pair in nginx:nginx haproxy:haproxy wrk:wrk taskset:util-linux curl:curl; do
+		cmd=${pair%%:*} pkg=${pair#*:}
+		command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+	done
+	[ ${#missing[@]} -eq 0 ] && return
+	local sudo=
+	[ "$(id -u)" -eq 0 ] || sudo=sudo
+	log "installing ${missing[*]}"
+	$sudo apt-get update -qq
+	# policy-rc.d may refuse to start the packaged services; we start our own.
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	# Debian starts the packaged daemons where it can; they would compete
+	# for the cores, so stop them.
+	for svc in nginx haproxy; do
+		command -v systemctl >/dev/null 2>&1 && $sudo systemctl stop "$svc" >/dev/null 2>&1 || true
+	done
+}
+
+# --- process handling ----------------------------------------------------------
+
+TMP=$(mktemp -d /tmp/shard-proxy-bench.XXXXXX)
+PIDS=()
+
+cleanup() {
+	local pid
+	for pid in "${PIDS[@]}"; do
+		kill "$pid" 2>/dev/null || true
+	done
+	for pid in "${PIDS[@]}"; do
+		wait "$pid" 2>/dev/null || true
+	done
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# stop_pid PID: stop one process we started and forget it.
+stop_pid() {
+	local pid=$1 p keep=()
+	kill "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
+	PIDS=("${keep[@]+"${keep[@]}"}")
+}
+
+wait_port() {
+	local port=$1 i
+	for i in $(seq 1 100); do
+		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+		sleep 0.05
+	done
+	die "nothing listens on 127.0.0.1:$port after 5s"
+}
+
+port_free() {
+	! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# render TEMPLATE OUT [KEY=VALUE...]: fill @KEY@ placeholders.
+render() {
+	local tmpl=$1 out=$2 kv args=()
+	shift 2
+	args=(-e "s|@DIR@|$TMP|g" -e "s|@LISTEN@|$LISTEN|g")
+	for i in 0 1 2 3; do args+=(-e "s|@P$i@|${SHARD_PORTS[$i]}|g"); done
+	for kv in "$@"; do args+=(-e "s|@${kv%%=*}@|${kv#*=}|g"); done
+	sed "${args[@]}" "$tmpl" >"$out"
+}
+
+start_backends() {
+	mkdir -p "$TMP/backends_body"
+	render "$BENCH/config/backends.conf" "$TMP/backends.conf"
+	"${ON_LOAD_CPU[@]}" nginx -c "$TMP/backends.conf" -g 'daemon off;' &
+	PIDS+=($!)
+	for p in "${SHARD_PORTS[@]}"; do wait_port "$p"; done
+}
+
+# --- systems -------------------------------------------------------------------
+
+# key_rule SCENARIO: shard-proxy's --key for the scenario.
+key_rule() {
+	case $1 in
+	header) echo "header:X-Shard-Key" ;;
+	path) echo "path:/accounts/{key}" ;;
+	body) echo "body:account.id" ;;
+	esac
+}
+
+# unsupported SYSTEM SCENARIO: prints why the pair cannot be measured, if so.
+unsupported() {
+	case $1/$2 in
+	nginx/body) echo "unsupported: nginx cannot hash on a JSON body field without the njs or lua module" ;;
+	haproxy/body) [ -n "$HAPROXY_BODY" ] || echo "unsupported: this HAProxy rejects req.body,json_query ($HAPROXY_BODY_ERR)" ;;
+	esac
+}
+
+# haproxy_balance SCENARIO: the balance line equivalent to shard-proxy's rule.
+haproxy_balance() {
+	case $1 in
+	header) echo "balance hdr(X-Shard-Key)" ;;
+	# The third /-separated field of /accounts/<key>[/...] is the key, as
+	# shard-proxy's path:/accounts/{key} takes it (balance hash: HAProxy 2.6+).
+	path) echo "balance hash path,field(3,/)" ;;
+	body) echo "balance hash req.body,json_query('\$.account.id')" ;;
+	esac
+}
+
+render_haproxy() {
+	local buffer=
+	[ "$1" = body ] && buffer="option http-buffer-request"
+	render "$BENCH/config/haproxy.cfg" "$2" "BALANCE=$(haproxy_balance "$1")" "BUFFER=$buffer"
+}
+
+# HAProxy 2.6 has json_query; older ones do not. Check once, so the body
+# scenario says why it is missing instead of failing.
+check_haproxy_body() {
+	HAPROXY_BODY=yes HAPROXY_BODY_ERR=
+	render_haproxy body "$TMP/haproxy-check.cfg"
+	if ! HAPROXY_BODY_ERR=$(haproxy -c -q -f "$TMP/haproxy-check.cfg" 2>&1); then
+		HAPROXY_BODY= HAPROXY_BODY_ERR=$(echo "$HAPROXY_BODY_ERR" | grep -m1 -i alert || echo "config check failed")
+	fi
+}
+
+# start_system SYSTEM SCENARIO: start the proxy pinned on the proxy CPU; sets
+# TARGET (port wrk hits) and MEASURED_PID (process whose RSS is reported).
+start_system() {
+	local sys=$1 sc=$2
+	TARGET=$LISTEN MEASURED_PID=
+	port_free "$LISTEN" || die "port $LISTEN is taken (set BENCH_PORT)"
+	case $sys in
+	direct)
+		TARGET=${SHARD_PORTS[0]}
+		return
+		;;
+	shard-proxy | candidate)
+		"${ON_PROXY_CPU[@]}" "$TMP/$sys" --shards "$SHARDS_FLAG" \
+			--listen "127.0.0.1:$LISTEN" --admin-listen "127.0.0.1:$ADMIN" \
+			--key "$(key_rule "$sc")" --log-level warn 2>>"$TMP/$sys.log" &
+		MEASURED_PID=$!
+		;;
+	haproxy)
+		render_haproxy "$sc" "$TMP/haproxy.cfg"
+		"${ON_PROXY_CPU[@]}" haproxy -db -f "$TMP/haproxy.cfg" 2>>"$TMP/haproxy.log" &
+		MEASURED_PID=$!
+		;;
+	nginx)
+		mkdir -p "$TMP/nginx_body" "$TMP/nginx_proxy"
+		local key='$http_x_shard_key'
+		[ "$sc" = path ] && key='$account_from_path'
+		render "$BENCH/config/nginx.conf" "$TMP/nginx.conf" "HASHKEY=$key"
+		# master_process off: the one process is the worker, so its PID is
+		# the one to measure and to stop.
+		"${ON_PROXY_CPU[@]}" nginx -c "$TMP/nginx.conf" -g 'daemon off; master_process off;' &
+		MEASURED_PID=$!
+		;;
+	esac
+	PIDS+=("$MEASURED_PID")
+	wait_port "$LISTEN"
+}
+
+# sanity SYSTEM SCENARIO: a few keys through the system before loading it:
+# every answer 200, a key always lands on the same shard, and keys spread.
+sanity() {
+	local sys=$1 sc=$2 k b shards="" i
+	for i in $(seq 1 12); do
+		k=$((1000000000 + RANDOM * 30011 + i))
+		local first=""
+		for _ in 1 2; do
+			b=$(request "$sc" "$k") || die "$sys/$sc: key $k: $b"
+			[ -z "$first" ] && first=$b
+			[ "$b" = "$first" ] || die "$sys/$sc: key $k went to $first, then to $b"
+		done
+		shards="$shards $first"
+	done
+	local spread
+	spread=$(tr ' ' '\n' <<<"$shards" | sort -u | grep -c . || true)
+	if [ "$sys" != direct ] && [ "$spread" -lt 2 ]; then
+		die "$sys/$sc: 12 keys all went to shard$shards; the key is not being hashed"
+	fi
+}
+
+# request SCENARIO KEY: one request like wrk's; prints the answering shard port.
+request() {
+	local sc=$1 k=$2 out url="http://127.0.0.1:$TARGET"
+	case $sc in
+	header) out=$(curl -sS -o /dev/null -D - -H "X-Shard-Key: $k" "$url/" 2>&1) ;;
+	path) out=$(curl -sS -o /dev/null -D - "$url/accounts/$k" 2>&1) ;;
+	body) out=$(curl -sS -o /dev/null -D - -H 'Content-Type: application/json' \
+		--data "{\"type\":\"deposit\",\"account\":{\"region\":\"eu\",\"id\":\"$k\"},\"note\":\"x\"}" "$url/" 2>&1) ;;
+	esac
+	local status
+	status=$(awk 'NR==1 {print $2}' <<<"$out")
+	[ "$status" = 200 ] || { echo "status ${status:-none}: $(head -c 200 <<<"$out")"; return 1; }
+	awk -F': ' 'tolower($1)=="x-backend" {gsub("\r",""); print $2}' <<<"$out"
+}
+
+# load SCENARIO SECONDS: run wrk on the load CPU against TARGET, print its BENCH line.
+load() {
+	BENCH_SCENARIO=$1 BENCH_SEED=$BENCH_SEED "${ON_LOAD_CPU[@]}" \
+		wrk -t1 -c"$BENCH_CONNECTIONS" -d"$2s" --timeout 5s -s "$BENCH/wrk/shard.lua" \
+		"http://127.0.0.1:$TARGET/" | grep '^BENCH ' || die "wrk printed no BENCH line"
+}
+
+field() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
+
+# hwm PID: peak resident set in KiB.
+hwm() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+# rotate N WORDS...: WORDS starting at the (N-1)th, wrapping around.
+rotate() {
+	local n=$1
+	shift
+	local words=("$@") i
+	for ((i = 0; i < ${#words[@]}; i++)); do
+		echo "${words[$(((n - 1 + i) % ${#words[@]}))]}"
+	done
+}
+
+# cpu_ticks PID: CPU time (user + system, all threads) used so far, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+measure() {
+	local round=$1 sys=$2 sc=$3 why line
+	why=$(unsupported "$sys" "$sc")
+	if [ -n "$why" ]; then
+		log "round $round: $sys/$sc: $why"
+		printf '%s\t%s\t%s\t0\t0\t0\t0\t0\t0\t0\t0\t%s\n' "$round" "$sys" "$sc" "$why" >>"$TSV"
+		return
+	fi
+	start_system "$sys" "$sc"
+	sanity "$sys" "$sc"
+	[ "$BENCH_WARMUP" -gt 0 ] && load "$sc" "$BENCH_WARMUP" >/dev/null
+	local load1 t0=0 t1=0 w0 w1
+	load1=$(cut -d' ' -f1 /proc/loadavg)
+	[ -n "$MEASURED_PID" ] && t0=$(cpu_ticks "$MEASURED_PID")
+	w0=$(date +%s%N)
+	line=$(load "$sc" "$BENCH_DURATION")
+	w1=$(date +%s%N)
+	[ -n "$MEASURED_PID" ] && t1=$(cpu_ticks "$MEASURED_PID")
+	local rss=0
+	[ -n "$MEASURED_PID" ] && rss=$(hwm "$MEASURED_PID")
+	[ -n "$MEASURED_PID" ] && stop_pid "$MEASURED_PID"
+	local errs=0 e
+	for e in connect read write status timeout; do errs=$((errs + $(field "err_$e" "$line"))); done
+	# CPU time per request and the share of its core the proxy got: the
+	# first is what the proxy costs, and it holds steady when other load
+	# takes the core away, which req/s does not.
+	local cpu_us util
+	cpu_us=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$(field requests "$line")" 'BEGIN { printf "%.2f", (n > 0) ? t * 1e6 / hz / n : 0 }')
+	util=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v ns=$((w1 - w0)) 'BEGIN { printf "%.3f", t / hz / (ns / 1e9) }')
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n' "$round" "$sys" "$sc" \
+		"$(field rps "$line")" "$(field p50_us "$line")" "$(field p99_us "$line")" \
+		"$errs" "$rss" "$cpu_us" "$util" "$load1" >>"$TSV"
+	log "round $round: $(awk -v sys="$sys" -v sc="$sc" -v rps="$(field rps "$line")" \
+		-v p50="$(field p50_us "$line")" -v p99="$(field p99_us "$line")" -v errs="$errs" -v rss="$rss" \
+		-v cpu="$cpu_us" -v util="$util" -v l="$load1" \
+		'BEGIN { printf "%-11s %-6s %6.0f req/s  p50 %6.3f ms  p99 %7.3f ms  errors %d", sys, sc, rps, p50/1000, p99/1000, errs
+			if (rss > 0) printf "  CPU %5.1f us/req (%3.0f%% of a core)  peak RSS %4.1f MiB", cpu, util*100, rss/1024
+			printf "  load %s", l }')"
+}
+
+machine() {
+	local virt=""
+	grep -qw hypervisor /proc/cpuinfo && virt=", virtual machine"
+	echo "- machine: $(nproc) CPUs, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1) (family $(sed -n 's/^cpu family\s*: //p' /proc/cpuinfo | head -1), model $(sed -n 's/^model\s*: //p' /proc/cpuinfo | head -1), $(sed -n 's/^cpu MHz\s*: \([0-9]*\).*/\1/p' /proc/cpuinfo | head -1) MHz$virt), kernel $(uname -r)"
+	echo "- pinning: each proxy alone on CPU $BENCH_PROXY_CPU; wrk (1 thread) and the 4 nginx shards (1 worker) on CPU $BENCH_LOAD_CPU; all at nice $BENCH_NICE"
+	echo "- load: wrk, $BENCH_CONNECTIONS keep-alive connections, ${BENCH_WARMUP}s warm-up then ${BENCH_DURATION}s measured, a random key on every request (seed $BENCH_SEED)"
+	echo "- versions: $("$TMP/shard-proxy" --version 2>/dev/null || echo "shard-proxy $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo '+dirty')"), $(haproxy -v | head -1 | cut -d' ' -f1-3), $(nginx -v 2>&1 | cut -d' ' -f3), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), $(go version | cut -d' ' -f3)"
+}
+
+# bench_build OUT PKG: build a program of the bench module. A throw-away
+# workspace with the main module makes it compile against the main module's
+# current requirements, so bench/go.sum going stale when the main module
+# gains a dependency cannot break the benchmark.
+bench_build() {
+	[ -f "$TMP/go.work" ] || (cd "$TMP" && go work init "$ROOT" "$BENCH")
+	(cd "$BENCH" && GOWORK="$TMP/go.work" go build -o "$1" "$2")
+}
+
+build() {
+	log "building shard-proxy and the report tool"
+	go build -o "$TMP/shard-proxy" ./cmd/shard-proxy
+	bench_build "$TMP/report" ./cmd/report
+	if [ -n "$BENCH_CANDIDATE" ]; then
+		log "building the candidate from $BENCH_CANDIDATE"
+		(cd "$BENCH_CANDIDATE" && go build -o "$TMP/candidate" ./cmd/shard-proxy)
+		case " $BENCH_SYSTEMS " in *" candidate "*) ;; *) BENCH_SYSTEMS="$BENCH_SYSTEMS candidate" ;; esac
+	fi
+}
+
+compare() {
+	build
+	mkdir -p "$BENCH_OUT"
+	TSV="$BENCH_OUT/latest.tsv"
+	echo "# round system scenario rps p50_us p99_us errors hwm_kib cpu_us_per_req cpu_util load1 note" >"$TSV"
+	check_haproxy_body
+	start_backends
+	local started load_start
+	started=$(date -u +%Y-%m-%dT%H:%MZ)
+	load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+	local round sc sys
+	for round in $(seq 1 "$BENCH_ROUNDS"); do
+		for sc in $BENCH_SCENARIOS; do
+			# Rotate who goes first each round, so that no system always
+			# follows the same neighbour or meets the same phase of the
+			# machine's other load.
+			for sys in $(rotate "$round" $BENCH_SYSTEMS); do
+				measure "$round" "$sys" "$sc"
+			done
+		done
+	done
+	{
+		echo "# shard-proxy side-by-side benchmark"
+		echo
+		echo "- run: $started, $BENCH_ROUNDS round(s); load average (1/5/15 min) at start $load_start, at end $(cut -d' ' -f1-3 /proc/loadavg)"
+		machine
+		echo "- ratios compare each system with HAProxy on the same scenario in the same round; absolute numbers drift with the machine's other load"
+		echo
+		"$TMP/report" -in "$TSV" -png "$BENCH_OUT/latest.png"
+	} >"$BENCH_OUT/latest.md.tmp"
+	mv "$BENCH_OUT/latest.md.tmp" "$BENCH_OUT/latest.md"
+	log "wrote $BENCH_OUT/latest.md and $BENCH_OUT/latest.png"
+	cat "$BENCH_OUT/latest.md"
+}
+
+profile() {
+	local PSC=$BENCH_PROFILE_SCENARIO
+	log "building the profiling harness"
+	bench_build "$TMP/profile" ./cmd/profile
+	mkdir -p "$BENCH_OUT"
+	local out="$BENCH_OUT"
+	start_backends
+	port_free "$LISTEN" || die "port $LISTEN is taken (set BENCH_PORT)"
+	"${ON_PROXY_CPU[@]}" "$TMP/profile" -shards "$SHARDS_FLAG" -listen "127.0.0.1:$LISTEN" \
+		-key "$(key_rule "$PSC")" -cpuprofile "$out/cpu.pprof" \
+		-heapbase "$TMP/heap-base.pprof" -heapprofile "$out/heap.pprof" >"$TMP/profile.out" &
+	local pid=$!
+	PIDS+=("$pid")
+	wait_port "$LISTEN"
+	TARGET=$LISTEN
+	sanity shard-proxy "$PSC"
+	load "$PSC" "$BENCH_WARMUP" >/dev/null
+	kill -USR1 "$pid"
+	local line load1 perfpid=
+	load1=$(cut -d' ' -f1 /proc/loadavg)
+	# Syscalls per request tell how much of the kernel time is the proxy's
+	# own doing; perf (Debian's linux-perf) is optional.
+	if command -v perf >/dev/null 2>&1; then
+		perf stat -x, -e task-clock,context-switches,raw_syscalls:sys_enter,syscalls:sys_enter_read,syscalls:sys_enter_write,syscalls:sys_enter_epoll_pwait \
+			-p "$pid" -o "$TMP/perf.csv" -- sleep "$BENCH_DURATION" 2>/dev/null &
+		perfpid=$!
+	fi
+	line=$(load "$PSC" "$BENCH_DURATION")
+	[ -n "$perfpid" ] && { wait "$perfpid" || true; }
+	kill -TERM "$pid"
+	wait "$pid" || true
+	stop_pid "$pid"
+	local perline=""
+	if [ -s "$TMP/perf.csv" ]; then
+		perline=$(awk -F, -v n="$(field requests "$(cat "$TMP/profile.out")")" '
+			$1 ~ /^[0-9.]+$/ { name = $3; sub(/^(raw_)?syscalls:sys_enter_?/, "", name); if (name == "") name = "syscalls"
+				printf "%s %s=%.3f", sep, name, (name == "task-clock") ? $1 * 1000 / n : $1 / n; sep = "," }
+			END { print "" }' "$TMP/perf.csv")
+	fi
+	{
+		echo "# shard-proxy data-plane profile, $PSC key"
+		echo
+		machine
+		echo "- load average (1 min) when measured: $load1"
+		echo "- wrk: $line"
+		echo "- harness: $(cat "$TMP/profile.out")"
+		[ -n "$perline" ] && echo "- per request (perf stat, task-clock in µs):$perline"
+		echo
+		echo '## CPU (top 30 by flat time)'
+		echo
+		echo '```'
+		go tool pprof -top -nodecount=30 "$TMP/profile" "$out/cpu.pprof" 2>/dev/null
+		echo '```'
+		echo
+		echo '## CPU (top 30 by cumulative time)'
+		echo
+		echo '```'
+		go tool pprof -top -cum -nodecount=30 "$TMP/profile" "$out/cpu.pprof" 2>/dev/null
+		echo '```'
+		echo
+		echo '## Allocations in the measured window (objects, sampled)'
+		echo
+		echo '```'
+		go tool pprof -top -sample_index=alloc_objects -nodecount=20 -base "$TMP/heap-base.pprof" \
+			"$TMP/profile" "$out/heap.pprof" 2>/dev/null
+		echo '```'
+	} >"$out/profile.md"
+	log "wrote $out/profile.md, $out/cpu.pprof and $out/heap.pprof"
+	cat "$out/profile.md"
+}
+
+install_missing
+command -v go >/dev/null || die "go is not on PATH"
+case $MODE in
+compare) compare ;;
+profile) profile ;;
+*) die "unknown mode $MODE: want compare (default) or profile" ;;
+esac
