@@ -3,6 +3,8 @@
 package proxy
 
 import (
+	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -196,5 +198,16 @@ func (p *Proxy) Server() *fasthttp.Server {
 		IdleTimeout:           90 * time.Second,
 		CloseOnShutdown:       true,
 		Name:                  "shard-proxy",
+		Logger:                debugLogger{p.log},
+	}
+}
+
+// debugLogger carries fasthttp's own messages (mostly connections that
+// clients closed mid-request) into the structured log at debug level.
+type debugLogger struct{ log *slog.Logger }
+
+func (l debugLogger) Printf(format string, args ...any) {
+	if l.log.Enabled(context.Background(), slog.LevelDebug) {
+		l.log.Debug(fmt.Sprintf(format, args...), "component", "fasthttp")
 	}
 }
