@@ -156,9 +156,13 @@ func (p *Proxy) newBackend(name, addr string) *backend {
 			DisableHeaderNamesNormalizing: true,
 			DisablePathNormalizing:        true,
 			MaxConns:                      p.cfg.MaxConnsPerShard,
-			MaxIdleConnDuration:           60 * time.Second,
-			ReadBufferSize:                8192,
-			WriteBufferSize:               8192,
+			// A GET, HEAD or PUT that failed on a pooled connection the
+			// shard had closed is sent once more, on a new connection, to
+			// the same shard.
+			MaxIdemponentCallAttempts: 2,
+			MaxIdleConnDuration:       60 * time.Second,
+			ReadBufferSize:            8192,
+			WriteBufferSize:           8192,
 			// A shard's write timeout is covered by the request deadline;
 			// dialing gets its own bound so a dead address fails as 502 fast.
 			Dial: dialer(p.cfg.UpstreamTimeout),
