@@ -41,8 +41,10 @@ func cli(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "shard-proxy: %v\n", err)
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
+	// The handler stays installed until the process exits: a second SIGTERM
+	// during shutdown is absorbed (shutdown is bounded by
+	// --shutdown-timeout) instead of killing the process on its way out.
+	ctx, _ := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	if err := run(ctx, &o, stderr); err != nil {
 		fmt.Fprintf(stderr, "shard-proxy: %v\n", err)
 		return 1
