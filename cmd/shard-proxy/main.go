@@ -15,6 +15,10 @@ import (
 )
 
 func main() {
+	// A handler that stays installed until the process exits: a second
+	// SIGTERM during shutdown (which --shutdown-timeout bounds) is absorbed
+	// instead of killing the process on its way out after cli has returned.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGTERM, os.Interrupt)
 	os.Exit(cli(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
 }
 
@@ -41,10 +45,8 @@ func cli(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "shard-proxy: %v\n", err)
 		return 2
 	}
-	// The handler stays installed until the process exits: a second SIGTERM
-	// during shutdown is absorbed (shutdown is bounded by
-	// --shutdown-timeout) instead of killing the process on its way out.
-	ctx, _ := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
 	if err := run(ctx, &o, stderr); err != nil {
 		fmt.Fprintf(stderr, "shard-proxy: %v\n", err)
 		return 1
