@@ -99,7 +99,7 @@ func TestClientSubcommands(t *testing.T) {
 	})
 
 	// Audit: one structured line per broadcast, naming who and what.
-	rec := p.logs.wait(t, "broadcast", p.done, waitTimeout)
+	rec := waitLog(t, p.logs, "broadcast", p.done, waitTimeout)
 	for k, want := range map[string]string{"method": "POST", "path": "/cache/evict", "policy": "all", "outcome": "success"} {
 		if rec[k] != want {
 			t.Errorf("broadcast log %s = %v, want %s", k, rec[k], want)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -17,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shard-proxy/shard-proxy/internal/proctest"
 )
 
 // Deadlines of the acceptance tests. They bound waits on conditions; a
@@ -39,75 +40,21 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 	}
 }
 
-// logLines collects a process's stderr and lets tests wait for a log line.
-// It is safe for concurrent use.
-type logLines struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	changed chan struct{} // closed and replaced on every write
-}
-
-func newLogLines() *logLines { return &logLines{changed: make(chan struct{})} }
-
-func (l *logLines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.buf.Write(p)
-	close(l.changed)
-	l.changed = make(chan struct{})
-	return len(p), nil
-}
-
-func (l *logLines) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// find returns the first complete JSON log line whose msg is msg, and a
-// channel that is closed when more output arrives.
-func (l *logLines) find(msg string) (map[string]any, <-chan struct{}) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	sc := bufio.NewScanner(bytes.NewReader(l.buf.Bytes()))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var rec map[string]any
-		if json.Unmarshal(sc.Bytes(), &rec) == nil && rec["msg"] == msg {
-			return rec, nil
-		}
-	}
-	return nil, l.changed
-}
-
-// wait waits until a JSON log line with msg appears, returning it, or fails
-// the test when stop is closed first (the process exited) or timeout passes.
-func (l *logLines) wait(t *testing.T, msg string, stop <-chan struct{}, timeout time.Duration) map[string]any {
+// waitLog returns the first JSON log line whose msg is msg, failing the
+// test when stop is closed first (the process exited) or timeout passes.
+func waitLog(t *testing.T, l *proctest.Log, msg string, stop <-chan struct{}, timeout time.Duration) map[string]any {
 	t.Helper()
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	for {
-		rec, changed := l.find(msg)
-		if rec != nil {
-			return rec
-		}
-		select {
-		case <-changed:
-		case <-stop:
-			if rec, _ := l.find(msg); rec != nil {
-				return rec
-			}
-			t.Fatalf("the process exited before logging %q", msg)
-		case <-timer.C:
-			t.Fatalf("no %q log line after %v", msg, timeout)
-		}
+	rec, err := l.Wait(msg, stop, timeout)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return rec
 }
 
 // proxyProc is a shard-proxy process started by a test.
 type proxyProc struct {
 	cmd    *exec.Cmd
-	logs   *logLines
+	logs   *proctest.Log
 	done   chan struct{} // closed when the process has exited and been waited for
 	data   string        // host:port of the data plane
 	admin  string        // host:port of the admin plane
@@ -125,7 +72,7 @@ func startProxy(t *testing.T, args ...string) *proxyProc {
 	cmd.Env = childEnv()
 	p := &proxyProc{
 		cmd:  cmd,
-		logs: newLogLines(),
+		logs: proctest.NewLog(),
 		done: make(chan struct{}),
 		client: &http.Client{
 			Timeout:   10 * time.Second,
@@ -150,7 +97,7 @@ func startProxy(t *testing.T, args ...string) *proxyProc {
 			t.Logf("shard-proxy %s\nstderr:\n%s", strings.Join(all, " "), logs)
 		}
 	})
-	rec := p.logs.wait(t, "shard-proxy starting", p.done, startTimeout)
+	rec := waitLog(t, p.logs, "shard-proxy starting", p.done, startTimeout)
 	var ok1, ok2 bool
 	p.data, ok1 = rec["listen"].(string)
 	p.admin, ok2 = rec["admin_listen"].(string)

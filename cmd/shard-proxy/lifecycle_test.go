@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/shard-proxy/shard-proxy/internal/proctest"
 )
 
 // result is the outcome of a request made in the background.
@@ -130,7 +132,7 @@ func TestShutdownTimeout(t *testing.T) {
 
 // runInProcess runs the proxy in this process with args, as cli would after
 // parsing, and returns its logs and the channel run's error arrives on.
-func runInProcess(t *testing.T, ctx context.Context, args ...string) (*logLines, <-chan error) {
+func runInProcess(t *testing.T, ctx context.Context, args ...string) (*proctest.Log, <-chan error) {
 	t.Helper()
 	var o options
 	args = append([]string{"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--log-format", "json"}, args...)
@@ -142,7 +144,7 @@ func runInProcess(t *testing.T, ctx context.Context, args ...string) (*logLines,
 	if err := o.validate(); err != nil {
 		t.Fatal(err)
 	}
-	logs := newLogLines()
+	logs := proctest.NewLog()
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, &o, logs) }()
 	return logs, done
@@ -183,9 +185,9 @@ func TestRunLeavesNothingBehind(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	logs, done := runInProcess(t, ctx, "--demo", "2")
-	rec := logs.wait(t, "shard-proxy starting", nil, startTimeout)
+	rec := waitLog(t, logs, "shard-proxy starting", nil, startTimeout)
 	listen, _ := rec["listen"].(string)
-	logs.wait(t, "topology applied", nil, waitTimeout)
+	waitLog(t, logs, "topology applied", nil, waitTimeout)
 
 	client := &http.Client{Transport: &http.Transport{}, Timeout: waitTimeout}
 	req, _ := http.NewRequest(http.MethodGet, "http://"+listen+"/x", nil)

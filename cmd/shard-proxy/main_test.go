@@ -3,13 +3,12 @@ package main
 import (
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime/debug"
-	"sync"
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/shard-proxy/shard-proxy/internal/proctest"
 )
 
 // binDir holds the shard-proxy binary that the acceptance tests run.
@@ -22,6 +21,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
+	proxyBuild.Dir, proxyBuild.Race = dir, raceEnabled()
 	// Every test waits for the processes, servers and clients it started, so
 	// at the end nothing of the package may still run.
 	goleak.VerifyTestMain(m, append(fasthttpBackground(),
@@ -46,38 +46,14 @@ func fasthttpBackground() []goleak.Option {
 	}
 }
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
+// proxyBuild builds the command once per test run, on first use, so that
+// running only the flag tests (-run TestCLI) costs no build. When the tests
+// run with -race, so does the binary: a data race in the proxy makes it exit
+// with status 66, which the shutdown tests see, and shows in its stderr,
+// which every acceptance test checks.
+var proxyBuild = &proctest.Builder{Pkg: "."}
 
-// proxyBinary builds the command once per test run and returns its path.
-// It is built on first use rather than in TestMain so that running only the
-// flag tests (-run TestCLI) costs no build. When the tests run with -race,
-// so does the binary: a data race in the proxy makes it exit with status 66,
-// which the shutdown tests see, and shows in its stderr, which every
-// acceptance test checks.
-func proxyBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		out := filepath.Join(binDir, "shard-proxy")
-		args := []string{"build", "-o", out}
-		if raceEnabled() {
-			args = append(args, "-race")
-		}
-		cmd := exec.Command("go", append(args, ".")...)
-		if b, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go %v: %v\n%s", args, err, b)
-			return
-		}
-		binPath = out
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
+func proxyBinary(t *testing.T) string { return proxyBuild.Path(t) }
 
 // raceEnabled reports whether this test binary was built with -race.
 func raceEnabled() bool {

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -11,12 +10,13 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shard-proxy/shard-proxy/internal/proctest"
 )
 
 // Deadlines for the proxy process. They bound waits on conditions; a
@@ -30,42 +30,15 @@ const (
 var binDir string
 
 // proxyBuild builds the binary once per test binary, on first use, so that
-// -short runs and skipped environments never pay for it.
-var proxyBuild struct {
-	once sync.Once
-	path string
-	err  error
-}
+// -short runs and skipped environments never pay for it; with -race when
+// the tests run with it.
+var proxyBuild = &proctest.Builder{Pkg: "../../cmd/shard-proxy", Race: raceEnabled}
 
-// proxyBinary returns the path of the shard-proxy binary built from this
-// tree, with -race when the tests run with it.
+// proxyBinary returns the path of the shard-proxy binary built from this tree.
 func proxyBinary(t *testing.T) string {
 	t.Helper()
-	proxyBuild.once.Do(func() {
-		goTool, err := exec.LookPath("go")
-		if err != nil {
-			proxyBuild.err = fmt.Errorf("the go command is needed to build the proxy: %w", err)
-			return
-		}
-		path := filepath.Join(binDir, "shard-proxy")
-		args := []string{"build"}
-		if raceEnabled {
-			args = append(args, "-race")
-		}
-		args = append(args, "-o", path, "../../cmd/shard-proxy")
-		begin := time.Now()
-		out, err := exec.Command(goTool, args...).CombinedOutput()
-		if err != nil {
-			proxyBuild.err = fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out)
-			return
-		}
-		proxyBuild.path = path
-		t.Logf("built %s (race=%v) in %v", path, raceEnabled, time.Since(begin).Round(time.Millisecond))
-	})
-	if proxyBuild.err != nil {
-		t.Fatal(proxyBuild.err)
-	}
-	return proxyBuild.path
+	proxyBuild.Dir = binDir
+	return proxyBuild.Path(t)
 }
 
 // proxy is one running shard-proxy process.
@@ -73,7 +46,7 @@ type proxy struct {
 	name  string
 	data  string // http://127.0.0.1:port of the data plane
 	admin string // http://127.0.0.1:port of the admin plane
-	logs  *logBuffer
+	logs  *proctest.Log
 
 	cmd      *exec.Cmd
 	exited   chan struct{} // closed when the process has exited
@@ -119,7 +92,7 @@ func launchProxy(t *testing.T, name, kubeconfig, ns string, extra ...string) *pr
 	}, extra...)
 	p := &proxy{
 		name:   name,
-		logs:   newLogBuffer(),
+		logs:   proctest.NewLog(),
 		exited: make(chan struct{}),
 		client: &http.Client{
 			Timeout:   10 * time.Second,
@@ -188,7 +161,7 @@ func (p *proxy) stopNow(t *testing.T) {
 		t.Errorf("proxy %s: the race detector found a data race (see its log below)", p.name)
 	}
 	if t.Failed() {
-		t.Logf("proxy %s: last lines of its log:\n%s", p.name, p.logs.tail(60))
+		t.Logf("proxy %s: last lines of its log:\n%s", p.name, p.logs.Tail(60))
 	}
 }
 
@@ -197,70 +170,21 @@ func (p *proxy) waitLog(t *testing.T, timeout time.Duration, msg string) map[str
 	t.Helper()
 	deadline := time.After(timeout)
 	for {
-		rec, more := p.logs.find(msg)
+		rec, more := p.logs.Find(msg)
 		if rec != nil {
 			return rec
 		}
 		select {
 		case <-more:
 		case <-p.exited:
-			if rec, _ := p.logs.find(msg); rec != nil {
+			if rec, _ := p.logs.Find(msg); rec != nil {
 				return rec
 			}
-			t.Fatalf("proxy %s exited (%v) before logging %q; log:\n%s", p.name, p.err, msg, p.logs.tail(40))
+			t.Fatalf("proxy %s exited (%v) before logging %q; log:\n%s", p.name, p.err, msg, p.logs.Tail(40))
 		case <-deadline:
-			t.Fatalf("proxy %s: no %q log line after %v; log:\n%s", p.name, msg, timeout, p.logs.tail(40))
+			t.Fatalf("proxy %s: no %q log line after %v; log:\n%s", p.name, msg, timeout, p.logs.Tail(40))
 		}
 	}
-}
-
-// logBuffer collects a process's output and lets tests wait for a line.
-// Safe for concurrent use.
-type logBuffer struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	changed chan struct{} // closed and replaced on every write
-}
-
-func newLogBuffer() *logBuffer { return &logBuffer{changed: make(chan struct{})} }
-
-func (l *logBuffer) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.buf.Write(b)
-	close(l.changed)
-	l.changed = make(chan struct{})
-	return len(b), nil
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// find returns the first JSON line whose msg is msg, or nil and a channel
-// closed on the next write.
-func (l *logBuffer) find(msg string) (map[string]any, <-chan struct{}) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	sc := bufio.NewScanner(bytes.NewReader(l.buf.Bytes()))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var rec map[string]any
-		if json.Unmarshal(sc.Bytes(), &rec) == nil && rec["msg"] == msg {
-			return rec, nil
-		}
-	}
-	return nil, l.changed
-}
-
-func (l *logBuffer) tail(n int) string {
-	lines := strings.Split(strings.TrimRight(l.String(), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // The admin plane's answers, as the README documents them.

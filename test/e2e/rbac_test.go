@@ -79,7 +79,7 @@ func testRBAC(t *testing.T, env *kubeenv.Env) {
 	f.sweep(t, p, keys, owners(t, 4, keys))
 
 	if strings.Contains(p.logs.String(), "not allowed to watch") {
-		t.Errorf("the proxy was refused access:\n%s", p.logs.tail(20))
+		t.Errorf("the proxy was refused access:\n%s", p.logs.Tail(20))
 	}
 }
 

@@ -61,7 +61,7 @@ func testShutdownDuringOutage(t *testing.T, env *kubeenv.Env) {
 		t.Logf("proxy %s exited %v after SIGTERM, %v into the outage", p.name, took.Round(time.Millisecond), longOutage)
 		if limit := shutdownTimeout + shutdownSlack; took > limit {
 			t.Errorf("proxy %s took %v to exit after SIGTERM with the API server down; want at most --shutdown-timeout %v + %v. "+
-				"Its last lines:\n%s", p.name, took.Round(time.Millisecond), shutdownTimeout, shutdownSlack, p.logs.tail(4))
+				"Its last lines:\n%s", p.name, took.Round(time.Millisecond), shutdownTimeout, shutdownSlack, p.logs.Tail(4))
 		}
 	}
 }
