@@ -39,6 +39,14 @@ type shard struct {
 	answer func(w http.ResponseWriter, r *http.Request)
 }
 
+// setAnswer replaces the shard's handler; handlers of earlier requests may
+// still be running, so it takes the lock.
+func (s *shard) setAnswer(h func(w http.ResponseWriter, r *http.Request)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.answer = h
+}
+
 func (s *shard) requests() []received {
 	s.mu.Lock()
 	defer s.mu.Unlock()

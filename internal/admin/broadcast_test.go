@@ -59,16 +59,16 @@ func TestBroadcastFailuresAndPolicies(t *testing.T) {
 	shards := startShards(t, 5)
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) })
-	shards[1].answer = func(w http.ResponseWriter, r *http.Request) { // slow
+	shards[1].setAnswer(func(w http.ResponseWriter, r *http.Request) { // slow
 		select {
 		case <-release:
 		case <-r.Context().Done():
 		}
-	}
-	shards[3].answer = func(w http.ResponseWriter, r *http.Request) {
+	})
+	shards[3].setAnswer(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(500)
 		w.Write([]byte("boom"))
-	}
+	})
 	topo := topologyOf(shards)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -121,7 +121,8 @@ func TestBroadcastFailuresAndPolicies(t *testing.T) {
 		t.Errorf("the not-ready shard was contacted %d times", n)
 	}
 	// quorum met: 3 of 5 with the slow and 500 shards fixed
-	shards[1].answer, shards[3].answer = nil, nil
+	shards[1].setAnswer(nil)
+	shards[3].setAnswer(nil)
 	r := call(t, "POST", a.url+"/broadcast/flush?policy=quorum&timeout=2s", nil, nil)
 	if rep := decode[BroadcastReport](t, r); r.status != 200 || rep.Succeeded != 3 {
 		t.Errorf("quorum with 3 of 5: status %d, report %+v", r.status, rep)
@@ -138,7 +139,7 @@ func sepQuery(q, more string) string {
 func TestBroadcastTruncatesLargeBodies(t *testing.T) {
 	shards := startShards(t, 1)
 	big := strings.Repeat("é", ResultBodyLimit) // 2 bytes each: the cut falls mid-rune
-	shards[0].answer = func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(big)) }
+	shards[0].setAnswer(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(big)) })
 	topo := topologyOf(shards)
 	a := startAdmin(t, Config{}, &topo)
 	rep := decode[BroadcastReport](t, call(t, "GET", a.url+"/broadcast/dump", nil, nil))

@@ -1,8 +1,11 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -10,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/valyala/fasthttp"
 
 	"github.com/shard-proxy/shard-proxy/internal/ring"
 	"github.com/shard-proxy/shard-proxy/internal/watch"
@@ -234,6 +238,57 @@ func TestForwardingFidelity(t *testing.T) {
 	} {
 		if v := r.Header.Get(h); v != want {
 			t.Errorf("shard saw %s = %q, want %q", h, v, want)
+		}
+	}
+}
+
+// A connect that times out means the shard is unreachable (502), not slow.
+func TestDialTimeoutIsUnreachable(t *testing.T) {
+	_, err := dialer(time.Nanosecond)("127.0.0.1:9") // the deadline passes before any packet is sent
+	if !errors.Is(err, fasthttp.ErrDialTimeout) {
+		t.Fatalf("dial error %v, want one wrapping fasthttp.ErrDialTimeout", err)
+	}
+	if got := errorStatus(upstreamError(err)); got != 502 {
+		t.Errorf("status %d for a dial timeout, want 502", got)
+	}
+	if got := errorStatus(upstreamError(fasthttp.ErrTimeout)); got != 504 {
+		t.Errorf("status %d for a response timeout, want 504", got)
+	}
+}
+
+// Hop-by-hop headers are stripped whatever case the shard writes them in
+// (sidecars such as Envoy send lowercase names).
+func TestLowercaseHopHeadersFromShard(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nconnection: x-private\r\nx-private: secret\r\nkeep-alive: timeout=5\r\nx-kept: yes\r\ncontent-length: 2\r\n\r\nok")
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	topo := watch.Topology{Replicas: 1, Shards: []watch.Shard{{Ordinal: 0, Name: "raw-0", Addr: ln.Addr().String(), Ready: true}}}
+	p := startProxy(t, Config{}, ring.Config{}, &topo)
+	r := newRequest(t, "GET", p.url+"/", nil)
+	r.Header.Set("X-Shard-Key", "k")
+	a := do(t, client(t), r)
+	if a.status != 200 || string(a.body) != "ok" || a.header.Get("X-Kept") != "yes" {
+		t.Fatalf("status %d body %q headers %v", a.status, a.body, a.header)
+	}
+	for _, h := range []string{"X-Private", "Keep-Alive"} {
+		if v := a.header.Get(h); v != "" {
+			t.Errorf("hop-by-hop %s = %q reached the client", h, v)
 		}
 	}
 }

@@ -4,6 +4,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -25,6 +26,9 @@ const (
 	DefaultMaxBodyBytes     = 4 << 20
 	DefaultUpstreamTimeout  = 30 * time.Second
 	DefaultMaxConnsPerShard = 8192
+	// DefaultClientTimeout bounds reading one request from a client, and
+	// writing one answer to it.
+	DefaultClientTimeout = 60 * time.Second
 )
 
 // Config configures a Proxy. The zero value routes by the X-Shard-Key header
@@ -151,11 +155,12 @@ func (p *Proxy) newBackend(name, addr string) *backend {
 		addr:    addr,
 		metrics: p.metrics.forShard(name),
 		client: &fasthttp.HostClient{
-			Addr:                          addr,
-			NoDefaultUserAgentHeader:      true,
-			DisableHeaderNamesNormalizing: true,
-			DisablePathNormalizing:        true,
-			MaxConns:                      p.cfg.MaxConnsPerShard,
+			Addr:                     addr,
+			NoDefaultUserAgentHeader: true,
+			// Header names stay normalized: hop-by-hop headers are found
+			// and stripped whatever case a shard (or a sidecar) sends.
+			DisablePathNormalizing: true,
+			MaxConns:               p.cfg.MaxConnsPerShard,
 			// A GET, HEAD or PUT that failed on a pooled connection the
 			// shard had closed is sent once more, on a new connection, to
 			// the same shard.
@@ -173,10 +178,19 @@ func (p *Proxy) newBackend(name, addr string) *backend {
 // dialer bounds connecting by the smaller of timeout and 5s. It is a plain
 // net.Dialer: fasthttp's TCPDialer starts a DNS-cache goroutine that never
 // ends, one per backend, and shard addresses are IPs or names that
-// discovery already resolved.
+// discovery already resolved. A connect that times out is reported as
+// fasthttp.ErrDialTimeout, so that it maps to 502 (unreachable), not to
+// 504 (a shard too slow to answer).
 func dialer(timeout time.Duration) fasthttp.DialFunc {
 	d := &net.Dialer{Timeout: min(timeout, 5*time.Second), KeepAlive: 30 * time.Second}
-	return func(addr string) (net.Conn, error) { return d.Dial("tcp", addr) }
+	return func(addr string) (net.Conn, error) {
+		c, err := d.Dial("tcp", addr)
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return nil, fmt.Errorf("%w: %v", fasthttp.ErrDialTimeout, err)
+		}
+		return c, err
+	}
 }
 
 // Close closes idle upstream connections. Call it after the server stopped.
@@ -199,10 +213,14 @@ func (p *Proxy) Server() *fasthttp.Server {
 		NoDefaultContentType:  true,
 		NoDefaultDate:         true,
 		ReadBufferSize:        16 << 10,
-		IdleTimeout:           90 * time.Second,
-		CloseOnShutdown:       true,
-		Name:                  "shard-proxy",
-		Logger:                debugLogger{p.log},
+		// A client that connects and never finishes its request, or never
+		// reads the answer, does not hold a connection forever.
+		ReadTimeout:     DefaultClientTimeout,
+		WriteTimeout:    DefaultClientTimeout,
+		IdleTimeout:     90 * time.Second,
+		CloseOnShutdown: true,
+		Name:            "shard-proxy",
+		Logger:          debugLogger{p.log},
 	}
 }
 

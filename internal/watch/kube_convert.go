@@ -65,14 +65,16 @@ func endpointsFrom(slice *discoveryv1.EndpointSlice, set kubeSet, port string) (
 	return eps, problem
 }
 
-// endpointReady follows the EndpointSlice API: a nil ready means ready, a
-// nil terminating means not terminating. A terminating endpoint takes no
-// new requests even when ready is true, which publishNotReadyAddresses can
-// cause.
+// endpointReady follows the EndpointSlice API: a nil condition means true,
+// except terminating. Both ready and serving must hold: under
+// publishNotReadyAddresses the controller forces ready to true and only
+// serving tells whether the pod is ready. A terminating endpoint takes no
+// new requests.
 func endpointReady(c discoveryv1.EndpointConditions) bool {
 	ready := c.Ready == nil || *c.Ready
+	serving := c.Serving == nil || *c.Serving
 	terminating := c.Terminating != nil && *c.Terminating
-	return ready && !terminating
+	return ready && serving && !terminating
 }
 
 // endpointPodName is the name of the pod behind an endpoint: the target

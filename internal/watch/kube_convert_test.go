@@ -31,6 +31,7 @@ type testEPOpt func(*discoveryv1.Endpoint)
 func epNotReady(e *discoveryv1.Endpoint)    { e.Conditions.Ready = ptrTo(false) }
 func epTerminating(e *discoveryv1.Endpoint) { e.Conditions.Terminating = ptrTo(true) }
 func epNilReady(e *discoveryv1.Endpoint)    { e.Conditions.Ready = nil }
+func epNotServing(e *discoveryv1.Endpoint)  { e.Conditions.Serving = ptrTo(false) }
 func epByHostname(e *discoveryv1.Endpoint)  { e.Hostname, e.TargetRef = ptrTo(e.TargetRef.Name), nil }
 
 func testEP(pod, addr string, opts ...testEPOpt) discoveryv1.Endpoint {
@@ -122,6 +123,14 @@ func TestKubeTopology(t *testing.T) {
 			want: Topology{Replicas: 4, Shards: []Shard{
 				testShard(0, "10.0.0.1:8080", false), testShard(1, "10.0.0.2:8080", false), testShard(2, "", false), testShard(3, "10.0.0.4:8080", true),
 			}},
+		},
+		{
+			name: "publishNotReadyAddresses: ready is forced true, serving false means not ready",
+			sts:  testSts("web", ptrTo[int32](2), 0),
+			slices: []*discoveryv1.EndpointSlice{
+				testSlice("a", testHTTPPort, testEP("web-0", "10.0.0.1", epNotServing), testEP("web-1", "10.0.0.2")),
+			},
+			want: Topology{Replicas: 2, Shards: []Shard{testShard(0, "10.0.0.1:8080", false), testShard(1, "10.0.0.2:8080", true)}},
 		},
 		{
 			name: "nil ready means ready, but not while terminating",
