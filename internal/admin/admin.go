@@ -56,6 +56,13 @@ func New(cfg Config) *Server {
 	s.mux.Handle("GET /locate", s.guard(http.HandlerFunc(s.locate)))
 	s.mux.Handle("/broadcast/", s.guard(http.HandlerFunc(s.broadcast)))
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		// The GET-only endpoints land here for other methods.
+		switch r.URL.Path {
+		case "/healthz", "/readyz", "/metrics", "/shards", "/locate":
+			w.Header().Set("Allow", "GET, HEAD")
+			writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: r.Method + " is not allowed on " + r.URL.Path + ": use GET"})
+			return
+		}
 		writeJSON(w, http.StatusNotFound, errorBody{Error: "no such admin endpoint: " + r.URL.Path})
 	})
 	return s

@@ -204,6 +204,9 @@ func TestShardsAndLocate(t *testing.T) {
 	if r := call(t, "GET", a.url+"/nope", nil, nil); r.status != 404 || !json.Valid(r.body) {
 		t.Errorf("unknown endpoint: %d %s, want 404 JSON", r.status, r.body)
 	}
+	if r := call(t, "POST", a.url+"/shards", nil, nil); r.status != 405 || r.header.Get("Allow") == "" || !json.Valid(r.body) {
+		t.Errorf("POST /shards: %d %s, want 405 JSON with Allow", r.status, r.body)
+	}
 }
 
 func TestMetricsEndpoint(t *testing.T) {
