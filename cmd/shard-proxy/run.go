@@ -107,7 +107,7 @@ func run(ctx context.Context, o *options, logw io.Writer) error {
 		px.Update(t)
 		tables.Store(t)
 		log.Info("topology applied", "replicas", t.Replicas(), "ready", t.Ready(),
-			"fingerprint", t.Fingerprint, "ring_rebuilt", !table.SameRing(prev, t) || prev == nil,
+			"fingerprint", t.Fingerprint, "ring_rebuilt", !table.SameRing(prev, t),
 			"shards", shardSummary(t))
 	}
 
