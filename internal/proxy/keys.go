@@ -240,16 +240,19 @@ func (r *Rule) extract(req *fasthttp.Request, s *Scratch) ([]byte, error) {
 		s.args.ParseBytes(req.URI().QueryString())
 		return s.args.Peek(r.name), nil
 	case rulePath:
-		return r.matchPath(req.URI().Path()), nil
+		// The path as received, which is also what the shard receives; only
+		// the key segment is percent-decoded, so %2F stays inside a key.
+		return r.matchPath(req.URI().PathOriginal(), s), nil
 	case ruleBody:
 		return r.bodyKey(req.Body(), s)
 	}
 	return nil, nil
 }
 
-// matchPath returns the {key} segment of path when path starts with the
-// template's segments, or nil.
-func (r *Rule) matchPath(path []byte) []byte {
+// matchPath returns the percent-decoded {key} segment of the raw path when
+// the path starts with the template's segments, or nil. A decoded key is
+// written to s.buf.
+func (r *Rule) matchPath(path []byte, s *Scratch) []byte {
 	if len(path) == 0 || path[0] != '/' {
 		return nil
 	}
@@ -276,7 +279,39 @@ func (r *Rule) matchPath(path []byte) []byte {
 			return nil
 		}
 	}
-	return key
+	if bytes.IndexByte(key, '%') < 0 {
+		return key
+	}
+	s.buf = unescapePath(s.buf[:0], key)
+	return s.buf
+}
+
+// unescapePath appends seg with %XX escapes decoded; a malformed escape is
+// kept as it is. '+' means '+' in a path.
+func unescapePath(dst, seg []byte) []byte {
+	for i := 0; i < len(seg); i++ {
+		if seg[i] == '%' && i+2 < len(seg) && isHex(seg[i+1]) && isHex(seg[i+2]) {
+			dst = append(dst, unhex(seg[i+1])<<4|unhex(seg[i+2]))
+			i += 2
+			continue
+		}
+		dst = append(dst, seg[i])
+	}
+	return dst
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c >= 'a':
+		return c - 'a' + 10
+	case c >= 'A':
+		return c - 'A' + 10
+	}
+	return c - '0'
 }
 
 // bodyKey reads the rule's field from a JSON body. An empty body yields no
