@@ -68,9 +68,10 @@ func run(ctx context.Context, o *options, logw io.Writer) error {
 			return err
 		}
 	}
-	var tables table.Holder
+	// The proxy is the one place that holds the table: the admin plane
+	// reads the very snapshot the data plane routes with.
 	adm := admin.New(admin.Config{
-		Tables:     &tables,
+		Tables:     px,
 		Gatherer:   reg,
 		Registerer: reg,
 		Auth:       auth,
@@ -98,14 +99,13 @@ func run(ctx context.Context, o *options, logw io.Writer) error {
 		"admin_auth", o.tokenFile != "")
 
 	publish := func(topo watch.Topology) {
-		prev := tables.Load()
+		prev := px.Load()
 		t, err := table.Build(o.ringCfg, topo, prev)
 		if err != nil {
 			log.Error("topology rejected; keeping the previous one", "err", err)
 			return
 		}
 		px.Update(t)
-		tables.Store(t)
 		log.Info("topology applied", "replicas", t.Replicas(), "ready", t.Ready(),
 			"fingerprint", t.Fingerprint, "ring_rebuilt", !table.SameRing(prev, t),
 			"shards", shardSummary(t))

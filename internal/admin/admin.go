@@ -16,8 +16,9 @@ import (
 
 // Config configures the admin plane.
 type Config struct {
-	// Tables is where the current routing table is read from. Required.
-	Tables *table.Holder
+	// Tables is where the current routing table is read from, such as a
+	// *table.Holder or the *proxy.Proxy that routes with it. Required.
+	Tables Tables
 	// Gatherer serves /metrics; nil means an empty registry.
 	Gatherer prometheus.Gatherer
 	// Registerer receives the admin plane's own metrics; nil registers nowhere.
@@ -29,6 +30,13 @@ type Config struct {
 	// Logger receives one line per broadcast; nil means slog.Default().
 	Logger *slog.Logger
 }
+
+// Tables gives the routing table in force, or nil before the first one.
+type Tables interface {
+	Load() *table.Table
+}
+
+var _ Tables = (*table.Holder)(nil)
 
 // Server is the admin plane's http.Handler. Safe for concurrent use.
 type Server struct {

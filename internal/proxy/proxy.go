@@ -110,6 +110,16 @@ func New(cfg Config) (*Proxy, error) {
 	}, nil
 }
 
+// Load returns the table the proxy routes with, or nil before the first
+// Update, so that other components (the admin plane) read exactly the
+// snapshot the data plane uses.
+func (p *Proxy) Load() *table.Table {
+	if snap := p.snap.Load(); snap != nil {
+		return snap.table
+	}
+	return nil
+}
+
 // Extractor returns the proxy's key extractor.
 func (p *Proxy) Extractor() *Extractor { return p.keys }
 
