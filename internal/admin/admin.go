@@ -137,15 +137,13 @@ func (s *Server) shards(w http.ResponseWriter, _ *http.Request) {
 
 func describe(t *table.Table) ShardsAnswer {
 	a := ShardsAnswer{
-		Ring:        string(ringName(t)),
+		Ring:        string(t.Config.Algorithm),
 		Replicas:    t.Replicas(),
 		Ready:       t.Ready(),
 		Fingerprint: t.Fingerprint,
 		Shards:      make([]ShardInfo, 0, len(t.Shards)),
 	}
-	if a.Ring == "consistent" {
-		a.Partitions = partitions(t)
-	}
+	a.Partitions = t.Config.Partitions // non-zero only for consistent
 	for _, sh := range t.Shards {
 		a.Shards = append(a.Shards, ShardInfo{Ordinal: sh.Ordinal, Name: sh.Name, Address: sh.Addr, Ready: sh.Ready})
 	}

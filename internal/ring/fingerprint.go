@@ -18,7 +18,7 @@ import (
 // proxy routes to: the same names in another order are a different ring even
 // where the placement by name would be the same.
 func Fingerprint(cfg Config, names []string) string {
-	cfg = cfg.normalize()
+	cfg = cfg.Normalized()
 	d := xxhash.New()
 	// A version tag lets a future encoding change never collide with this one.
 	d.WriteString("shard-proxy ring v1\x00")

@@ -67,9 +67,9 @@ type Config struct {
 	Partitions int
 }
 
-// normalize resolves defaults so that configs which route identically compare
+// Normalized resolves defaults so that configs which route identically compare
 // equal, which Fingerprint relies on.
-func (c Config) normalize() Config {
+func (c Config) Normalized() Config {
 	if c.Algorithm == "" {
 		c.Algorithm = Jump
 	}
@@ -100,7 +100,7 @@ func New(cfg Config, names []string) (Ring, error) {
 	if cfg.Partitions < 0 {
 		return nil, fmt.Errorf("partitions must not be negative (0 means %d), got %d", DefaultPartitions, cfg.Partitions)
 	}
-	cfg = cfg.normalize()
+	cfg = cfg.Normalized()
 	if cfg.Partitions > maxPartitions {
 		return nil, fmt.Errorf("partitions must be at most %d, got %d", maxPartitions, cfg.Partitions)
 	}

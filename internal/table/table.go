@@ -15,7 +15,8 @@ import (
 // the shards by ring index. It is safe for concurrent use; a request loads
 // one Table and uses it throughout, so it never sees two topologies.
 type Table struct {
-	// Config is the ring configuration the table was built with.
+	// Config is the ring configuration the table was built with, with its
+	// defaults resolved (ring.Config.Normalized).
 	Config ring.Config
 	// Ring maps keys to indexes of Shards.
 	Ring ring.Ring
@@ -56,6 +57,7 @@ func (t *Table) Ready() int {
 // configuration or the shard names differ from prev; a readiness or address
 // change reuses prev's ring, which keeps such updates cheap.
 func Build(cfg ring.Config, topo watch.Topology, prev *Table) (*Table, error) {
+	cfg = cfg.Normalized()
 	topo, err := topo.Normalize()
 	if err != nil {
 		return nil, err
@@ -71,7 +73,7 @@ func Build(cfg ring.Config, topo watch.Topology, prev *Table) (*Table, error) {
 	}
 	r, err := ring.New(cfg, names)
 	if err != nil {
-		return nil, fmt.Errorf("building %s ring for %d shards: %w", algorithmOf(cfg), len(names), err)
+		return nil, fmt.Errorf("building %s ring for %d shards: %w", cfg.Algorithm, len(names), err)
 	}
 	t.Ring, t.Fingerprint = r, ring.Fingerprint(cfg, names)
 	return t, nil
@@ -81,13 +83,6 @@ func Build(cfg ring.Config, topo watch.Topology, prev *Table) (*Table, error) {
 // and shard name.
 func SameRing(a, b *Table) bool {
 	return a != nil && b != nil && a.Fingerprint == b.Fingerprint
-}
-
-func algorithmOf(cfg ring.Config) ring.Algorithm {
-	if cfg.Algorithm == "" {
-		return ring.Jump
-	}
-	return cfg.Algorithm
 }
 
 // Holder publishes the current Table. The zero value holds none. Safe for
