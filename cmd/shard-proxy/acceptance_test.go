@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/shard-proxy/shard-proxy/internal/admin"
-	"github.com/shard-proxy/shard-proxy/internal/watch"
+	"github.com/shard-proxy/shard-proxy/internal/watch/demo"
 )
 
 // locate asks the admin plane which shard owns key.
@@ -90,7 +90,7 @@ func TestDemo(t *testing.T) {
 		if a.status != http.StatusOK {
 			t.Fatalf("key %s: status %d, want 200 (body %q)", key, a.status, a.body)
 		}
-		var ans watch.DemoAnswer
+		var ans demo.Answer
 		decodeJSON(t, a, &ans)
 		xs := a.header.Get("X-Shard")
 		if ans.Shard != xs || !strings.HasPrefix(xs, "demo-") {

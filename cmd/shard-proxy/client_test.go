@@ -16,7 +16,7 @@ import (
 func runCLI(t *testing.T, env map[string]string, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	code := cli(args, envOf(env), &out, &errOut)
+	code := cli(args, envOf(env), &out, &errOut, nil)
 	return code, out.String(), errOut.String()
 }
 

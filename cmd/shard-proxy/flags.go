@@ -12,9 +12,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shard-proxy/shard-proxy/internal/admin"
 	"github.com/shard-proxy/shard-proxy/internal/proxy"
 	"github.com/shard-proxy/shard-proxy/internal/ring"
-	"github.com/shard-proxy/shard-proxy/internal/watch"
+	"github.com/shard-proxy/shard-proxy/internal/watch/dns"
 )
 
 // options is everything the proxy is configured with, after flags and
@@ -53,6 +54,13 @@ type options struct {
 	ringCfg ring.Config
 	rules   []proxy.Rule
 }
+
+// Defaults of the flags that no component owns.
+const (
+	defaultListen          = ":8080"
+	defaultAdminListen     = ":9090"
+	defaultShutdownTimeout = 15 * time.Second
+)
 
 // byteSize is a flag value in bytes that also takes KiB, MiB and GiB suffixes.
 type byteSize int
@@ -140,21 +148,21 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.port, "port", "", "shard port: EndpointSlice port name or number (default: the only port)")
 	fs.StringVar(&o.dnsSvc, "dns-service", "", "DNS discovery without API access: SVC.NAMESPACE of the headless Service")
 	intFlag(fs, &o.replicas, "replicas", 0, "with --dns-service: the number of shards N")
-	fs.StringVar(&o.domain, "cluster-domain", "cluster.local", "with --dns-service: the cluster DNS domain")
-	durationFlag(fs, &o.dnsEvery, "dns-interval", 5*time.Second, "with --dns-service: how often every shard name is resolved again")
+	fs.StringVar(&o.domain, "cluster-domain", dns.DefaultClusterDomain, "with --dns-service: the cluster DNS domain")
+	durationFlag(fs, &o.dnsEvery, "dns-interval", dns.DefaultInterval, "with --dns-service: how often every shard name is resolved again")
 
-	fs.StringVar(&o.listen, "listen", ":8080", "data plane address")
-	fs.StringVar(&o.adminListen, "admin-listen", ":9090", "admin plane address")
+	fs.StringVar(&o.listen, "listen", defaultListen, "data plane address")
+	fs.StringVar(&o.adminListen, "admin-listen", defaultAdminListen, "admin plane address")
 	fs.StringVar(&o.ringName, "ring", string(ring.Jump), "ring algorithm: jump, consistent or modulus")
 	intFlag(fs, &o.partitions, "partitions", ring.DefaultPartitions, "partitions of the consistent ring")
 	fs.StringVar(&o.key, "key", proxy.DefaultKeyRules, "key rules tried in order: header:NAME, query:NAME, cookie:NAME, path:TEMPLATE, body:FIELD")
 	o.maxBody = proxy.DefaultMaxBodyBytes
 	fs.Var(&o.maxBody, "max-body-bytes", "largest request body read and forwarded (bytes, or with KiB/MiB/GiB)")
 	durationFlag(fs, &o.upstreamTO, "upstream-timeout", proxy.DefaultUpstreamTimeout, "bound on one forwarded request")
-	durationFlag(fs, &o.shutdownTO, "shutdown-timeout", 15*time.Second, "on SIGTERM, how long in-flight requests may take to finish")
+	durationFlag(fs, &o.shutdownTO, "shutdown-timeout", defaultShutdownTimeout, "on SIGTERM, how long in-flight requests may take to finish")
 	fs.StringVar(&o.tokenFile, "admin-token-file", "", "file holding the admin bearer token (re-read when it changes)")
-	intFlag(fs, &o.bcastConc, "broadcast-concurrency", 64, "broadcast: shards contacted at once")
-	durationFlag(fs, &o.bcastTimeout, "broadcast-timeout", 10*time.Second, "broadcast: default bound per shard (?timeout= overrides)")
+	intFlag(fs, &o.bcastConc, "broadcast-concurrency", admin.DefaultBroadcastConcurrency, "broadcast: shards contacted at once")
+	durationFlag(fs, &o.bcastTimeout, "broadcast-timeout", admin.DefaultBroadcastTimeout, "broadcast: default bound per shard (?timeout= overrides)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	return fs
@@ -286,7 +294,7 @@ func (o *options) validate() error {
 }
 
 func validDNSService(s string) bool {
-	_, _, err := watch.ParseDNSService(s)
+	_, _, err := dns.ParseService(s)
 	return err == nil
 }
 

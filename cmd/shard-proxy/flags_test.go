@@ -81,7 +81,7 @@ func TestCLIRejects(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			code := cli(tt.args, envOf(tt.env), &stdout, &stderr)
+			code := cli(tt.args, envOf(tt.env), &stdout, &stderr, nil)
 			if code != 2 {
 				t.Errorf("cli(%q) = %d, want 2", tt.args, code)
 			}
@@ -105,7 +105,7 @@ func TestCLIHelp(t *testing.T) {
 	for _, arg := range []string{"--help", "-h"} {
 		t.Run(arg, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			if code := cli([]string{arg}, envOf(nil), &stdout, &stderr); code != 0 {
+			if code := cli([]string{arg}, envOf(nil), &stdout, &stderr, nil); code != 0 {
 				t.Errorf("cli(%q) = %d, want 0", arg, code)
 			}
 			if stderr.Len() != 0 {
@@ -132,7 +132,7 @@ func TestCLIListenFails(t *testing.T) {
 	defer ln.Close()
 	var stdout, stderr bytes.Buffer
 	args := []string{"--shards", deadAddr(t), "--listen", ln.Addr().String(), "--admin-listen", "127.0.0.1:0"}
-	if code := cli(args, envOf(nil), &stdout, &stderr); code != 1 {
+	if code := cli(args, envOf(nil), &stdout, &stderr, nil); code != 1 {
 		t.Errorf("cli(%q) = %d, want 1", args, code)
 	}
 	if got := stderr.String(); !strings.Contains(got, "--listen") || !strings.Contains(got, "address already in use") {

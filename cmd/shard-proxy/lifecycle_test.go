@@ -146,7 +146,7 @@ func runInProcess(t *testing.T, ctx context.Context, args ...string) (*proctest.
 	}
 	logs := proctest.NewLog()
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, &o, logs) }()
+	go func() { done <- run(ctx, &o, logs, nil) }()
 	return logs, done
 }
 

@@ -9,9 +9,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"k8s.io/klog/v2"
 )
 
 func main() {
@@ -19,11 +22,18 @@ func main() {
 	// SIGTERM during shutdown (which --shutdown-timeout bounds) is absorbed
 	// instead of killing the process on its way out after cli has returned.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGTERM, os.Interrupt)
-	os.Exit(cli(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+	os.Exit(cli(os.Args[1:], os.Getenv, os.Stdout, os.Stderr, routeLibraryLogs))
 }
 
-// cli runs shard-proxy with args and returns the exit status.
-func cli(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+// routeLibraryLogs points the process-wide logger of client-go (klog) at
+// ours. It sets global state, so only main passes it to cli.
+func routeLibraryLogs(log *slog.Logger) {
+	klog.SetSlogLogger(log.With("component", "client-go"))
+}
+
+// cli runs shard-proxy with args and returns the exit status. onLogger, if
+// set, receives the proxy's logger before anything runs.
+func cli(args []string, getenv func(string) string, stdout, stderr io.Writer, onLogger func(*slog.Logger)) int {
 	if len(args) > 0 {
 		if sub, ok := subcommands[args[0]]; ok {
 			return sub(args[1:], getenv, stdout, stderr)
@@ -47,7 +57,7 @@ func cli(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	if err := run(ctx, &o, stderr); err != nil {
+	if err := run(ctx, &o, stderr, onLogger); err != nil {
 		fmt.Fprintf(stderr, "shard-proxy: %v\n", err)
 		return 1
 	}

@@ -11,13 +11,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/shard-proxy/shard-proxy/internal/proxy"
 	"github.com/shard-proxy/shard-proxy/internal/table"
+	"github.com/shard-proxy/shard-proxy/internal/watch"
 )
 
 // Config configures the admin plane.
 type Config struct {
-	// Tables is where the current routing table is read from, such as a
-	// *table.Holder or the *proxy.Proxy that routes with it. Required.
+	// Tables is where the routing table in force is read from: the
+	// *proxy.Proxy that routes with it. Required.
 	Tables Tables
 	// Gatherer serves /metrics; nil means an empty registry.
 	Gatherer prometheus.Gatherer
@@ -33,10 +35,10 @@ type Config struct {
 
 // Tables gives the routing table in force, or nil before the first one.
 type Tables interface {
-	Load() *table.Table
+	Table() *table.Table
 }
 
-var _ Tables = (*table.Holder)(nil)
+var _ Tables = (*proxy.Proxy)(nil)
 
 // Server is the admin plane's http.Handler. Safe for concurrent use.
 type Server struct {
@@ -101,7 +103,7 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	switch {
 	case s.draining.Load():
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting down"})
-	case s.cfg.Tables.Load() == nil:
+	case s.cfg.Tables.Table() == nil:
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "no topology yet"})
 	default:
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
@@ -127,9 +129,9 @@ type ShardsAnswer struct {
 }
 
 func (s *Server) shards(w http.ResponseWriter, _ *http.Request) {
-	t := s.cfg.Tables.Load()
+	t := s.cfg.Tables.Table()
 	if t == nil {
-		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "no shards"})
+		proxy.AnswerFor(proxy.ErrNoShards, "").Write(w)
 		return
 	}
 	writeJSON(w, http.StatusOK, describe(t))
@@ -166,14 +168,14 @@ func (s *Server) locate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := q.Get("key")
-	t := s.cfg.Tables.Load()
-	if t == nil {
-		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "no shards"})
-		return
+	t := s.cfg.Tables.Table()
+	var sh *watch.Shard
+	ok := t != nil
+	if ok {
+		sh, _, ok = t.Owner([]byte(key))
 	}
-	sh, _, ok := t.Owner([]byte(key))
 	if !ok {
-		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "no shards"})
+		proxy.AnswerFor(proxy.ErrNoShards, "").Write(w)
 		return
 	}
 	writeJSON(w, http.StatusOK, LocateAnswer{Key: key, Ordinal: sh.Ordinal, Shard: sh.Name, Address: sh.Addr, Ready: sh.Ready})

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,8 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
+	"github.com/shard-proxy/shard-proxy/internal/proxy"
 	"github.com/shard-proxy/shard-proxy/internal/ring"
-	"github.com/shard-proxy/shard-proxy/internal/table"
 	"github.com/shard-proxy/shard-proxy/internal/watch"
 )
 
@@ -87,13 +88,18 @@ func topologyOf(shards []*shard) watch.Topology {
 type adminUnderTest struct {
 	*Server
 	url    string
-	tables *table.Holder
+	tables *proxy.Proxy
 	reg    *prometheus.Registry
 }
 
 func startAdmin(t *testing.T, cfg Config, topo *watch.Topology) *adminUnderTest {
 	t.Helper()
-	a := &adminUnderTest{tables: &table.Holder{}, reg: prometheus.NewRegistry()}
+	px, err := proxy.New(proxy.Config{Ring: ring.Config{Algorithm: ring.Modulus}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(px.Close)
+	a := &adminUnderTest{tables: px, reg: prometheus.NewRegistry()}
 	cfg.Tables, cfg.Gatherer, cfg.Registerer = a.tables, a.reg, a.reg
 	if topo != nil {
 		a.apply(t, *topo)
@@ -110,11 +116,9 @@ func startAdmin(t *testing.T, cfg Config, topo *watch.Topology) *adminUnderTest 
 
 func (a *adminUnderTest) apply(t *testing.T, topo watch.Topology) {
 	t.Helper()
-	tbl, err := table.Build(ring.Config{Algorithm: ring.Modulus}, topo, a.tables.Load())
-	if err != nil {
+	if err := a.tables.Apply(topo); err != nil {
 		t.Fatal(err)
 	}
-	a.tables.Store(tbl)
 }
 
 type reply struct {

@@ -2,13 +2,13 @@ package admin
 
 import (
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
 
-	"github.com/shard-proxy/shard-proxy/internal/ring"
-	"github.com/shard-proxy/shard-proxy/internal/table"
+	"github.com/shard-proxy/shard-proxy/internal/proxy"
 	"github.com/shard-proxy/shard-proxy/internal/watch"
 )
 
@@ -39,10 +39,15 @@ func BenchmarkBroadcastFanOut(b *testing.B) {
 		return topo
 	}
 	run := func(b *testing.B, n int) time.Duration {
-		tbl, err := table.Build(ring.Config{}, shardsOf(n), nil)
+		px, err := proxy.New(proxy.Config{Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			b.Fatal(err)
 		}
+		defer px.Close()
+		if err := px.Apply(shardsOf(n)); err != nil {
+			b.Fatal(err)
+		}
+		tbl := px.Table()
 		bc := newBroadcaster(BroadcastConfig{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}, nil, nil)
 		defer bc.close()
 		req := shardRequest{method: "POST", uri: "/cache/evict", header: http.Header{}}

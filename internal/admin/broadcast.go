@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/shard-proxy/shard-proxy/internal/proxy"
 	"github.com/shard-proxy/shard-proxy/internal/table"
 	"github.com/shard-proxy/shard-proxy/internal/watch"
 )
@@ -89,13 +90,6 @@ type BroadcastReport struct {
 	DurationMS float64       `json:"duration_ms"`
 	Shards     []ShardResult `json:"shards"`
 }
-
-// Errors a shard can fail with, as they appear in reports.
-var (
-	errShardNotReady = errors.New("shard not ready")
-	errShardDown     = errors.New("shard unreachable")
-	errShardTimeout  = errors.New("shard timeout")
-)
 
 type broadcaster struct {
 	cfg     BroadcastConfig
@@ -184,7 +178,7 @@ func (s *Server) broadcast(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: "reading request body: " + err.Error()})
 		return
 	}
-	t := s.cfg.Tables.Load() // one snapshot for the whole broadcast
+	t := s.cfg.Tables.Table() // one snapshot for the whole broadcast
 	if t == nil || t.Replicas() == 0 {
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "no shards"})
 		return
@@ -192,7 +186,7 @@ func (s *Server) broadcast(w http.ResponseWriter, r *http.Request) {
 	target := shardRequest{
 		method: r.Method,
 		uri:    forwardedURI(r.URL, q),
-		header: endToEndHeaders(r, s.cfg.Auth != nil),
+		header: shardHeader(r, s.cfg.Auth != nil),
 		body:   body,
 	}
 	rep := BroadcastReport{Policy: policy, Method: r.Method, Path: target.uri, Shards: b.fanOut(r.Context(), t, target, timeout)}
@@ -232,11 +226,11 @@ func (b *broadcaster) fanOut(ctx context.Context, t *table.Table, req shardReque
 	for i, sh := range t.Shards {
 		results[i] = ShardResult{Ordinal: sh.Ordinal, Shard: sh.Name, Address: sh.Addr}
 		if !sh.Ready {
-			results[i].Error, results[i].outcome = errShardNotReady.Error(), "not_ready"
+			results[i].Error, results[i].outcome = proxy.ErrShardNotReady.Error(), "not_ready"
 			continue
 		}
+		sem <- struct{}{} // taken before the goroutine starts: at most Concurrency exist
 		wg.Go(func() {
-			sem <- struct{}{}
 			defer func() { <-sem }()
 			b.send(ctx, sh, req, timeout, &results[i])
 		})
@@ -279,10 +273,10 @@ func (b *broadcaster) send(ctx context.Context, sh watch.Shard, req shardRequest
 		}
 	}
 	if ctx.Err() == context.DeadlineExceeded {
-		res.Error, res.outcome = errShardTimeout.Error(), "timeout"
+		res.Error, res.outcome = proxy.ErrShardTimeout.Error(), "timeout"
 		return
 	}
-	res.Error, res.outcome = errShardDown.Error()+": "+rootCause(err), "unreachable"
+	res.Error, res.outcome = proxy.ErrShardDown.Error()+": "+rootCause(err), "unreachable"
 }
 
 // forwardedURI is /<path>?<query> without the broadcast's own parameters.
@@ -314,37 +308,16 @@ func forwardedURI(u *url.URL, q url.Values) string {
 	return path + "?" + strings.Join(kept, "&")
 }
 
-// hopHeaders are per-connection headers that never travel on (RFC 9110 §7.6.1).
-var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
-
-// endToEndHeaders copies r's headers minus hop-by-hop ones and, when the
-// admin plane checks tokens, minus the admin token, which is ours and not
+// shardHeader is r's header as the shards get it: the proxy's header
+// policy (hop-by-hop fields dropped, X-Forwarded-* added) and, when the
+// admin plane checks tokens, without the admin token, which is ours and not
 // the shards'.
-func endToEndHeaders(r *http.Request, dropAuth bool) http.Header {
+func shardHeader(r *http.Request, dropAuth bool) http.Header {
 	h := r.Header.Clone()
-	for _, v := range h.Values("Connection") {
-		for _, name := range strings.Split(v, ",") {
-			h.Del(strings.TrimSpace(name))
-		}
-	}
-	for _, name := range hopHeaders {
-		h.Del(name)
-	}
 	if dropAuth {
 		h.Del("Authorization")
 	}
-	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		if prior := h.Get("X-Forwarded-For"); prior != "" {
-			host = prior + ", " + host
-		}
-		h.Set("X-Forwarded-For", host)
-	}
-	if h.Get("X-Forwarded-Host") == "" && r.Host != "" {
-		h.Set("X-Forwarded-Host", r.Host)
-	}
-	if h.Get("X-Forwarded-Proto") == "" {
-		h.Set("X-Forwarded-Proto", "http")
-	}
+	proxy.PrepareHeader(h, proxy.Forwarded{ClientIP: proxy.ClientIP(r.RemoteAddr), TLS: r.TLS != nil, Host: r.Host})
 	return h
 }
 

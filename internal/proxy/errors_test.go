@@ -138,7 +138,7 @@ func TestNoShards(t *testing.T) {
 		}
 	}
 	check("before any topology")
-	p.apply(t, ring.Config{}, watch.Topology{})
+	p.apply(t, watch.Topology{})
 	check("with N = 0")
 }
 
@@ -248,10 +248,10 @@ func TestDialTimeoutIsUnreachable(t *testing.T) {
 	if !errors.Is(err, fasthttp.ErrDialTimeout) {
 		t.Fatalf("dial error %v, want one wrapping fasthttp.ErrDialTimeout", err)
 	}
-	if got := errorStatus(upstreamError(err)); got != 502 {
+	if got := AnswerFor(upstreamError(err), "web-0").Status; got != 502 {
 		t.Errorf("status %d for a dial timeout, want 502", got)
 	}
-	if got := errorStatus(upstreamError(fasthttp.ErrTimeout)); got != 504 {
+	if got := AnswerFor(upstreamError(fasthttp.ErrTimeout), "web-0").Status; got != 504 {
 		t.Errorf("status %d for a response timeout, want 504", got)
 	}
 }

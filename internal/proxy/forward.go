@@ -14,14 +14,14 @@ import (
 func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 	snap := p.snap.Load()
 	if snap == nil || len(snap.backends) == 0 {
-		p.writeError(ctx, errNoShards, "")
+		p.writeError(ctx, ErrNoShards, "")
 		return
 	}
 	s := AcquireScratch()
 	defer ReleaseScratch(s)
 	key, err := p.keys.Key(&ctx.Request, s)
 	if err != nil {
-		if errors.Is(err, errBadBody) {
+		if errors.Is(err, ErrBadBody) {
 			p.metrics.keyError("bad_body")
 		} else {
 			p.metrics.keyError("no_key")
@@ -33,7 +33,7 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 	b := snap.backends[i]
 	if !shard.Ready {
 		b.metrics.count(fasthttp.StatusServiceUnavailable)
-		p.writeError(ctx, errShardNotReady, shard.Name)
+		p.writeError(ctx, ErrShardNotReady, shard.Name)
 		return
 	}
 	p.forward(ctx, b, s)
@@ -52,7 +52,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, b *backend, s *Scratch) {
 	b.metrics.duration.Observe(time.Since(ctx.Time()).Seconds())
 	if err != nil {
 		err = upstreamError(err)
-		b.metrics.count(errorStatus(err))
+		b.metrics.count(AnswerFor(err, b.name).Status)
 		p.writeError(ctx, err, b.name)
 	} else {
 		stripHopHeaders(&resp.Header)
@@ -66,13 +66,6 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, b *backend, s *Scratch) {
 	}
 }
 
-// hopHeaders are meaningful only for one connection and are never forwarded
-// (RFC 9110 §7.6.1). fasthttp handles Connection and Transfer-Encoding itself.
-var hopHeaders = []string{
-	"Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
-	"Te", "Trailer", "Upgrade",
-}
-
 // prepareRequest strips hop-by-hop headers and adds X-Forwarded-*.
 func prepareRequest(ctx *fasthttp.RequestCtx, s *Scratch) {
 	h := &ctx.Request.Header
@@ -80,11 +73,12 @@ func prepareRequest(ctx *fasthttp.RequestCtx, s *Scratch) {
 	// block is much cheaper than a Del per name, each of which normalizes
 	// the name and walks every header.
 	if h.ConnectionClose() || rawHasHopHeader(h.RawHeaders()) {
-		dropConnectionTokens(h.Peek("Connection"), h.Del)
-		for _, name := range hopHeaders {
-			h.Del(name)
+		ConnectionTokens(h.Peek("Connection"), func(tok []byte) { h.DelBytes(tok) })
+		for _, name := range hopByHop {
+			if name != "Transfer-Encoding" { // fasthttp frames the body itself
+				h.Del(name)
+			}
 		}
-		h.Del("Connection")
 	}
 
 	xff := append(s.buf[:0], h.Peek("X-Forwarded-For")...)
@@ -97,11 +91,7 @@ func prepareRequest(ctx *fasthttp.RequestCtx, s *Scratch) {
 	// An edge proxy in front of us knows the original scheme and host
 	// better than we do, so existing values are kept.
 	if len(h.Peek("X-Forwarded-Proto")) == 0 {
-		if ctx.IsTLS() {
-			h.Set("X-Forwarded-Proto", "https")
-		} else {
-			h.Set("X-Forwarded-Proto", "http")
-		}
+		h.Set("X-Forwarded-Proto", Forwarded{TLS: ctx.IsTLS()}.Proto())
 	}
 	if len(h.Peek("X-Forwarded-Host")) == 0 {
 		if host := h.Host(); len(host) > 0 {
@@ -115,7 +105,8 @@ func stripHopHeaders(h *fasthttp.ResponseHeader) {
 	found := false
 	for name, value := range h.All() {
 		// "Connection: keep-alive" (sent by most servers) names no header.
-		if isHopName(name) && !(equalFold(name, "Connection") && isPlainConnection(value)) {
+		if IsHopByHop(name) && !(bytes.EqualFold(name, []byte("Connection")) && isPlainConnection(value)) &&
+			!bytes.EqualFold(name, []byte("Transfer-Encoding")) {
 			found = true
 			break
 		}
@@ -123,14 +114,16 @@ func stripHopHeaders(h *fasthttp.ResponseHeader) {
 	if !found {
 		return
 	}
-	dropConnectionTokens(h.Peek("Connection"), h.Del)
-	for _, name := range hopHeaders {
-		h.Del(name)
+	ConnectionTokens(h.Peek("Connection"), func(tok []byte) { h.DelBytes(tok) })
+	for _, name := range hopByHop {
+		if name != "Transfer-Encoding" {
+			h.Del(name)
+		}
 	}
 }
 
 // rawHasHopHeader reports whether a raw header block names a hop-by-hop
-// header (or Connection).
+// header.
 func rawHasHopHeader(raw []byte) bool {
 	for len(raw) > 0 {
 		line := raw
@@ -139,25 +132,7 @@ func rawHasHopHeader(raw []byte) bool {
 		} else {
 			raw = nil
 		}
-		if i := bytes.IndexByte(line, ':'); i > 0 && isHopName(line[:i]) {
-			return true
-		}
-	}
-	return false
-}
-
-// isHopName reports whether name is Connection or one of hopHeaders.
-func isHopName(name []byte) bool {
-	switch len(name) {
-	case 2, 7, 10, 16, 18, 19:
-	default:
-		return false
-	}
-	if equalFold(name, "Connection") {
-		return true
-	}
-	for _, h := range hopHeaders {
-		if equalFold(name, h) {
+		if i := bytes.IndexByte(line, ':'); i > 0 && IsHopByHop(line[:i]) {
 			return true
 		}
 	}
@@ -168,28 +143,7 @@ func isHopName(name []byte) bool {
 // or close, naming no other header.
 func isPlainConnection(v []byte) bool {
 	v = bytes.TrimSpace(v)
-	return equalFold(v, "keep-alive") || equalFold(v, "close")
-}
-
-// dropConnectionTokens deletes the headers that a Connection header lists.
-func dropConnectionTokens(conn []byte, del func(string)) {
-	for len(conn) > 0 {
-		var tok []byte
-		if i := bytes.IndexByte(conn, ','); i >= 0 {
-			tok, conn = conn[:i], conn[i+1:]
-		} else {
-			tok, conn = conn, nil
-		}
-		tok = bytes.TrimSpace(tok)
-		if len(tok) == 0 || equalFold(tok, "close") || equalFold(tok, "keep-alive") {
-			continue
-		}
-		del(string(tok))
-	}
-}
-
-func equalFold(b []byte, s string) bool {
-	return len(b) == len(s) && bytes.EqualFold(b, []byte(s))
+	return bytes.EqualFold(v, []byte("keep-alive")) || bytes.EqualFold(v, []byte("close"))
 }
 
 func appendIP(dst []byte, addr net.Addr) []byte {

@@ -17,7 +17,6 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/shard-proxy/shard-proxy/internal/ring"
-	"github.com/shard-proxy/shard-proxy/internal/table"
 	"github.com/shard-proxy/shard-proxy/internal/watch"
 )
 
@@ -99,9 +98,8 @@ func topologyOf(shards []*testShard) watch.Topology {
 // running is a Proxy serving on a real loopback listener.
 type running struct {
 	*Proxy
-	url    string
-	reg    *prometheus.Registry
-	tables *table.Table
+	url string
+	reg *prometheus.Registry
 }
 
 // startProxy serves a Proxy for cfg on 127.0.0.1 and applies topo with
@@ -110,13 +108,14 @@ func startProxy(t *testing.T, cfg Config, ringCfg ring.Config, topo *watch.Topol
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	cfg.Registerer = reg
+	cfg.Ring = ringCfg
 	p, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := &running{Proxy: p, reg: reg}
 	if topo != nil {
-		r.apply(t, ringCfg, *topo)
+		r.apply(t, *topo)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -137,14 +136,11 @@ func startProxy(t *testing.T, cfg Config, ringCfg ring.Config, topo *watch.Topol
 	return r
 }
 
-func (r *running) apply(t *testing.T, ringCfg ring.Config, topo watch.Topology) {
+func (r *running) apply(t *testing.T, topo watch.Topology) {
 	t.Helper()
-	tbl, err := table.Build(ringCfg, topo, r.tables)
-	if err != nil {
+	if err := r.Apply(topo); err != nil {
 		t.Fatal(err)
 	}
-	r.tables = tbl
-	r.Update(tbl)
 }
 
 // client is a plain net/http client with its own pool, closed at cleanup.

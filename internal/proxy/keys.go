@@ -157,21 +157,6 @@ func isPlainFieldByte(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c >= 0x80
 }
 
-// Errors of key extraction; errorStatus maps them to answers.
-var (
-	errNoKey   = errors.New("no shard key")
-	errBadBody = errors.New("request body is not valid JSON")
-)
-
-// keyError carries the rule that failed (errBadBody) or the rules tried (errNoKey).
-type keyError struct {
-	err  error
-	rule string
-}
-
-func (e *keyError) Error() string { return e.err.Error() }
-func (e *keyError) Unwrap() error { return e.err }
-
 // Extractor finds a request's shard key by trying its rules in order. It is
 // safe for concurrent use.
 type Extractor struct {
@@ -207,8 +192,8 @@ func NewExtractor(rules []Rule) *Extractor {
 // Rules returns the rules as written, in the order they are tried.
 func (e *Extractor) Rules() []string { return e.tried }
 
-// Key returns the shard key of req, or an error wrapping errNoKey or
-// errBadBody. The key aliases memory of req and s.
+// Key returns the shard key of req, or an error wrapping ErrNoKey or
+// ErrBadBody. The key aliases memory of req and s.
 func (e *Extractor) Key(req *fasthttp.Request, s *Scratch) ([]byte, error) {
 	for i := range e.rules {
 		key, err := e.rules[i].extract(req, s)
@@ -216,7 +201,7 @@ func (e *Extractor) Key(req *fasthttp.Request, s *Scratch) ([]byte, error) {
 			return key, err
 		}
 	}
-	return nil, &keyError{err: errNoKey}
+	return nil, &keyError{err: ErrNoKey, tried: e.tried}
 }
 
 // KeyString returns the shard key of req as a string, or "" when there is
@@ -325,7 +310,7 @@ func (r *Rule) bodyKey(body []byte, s *Scratch) ([]byte, error) {
 	// gjson return results that point into it instead of copies.
 	doc := unsafe.String(unsafe.SliceData(body), len(body))
 	if !gjson.Valid(doc) {
-		return nil, &keyError{err: errBadBody, rule: r.text}
+		return nil, &keyError{err: ErrBadBody, rule: r.text}
 	}
 	res := gjson.Get(doc, r.jsonPath)
 	switch res.Type {

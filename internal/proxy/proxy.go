@@ -15,11 +15,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 
+	"github.com/shard-proxy/shard-proxy/internal/ring"
 	"github.com/shard-proxy/shard-proxy/internal/table"
+	"github.com/shard-proxy/shard-proxy/internal/watch"
 )
-
-// HeaderShard names the shard that owns a request, on every answer.
-const HeaderShard = "X-Shard"
 
 // Defaults of Config.
 const (
@@ -34,6 +33,9 @@ const (
 // Config configures a Proxy. The zero value routes by the X-Shard-Key header
 // with the defaults below.
 type Config struct {
+	// Ring is the ring algorithm and its parameters; the zero value is the
+	// default jump ring.
+	Ring ring.Config
 	// Keys are the key rules, tried in order. Nil means DefaultKeyRules.
 	Keys []Rule
 	// MaxBodyBytes caps the request body the proxy reads and forwards;
@@ -60,7 +62,7 @@ type Proxy struct {
 	log     *slog.Logger
 	snap    atomic.Pointer[snapshot]
 
-	mu       sync.Mutex // serializes Update
+	mu       sync.Mutex // serializes Apply
 	backends map[string]*backend
 }
 
@@ -80,7 +82,7 @@ type backend struct {
 	metrics *shardMetrics
 }
 
-// New returns a Proxy that answers 503 "no shards" until the first Update.
+// New returns a Proxy that answers 503 "no shards" until the first Apply.
 func New(cfg Config) (*Proxy, error) {
 	if cfg.Keys == nil {
 		rules, err := ParseRules(DefaultKeyRules)
@@ -110,10 +112,10 @@ func New(cfg Config) (*Proxy, error) {
 	}, nil
 }
 
-// Load returns the table the proxy routes with, or nil before the first
-// Update, so that other components (the admin plane) read exactly the
-// snapshot the data plane uses.
-func (p *Proxy) Load() *table.Table {
+// Table returns the routing table in force, or nil before the first
+// topology was applied. Other components (the admin plane) read it, so they
+// see exactly the snapshot the data plane routes with.
+func (p *Proxy) Table() *table.Table {
 	if snap := p.snap.Load(); snap != nil {
 		return snap.table
 	}
@@ -123,12 +125,31 @@ func (p *Proxy) Load() *table.Table {
 // Extractor returns the proxy's key extractor.
 func (p *Proxy) Extractor() *Extractor { return p.keys }
 
-// Update routes subsequent requests with t. Backends of unchanged shards
-// keep their pooled connections; those of shards that moved or left are
-// closed once idle.
-func (p *Proxy) Update(t *table.Table) {
+// Apply is the one place where a Topology becomes the routing snapshot:
+// it builds the table (reusing the ring when only addresses or readiness
+// changed), pairs each shard with its upstream, swaps the snapshot in, and
+// logs the change. It returns an error, and keeps the previous snapshot,
+// when the Topology is invalid. Apply calls are serialized; requests keep
+// routing with the old snapshot until the swap.
+func (p *Proxy) Apply(topo watch.Topology) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	prev := p.Table()
+	t, err := table.Build(p.cfg.Ring, topo, prev)
+	if err != nil {
+		return fmt.Errorf("applying topology: %w", err)
+	}
+	p.swap(t)
+	p.log.Info("topology applied", "replicas", t.Replicas(), "ready", t.Ready(),
+		"fingerprint", t.Fingerprint, "ring_rebuilt", !table.SameRing(prev, t),
+		"shards", t.Summary(16))
+	return nil
+}
+
+// swap publishes t with its backends. Backends of unchanged shards keep
+// their pooled connections; those of shards that moved or left are closed
+// once idle. p.mu is held.
+func (p *Proxy) swap(t *table.Table) {
 	next := &snapshot{table: t, backends: make([]*backend, len(t.Shards))}
 	keep := make(map[string]*backend, len(t.Shards))
 	for i, s := range t.Shards {

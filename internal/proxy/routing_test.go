@@ -173,8 +173,8 @@ func TestReplicasAgreeWhateverTheOrder(t *testing.T) {
 			cfg := ring.Config{Algorithm: alg}
 			a := startProxy(t, Config{}, cfg, &topo)
 			b := startProxy(t, Config{}, cfg, &shuffled)
-			if a.tables.Fingerprint != b.tables.Fingerprint {
-				t.Fatalf("fingerprints differ: %s vs %s", a.tables.Fingerprint, b.tables.Fingerprint)
+			if a.Table().Fingerprint != b.Table().Fingerprint {
+				t.Fatalf("fingerprints differ: %s vs %s", a.Table().Fingerprint, b.Table().Fingerprint)
 			}
 			c := client(t)
 			for i := range 10000 {
@@ -188,8 +188,8 @@ func TestReplicasAgreeWhateverTheOrder(t *testing.T) {
 						t.Fatalf("key %s: proxy a routes to %q, b to %q", key, x, y)
 					}
 				}
-				sa, _, _ := a.tables.Owner([]byte(key))
-				sb, _, _ := b.tables.Owner([]byte(key))
+				sa, _, _ := a.Table().Owner([]byte(key))
+				sb, _, _ := b.Table().Owner([]byte(key))
 				if sa.Name != sb.Name {
 					t.Fatalf("key %s: %s vs %s", key, sa.Name, sb.Name)
 				}

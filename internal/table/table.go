@@ -1,11 +1,12 @@
 // Package table joins a ring with the shards' addresses and readiness into
-// one immutable routing Table, and holds the current one for lock-free reads.
+// one immutable routing Table. The data plane (proxy.Proxy.Apply) is the
+// one owner that builds Tables from Topologies and publishes them.
 package table
 
 import (
 	"fmt"
 	"slices"
-	"sync/atomic"
+	"strings"
 
 	"github.com/shard-proxy/shard-proxy/internal/ring"
 	"github.com/shard-proxy/shard-proxy/internal/watch"
@@ -85,14 +86,23 @@ func SameRing(a, b *Table) bool {
 	return a != nil && b != nil && a.Fingerprint == b.Fingerprint
 }
 
-// Holder publishes the current Table. The zero value holds none. Safe for
-// concurrent use: readers never block writers or each other.
-type Holder struct {
-	p atomic.Pointer[Table]
+// Summary lists up to max shards as "name=addr(state)" for logs, with a
+// count of the rest.
+func (t *Table) Summary(max int) string {
+	var b strings.Builder
+	for i, s := range t.Shards {
+		if i == max {
+			fmt.Fprintf(&b, " …%d more", len(t.Shards)-max)
+			break
+		}
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		state := "ready"
+		if !s.Ready {
+			state = "not-ready"
+		}
+		fmt.Fprintf(&b, "%s=%s(%s)", s.Name, s.Addr, state)
+	}
+	return b.String()
 }
-
-// Load returns the current Table, or nil before the first Store.
-func (h *Holder) Load() *Table { return h.p.Load() }
-
-// Store publishes t.
-func (h *Holder) Store(t *Table) { h.p.Store(t) }

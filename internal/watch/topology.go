@@ -1,5 +1,7 @@
-// Package watch turns discovery sources (demo, static, Kubernetes, DNS) into
-// Topology snapshots. Nothing past this package sees client-go types.
+// Package watch is the model every other package shares: a Topology of
+// shards by ordinal, and the Source interface that discovery implements.
+// It is a leaf: the sources themselves live in its subpackages (kube, dns,
+// static, demo), and only kube links client-go.
 package watch
 
 import (
@@ -53,11 +55,16 @@ func (t Topology) Normalize() (Topology, error) {
 	return Topology{Replicas: t.Replicas, Shards: shards}, nil
 }
 
+// Publish applies a Topology. It returns an error when the Topology cannot
+// be applied (the previous one then stays in force); a source logs it and
+// offers a Topology again later rather than assuming it took effect.
+type Publish func(Topology) error
+
 // Source discovers shards. Run blocks until ctx is cancelled or the source
 // fails for good, calling publish with a complete Topology after every
 // change (and at least once when the first view is known). publish is
 // called from one goroutine at a time and must not retain the Shards slice
 // for mutation.
 type Source interface {
-	Run(ctx context.Context, publish func(Topology)) error
+	Run(ctx context.Context, publish Publish) error
 }

@@ -26,9 +26,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/shard-proxy/shard-proxy/internal/proxy"
-	"github.com/shard-proxy/shard-proxy/internal/ring"
-	"github.com/shard-proxy/shard-proxy/internal/table"
-	"github.com/shard-proxy/shard-proxy/internal/watch"
+	"github.com/shard-proxy/shard-proxy/internal/watch/static"
 )
 
 func main() {
@@ -56,15 +54,13 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	src, err := watch.ParseStatic(*shards)
+	src, err := static.Parse(*shards)
 	if err != nil {
 		return err
 	}
-	t, err := table.Build(ring.Config{}, src.Topology(), nil)
-	if err != nil {
+	if err := px.Apply(src.Topology()); err != nil {
 		return err
 	}
-	px.Update(t)
 
 	// Counting in a wrapper costs one atomic add per request, which is
 	// noise next to a forward and gives the exact denominator.

@@ -1,4 +1,4 @@
-package watch
+package kube
 
 import (
 	"cmp"
@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/shard-proxy/shard-proxy/internal/watch"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -158,9 +159,9 @@ func portList(ports []discoveryv1.EndpointPort) string {
 // ready pods. The result depends only on the objects, not on their order, so
 // every proxy replica that sees the same objects builds the same Topology.
 // problems lists slices whose port could not be chosen, sorted.
-func kubeTopology(sts *appsv1.StatefulSet, epSlices []*discoveryv1.EndpointSlice, port string) (topo Topology, problems []string) {
+func kubeTopology(sts *appsv1.StatefulSet, epSlices []*discoveryv1.EndpointSlice, port string) (topo watch.Topology, problems []string) {
 	if sts == nil {
-		return Topology{}, nil
+		return watch.Topology{}, nil
 	}
 	set := kubeSetFrom(sts)
 	best := make(map[int]kubeEndpoint, set.replicas)
@@ -175,11 +176,11 @@ func kubeTopology(sts *appsv1.StatefulSet, epSlices []*discoveryv1.EndpointSlice
 			}
 		}
 	}
-	topo = Topology{Replicas: set.replicas, Shards: make([]Shard, set.replicas)}
+	topo = watch.Topology{Replicas: set.replicas, Shards: make([]watch.Shard, set.replicas)}
 	for i := range set.replicas {
 		ordinal := set.start + i
 		ep := best[ordinal]
-		topo.Shards[i] = Shard{
+		topo.Shards[i] = watch.Shard{
 			Ordinal: ordinal,
 			Name:    set.name + "-" + strconv.Itoa(ordinal),
 			Addr:    ep.addr,

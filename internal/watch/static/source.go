@@ -1,4 +1,4 @@
-package watch
+package static
 
 import (
 	"context"
@@ -6,30 +6,32 @@ import (
 	"net"
 	"net/url"
 	"strings"
+
+	"github.com/shard-proxy/shard-proxy/internal/watch"
 )
 
 // Static is a fixed list of shards (--shards). Shard i is named "shard-i"
 // and is always ready: without a health signal, a dead shard shows up as 502
 // for its keys, never as a smaller ring.
-type Static struct {
-	topo Topology
+type Source struct {
+	topo watch.Topology
 }
 
-var _ Source = (*Static)(nil)
+var _ watch.Source = (*Source)(nil)
 
 // ParseStatic parses "http://10.0.0.1:8080,10.0.0.2:8080": each entry is an
 // http URL with host and port and no path, or a bare host:port.
-func ParseStatic(list string) (*Static, error) {
-	var t Topology
+func Parse(list string) (*Source, error) {
+	var t watch.Topology
 	for i, raw := range strings.Split(list, ",") {
 		addr, err := shardAddr(strings.TrimSpace(raw))
 		if err != nil {
 			return nil, fmt.Errorf("--shards entry %d %q: %w", i+1, raw, err)
 		}
-		t.Shards = append(t.Shards, Shard{Ordinal: i, Name: fmt.Sprintf("shard-%d", i), Addr: addr, Ready: true})
+		t.Shards = append(t.Shards, watch.Shard{Ordinal: i, Name: fmt.Sprintf("shard-%d", i), Addr: addr, Ready: true})
 	}
 	t.Replicas = len(t.Shards)
-	return &Static{topo: t}, nil
+	return &Source{topo: t}, nil
 }
 
 func shardAddr(raw string) (string, error) {
@@ -58,11 +60,13 @@ func shardAddr(raw string) (string, error) {
 }
 
 // Topology returns the static topology.
-func (s *Static) Topology() Topology { return s.topo }
+func (s *Source) Topology() watch.Topology { return s.topo }
 
 // Run publishes the fixed topology once and waits for ctx.
-func (s *Static) Run(ctx context.Context, publish func(Topology)) error {
-	publish(s.topo)
+func (s *Source) Run(ctx context.Context, publish watch.Publish) error {
+	if err := publish(s.topo); err != nil {
+		return fmt.Errorf("static shards: %w", err)
+	}
 	<-ctx.Done()
 	return nil
 }

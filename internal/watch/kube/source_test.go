@@ -1,4 +1,4 @@
-package watch
+package kube
 
 import (
 	"context"
@@ -19,12 +19,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/shard-proxy/shard-proxy/internal/watch"
 	"github.com/shard-proxy/shard-proxy/test/kubeenv"
 )
 
 // publication is one Topology handed to publish, with its arrival time.
 type publication struct {
-	topo Topology
+	topo watch.Topology
 	at   time.Time
 }
 
@@ -34,18 +35,19 @@ type kubeRun struct {
 	ch chan publication
 }
 
-func startKube(t *testing.T, k *Kube) *kubeRun {
+func startKube(t *testing.T, k *Source) *kubeRun {
 	t.Helper()
 	r := &kubeRun{ch: make(chan publication, 1000)}
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() {
-		errc <- k.Run(ctx, func(topo Topology) {
+		errc <- k.Run(ctx, func(topo watch.Topology) error {
 			select {
 			case r.ch <- publication{topo, time.Now()}:
 			default:
 				t.Error("too many publishes; the test stopped reading")
 			}
+			return nil
 		})
 	}()
 	t.Cleanup(func() {
@@ -64,7 +66,7 @@ func startKube(t *testing.T, k *Kube) *kubeRun {
 
 // await reads publications until check accepts one and returns it; every
 // publication passed on the way is given to each (if not nil) first.
-func (r *kubeRun) await(t *testing.T, timeout time.Duration, what string, each func(Topology), check func(Topology) error) publication {
+func (r *kubeRun) await(t *testing.T, timeout time.Duration, what string, each func(watch.Topology), check func(watch.Topology) error) publication {
 	t.Helper()
 	deadline := time.After(timeout)
 	last := fmt.Errorf("nothing published")
@@ -95,8 +97,8 @@ func (r *kubeRun) quiet(t *testing.T, d time.Duration, why string) {
 
 // expect returns a check that the Topology has these shards: pod name ->
 // ready, with each ready shard at its pod's IP as the kubelet gave it.
-func expect(kubelet *kubeenv.Kubelet, sts string, replicas int, notReady ...int) func(Topology) error {
-	return func(topo Topology) error {
+func expect(kubelet *kubeenv.Kubelet, sts string, replicas int, notReady ...int) func(watch.Topology) error {
+	return func(topo watch.Topology) error {
 		if topo.Replicas != replicas || len(topo.Shards) != replicas {
 			return fmt.Errorf("replicas %d with %d shards, want %d: %+v", topo.Replicas, len(topo.Shards), replicas, topo.Shards)
 		}
@@ -122,8 +124,8 @@ func expect(kubelet *kubeenv.Kubelet, sts string, replicas int, notReady ...int)
 
 // neverBelow fails the test if a Topology on the way has other than n
 // replicas: readiness and address changes must not move keys.
-func neverBelow(t *testing.T, n int) func(Topology) {
-	return func(topo Topology) {
+func neverBelow(t *testing.T, n int) func(watch.Topology) {
+	return func(topo watch.Topology) {
 		if topo.Replicas != n {
 			t.Errorf("intermediate topology with %d replicas, want %d throughout: %+v", topo.Replicas, n, topo.Shards)
 		}
@@ -141,7 +143,7 @@ func TestKubeSource(t *testing.T) {
 
 	begin := time.Now()
 	env.CreateStatefulSet(t, ns, kubeenv.StatefulSet{Name: "web", Replicas: 3})
-	run := startKube(t, &Kube{Client: env.Client, Namespace: ns, Service: "web", Logger: kubeTestLogger(t)})
+	run := startKube(t, &Source{Client: env.Client, Namespace: ns, Service: "web", Logger: kubeTestLogger(t)})
 	p := run.await(t, 60*time.Second, "3 ready shards", nil, expect(kubelet, "web", 3))
 	t.Logf("latency: StatefulSet created -> 3 ready shards published: %v", p.at.Sub(begin).Round(time.Millisecond))
 
@@ -162,7 +164,7 @@ func TestKubeSource(t *testing.T) {
 		if err := env.Client.CoreV1().Pods(ns).Delete(ctx, "web-2", metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		p := run.await(t, 30*time.Second, "web-2 ready at a new IP", neverBelow(t, 3), func(topo Topology) error {
+		p := run.await(t, 30*time.Second, "web-2 ready at a new IP", neverBelow(t, 3), func(topo watch.Topology) error {
 			if err := expect(kubelet, "web", 3)(topo); err != nil {
 				return err
 			}
@@ -177,7 +179,7 @@ func TestKubeSource(t *testing.T) {
 	t.Run("scale 3 to 4 to 2", func(t *testing.T) {
 		begin := time.Now()
 		env.Scale(t, ns, "web", 4)
-		p := run.await(t, 30*time.Second, "4 replicas", nil, func(topo Topology) error {
+		p := run.await(t, 30*time.Second, "4 replicas", nil, func(topo watch.Topology) error {
 			if topo.Replicas != 4 {
 				return fmt.Errorf("replicas %d", topo.Replicas)
 			}
@@ -202,7 +204,7 @@ func TestKubeSource(t *testing.T) {
 		// What the source owes is N: the new pod's readiness also depends on
 		// the restarted API server's watch cache, the controller manager and
 		// the test kubelet catching up, which under load can take minutes.
-		p := run.await(t, 90*time.Second, "N=3 after the restart", nil, func(topo Topology) error {
+		p := run.await(t, 90*time.Second, "N=3 after the restart", nil, func(topo watch.Topology) error {
 			if topo.Replicas != 3 || len(topo.Shards) != 3 || topo.Shards[2].Name != "web-2" {
 				return fmt.Errorf("replicas %d", topo.Replicas)
 			}
@@ -216,7 +218,7 @@ func TestKubeSource(t *testing.T) {
 		if err := env.Client.AppsV1().StatefulSets(ns).Delete(ctx, "web", metav1.DeleteOptions{PropagationPolicy: &orphan}); err != nil {
 			t.Fatal(err)
 		}
-		run.await(t, 30*time.Second, "0 replicas", nil, func(topo Topology) error {
+		run.await(t, 30*time.Second, "0 replicas", nil, func(topo watch.Topology) error {
 			if topo.Replicas != 0 || len(topo.Shards) != 0 {
 				return fmt.Errorf("replicas %d, shards %+v", topo.Replicas, topo.Shards)
 			}
@@ -232,14 +234,14 @@ func TestKubeSourceOrdinalsStart(t *testing.T) {
 	ns := env.Namespace(t)
 	kubelet := env.StartKubelet(t, ns)
 	env.CreateStatefulSet(t, ns, kubeenv.StatefulSet{Name: "shard", Replicas: 2, OrdinalsStart: 5, PortName: "api", Port: 7000})
-	run := startKube(t, &Kube{Client: env.Client, Namespace: ns, Service: "shard", Port: "api", Logger: kubeTestLogger(t)})
-	run.await(t, 60*time.Second, "shard-5 and shard-6 ready", nil, func(topo Topology) error {
+	run := startKube(t, &Source{Client: env.Client, Namespace: ns, Service: "shard", Port: "api", Logger: kubeTestLogger(t)})
+	run.await(t, 60*time.Second, "shard-5 and shard-6 ready", nil, func(topo watch.Topology) error {
 		if topo.Replicas != 2 || len(topo.Shards) != 2 {
 			return fmt.Errorf("replicas %d: %+v", topo.Replicas, topo.Shards)
 		}
 		for i, s := range topo.Shards {
 			ip, _ := kubelet.PodIP(s.Name)
-			want := Shard{Ordinal: 5 + i, Name: "shard-" + strconv.Itoa(5+i), Addr: netip.AddrPortFrom(ip, 7000).String(), Ready: true}
+			want := watch.Shard{Ordinal: 5 + i, Name: "shard-" + strconv.Itoa(5+i), Addr: netip.AddrPortFrom(ip, 7000).String(), Ready: true}
 			if s != want {
 				return fmt.Errorf("shard %d is %+v, want %+v", i, s, want)
 			}
@@ -260,14 +262,14 @@ func TestKubeSourceLeastPrivilege(t *testing.T) {
 	if _, err := env.Client.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "shard-proxy"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	client, kubeNS, err := NewKubeClient(env.TokenKubeconfig(t, env.ServiceAccountToken(t, ns, "shard-proxy"), ns))
+	client, kubeNS, err := NewClient(env.TokenKubeconfig(t, env.ServiceAccountToken(t, ns, "shard-proxy"), ns))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if kubeNS != ns {
 		t.Errorf("namespace from the kubeconfig context = %q, want %q", kubeNS, ns)
 	}
-	run := startKube(t, &Kube{Client: client, Namespace: ns, Service: "web", Logger: kubeTestLogger(t)})
+	run := startKube(t, &Source{Client: client, Namespace: ns, Service: "web", Logger: kubeTestLogger(t)})
 	run.quiet(t, 2*time.Second, "without RBAC permissions")
 
 	role := &rbacv1.Role{
@@ -298,16 +300,17 @@ func TestKubeRunStops(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	client := fake.NewClientset()
 	var mu sync.Mutex
-	var got []Topology
+	var got []watch.Topology
 	published := make(chan struct{}, 10)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() {
-		done <- (&Kube{Client: client, Namespace: "ns", Service: "web", Logger: kubeTestLogger(t)}).Run(ctx, func(topo Topology) {
+		done <- (&Source{Client: client, Namespace: "ns", Service: "web", Logger: kubeTestLogger(t)}).Run(ctx, func(topo watch.Topology) error {
 			mu.Lock()
 			got = append(got, topo)
 			mu.Unlock()
 			published <- struct{}{}
+			return nil
 		})
 	}()
 	waitPublished := func(what string) {
@@ -333,19 +336,19 @@ func TestKubeRunStops(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	want := []Topology{{}, {Replicas: 2, Shards: []Shard{{Ordinal: 0, Name: "web-0"}, {Ordinal: 1, Name: "web-1"}}}}
+	want := []watch.Topology{{}, {Replicas: 2, Shards: []watch.Shard{{Ordinal: 0, Name: "web-0"}, {Ordinal: 1, Name: "web-1"}}}}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("published %+v, want %+v", got, want)
 	}
 }
 
 func TestKubeRunConfig(t *testing.T) {
-	for _, k := range []*Kube{
+	for _, k := range []*Source{
 		{Namespace: "ns", Service: "web"},
 		{Client: fake.NewClientset(), Service: "web"},
 		{Client: fake.NewClientset(), Namespace: "ns"},
 	} {
-		if err := k.Run(context.Background(), func(Topology) {}); err == nil {
+		if err := k.Run(context.Background(), func(watch.Topology) error { return nil }); err == nil {
 			t.Errorf("Run(%+v) = nil, want a configuration error", k)
 		}
 	}

@@ -1,4 +1,4 @@
-package watch
+package demo
 
 import (
 	"context"
@@ -8,13 +8,14 @@ import (
 	"net"
 	"sync"
 
+	"github.com/shard-proxy/shard-proxy/internal/watch"
 	"github.com/valyala/fasthttp"
 )
 
 // Demo runs N in-process HTTP shards on loopback (--demo N), named demo-0…,
 // that answer with JSON saying which shard answered and what it received.
 // It is the zero-setup way to watch routing at work.
-type Demo struct {
+type Source struct {
 	// N is the number of shards.
 	N int
 	// Key, if set, tells each shard the key it would be routed by, so the
@@ -22,10 +23,10 @@ type Demo struct {
 	Key func(*fasthttp.Request) string
 }
 
-var _ Source = (*Demo)(nil)
+var _ watch.Source = (*Source)(nil)
 
 // DemoAnswer is the JSON body a demo shard answers with.
-type DemoAnswer struct {
+type Answer struct {
 	Shard  string `json:"shard"`
 	Method string `json:"method"`
 	Path   string `json:"path"`
@@ -35,7 +36,7 @@ type DemoAnswer struct {
 }
 
 // Run starts the shards, publishes them, and stops them when ctx ends.
-func (d *Demo) Run(ctx context.Context, publish func(Topology)) error {
+func (d *Source) Run(ctx context.Context, publish watch.Publish) error {
 	if d.N <= 0 {
 		return errors.New("demo needs at least one shard")
 	}
@@ -43,7 +44,7 @@ func (d *Demo) Run(ctx context.Context, publish func(Topology)) error {
 		servers   []*fasthttp.Server
 		listeners []net.Listener
 		wg        sync.WaitGroup
-		topo      = Topology{Replicas: d.N}
+		topo      = watch.Topology{Replicas: d.N}
 	)
 	// Shutdown before Serve has registered a listener does not close it,
 	// so the listeners are closed here too.
@@ -67,18 +68,23 @@ func (d *Demo) Run(ctx context.Context, publish func(Topology)) error {
 		srv := &fasthttp.Server{Handler: d.handler(name), NoDefaultServerHeader: true}
 		servers = append(servers, srv)
 		wg.Go(func() { _ = srv.Serve(ln) })
-		topo.Shards = append(topo.Shards, Shard{Ordinal: i, Name: name, Addr: ln.Addr().String(), Ready: true})
+		topo.Shards = append(topo.Shards, watch.Shard{Ordinal: i, Name: name, Addr: ln.Addr().String(), Ready: true})
 	}
-	publish(topo)
-	<-ctx.Done()
+	err := publish(topo)
+	if err == nil {
+		<-ctx.Done()
+	}
 	stop()
 	wg.Wait()
+	if err != nil {
+		return fmt.Errorf("demo shards: %w", err)
+	}
 	return nil
 }
 
-func (d *Demo) handler(name string) fasthttp.RequestHandler {
+func (d *Source) handler(name string) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
-		a := DemoAnswer{
+		a := Answer{
 			Shard:  name,
 			Method: string(ctx.Method()),
 			Path:   string(ctx.Path()),

@@ -1,6 +1,7 @@
-package watch
+package kube
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shard-proxy/shard-proxy/internal/watch"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -16,12 +18,14 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	appslisters "k8s.io/client-go/listers/apps/v1"
+	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
 )
 
 // DefaultKubeCoalesce is how long Kube waits after a change for more changes
 // before it builds a Topology.
-const DefaultKubeCoalesce = 20 * time.Millisecond
+const DefaultCoalesce = 20 * time.Millisecond
 
 // Kube discovers shards from the Kubernetes API (--kube-service): N is the
 // StatefulSet's spec.replicas, shard i is pod <statefulset>-<start+i> where
@@ -38,7 +42,7 @@ const DefaultKubeCoalesce = 20 * time.Millisecond
 // may resume a moment apart. A StatefulSet that does not exist (never
 // created, or deleted) means no shards: Kube publishes Replicas 0, and the
 // proxy answers 503 until it appears.
-type Kube struct {
+type Source struct {
 	// Client talks to the API server. Required; see NewKubeClient.
 	Client kubernetes.Interface
 	// Namespace of the Service and the StatefulSet. Required.
@@ -64,9 +68,9 @@ type Kube struct {
 	Logger *slog.Logger
 }
 
-var _ Source = (*Kube)(nil)
+var _ watch.Source = (*Source)(nil)
 
-func (k *Kube) statefulSet() string {
+func (k *Source) statefulSet() string {
 	if k.StatefulSet != "" {
 		return k.StatefulSet
 	}
@@ -77,28 +81,59 @@ func (k *Kube) statefulSet() string {
 // synced and then after every change of the Topology; it returns nil when
 // ctx ends and an error only for a bad configuration. While the API server
 // cannot be reached or refuses access at start it waits (the proxy stays
-// not ready) and logs why.
-func (k *Kube) Run(ctx context.Context, publish func(Topology)) error {
+// not ready) and logs why. A Topology that publish rejects is logged and
+// offered again after a delay, never taken as in force.
+func (k *Source) Run(ctx context.Context, publish watch.Publish) error {
 	if k.Client == nil || k.Namespace == "" || k.Service == "" {
 		return errors.New("kubernetes discovery needs a client, a namespace and a service")
 	}
-	log := k.Logger
-	if log == nil {
-		log = slog.Default()
-	}
+	log := cmp.Or(k.Logger, slog.Default())
 	log = log.With("source", "kubernetes", "namespace", k.Namespace, "service", k.Service, "statefulset", k.statefulSet())
 
 	ctx, cancel := context.WithCancel(ctx)
-	// Both factories stop only after ctx is cancelled: cancel first, then
+	// The factories stop only after ctx is cancelled: cancel first, then
 	// wait for their goroutines.
-	var factories []informers.SharedInformerFactory
+	inf := k.informers()
 	defer func() {
 		cancel()
-		for _, f := range factories {
-			f.Shutdown()
-		}
+		inf.shutdown()
 	}()
+	// Handlers only signal; the worker rebuilds from the caches, so a missed
+	// or merged signal loses nothing.
+	changed := make(chan struct{}, 1)
+	signal := func() {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}
+	if err := inf.watch(ctx, log, signal); err != nil {
+		return fmt.Errorf("kubernetes discovery: %w", err)
+	}
+	if !inf.sync(ctx) {
+		return nil // ctx ended first
+	}
+	log.Debug("caches synced")
+	w := worker{log: log, coalesce: cmp.Or(k.Coalesce, DefaultCoalesce), build: inf.topology}
+	signal() // the first Topology, even if no event ever comes
+	w.run(ctx, changed, publish)
+	return nil
+}
 
+// informerSet is the two informers Run keeps: one on the StatefulSet, one
+// on the Service's EndpointSlices.
+type informerSet struct {
+	src       *Source
+	factories []informers.SharedInformerFactory
+	sts       cache.SharedIndexInformer
+	slices    cache.SharedIndexInformer
+	stsList   appslisters.StatefulSetNamespaceLister
+	sliceList discoverylisters.EndpointSliceNamespaceLister
+	// lastErr is the last lister error logged, so one is logged once.
+	lastErr string
+}
+
+func (k *Source) informers() *informerSet {
 	stsFactory := informers.NewSharedInformerFactoryWithOptions(k.Client, k.Resync,
 		informers.WithNamespace(k.Namespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
@@ -109,62 +144,76 @@ func (k *Kube) Run(ctx context.Context, publish func(Topology)) error {
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 			o.LabelSelector = labels.Set{discoveryv1.LabelServiceName: k.Service}.String()
 		}))
-	factories = append(factories, stsFactory, sliceFactory)
-	stsInformer := stsFactory.Apps().V1().StatefulSets()
-	sliceInformer := sliceFactory.Discovery().V1().EndpointSlices()
-	stsLister, sliceLister := stsInformer.Lister(), sliceInformer.Lister()
-
-	// Handlers only signal; the worker rebuilds from the caches, so a missed
-	// or merged signal loses nothing.
-	changed := make(chan struct{}, 1)
-	signal := func() {
-		select {
-		case changed <- struct{}{}:
-		default:
-		}
+	sts := stsFactory.Apps().V1().StatefulSets()
+	sl := sliceFactory.Discovery().V1().EndpointSlices()
+	// Listers are taken before the factories start, so that their
+	// informers are registered and started with them.
+	return &informerSet{
+		src:       k,
+		factories: []informers.SharedInformerFactory{stsFactory, sliceFactory},
+		sts:       sts.Informer(),
+		slices:    sl.Informer(),
+		stsList:   sts.Lister().StatefulSets(k.Namespace),
+		sliceList: sl.Lister().EndpointSlices(k.Namespace),
 	}
+}
+
+// watch registers signal on both informers and starts them.
+func (s *informerSet) watch(ctx context.Context, log *slog.Logger, signal func()) error {
 	handler := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { signal() },
 		UpdateFunc: func(any, any) { signal() },
 		DeleteFunc: func(any) { signal() }, // the object itself, or a DeletedFinalStateUnknown, is not needed
 	}
-	for _, inf := range []cache.SharedIndexInformer{stsInformer.Informer(), sliceInformer.Informer()} {
+	for _, inf := range []cache.SharedIndexInformer{s.sts, s.slices} {
 		if _, err := inf.AddEventHandler(handler); err != nil {
-			return fmt.Errorf("kubernetes discovery: %w", err)
+			return err
 		}
 		if err := inf.SetWatchErrorHandlerWithContext(func(_ context.Context, r *cache.Reflector, err error) {
-			k.logWatchError(log, r, err)
+			logWatchError(log, r, err)
 		}); err != nil {
-			return fmt.Errorf("kubernetes discovery: %w", err)
+			return err
 		}
 	}
-	stsFactory.Start(ctx.Done())
-	sliceFactory.Start(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), stsInformer.Informer().HasSynced, sliceInformer.Informer().HasSynced) {
-		return nil // ctx ended first
+	for _, f := range s.factories {
+		f.Start(ctx.Done())
 	}
-	log.Debug("caches synced")
-
-	w := kubeWorker{
-		log:      log,
-		coalesce: durationOr(k.Coalesce, DefaultKubeCoalesce),
-		build: func() (Topology, []string) {
-			sts, err := stsLister.StatefulSets(k.Namespace).Get(k.statefulSet())
-			if err != nil {
-				sts = nil // NotFound is the only error a lister returns
-			}
-			epSlices, _ := sliceLister.EndpointSlices(k.Namespace).List(labels.Everything())
-			return kubeTopology(sts, epSlices, k.Port)
-		},
-	}
-	signal() // the first Topology, even if no event ever comes
-	w.run(ctx, changed, publish)
 	return nil
+}
+
+func (s *informerSet) sync(ctx context.Context) bool {
+	return cache.WaitForCacheSync(ctx.Done(), s.sts.HasSynced, s.slices.HasSynced)
+}
+
+func (s *informerSet) shutdown() {
+	for _, f := range s.factories {
+		f.Shutdown()
+	}
+}
+
+// topology builds the Topology from the caches. problems lists shards whose
+// port could not be chosen; an error means the caches could not be read,
+// and nothing may be published from them.
+func (s *informerSet) topology() (watch.Topology, []string, error) {
+	k := s.src
+	sts, err := s.stsList.Get(k.statefulSet())
+	if apierrors.IsNotFound(err) {
+		sts, err = nil, nil
+	}
+	if err != nil {
+		return watch.Topology{}, nil, fmt.Errorf("reading the StatefulSet from the cache: %w", err)
+	}
+	epSlices, err := s.sliceList.List(labels.Everything())
+	if err != nil {
+		return watch.Topology{}, nil, fmt.Errorf("listing EndpointSlices from the cache: %w", err)
+	}
+	topo, problems := kubeTopology(sts, epSlices, k.Port)
+	return topo, problems, nil
 }
 
 // logWatchError reports a failed list or watch. The reflector retries with
 // backoff; the caches keep their last state meanwhile.
-func (k *Kube) logWatchError(log *slog.Logger, r *cache.Reflector, err error) {
+func logWatchError(log *slog.Logger, r *cache.Reflector, err error) {
 	switch {
 	case apierrors.IsForbidden(err):
 		log.Error("not allowed to watch; grant get, list and watch on statefulsets and endpointslices",
@@ -175,25 +224,42 @@ func (k *Kube) logWatchError(log *slog.Logger, r *cache.Reflector, err error) {
 	}
 }
 
-// kubeWorker turns change signals into published Topologies.
-type kubeWorker struct {
+// Retry delays after publish rejected a Topology: doubling from the first
+// to the last.
+const (
+	retryFirst = time.Second
+	retryMax   = 30 * time.Second
+)
+
+// worker turns change signals into published Topologies. It alone runs
+// build and publish, so neither needs to be safe for concurrent use.
+type worker struct {
 	log      *slog.Logger
 	coalesce time.Duration
-	build    func() (Topology, []string)
+	build    func() (watch.Topology, []string, error)
 
-	last      Topology
+	last      watch.Topology // the last Topology publish accepted
 	published bool
 	problems  []string
+	// failure is the last failure logged (a build or publish error), so
+	// that a repeated failure is logged once; retries counts them.
+	failure string
+	retries int
+	retry   *time.Timer
 }
 
-func (w *kubeWorker) run(ctx context.Context, changed <-chan struct{}, publish func(Topology)) {
+func (w *worker) run(ctx context.Context, changed <-chan struct{}, publish watch.Publish) {
 	timer := time.NewTimer(0)
 	<-timer.C
+	w.retry = time.NewTimer(0)
+	<-w.retry.C
+	defer w.retry.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-changed:
+		case <-w.retry.C:
 		}
 		// Let a burst of events settle; signals during the wait merge into
 		// at most one more round.
@@ -208,8 +274,12 @@ func (w *kubeWorker) run(ctx context.Context, changed <-chan struct{}, publish f
 	}
 }
 
-func (w *kubeWorker) step(publish func(Topology)) {
-	topo, problems := w.build()
+func (w *worker) step(publish watch.Publish) {
+	topo, problems, err := w.build()
+	if err != nil {
+		w.fail("cannot read the cluster state; keeping the last topology", err)
+		return
+	}
 	if !slices.Equal(problems, w.problems) {
 		for _, p := range problems {
 			w.log.Warn("shards without a usable port", "problem", p)
@@ -217,17 +287,41 @@ func (w *kubeWorker) step(publish func(Topology)) {
 		w.problems = problems
 	}
 	if w.published && topo.Replicas == w.last.Replicas && slices.Equal(topo.Shards, w.last.Shards) {
+		w.recovered()
 		return
 	}
-	publish(topo)
+	if err := publish(topo); err != nil {
+		w.fail("topology rejected; keeping the previous one", err)
+		return
+	}
+	w.recovered()
 	w.logChange(topo)
 	w.last, w.published = topo, true
 }
 
-func (w *kubeWorker) logChange(topo Topology) {
+// fail logs err (once while it repeats) and schedules another attempt, so
+// that a Topology that was not applied is never taken as in force.
+func (w *worker) fail(msg string, err error) {
+	delay := min(retryFirst<<min(w.retries, 5), retryMax)
+	w.retries++
+	if err.Error() != w.failure {
+		w.log.Error(msg, "err", err, "retry_in", delay.String())
+		w.failure = err.Error()
+	}
+	w.retry.Reset(delay)
+}
+
+func (w *worker) recovered() {
+	if w.failure != "" {
+		w.log.Info("topology source recovered")
+	}
+	w.failure, w.retries = "", 0
+}
+
+func (w *worker) logChange(topo watch.Topology) {
 	ready := 0
 	var changes []string
-	old := make(map[int]Shard, len(w.last.Shards))
+	old := make(map[int]watch.Shard, len(w.last.Shards))
 	for _, s := range w.last.Shards {
 		old[s.Ordinal] = s
 	}
@@ -255,7 +349,7 @@ func (w *kubeWorker) logChange(topo Topology) {
 		"previous_replicas", w.last.Replicas, "changed", strings.Join(changes, " "))
 }
 
-func shardState(s Shard) string {
+func shardState(s watch.Shard) string {
 	state := "not-ready"
 	if s.Ready {
 		state = "ready"

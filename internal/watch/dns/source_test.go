@@ -1,4 +1,4 @@
-package watch
+package dns
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shard-proxy/shard-proxy/internal/watch"
 	"golang.org/x/net/dns/dnsmessage"
 )
 
@@ -94,14 +95,14 @@ func TestDNSSource(t *testing.T) {
 	dns := startDNS(t)
 	dns.set("web-0.web-svc.shop.svc.cluster.local", "10.244.0.10")
 	dns.set("web-2.web-svc.shop.svc.cluster.local", "10.244.0.12")
-	src := &DNS{
+	src := &Source{
 		Service: "web-svc", Namespace: "shop", StatefulSet: "web", Replicas: 3, Port: 8080,
 		Interval: 20 * time.Millisecond, Resolver: dns.resolver(),
 	}
-	got := make(chan Topology, 100)
+	got := make(chan watch.Topology, 100)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
-	go func() { done <- src.Run(ctx, func(t Topology) { got <- t }) }()
+	go func() { done <- src.Run(ctx, func(t watch.Topology) error { got <- t; return nil }) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -109,18 +110,18 @@ func TestDNSSource(t *testing.T) {
 		}
 	}()
 
-	next := func(what string) Topology {
+	next := func(what string) watch.Topology {
 		t.Helper()
 		select {
 		case topo := <-got:
 			return topo
 		case <-time.After(10 * time.Second):
 			t.Fatalf("no topology published: %s", what)
-			return Topology{}
+			return watch.Topology{}
 		}
 	}
 	first := next("first resolution")
-	want := []Shard{
+	want := []watch.Shard{
 		{Ordinal: 0, Name: "web-0", Addr: "10.244.0.10:8080", Ready: true},
 		{Ordinal: 1, Name: "web-1"},
 		{Ordinal: 2, Name: "web-2", Addr: "10.244.0.12:8080", Ready: true},
@@ -152,10 +153,10 @@ func TestDNSSource(t *testing.T) {
 	}
 }
 
-func TestParseDNSService(t *testing.T) {
+func TestParseService(t *testing.T) {
 	for in, ok := range map[string]bool{"web.default": true, "web": false, ".default": false, "web.": false, "web.ns.svc": false} {
-		if _, _, err := ParseDNSService(in); (err == nil) != ok {
-			t.Errorf("ParseDNSService(%q) error %v, want ok=%v", in, err, ok)
+		if _, _, err := ParseService(in); (err == nil) != ok {
+			t.Errorf("ParseService(%q) error %v, want ok=%v", in, err, ok)
 		}
 	}
 }

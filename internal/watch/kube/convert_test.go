@@ -1,4 +1,4 @@
-package watch
+package kube
 
 import (
 	"math/rand/v2"
@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/shard-proxy/shard-proxy/internal/watch"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -70,8 +71,8 @@ func testSlice(name string, ports []testPort, eps ...discoveryv1.Endpoint) *disc
 
 var testHTTPPort = []testPort{{name: "http", num: 8080, proto: corev1.ProtocolTCP}}
 
-func testShard(ordinal int, addr string, ready bool) Shard {
-	return Shard{Ordinal: ordinal, Name: "web-" + strconv.Itoa(ordinal), Addr: addr, Ready: ready}
+func testShard(ordinal int, addr string, ready bool) watch.Shard {
+	return watch.Shard{Ordinal: ordinal, Name: "web-" + strconv.Itoa(ordinal), Addr: addr, Ready: ready}
 }
 
 func TestKubeTopology(t *testing.T) {
@@ -80,7 +81,7 @@ func TestKubeTopology(t *testing.T) {
 		sts      *appsv1.StatefulSet
 		slices   []*discoveryv1.EndpointSlice
 		port     string
-		want     Topology
+		want     watch.Topology
 		problems int
 	}{
 		{
@@ -89,7 +90,7 @@ func TestKubeTopology(t *testing.T) {
 			slices: []*discoveryv1.EndpointSlice{
 				testSlice("a", testHTTPPort, testEP("web-0", "10.0.0.1")),
 			},
-			want: Topology{},
+			want: watch.Topology{},
 		},
 		{
 			name: "all ready",
@@ -97,7 +98,7 @@ func TestKubeTopology(t *testing.T) {
 			slices: []*discoveryv1.EndpointSlice{
 				testSlice("a", testHTTPPort, testEP("web-2", "10.0.0.3"), testEP("web-0", "10.0.0.1"), testEP("web-1", "10.0.0.2")),
 			},
-			want: Topology{Replicas: 3, Shards: []Shard{
+			want: watch.Topology{Replicas: 3, Shards: []watch.Shard{
 				testShard(0, "10.0.0.1:8080", true), testShard(1, "10.0.0.2:8080", true), testShard(2, "10.0.0.3:8080", true),
 			}},
 		},
@@ -107,12 +108,12 @@ func TestKubeTopology(t *testing.T) {
 			slices: []*discoveryv1.EndpointSlice{
 				testSlice("a", testHTTPPort, testEP("web-0", "10.0.0.1")),
 			},
-			want: Topology{Replicas: 1, Shards: []Shard{testShard(0, "10.0.0.1:8080", true)}},
+			want: watch.Topology{Replicas: 1, Shards: []watch.Shard{testShard(0, "10.0.0.1:8080", true)}},
 		},
 		{
 			name: "zero replicas",
 			sts:  testSts("web", ptrTo[int32](0), 0),
-			want: Topology{Replicas: 0, Shards: []Shard{}},
+			want: watch.Topology{Replicas: 0, Shards: []watch.Shard{}},
 		},
 		{
 			name: "missing, not ready and terminating pods keep their ordinals",
@@ -120,7 +121,7 @@ func TestKubeTopology(t *testing.T) {
 			slices: []*discoveryv1.EndpointSlice{
 				testSlice("a", testHTTPPort, testEP("web-0", "10.0.0.1", epNotReady), testEP("web-1", "10.0.0.2", epTerminating), testEP("web-3", "10.0.0.4")),
 			},
-			want: Topology{Replicas: 4, Shards: []Shard{
+			want: watch.Topology{Replicas: 4, Shards: []watch.Shard{
 				testShard(0, "10.0.0.1:8080", false), testShard(1, "10.0.0.2:8080", false), testShard(2, "", false), testShard(3, "10.0.0.4:8080", true),
 			}},
 		},
@@ -130,7 +131,7 @@ func TestKubeTopology(t *testing.T) {
 			slices: []*discoveryv1.EndpointSlice{
 				testSlice("a", testHTTPPort, testEP("web-0", "10.0.0.1", epNotServing), testEP("web-1", "10.0.0.2")),
 			},
-			want: Topology{Replicas: 2, Shards: []Shard{testShard(0, "10.0.0.1:8080", false), testShard(1, "10.0.0.2:8080", true)}},
+			want: watch.Topology{Replicas: 2, Shards: []watch.Shard{testShard(0, "10.0.0.1:8080", false), testShard(1, "10.0.0.2:8080", true)}},
 		},
 		{
 			name: "nil ready means ready, but not while terminating",
@@ -138,7 +139,7 @@ func TestKubeTopology(t *testing.T) {
 			slices: []*discoveryv1.EndpointSlice{
 				testSlice("a", testHTTPPort, testEP("web-0", "10.0.0.1", epNilReady), testEP("web-1", "10.0.0.2", epTerminating, epNilReady)),
 			},
-			want: Topology{Replicas: 2, Shards: []Shard{testShard(0, "10.0.0.1:8080", true), testShard(1, "10.0.0.2:8080", false)}},
+			want: watch.Topology{Replicas: 2, Shards: []watch.Shard{testShard(0, "10.0.0.1:8080", true), testShard(1, "10.0.0.2:8080", false)}},
 		},
 		{
 			name: "ordinals start",
@@ -146,7 +147,7 @@ func TestKubeTopology(t *testing.T) {
 			slices: []*discoveryv1.EndpointSlice{
 				testSlice("a", testHTTPPort, testEP("web-5", "10.0.0.5"), testEP("web-6", "10.0.0.6"), testEP("web-0", "10.0.0.9"), testEP("web-7", "10.0.0.7")),
 			},
-			want: Topology{Replicas: 2, Shards: []Shard{
+			want: watch.Topology{Replicas: 2, Shards: []watch.Shard{
 				{Ordinal: 5, Name: "web-5", Addr: "10.0.0.5:8080", Ready: true},
 				{Ordinal: 6, Name: "web-6", Addr: "10.0.0.6:8080", Ready: true},
 			}},
@@ -159,7 +160,7 @@ func TestKubeTopology(t *testing.T) {
 					testEP("web-2", "10.0.0.3"), testEP("web-01", "10.0.0.9"), testEP("web-+1", "10.0.0.9"), testEP("web-", "10.0.0.9"),
 					testEP("webby-0", "10.0.0.9"), testEP("other-1", "10.0.0.9"), testEP("web-x", "10.0.0.9"), testEP("web-1", "10.0.0.2")),
 			},
-			want: Topology{Replicas: 2, Shards: []Shard{testShard(0, "", false), testShard(1, "10.0.0.2:8080", true)}},
+			want: watch.Topology{Replicas: 2, Shards: []watch.Shard{testShard(0, "", false), testShard(1, "10.0.0.2:8080", true)}},
 		},
 		{
 			name: "hostname when there is no target",
@@ -167,7 +168,7 @@ func TestKubeTopology(t *testing.T) {
 			slices: []*discoveryv1.EndpointSlice{
 				testSlice("a", testHTTPPort, testEP("web-0", "10.0.0.1", epByHostname)),
 			},
-			want: Topology{Replicas: 1, Shards: []Shard{testShard(0, "10.0.0.1:8080", true)}},
+			want: watch.Topology{Replicas: 1, Shards: []watch.Shard{testShard(0, "10.0.0.1:8080", true)}},
 		},
 		{
 			name: "duplicate ordinal: ready wins over not ready, in any slice order",
@@ -177,7 +178,7 @@ func TestKubeTopology(t *testing.T) {
 				testSlice("b", testHTTPPort, testEP("web-0", "10.0.0.2")),
 				testSlice("c", testHTTPPort, testEP("web-0", "10.0.0.0", epTerminating)),
 			},
-			want: Topology{Replicas: 1, Shards: []Shard{testShard(0, "10.0.0.2:8080", true)}},
+			want: watch.Topology{Replicas: 1, Shards: []watch.Shard{testShard(0, "10.0.0.2:8080", true)}},
 		},
 		{
 			name: "duplicate ordinal, both ready: smallest address",
@@ -186,7 +187,7 @@ func TestKubeTopology(t *testing.T) {
 				testSlice("v6", testHTTPPort, testEP("web-0", "fd00::1")),
 				testSlice("v4", testHTTPPort, testEP("web-0", "10.0.0.1")),
 			},
-			want: Topology{Replicas: 1, Shards: []Shard{testShard(0, "10.0.0.1:8080", true)}},
+			want: watch.Topology{Replicas: 1, Shards: []watch.Shard{testShard(0, "10.0.0.1:8080", true)}},
 		},
 		{
 			name: "IPv6 in brackets",
@@ -194,7 +195,7 @@ func TestKubeTopology(t *testing.T) {
 			slices: []*discoveryv1.EndpointSlice{
 				testSlice("v6", testHTTPPort, testEP("web-0", "fd00::1")),
 			},
-			want: Topology{Replicas: 1, Shards: []Shard{testShard(0, "[fd00::1]:8080", true)}},
+			want: watch.Topology{Replicas: 1, Shards: []watch.Shard{testShard(0, "[fd00::1]:8080", true)}},
 		},
 		{
 			name: "named port",
@@ -203,7 +204,7 @@ func TestKubeTopology(t *testing.T) {
 			slices: []*discoveryv1.EndpointSlice{
 				testSlice("a", []testPort{{name: "http", num: 8080}, {name: "admin", num: 9090}}, testEP("web-0", "10.0.0.1")),
 			},
-			want: Topology{Replicas: 1, Shards: []Shard{testShard(0, "10.0.0.1:9090", true)}},
+			want: watch.Topology{Replicas: 1, Shards: []watch.Shard{testShard(0, "10.0.0.1:9090", true)}},
 		},
 		{
 			name: "numbered port",
@@ -212,7 +213,7 @@ func TestKubeTopology(t *testing.T) {
 			slices: []*discoveryv1.EndpointSlice{
 				testSlice("a", []testPort{{name: "http", num: 8080}, {name: "admin", num: 9090}}, testEP("web-0", "10.0.0.1")),
 			},
-			want: Topology{Replicas: 1, Shards: []Shard{testShard(0, "10.0.0.1:9090", true)}},
+			want: watch.Topology{Replicas: 1, Shards: []watch.Shard{testShard(0, "10.0.0.1:9090", true)}},
 		},
 		{
 			name: "only TCP port is chosen, UDP ignored",
@@ -220,7 +221,7 @@ func TestKubeTopology(t *testing.T) {
 			slices: []*discoveryv1.EndpointSlice{
 				testSlice("a", []testPort{{name: "dns", num: 53, proto: corev1.ProtocolUDP}, {name: "http", num: 8080}}, testEP("web-0", "10.0.0.1")),
 			},
-			want: Topology{Replicas: 1, Shards: []Shard{testShard(0, "10.0.0.1:8080", true)}},
+			want: watch.Topology{Replicas: 1, Shards: []watch.Shard{testShard(0, "10.0.0.1:8080", true)}},
 		},
 		{
 			name: "ambiguous port: no address, not ready, a problem",
@@ -228,7 +229,7 @@ func TestKubeTopology(t *testing.T) {
 			slices: []*discoveryv1.EndpointSlice{
 				testSlice("a", []testPort{{name: "http", num: 8080}, {name: "admin", num: 9090}}, testEP("web-0", "10.0.0.1")),
 			},
-			want:     Topology{Replicas: 1, Shards: []Shard{testShard(0, "", false)}},
+			want:     watch.Topology{Replicas: 1, Shards: []watch.Shard{testShard(0, "", false)}},
 			problems: 1,
 		},
 		{
@@ -239,7 +240,7 @@ func TestKubeTopology(t *testing.T) {
 				testSlice("a", testHTTPPort, testEP("web-0", "10.0.0.1")),
 				testSlice("b", []testPort{{name: "grpc", num: 7070}}, testEP("web-1", "10.0.0.2")),
 			},
-			want:     Topology{Replicas: 2, Shards: []Shard{testShard(0, "10.0.0.1:8080", true), testShard(1, "", false)}},
+			want:     watch.Topology{Replicas: 2, Shards: []watch.Shard{testShard(0, "10.0.0.1:8080", true), testShard(1, "", false)}},
 			problems: 1,
 		},
 	}

@@ -1,4 +1,4 @@
-package watch
+package kube
 
 import (
 	"errors"
@@ -22,7 +22,7 @@ const inClusterNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/na
 // from $KUBECONFIG, else from ~/.kube/config. It also returns the namespace
 // to use when --namespace is not given: the pod's own namespace in cluster,
 // else the kubeconfig context's namespace, else "default".
-func NewKubeClient(kubeconfig string) (kubernetes.Interface, string, error) {
+func NewClient(kubeconfig string) (kubernetes.Interface, string, error) {
 	cfg, ns, err := kubeRESTConfig(kubeconfig)
 	if err != nil {
 		return nil, "", err

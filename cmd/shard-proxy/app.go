@@ -1,0 +1,210 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/valyala/fasthttp"
+
+	"github.com/shard-proxy/shard-proxy/internal/admin"
+	"github.com/shard-proxy/shard-proxy/internal/proxy"
+	"github.com/shard-proxy/shard-proxy/internal/watch"
+	"github.com/shard-proxy/shard-proxy/internal/watch/demo"
+	"github.com/shard-proxy/shard-proxy/internal/watch/dns"
+	"github.com/shard-proxy/shard-proxy/internal/watch/kube"
+	"github.com/shard-proxy/shard-proxy/internal/watch/static"
+)
+
+// app is one running proxy. It builds every component, starts every
+// goroutine, and stops them all in order; nothing it starts outlives
+// Shutdown (but discovery, see srcDone).
+type app struct {
+	opts   *options
+	log    *slog.Logger
+	proxy  *proxy.Proxy
+	admin  *admin.Server
+	source watch.Source
+
+	dataLn, adminLn net.Listener
+	dataSrv         *fasthttp.Server
+	adminSrv        *http.Server
+
+	wg         sync.WaitGroup // the servers
+	errs       chan error     // a component that failed for good
+	stopSource context.CancelFunc
+	// srcDone is closed when discovery returns. It is not in wg: client-go
+	// waits out its retry backoff (up to 30 s) before it notices a
+	// cancellation while the API server is unreachable, and shutdown must
+	// not wait for that beyond --shutdown-timeout.
+	srcDone chan struct{}
+}
+
+// newApp builds the components and opens the listeners; nothing runs yet.
+func newApp(o *options, log *slog.Logger) (*app, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	px, err := proxy.New(proxy.Config{
+		Ring: o.ringCfg, Keys: o.rules, MaxBodyBytes: int(o.maxBody), UpstreamTimeout: o.upstreamTO,
+		Registerer: reg, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a := &app{opts: o, log: log, proxy: px, errs: make(chan error, 3), srcDone: make(chan struct{})}
+	if a.source, err = newSource(o, px, log); err != nil {
+		return nil, err
+	}
+	var auth *admin.TokenAuth
+	if o.tokenFile != "" {
+		if auth, err = admin.NewTokenAuth(o.tokenFile, log); err != nil {
+			return nil, err
+		}
+	}
+	a.admin = admin.New(admin.Config{
+		Tables: px, Gatherer: reg, Registerer: reg, Auth: auth, Logger: log,
+		Broadcast: admin.BroadcastConfig{Concurrency: o.bcastConc, Timeout: o.bcastTimeout, MaxBodyBytes: int(o.maxBody)},
+	})
+	if a.dataLn, err = net.Listen("tcp", o.listen); err != nil {
+		return nil, fmt.Errorf("--listen: %w", err)
+	}
+	if a.adminLn, err = net.Listen("tcp", o.adminListen); err != nil {
+		a.dataLn.Close()
+		return nil, fmt.Errorf("--admin-listen: %w", err)
+	}
+	a.dataSrv = px.Server()
+	a.adminSrv = &http.Server{Handler: a.admin, ReadHeaderTimeout: 10 * time.Second}
+	return a, nil
+}
+
+// Start runs discovery and both servers. A component that fails for good
+// reports on Err.
+func (a *app) Start() {
+	o := a.opts
+	a.log.Info("shard-proxy starting",
+		"listen", a.dataLn.Addr().String(), "admin_listen", a.adminLn.Addr().String(),
+		"ring", string(o.ringCfg.Algorithm), "key", o.key, "source", sourceName(o),
+		"max_body_bytes", int(o.maxBody), "upstream_timeout", o.upstreamTO.String(),
+		"admin_auth", o.tokenFile != "")
+	srcCtx, stop := context.WithCancel(context.Background())
+	a.stopSource = stop
+	go func() {
+		defer close(a.srcDone)
+		if err := a.source.Run(srcCtx, a.proxy.Apply); err != nil {
+			a.errs <- fmt.Errorf("discovery: %w", err)
+		}
+	}()
+	a.wg.Go(func() {
+		if err := a.dataSrv.Serve(a.dataLn); err != nil {
+			a.errs <- fmt.Errorf("data plane: %w", err)
+		}
+	})
+	a.wg.Go(func() {
+		if err := a.adminSrv.Serve(a.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.errs <- fmt.Errorf("admin plane: %w", err)
+		}
+	})
+}
+
+// Err reports a component that failed for good.
+func (a *app) Err() <-chan error { return a.errs }
+
+// Shutdown stops everything in order: readiness turns 503, the data
+// listener closes and in-flight requests get the timeout to finish, then
+// discovery (after the data plane: demo shards must outlive requests to
+// them), then the admin plane.
+func (a *app) Shutdown(timeout time.Duration) {
+	a.admin.Drain()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := a.dataSrv.ShutdownWithContext(ctx); err != nil {
+		a.log.Warn("in-flight requests did not finish in time", "err", err)
+	}
+	// A shutdown that comes before Serve registered the listener does not
+	// close it; closing it here ends Serve either way.
+	_ = a.dataLn.Close()
+	a.stopSource()
+	_ = a.adminSrv.Shutdown(ctx)
+	a.admin.Close()
+	a.proxy.Close()
+	a.wg.Wait()
+	select {
+	case <-a.srcDone:
+	case <-ctx.Done():
+		a.log.Warn("discovery did not stop within the shutdown timeout; exiting without it")
+	}
+	a.log.Info("stopped")
+}
+
+// run serves until ctx ends or a component fails, then shuts down.
+// onLogger, if set, is given the logger first (main routes library logs).
+func run(ctx context.Context, o *options, logw io.Writer, onLogger func(*slog.Logger)) error {
+	log := newLogger(o, logw)
+	if onLogger != nil {
+		onLogger(log)
+	}
+	a, err := newApp(o, log)
+	if err != nil {
+		return err
+	}
+	a.Start()
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "timeout", o.shutdownTO.String())
+	case runErr = <-a.Err():
+		log.Error("stopping", "err", runErr)
+	}
+	a.Shutdown(o.shutdownTO)
+	return runErr
+}
+
+func sourceName(o *options) string {
+	switch {
+	case o.demo > 0:
+		return fmt.Sprintf("demo(%d)", o.demo)
+	case o.shards != "":
+		return "static"
+	case o.kubeSvc != "":
+		return "kubernetes"
+	default:
+		return "dns"
+	}
+}
+
+// newSource builds the one discovery source the options name.
+func newSource(o *options, px *proxy.Proxy, log *slog.Logger) (watch.Source, error) {
+	switch {
+	case o.demo > 0:
+		return &demo.Source{N: o.demo, Key: px.Extractor().KeyString}, nil
+	case o.shards != "":
+		return static.Parse(o.shards)
+	case o.kubeSvc != "":
+		client, ns, err := kube.NewClient(o.kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("--kube-service: %w", err)
+		}
+		if o.namespace != "" {
+			ns = o.namespace
+		}
+		return &kube.Source{
+			Client: client, Namespace: ns, Service: o.kubeSvc, StatefulSet: o.sts, Port: o.port, Logger: log,
+		}, nil
+	default:
+		svc, ns, _ := dns.ParseService(o.dnsSvc)
+		port, _ := strconv.Atoi(o.port)
+		return &dns.Source{
+			Service: svc, Namespace: ns, StatefulSet: o.sts, Replicas: o.replicas, Port: port,
+			Domain: o.domain, Interval: o.dnsEvery, Logger: log,
+		}, nil
+	}
+}

@@ -1,0 +1,117 @@
+package proxy
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+)
+
+// Error is a failure the proxy answers itself. It carries its answer: the
+// status, whether Retry-After applies, and the message of the JSON body.
+// The package's sentinels are *Error values; wrap them with %w to add
+// context, and Answer still finds them.
+type Error struct {
+	Status int
+	// RetryAfter asks the client to retry in a second (Retry-After: 1).
+	RetryAfter bool
+	msg        string
+}
+
+func (e *Error) Error() string { return e.msg }
+
+// The proxy's own answers (DESIGN.md §6), shared by every front end and by
+// broadcast. errors.Is matches them through any wrapping.
+var (
+	ErrNoKey          = &Error{Status: http.StatusBadRequest, msg: "no shard key"}
+	ErrBadBody        = &Error{Status: http.StatusBadRequest, msg: "request body is not valid JSON"}
+	ErrBadRequest     = &Error{Status: http.StatusBadRequest, msg: "malformed request"}
+	ErrBodyTooLarge   = &Error{Status: http.StatusRequestEntityTooLarge, msg: "request body too large"}
+	ErrHeaderTooLarge = &Error{Status: http.StatusRequestHeaderFieldsTooLarge, msg: "request headers too large"}
+	ErrNoShards       = &Error{Status: http.StatusServiceUnavailable, msg: "no shards"}
+	ErrShardNotReady  = &Error{Status: http.StatusServiceUnavailable, RetryAfter: true, msg: "shard not ready"}
+	ErrShardBusy      = &Error{Status: http.StatusServiceUnavailable, RetryAfter: true, msg: "shard connection limit reached"}
+	ErrShardDown      = &Error{Status: http.StatusBadGateway, msg: "shard unreachable"}
+	ErrShardTimeout   = &Error{Status: http.StatusGatewayTimeout, msg: "shard timeout"}
+	errUnknown        = &Error{Status: http.StatusBadGateway, msg: "shard unreachable"}
+)
+
+// keyError adds to a key failure the rule that failed (ErrBadBody) or the
+// rules tried (ErrNoKey).
+type keyError struct {
+	err   *Error
+	rule  string
+	tried []string
+}
+
+func (e *keyError) Error() string { return e.err.Error() }
+func (e *keyError) Unwrap() error { return e.err }
+
+// limitError adds the limit that was exceeded.
+type limitError struct {
+	err   *Error
+	limit int
+}
+
+func (e *limitError) Error() string { return e.err.Error() }
+func (e *limitError) Unwrap() error { return e.err }
+
+// BodyTooLarge is ErrBodyTooLarge with the limit that was exceeded.
+func BodyTooLarge(limit int) error { return &limitError{err: ErrBodyTooLarge, limit: limit} }
+
+// ErrorBody is the JSON body of every error the proxy answers itself.
+type ErrorBody struct {
+	Error string   `json:"error"`
+	Shard string   `json:"shard,omitempty"`
+	Tried []string `json:"tried,omitempty"`
+	Rule  string   `json:"rule,omitempty"`
+	Limit int      `json:"limit,omitempty"`
+}
+
+// Answer is what the proxy sends for an error: the one mapping from errors
+// to status, headers and body, used by every front end and by broadcast.
+type Answer struct {
+	Status     int
+	RetryAfter bool
+	Body       ErrorBody
+}
+
+// AnswerFor maps err to its answer. shard names the owner when one was
+// chosen ("" otherwise); it is reported in the body and, by the caller, in
+// X-Shard. An error that is not the proxy's own is a 502.
+func AnswerFor(err error, shard string) Answer {
+	var pe *Error
+	if !errors.As(err, &pe) {
+		pe = errUnknown
+	}
+	a := Answer{Status: pe.Status, RetryAfter: pe.RetryAfter && shard != "", Body: ErrorBody{Error: pe.msg, Shard: shard}}
+	var ke *keyError
+	if errors.As(err, &ke) {
+		a.Body.Rule, a.Body.Tried = ke.rule, ke.tried
+	}
+	var le *limitError
+	if errors.As(err, &le) {
+		a.Body.Limit = le.limit
+	}
+	return a
+}
+
+// JSON is the answer's body, newline-terminated.
+func (a Answer) JSON() []byte {
+	b, _ := json.Marshal(a.Body)
+	return append(b, '\n')
+}
+
+// Write writes the answer to a net/http response (the admin plane and
+// the HTTP/2 front end).
+func (a Answer) Write(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	if a.RetryAfter {
+		h.Set("Retry-After", "1")
+	}
+	if a.Body.Shard != "" {
+		h.Set(HeaderShard, a.Body.Shard)
+	}
+	w.WriteHeader(a.Status)
+	_, _ = w.Write(a.JSON())
+}

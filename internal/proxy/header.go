@@ -1,0 +1,120 @@
+package proxy
+
+import (
+	"bytes"
+	"net"
+	"net/http"
+	"strings"
+)
+
+// HeaderShard names the shard that owns a request, on every answer.
+const HeaderShard = "X-Shard"
+
+// The header policy, one for every front end and for broadcast:
+//
+//   - Hop-by-hop fields (RFC 9110 §7.6.1) are dropped in both directions:
+//     Connection, and every field it names; Proxy-Connection, Keep-Alive,
+//     TE, Transfer-Encoding and Upgrade; and Proxy-Authenticate and
+//     Proxy-Authorization, which are addressed to the proxy. Names match
+//     case-insensitively. Trailer is end-to-end in RFC 9110 and is kept, so
+//     trailers still have their announcement. Framing (Transfer-Encoding,
+//     Content-Length) is the engine's business: an HTTP/1.1 engine that
+//     relays a chunked body as it is keeps its Transfer-Encoding.
+//   - X-Forwarded-For gets the client's address appended. X-Forwarded-Proto
+//     and X-Forwarded-Host are set only when absent: an edge proxy in front
+//     knows the original scheme and host better than we do.
+var hopByHop = [...]string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "TE", "Transfer-Encoding", "Upgrade",
+	"Proxy-Authenticate", "Proxy-Authorization",
+}
+
+// IsHopByHop reports whether name is hop-by-hop by itself (not counting the
+// fields a Connection header names), whatever its case.
+func IsHopByHop(name []byte) bool {
+	switch len(name) {
+	case 2, 7, 10, 16, 17, 18, 19:
+	default:
+		return false
+	}
+	for _, h := range hopByHop {
+		if len(h) == len(name) && bytes.EqualFold(name, []byte(h)) {
+			return true
+		}
+	}
+	return false
+}
+
+// ConnectionTokens calls fn for each token a Connection value lists, except
+// "close" and "keep-alive", which name no field.
+func ConnectionTokens(value []byte, fn func(token []byte)) {
+	for len(value) > 0 {
+		var tok []byte
+		if i := bytes.IndexByte(value, ','); i >= 0 {
+			tok, value = value[:i], value[i+1:]
+		} else {
+			tok, value = value, nil
+		}
+		tok = bytes.Trim(tok, " \t")
+		if len(tok) == 0 || bytes.EqualFold(tok, []byte("close")) || bytes.EqualFold(tok, []byte("keep-alive")) {
+			continue
+		}
+		fn(tok)
+	}
+}
+
+// Forwarded is what a front end knows about a request's origin.
+type Forwarded struct {
+	// ClientIP is the address of the peer that sent the request.
+	ClientIP string
+	// TLS tells whether that peer spoke TLS to us.
+	TLS bool
+	// Host is the request's Host (or :authority), "" if none.
+	Host string
+}
+
+// Proto is the X-Forwarded-Proto value for f.
+func (f Forwarded) Proto() string {
+	if f.TLS {
+		return "https"
+	}
+	return "http"
+}
+
+// PrepareHeader applies the header policy to a request header of net/http
+// (broadcast, HTTP/2): it drops hop-by-hop fields and adds X-Forwarded-*.
+func PrepareHeader(h http.Header, f Forwarded) {
+	StripHopByHop(h)
+	if f.ClientIP != "" {
+		if prior := strings.Join(h.Values("X-Forwarded-For"), ", "); prior != "" {
+			h.Set("X-Forwarded-For", prior+", "+f.ClientIP)
+		} else {
+			h.Set("X-Forwarded-For", f.ClientIP)
+		}
+	}
+	if h.Get("X-Forwarded-Proto") == "" {
+		h.Set("X-Forwarded-Proto", f.Proto())
+	}
+	if h.Get("X-Forwarded-Host") == "" && f.Host != "" {
+		h.Set("X-Forwarded-Host", f.Host)
+	}
+}
+
+// StripHopByHop drops the hop-by-hop fields of a net/http header: those
+// that Connection names, then the fixed list.
+func StripHopByHop(h http.Header) {
+	for _, v := range h.Values("Connection") {
+		ConnectionTokens([]byte(v), func(tok []byte) { h.Del(string(tok)) })
+	}
+	for _, name := range hopByHop {
+		h.Del(name)
+	}
+}
+
+// ClientIP is the host part of a net.Addr or "host:port" string.
+func ClientIP(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return host
+}
