@@ -6,6 +6,14 @@
 #   bash bench/run.sh profile    CPU profile, allocations and syscalls per request
 #                                of shard-proxy's data plane under the header
 #                                load (BENCH_PROFILE_SCENARIO), in bench/results/
+#   bash bench/run.sh memory     streaming and memory: time to first byte, big
+#                                downloads and uploads, slow and idle clients, a
+#                                shard lying about Content-Length; shard-proxy,
+#                                HAProxy and nginx side by side, in
+#                                bench/results/memory.md
+#
+# SHARD_PROXY_BIN=/path measures that shard-proxy binary instead of building
+# one from this checkout.
 #
 # Every proxy runs alone on BENCH_PROXY_CPU; the four nginx shards and wrk
 # share BENCH_LOAD_CPU. All knobs are environment variables (defaults below).
@@ -24,6 +32,22 @@ set -euo pipefail
 : "${BENCH_SEED:=42}"
 : "${BENCH_CANDIDATE:=}"         # another checkout of shard-proxy, measured as "candidate" (A/B)
 : "${BENCH_PROFILE_SCENARIO:=header}"  # the load that "run.sh profile" runs under
+: "${SHARD_PROXY_BIN:=}"         # measure this binary instead of building ./cmd/shard-proxy
+# "run.sh memory" (see the README for what each test does)
+: "${BENCH_MEM_SYSTEMS:=shard-proxy haproxy nginx}"
+: "${BENCH_MEM_TESTS:=stream sse download download50 upload slowupload idle hugecl}"
+: "${BENCH_MEM_BYTES:=64MiB}"    # one download, each of the concurrent downloads, the upload
+: "${BENCH_MEM_MAX_BODY_MIB:=128}" # shard-proxy --max-body-bytes, nginx client_max_body_size
+: "${BENCH_SP_ARGS:=}"           # extra shard-proxy flags in memory mode (word-split)
+: "${BENCH_STREAM_CHUNKS:=10}" "${BENCH_STREAM_GAP:=200ms}"
+: "${BENCH_DOWNLOADS:=50}"       # concurrent downloads
+: "${BENCH_AFTER:=5}"            # seconds after the downloads end when RSS is read again
+: "${BENCH_SLOW_CLIENTS:=500}" "${BENCH_SLOW_BYTES:=4MiB}" "${BENCH_SLOW_CHUNK:=64KiB}" "${BENCH_SLOW_GAP:=100ms}"
+: "${BENCH_IDLE_CONNS:=20000}" "${BENCH_IDLE_PROCS:=4}"
+: "${BENCH_HUGECL_STALL:=3s}"
+: "${BENCH_HAPROXY_NODELAY:=1}"  # HAProxy "option http-no-delay" (see config/haproxy-memory.cfg)
+: "${BENCH_RSS_GUARD_MIB:=8192}" # SIGKILL a proxy whose RSS passes this, so it cannot take the machine down
+: "${BENCH_MEM_TIMEOUT:=90}"     # seconds one test may take before it is cut short
 # The machine is shared (builds, other tests). Raising the benchmark's own
 # processes' priority keeps that load from stealing the pinned cores in the
 # middle of a measurement; it applies to every system alike. Needs root.
@@ -114,7 +138,7 @@ port_free() {
 
 # render TEMPLATE OUT [KEY=VALUE...]: fill @KEY@ placeholders.
 render() {
-	local tmpl=$1 out=$2 kv args=()
+	local tmpl=$1 out=$2 kv args=() i
 	shift 2
 	args=(-e "s|@DIR@|$TMP|g" -e "s|@LISTEN@|$LISTEN|g")
 	for i in 0 1 2 3; do args+=(-e "s|@P$i@|${SHARD_PORTS[$i]}|g"); done
@@ -320,7 +344,7 @@ machine() {
 	echo "- machine: $(nproc) CPUs, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1) (family $(sed -n 's/^cpu family\s*: //p' /proc/cpuinfo | head -1), model $(sed -n 's/^model\s*: //p' /proc/cpuinfo | head -1), $(sed -n 's/^cpu MHz\s*: \([0-9]*\).*/\1/p' /proc/cpuinfo | head -1) MHz$virt), kernel $(uname -r)"
 	echo "- pinning: each proxy alone on CPU $BENCH_PROXY_CPU; wrk (1 thread) and the 4 nginx shards (1 worker) on CPU $BENCH_LOAD_CPU; all at nice $BENCH_NICE"
 	echo "- load: wrk, $BENCH_CONNECTIONS keep-alive connections, ${BENCH_WARMUP}s warm-up then ${BENCH_DURATION}s measured, a random key on every request (seed $BENCH_SEED)"
-	echo "- versions: $("$TMP/shard-proxy" --version 2>/dev/null || echo "shard-proxy $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo '+dirty')"), $(haproxy -v | head -1 | cut -d' ' -f1-3), $(nginx -v 2>&1 | cut -d' ' -f3), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), $(go version | cut -d' ' -f3)"
+	echo "- versions: $(shard_proxy_version), $(haproxy -v | head -1 | cut -d' ' -f1-3), $(nginx -v 2>&1 | cut -d' ' -f3), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), $(go version | cut -d' ' -f3)"
 }
 
 # bench_build OUT PKG: build a program of the bench module. A throw-away
@@ -332,9 +356,32 @@ bench_build() {
 	(cd "$BENCH" && GOWORK="$TMP/go.work" go build -o "$1" "$2")
 }
 
+# build_shard_proxy: $TMP/shard-proxy, from SHARD_PROXY_BIN if set, else
+# built from this checkout.
+build_shard_proxy() {
+	if [ -n "$SHARD_PROXY_BIN" ]; then
+		[ -x "$SHARD_PROXY_BIN" ] || die "SHARD_PROXY_BIN=$SHARD_PROXY_BIN is not an executable"
+		log "measuring shard-proxy from $SHARD_PROXY_BIN"
+		cp "$SHARD_PROXY_BIN" "$TMP/shard-proxy"
+	else
+		go build -o "$TMP/shard-proxy" ./cmd/shard-proxy
+	fi
+}
+
+# shard_proxy_version: what the versions line says about shard-proxy.
+shard_proxy_version() {
+	local rev
+	rev=$(go version -m "$TMP/shard-proxy" 2>/dev/null | awk '$2 == "vcs.revision" {r = substr($3, 1, 7)} $2 == "vcs.modified" && $3 == "true" {m = "+dirty"} END {if (r != "") print r m}')
+	if [ -n "$SHARD_PROXY_BIN" ] && [ -f "$TMP/shard-proxy" ]; then
+		echo "shard-proxy ${rev:-$SHARD_PROXY_BIN} (SHARD_PROXY_BIN, built $(date -u -r "$SHARD_PROXY_BIN" +%Y-%m-%dT%H:%MZ))"
+	else
+		echo "shard-proxy $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo '+dirty')"
+	fi
+}
+
 build() {
 	log "building shard-proxy and the report tool"
-	go build -o "$TMP/shard-proxy" ./cmd/shard-proxy
+	build_shard_proxy
 	bench_build "$TMP/report" ./cmd/report
 	if [ -n "$BENCH_CANDIDATE" ]; then
 		log "building the candidate from $BENCH_CANDIDATE"
@@ -449,10 +496,250 @@ profile() {
 	cat "$out/profile.md"
 }
 
+# --- memory mode ------------------------------------------------------------------
+#
+# Every system is restarted for every test, so its VmHWM is that test's peak
+# and no test inherits another's heap. The shards are bench/cmd/shard (one
+# process, four ports) and the load is bench/cmd/memload, both on the load
+# CPU; memload reads the proxy's /proc/PID/status itself and prints one
+# BENCH line per test, collected in memory.txt.
+
+memory_build() {
+	log "building shard-proxy, the shard and the load tool"
+	build_shard_proxy
+	bench_build "$TMP/memload" ./cmd/memload
+	bench_build "$TMP/shard" ./cmd/shard
+	if [ -n "$BENCH_CANDIDATE" ]; then
+		log "building the candidate from $BENCH_CANDIDATE"
+		(cd "$BENCH_CANDIDATE" && go build -o "$TMP/candidate" ./cmd/shard-proxy)
+		case " $BENCH_MEM_SYSTEMS " in *" candidate "*) ;; *) BENCH_MEM_SYSTEMS="$BENCH_MEM_SYSTEMS candidate" ;; esac
+	fi
+	# Today's shard-proxy buffers bodies up to --max-body-bytes (4 MiB by
+	# default): give it room for the upload tests, as nginx gets
+	# client_max_body_size. A build without the flag gets none.
+	local sys
+	for sys in shard-proxy candidate; do
+		[ -x "$TMP/$sys" ] || continue
+		# (--help exits non-zero: no pipe, pipefail would see it.)
+		if grep -q -- '-max-body-bytes' <<<"$("$TMP/$sys" --help 2>&1 || true)"; then
+			eval "SP_MEM_ARGS_${sys//-/_}=(--max-body-bytes ${BENCH_MEM_MAX_BODY_MIB}MiB $BENCH_SP_ARGS)"
+		else
+			eval "SP_MEM_ARGS_${sys//-/_}=($BENCH_SP_ARGS)"
+		fi
+	done
+}
+
+# memory_fd_limit: the idle test needs as many descriptors in the proxy as
+# it holds connections, plus some. Raise the limit as far as allowed; if it
+# stays below, hold fewer connections and say so (IDLE_NOTE).
+memory_fd_limit() {
+	local want=$((BENCH_IDLE_CONNS + 512)) soft
+	soft=$(ulimit -n)
+	if [ "$soft" != unlimited ] && [ "$soft" -lt "$want" ]; then
+		ulimit -n "$want" 2>/dev/null || { ulimit -Hn "$want" && ulimit -n "$want"; } 2>/dev/null ||
+			ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+		soft=$(ulimit -n)
+	fi
+	IDLE_CONNS=$BENCH_IDLE_CONNS IDLE_NOTE=
+	if [ "$soft" != unlimited ] && [ "$soft" -lt "$want" ]; then
+		IDLE_CONNS=$((soft - 512))
+		case " $BENCH_MEM_TESTS " in *" idle "*)
+			IDLE_NOTE="the open-file limit here is $soft and could not be raised (hard limit $(ulimit -Hn)), so the idle test holds $IDLE_CONNS connections, not $BENCH_IDLE_CONNS"
+			log "$IDLE_NOTE"
+			;;
+		esac
+	fi
+	# Room for the connections beyond the idle test's (to the shards).
+	MEM_MAXCONN=$((IDLE_CONNS + 1024))
+	# nginx starts closing idle keep-alive connections to make room once
+	# fewer than 1/16 of its worker_connections are free: keep above that.
+	NGINX_CONNS=$((IDLE_CONNS + IDLE_CONNS / 8 + 1024))
+}
+
+start_memory_shards() {
+	local addrs
+	addrs=$(printf '127.0.0.1:%s,' "${SHARD_PORTS[@]}")
+	"${ON_LOAD_CPU[@]}" "$TMP/shard" -listen "${addrs%,}" 2>>"$TMP/shard.log" &
+	PIDS+=($!)
+	for p in "${SHARD_PORTS[@]}"; do wait_port "$p"; done
+}
+
+# running PID: the process exists and is not a zombie. (bash reaps its
+# children on its own, so /proc/PID can vanish at any moment: one read.)
+running() {
+	local state
+	state=$(awk '/^State:/ {print $2}' "/proc/$1/status" 2>/dev/null) || true
+	[ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
+}
+
+# mem_stop PID: stop a proxy, by SIGKILL if it does not go within 5 s;
+# sets MEM_RC to its exit status.
+mem_stop() {
+	local pid=$1 i
+	kill "$pid" 2>/dev/null || true
+	for i in $(seq 1 50); do
+		running "$pid" || break
+		sleep 0.1
+	done
+	if running "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
+	MEM_RC=0
+	wait "$pid" 2>/dev/null || MEM_RC=$?
+	stop_pid "$pid"
+}
+
+# quote S: S as a double-quoted value of a BENCH line, on one line.
+quote() {
+	local s
+	s=$(tr '\n\t' '  ' <<<"$1" | sed 's/ *$//')
+	s=${s//\\/\\\\}
+	printf '"%s"' "${s//\"/\\\"}"
+}
+
+# mem_start SYSTEM LOG: start the proxy on the proxy CPU and check that it
+# routes; sets MEASURED_PID, or MEM_ERR and returns 1.
+mem_start() {
+	local sys=$1 plog=$2 i
+	MEASURED_PID= MEM_ERR=
+	TARGET=$LISTEN
+	port_free "$LISTEN" || { MEM_ERR="port $LISTEN is taken"; return 1; }
+	case $sys in
+	shard-proxy | candidate)
+		local -n args="SP_MEM_ARGS_${sys//-/_}"
+		"${ON_PROXY_CPU[@]}" "$TMP/$sys" --shards "$SHARDS_FLAG" \
+			--listen "127.0.0.1:$LISTEN" --admin-listen "127.0.0.1:$ADMIN" \
+			--key header:X-Shard-Key --log-level warn "${args[@]}" 2>>"$plog" &
+		;;
+	haproxy)
+		local nodelay=
+		[ "$BENCH_HAPROXY_NODELAY" = 1 ] && nodelay="option http-no-delay"
+		render "$BENCH/config/haproxy-memory.cfg" "$TMP/haproxy-memory.cfg" "MAXCONN=$MEM_MAXCONN" "NODELAY=$nodelay"
+		"${ON_PROXY_CPU[@]}" haproxy -db -f "$TMP/haproxy-memory.cfg" 2>>"$plog" &
+		;;
+	nginx)
+		mkdir -p "$TMP/nginx_body" "$TMP/nginx_proxy"
+		render "$BENCH/config/nginx-memory.conf" "$TMP/nginx-memory.conf" \
+			"WORKER_CONNECTIONS=$NGINX_CONNS" "MAX_BODY=${BENCH_MEM_MAX_BODY_MIB}m"
+		"${ON_PROXY_CPU[@]}" nginx -c "$TMP/nginx-memory.conf" -g 'daemon off; master_process off;' 2>>"$plog" &
+		;;
+	*)
+		MEM_ERR="unknown system $sys"
+		return 1
+		;;
+	esac
+	MEASURED_PID=$!
+	PIDS+=("$MEASURED_PID")
+	for i in $(seq 1 100); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$LISTEN") 2>/dev/null && break
+		running "$MEASURED_PID" || break
+		sleep 0.05
+	done
+	if ! running "$MEASURED_PID" || port_free "$LISTEN"; then
+		MEM_ERR="did not start: $(grep -v '^\s*$' "$plog" | tail -2)"
+		mem_stop "$MEASURED_PID"
+		return 1
+	fi
+	# The routing check of the side-by-side runs; in a subshell, so that a
+	# failure costs this test, not the run.
+	if ! (sanity "$sys" header) 2>"$TMP/sanity.err"; then
+		MEM_ERR="sanity check failed: $(sed 's/^\[bench [0-9:]*\] error: //' "$TMP/sanity.err" | tail -1)"
+		mem_stop "$MEASURED_PID"
+		return 1
+	fi
+}
+
+# mem_measure SYSTEM TEST N: one test on a freshly started system (the N-th
+# system of the run: it picks the idle test's source addresses).
+mem_measure() {
+	local sys=$1 t=$2 n=$3 args=()
+	case $t in
+	stream) args=(stream -path "/stream?chunks=$BENCH_STREAM_CHUNKS&gap=$BENCH_STREAM_GAP") ;;
+	sse) args=(stream -test sse -path "/sse?events=$BENCH_STREAM_CHUNKS&gap=$BENCH_STREAM_GAP") ;;
+	download) args=(download -bytes "$BENCH_MEM_BYTES") ;;
+	download50) args=(download -test download50 -bytes "$BENCH_MEM_BYTES" -clients "$BENCH_DOWNLOADS" -after "${BENCH_AFTER}s") ;;
+	upload) args=(upload -bytes "$BENCH_MEM_BYTES") ;;
+	slowupload) args=(slowupload -clients "$BENCH_SLOW_CLIENTS" -bytes "$BENCH_SLOW_BYTES" -chunk "$BENCH_SLOW_CHUNK" -gap "$BENCH_SLOW_GAP") ;;
+	# Each system's workers connect from their own loopback addresses, so
+	# that the previous system's TIME_WAIT sockets are not in the way.
+	idle) args=(idle -conns "$IDLE_CONNS" -procs "$BENCH_IDLE_PROCS" -src-base $((2 + n * BENCH_IDLE_PROCS))) ;;
+	hugecl) args=(hugecl -stall "$BENCH_HUGECL_STALL") ;;
+	*)
+		log "unknown memory test $t (want some of: stream sse download download50 upload slowupload idle hugecl)"
+		return
+		;;
+	esac
+	local plog="$TMP/$sys-$t.log" line
+	if ! mem_start "$sys" "$plog"; then
+		log "$sys/$t: $MEM_ERR"
+		echo "BENCH system=$sys test=$t note=$(quote "$MEM_ERR")" >>"$MEM_RAW"
+		return
+	fi
+	line=$(timeout --foreground -k 5 "$BENCH_MEM_TIMEOUT" "${ON_LOAD_CPU[@]}" "$TMP/memload" "${args[@]}" \
+		-system "$sys" -addr "127.0.0.1:$LISTEN" -pid "$MEASURED_PID" -guard-mib "$BENCH_RSS_GUARD_MIB" \
+		-timeout "$((BENCH_MEM_TIMEOUT - 10))s" 2>>"$TMP/memload.log" | grep '^BENCH ' | tail -1) || true
+	local died=
+	running "$MEASURED_PID" || died=yes
+	mem_stop "$MEASURED_PID"
+	if [ -z "$line" ]; then
+		line="BENCH system=$sys test=$t note=$(quote "the load tool gave no result within ${BENCH_MEM_TIMEOUT}s: $(tail -1 "$TMP/memload.log")")"
+	elif [ -n "$died" ]; then
+		# What the proxy said on its way out (Go's "fatal error: ...",
+		# HAProxy's or nginx's alert), for the notes.
+		line="$line exit_status=$MEM_RC last_words=$(quote "$(awk 'NF && tolower($0) ~ /fatal|panic|alert|emerg|crit|out of memory|killed/ {print; found = 1; exit}
+			NF {last = $0} END {if (!found) print last}' "$plog")")"
+	fi
+	echo "$line" >>"$MEM_RAW"
+	log "$sys/$t: ${line#BENCH }"
+}
+
+memory() {
+	memory_build
+	memory_fd_limit
+	mkdir -p "$BENCH_OUT"
+	MEM_RAW="$BENCH_OUT/memory.txt"
+	: >"$MEM_RAW"
+	start_memory_shards
+	local started load_start t sys ti=0 n
+	started=$(date -u +%Y-%m-%dT%H:%MZ)
+	load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+	for t in $BENCH_MEM_TESTS; do
+		ti=$((ti + 1))
+		n=0
+		# Rotate who goes first from test to test.
+		for sys in $(rotate "$ti" $BENCH_MEM_SYSTEMS); do
+			mem_measure "$sys" "$t" "$n"
+			n=$((n + 1))
+		done
+	done
+	local sp_args="${SP_MEM_ARGS_shard_proxy[*]}"
+	{
+		echo "# shard-proxy streaming and memory benchmark"
+		echo
+		echo "- run: $started; load average (1/5/15 min) at start $load_start, at end $(cut -d' ' -f1-3 /proc/loadavg)"
+		machine | sed -n 1p
+		echo "- pinning: each proxy alone on CPU $BENCH_PROXY_CPU, restarted for every test (its peak RSS is that test's); the four shards (bench/cmd/shard, one process) and the load (bench/cmd/memload) on CPU $BENCH_LOAD_CPU; all at nice $BENCH_NICE"
+		echo "- versions: $(shard_proxy_version), $(haproxy -v | head -1 | cut -d' ' -f1-3), $(nginx -v 2>&1 | cut -d' ' -f3), $(go version | cut -d' ' -f3)"
+		echo "- shard-proxy: \`--key header:X-Shard-Key${sp_args:+ $sp_args}\`; HAProxy: config/haproxy-memory.cfg (nbthread 1, tune.bufsize 16384, maxconn $MEM_MAXCONN, $([ "$BENCH_HAPROXY_NODELAY" = 1 ] && echo "option http-no-delay, " || echo "no http-no-delay (its default), ")streams bodies); nginx: config/nginx-memory.conf (defaults: proxy_buffering and proxy_request_buffering on; client_max_body_size ${BENCH_MEM_MAX_BODY_MIB}m, worker_connections $NGINX_CONNS)"
+		echo "- routing as the header scenario: every request carries X-Shard-Key, hashed onto the four shards"
+		echo "- peak RSS is VmHWM of the proxy process at the end of the test; \"RSS after\" and the idle test's figures are VmRSS. A proxy whose RSS passes ${BENCH_RSS_GUARD_MIB} MiB is killed (the RSS guard)"
+		[ -n "$IDLE_NOTE" ] && echo "- $IDLE_NOTE"
+		echo "- ratios compare each system with HAProxy in the same run; the raw lines are in memory.txt"
+		echo
+		"$TMP/memload" report -in "$MEM_RAW"
+	} >"$BENCH_OUT/memory.md.tmp"
+	mv "$BENCH_OUT/memory.md.tmp" "$BENCH_OUT/memory.md"
+	# What the proxies and the load tool said, per test, for a closer look.
+	rm -rf "$BENCH_OUT/memory-logs"
+	mkdir -p "$BENCH_OUT/memory-logs"
+	cp "$TMP"/*.log "$BENCH_OUT/memory-logs/" 2>/dev/null || true
+	log "wrote $BENCH_OUT/memory.md (proxy and load-tool logs in $BENCH_OUT/memory-logs/)"
+	cat "$BENCH_OUT/memory.md"
+}
+
 install_missing
 command -v go >/dev/null || die "go is not on PATH"
 case $MODE in
 compare) compare ;;
 profile) profile ;;
-*) die "unknown mode $MODE: want compare (default) or profile" ;;
+memory) memory ;;
+*) die "unknown mode $MODE: want compare (default), profile or memory" ;;
 esac
