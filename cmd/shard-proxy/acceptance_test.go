@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/shard-proxy/shard-proxy/internal/admin"
+	"github.com/shard-proxy/shard-proxy/internal/testutil"
 	"github.com/shard-proxy/shard-proxy/internal/watch/demo"
 )
 
@@ -19,12 +20,15 @@ import (
 func (p *proxyProc) locate(t *testing.T, key string) admin.LocateAnswer {
 	t.Helper()
 	a := p.adminGet(t, "/locate?key="+url.QueryEscape(key))
-	if a.status != http.StatusOK {
-		t.Fatalf("/locate?key=%s: status %d, want 200 (body %q)", key, a.status, a.body)
+	if a.Status != http.StatusOK {
+		t.Fatalf("/locate?key=%s: status %d, want 200 (body %q)", key, a.Status, a.Body)
 	}
-	var loc admin.LocateAnswer
-	decodeJSON(t, a, &loc)
-	return loc
+	return testutil.Decode[admin.LocateAnswer](t, a)
+}
+
+// hasKey matches a request that carried key in X-Shard-Key.
+func hasKey(key string) func(testutil.Request) bool {
+	return func(r testutil.Request) bool { return r.Header.Get("X-Shard-Key") == key }
 }
 
 // TestModulusStaticShards routes integer keys with --ring=modulus over three
@@ -32,7 +36,7 @@ func (p *proxyProc) locate(t *testing.T, key string) admin.LocateAnswer {
 // shard that really received the request, and /locate.
 func TestModulusStaticShards(t *testing.T) {
 	t.Parallel()
-	shards := startShards(t, 3)
+	shards := testutil.StartShards(t, 3, "shard")
 	p := startProxy(t, "--ring=modulus", "--shards", shardList(shards))
 
 	huge := "12345678901234567890123"
@@ -52,18 +56,18 @@ func TestModulusStaticShards(t *testing.T) {
 		t.Run(tt.key, func(t *testing.T) {
 			want := fmt.Sprintf("shard-%d", tt.want)
 			a := p.send(t, http.MethodGet, "/accounts/"+tt.key, tt.key, nil)
-			if a.status != http.StatusOK {
-				t.Fatalf("status %d, want 200 (body %q)", a.status, a.body)
+			if a.Status != http.StatusOK {
+				t.Fatalf("status %d, want 200 (body %q)", a.Status, a.Body)
 			}
-			if got := a.header.Get("X-Shard"); got != want {
+			if got := a.Header.Get("X-Shard"); got != want {
 				t.Errorf("X-Shard = %q, want %q", got, want)
 			}
-			if got := string(a.body); got != want {
-				t.Errorf("answered by %q, want %q", got, want)
+			if got := a.JSON(t)["shard"]; got != want {
+				t.Errorf("answered by %v, want %q", got, want)
 			}
 			for i, s := range shards {
-				if got := slices.Contains(s.keys(), tt.key); got != (i == tt.want) {
-					t.Errorf("%s received key %s: %v, want %v", s.name, tt.key, got, i == tt.want)
+				if got := slices.ContainsFunc(s.Requests(), hasKey(tt.key)); got != (i == tt.want) {
+					t.Errorf("%s received key %s: %v, want %v", s.Name, tt.key, got, i == tt.want)
 				}
 			}
 			if loc := p.locate(t, tt.key); loc.Shard != want || loc.Ordinal != tt.want || loc.Key != tt.key {
@@ -87,12 +91,11 @@ func TestDemo(t *testing.T) {
 		}
 		key := "user-" + strconv.Itoa(i)
 		a := p.send(t, http.MethodGet, "/demo/path?x=1", key, nil)
-		if a.status != http.StatusOK {
-			t.Fatalf("key %s: status %d, want 200 (body %q)", key, a.status, a.body)
+		if a.Status != http.StatusOK {
+			t.Fatalf("key %s: status %d, want 200 (body %q)", key, a.Status, a.Body)
 		}
-		var ans demo.Answer
-		decodeJSON(t, a, &ans)
-		xs := a.header.Get("X-Shard")
+		ans := testutil.Decode[demo.Answer](t, a)
+		xs := a.Header.Get("X-Shard")
 		if ans.Shard != xs || !strings.HasPrefix(xs, "demo-") {
 			t.Errorf("key %s: demo answer from %q with X-Shard %q, want the same demo-N", key, ans.Shard, xs)
 		}
@@ -106,15 +109,15 @@ func TestDemo(t *testing.T) {
 	}
 
 	for _, path := range []string{"/healthz", "/readyz"} {
-		if a := p.adminGet(t, path); a.status != http.StatusOK {
-			t.Errorf("%s: status %d, want 200 (body %q)", path, a.status, a.body)
+		if a := p.adminGet(t, path); a.Status != http.StatusOK {
+			t.Errorf("%s: status %d, want 200 (body %q)", path, a.Status, a.Body)
 		}
 	}
 	a := p.adminGet(t, "/metrics")
-	if a.status != http.StatusOK {
-		t.Fatalf("/metrics: status %d, want 200", a.status)
+	if a.Status != http.StatusOK {
+		t.Fatalf("/metrics: status %d, want 200", a.Status)
 	}
-	got := requestsTotal(t, a.body)
+	got := requestsTotal(t, a.Body)
 	for shard, n := range sent {
 		if c := got[shard+" 200"]; c != float64(n) {
 			t.Errorf(`shard_proxy_requests_total{shard=%q,code="200"} = %v, want %d`, shard, c, n)
@@ -158,9 +161,9 @@ func requestsTotal(t *testing.T, text []byte) map[string]float64 {
 // crash, and then checks that normal requests still work.
 func TestBadInput(t *testing.T) {
 	t.Parallel()
-	shards := startShards(t, 1)
+	shards := testutil.StartShards(t, 1, "shard")
 	// shard-0 is live, shard-1 is an address where nothing listens.
-	p := startProxy(t, "--ring=modulus", "--shards", shards[0].srv.URL+","+deadAddr(t),
+	p := startProxy(t, "--ring=modulus", "--shards", shards[0].URL+","+testutil.DeadAddr(t),
 		"--key", "header:X-Shard-Key,body:account.id", "--max-body-bytes", "1KiB")
 
 	type errorAnswer struct {
@@ -182,7 +185,8 @@ func TestBadInput(t *testing.T) {
 			want: errorAnswer{Error: "no shard key", Tried: []string{"header:X-Shard-Key", "body:account.id"}}},
 		{name: "body not JSON", body: []byte("account=7"), status: http.StatusBadRequest,
 			want: errorAnswer{Error: "request body is not valid JSON", Rule: "body:account.id"}},
-		{name: "body too large", key: "0", body: bytes.Repeat([]byte("x"), 2048), status: http.StatusRequestEntityTooLarge,
+		// Only a body rule buffers a body, so only it meets the limit.
+		{name: "body too large", body: bytes.Repeat([]byte("x"), 2048), status: http.StatusRequestEntityTooLarge,
 			want: errorAnswer{Error: "request body too large", Limit: 1024}},
 		{name: "shard unreachable", key: "1", status: http.StatusBadGateway,
 			want: errorAnswer{Error: "shard unreachable", Shard: "shard-1"}, wantShard: "shard-1"},
@@ -194,21 +198,20 @@ func TestBadInput(t *testing.T) {
 				method = http.MethodPost
 			}
 			a := p.send(t, method, "/orders", tt.key, tt.body)
-			if a.status != tt.status {
-				t.Errorf("status %d, want %d (body %q)", a.status, tt.status, a.body)
+			if a.Status != tt.status {
+				t.Errorf("status %d, want %d (body %q)", a.Status, tt.status, a.Body)
 			}
-			if got := a.header.Get("X-Shard"); got != tt.wantShard {
+			if got := a.Header.Get("X-Shard"); got != tt.wantShard {
 				t.Errorf("X-Shard = %q, want %q", got, tt.wantShard)
 			}
-			var got errorAnswer
-			decodeJSON(t, a, &got)
+			got := testutil.Decode[errorAnswer](t, a)
 			if got.Error != tt.want.Error || got.Shard != tt.want.Shard || got.Rule != tt.want.Rule ||
 				got.Limit != tt.want.Limit || !slices.Equal(got.Tried, tt.want.Tried) {
 				t.Errorf("body = %+v, want %+v", got, tt.want)
 			}
 		})
 	}
-	if got := len(shards[0].requests()); got != 0 {
+	if got := len(shards[0].Requests()); got != 0 {
 		t.Errorf("shard-0 received %d requests from the bad ones, want 0", got)
 	}
 
@@ -217,17 +220,17 @@ func TestBadInput(t *testing.T) {
 			t.Fatal("shard-proxy exited")
 		}
 		a := p.send(t, http.MethodGet, "/orders", "0", nil)
-		if a.status != http.StatusOK || string(a.body) != "shard-0" || a.header.Get("X-Shard") != "shard-0" {
-			t.Errorf("got %d %q from %q, want 200 shard-0 from shard-0", a.status, a.body, a.header.Get("X-Shard"))
+		if a.Status != http.StatusOK || a.JSON(t)["shard"] != "shard-0" || a.Header.Get("X-Shard") != "shard-0" {
+			t.Errorf("got %d %q from %q, want 200 shard-0 from shard-0", a.Status, a.Body, a.Header.Get("X-Shard"))
 		}
 		// The body rule finds the key, and the shard gets the body intact.
 		body := `{"account":{"id":4},"note":"` + strings.Repeat("n", 512) + `"}`
 		a = p.send(t, http.MethodPost, "/orders/by-body", "", []byte(body))
-		if a.status != http.StatusOK || a.header.Get("X-Shard") != "shard-0" {
-			t.Errorf("got %d %q from %q, want 200 from shard-0", a.status, a.body, a.header.Get("X-Shard"))
+		if a.Status != http.StatusOK || a.Header.Get("X-Shard") != "shard-0" {
+			t.Errorf("got %d %q from %q, want 200 from shard-0", a.Status, a.Body, a.Header.Get("X-Shard"))
 		}
-		reqs := shards[0].requests()
-		if len(reqs) != 2 || reqs[1].path != "/orders/by-body" || reqs[1].body != body {
+		reqs := shards[0].Requests()
+		if len(reqs) != 2 || reqs[1].URI != "/orders/by-body" || string(reqs[1].Body) != body {
 			t.Errorf("shard-0 received %+v, want the body request last with its body intact", reqs)
 		}
 	})

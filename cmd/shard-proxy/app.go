@@ -14,7 +14,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/valyala/fasthttp"
 
 	"github.com/shard-proxy/shard-proxy/internal/admin"
 	"github.com/shard-proxy/shard-proxy/internal/proxy"
@@ -36,7 +35,6 @@ type app struct {
 	source watch.Source
 
 	dataLn, adminLn net.Listener
-	dataSrv         *fasthttp.Server
 	adminSrv        *http.Server
 
 	wg         sync.WaitGroup // the servers
@@ -50,17 +48,24 @@ type app struct {
 }
 
 // newApp builds the components and opens the listeners; nothing runs yet.
-func newApp(o *options, log *slog.Logger) (*app, error) {
+// On an error, whatever it built is released.
+func newApp(o *options, log *slog.Logger) (_ *app, err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	px, err := proxy.New(proxy.Config{
 		Ring: o.ringCfg, Keys: o.rules, MaxBodyBytes: int(o.maxBody), UpstreamTimeout: o.upstreamTO,
-		Registerer: reg, Logger: log,
+		ClientHeaderTimeout: o.headerTO, Registerer: reg, Logger: log,
 	})
 	if err != nil {
 		return nil, err
 	}
 	a := &app{opts: o, log: log, proxy: px, errs: make(chan error, 3), srcDone: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			a.closeListeners()
+			px.Close()
+		}
+	}()
 	if a.source, err = newSource(o, px, log); err != nil {
 		return nil, err
 	}
@@ -78,12 +83,18 @@ func newApp(o *options, log *slog.Logger) (*app, error) {
 		return nil, fmt.Errorf("--listen: %w", err)
 	}
 	if a.adminLn, err = net.Listen("tcp", o.adminListen); err != nil {
-		a.dataLn.Close()
 		return nil, fmt.Errorf("--admin-listen: %w", err)
 	}
-	a.dataSrv = px.Server()
 	a.adminSrv = &http.Server{Handler: a.admin, ReadHeaderTimeout: 10 * time.Second}
 	return a, nil
+}
+
+func (a *app) closeListeners() {
+	for _, ln := range []net.Listener{a.dataLn, a.adminLn} {
+		if ln != nil {
+			_ = ln.Close()
+		}
+	}
 }
 
 // Start runs discovery and both servers. A component that fails for good
@@ -104,7 +115,7 @@ func (a *app) Start() {
 		}
 	}()
 	a.wg.Go(func() {
-		if err := a.dataSrv.Serve(a.dataLn); err != nil {
+		if err := a.proxy.Serve(a.dataLn); err != nil && !errors.Is(err, proxy.ErrServerClosed) {
 			a.errs <- fmt.Errorf("data plane: %w", err)
 		}
 	})
@@ -126,7 +137,7 @@ func (a *app) Shutdown(timeout time.Duration) {
 	a.admin.Drain()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	if err := a.dataSrv.ShutdownWithContext(ctx); err != nil {
+	if err := a.proxy.Shutdown(ctx); err != nil {
 		a.log.Warn("in-flight requests did not finish in time", "err", err)
 	}
 	// A shutdown that comes before Serve registered the listener does not
@@ -185,9 +196,12 @@ func sourceName(o *options) string {
 func newSource(o *options, px *proxy.Proxy, log *slog.Logger) (watch.Source, error) {
 	switch {
 	case o.demo > 0:
-		return &demo.Source{N: o.demo, Key: px.Extractor().KeyString}, nil
+		keys := px.Extractor()
+		return &demo.Source{N: o.demo, Key: func(r *http.Request, body []byte) string {
+			return keys.KeyString(proxy.HTTPKeyRequest{Req: r, Buffered: body})
+		}}, nil
 	case o.shards != "":
-		return static.Parse(o.shards)
+		return static.Parse(o.shards, o.shardProto)
 	case o.kubeSvc != "":
 		client, ns, err := kube.NewClient(o.kubeconfig)
 		if err != nil {
@@ -204,7 +218,7 @@ func newSource(o *options, px *proxy.Proxy, log *slog.Logger) (watch.Source, err
 		port, _ := strconv.Atoi(o.port)
 		return &dns.Source{
 			Service: svc, Namespace: ns, StatefulSet: o.sts, Replicas: o.replicas, Port: port,
-			Domain: o.domain, Interval: o.dnsEvery, Logger: log,
+			Domain: o.domain, Interval: o.dnsEvery, Protocol: o.shardProto, Logger: log,
 		}, nil
 	}
 }

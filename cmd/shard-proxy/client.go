@@ -39,7 +39,7 @@ type clientOptions struct {
 func clientFlags(name string, o *clientOptions, broadcast bool) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.StringVar(&o.admin, "admin", "http://127.0.0.1:9090", "admin endpoint of a shard-proxy (env SHARD_PROXY_ADMIN)")
+	fs.StringVar(&o.admin, "admin", "http://127.0.0.1"+defaultAdminListen, "admin endpoint of a shard-proxy (env SHARD_PROXY_ADMIN)")
 	fs.StringVar(&o.tokenFile, "admin-token-file", "", "file holding the admin token (else env SHARD_PROXY_ADMIN_TOKEN)")
 	fs.StringVar(&o.output, "o", "table", "output: table or json")
 	fs.DurationVar(&o.timeout, "request-timeout", 60*time.Second, "bound on the whole admin request")
@@ -246,39 +246,51 @@ func cmdBroadcast(args []string, getenv func(string) string, stdout, stderr io.W
 			if err != nil {
 				return 2, err
 			}
-			uri := "/broadcast" + path
-			extra := url.Values{}
-			if o.policy != "" {
-				extra.Set("policy", o.policy)
-			}
-			if o.bcastTO != "" {
-				extra.Set("timeout", o.bcastTO)
-			}
-			if len(extra) > 0 {
-				sep := "?"
-				if strings.Contains(uri, "?") {
-					sep = "&"
-				}
-				uri += sep + extra.Encode()
-			}
-			status, raw, err := c.do(method, uri, bytes.NewReader(body))
-			if err != nil {
-				return 1, err
-			}
-			var rep admin.BroadcastReport
-			if (status != http.StatusOK && status != http.StatusBadGateway) || json.Unmarshal(raw, &rep) != nil || rep.Policy == "" {
-				return 1, apiError(status, raw)
-			}
-			code := 0
-			if status != http.StatusOK {
-				code = 1
-			}
-			if o.output == "json" {
-				_, err = stdout.Write(raw)
-				return code, err
-			}
-			return code, printReport(stdout, rep, status == http.StatusOK)
+			return broadcast(c, o, method, broadcastURI(path, o), body, stdout)
 		})
+}
+
+// broadcastURI is the admin plane's target for a broadcast of path, with
+// --policy and --timeout added to path's own query.
+func broadcastURI(path string, o *clientOptions) string {
+	uri := "/broadcast" + path
+	extra := url.Values{}
+	if o.policy != "" {
+		extra.Set("policy", o.policy)
+	}
+	if o.bcastTO != "" {
+		extra.Set("timeout", o.bcastTO)
+	}
+	if len(extra) == 0 {
+		return uri
+	}
+	sep := "?"
+	if strings.Contains(uri, "?") {
+		sep = "&"
+	}
+	return uri + sep + extra.Encode()
+}
+
+// broadcast sends the broadcast and prints its report. The exit status is 1
+// when the policy was not met (502) or the answer is no report.
+func broadcast(c *adminClient, o *clientOptions, method, uri string, body []byte, stdout io.Writer) (int, error) {
+	status, raw, err := c.do(method, uri, bytes.NewReader(body))
+	if err != nil {
+		return 1, err
+	}
+	var rep admin.BroadcastReport
+	if (status != http.StatusOK && status != http.StatusBadGateway) || json.Unmarshal(raw, &rep) != nil || rep.Policy == "" {
+		return 1, apiError(status, raw)
+	}
+	code := 0
+	if status != http.StatusOK {
+		code = 1
+	}
+	if o.output == "json" {
+		_, err = stdout.Write(raw)
+		return code, err
+	}
+	return code, printReport(stdout, rep, status == http.StatusOK)
 }
 
 func printReport(w io.Writer, rep admin.BroadcastReport, met bool) error {

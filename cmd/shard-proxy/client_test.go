@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/shard-proxy/shard-proxy/internal/admin"
+	"github.com/shard-proxy/shard-proxy/internal/testutil"
 )
 
 // runCLI runs a client subcommand in-process and returns its exit status,
@@ -21,7 +22,7 @@ func runCLI(t *testing.T, env map[string]string, args ...string) (int, string, s
 }
 
 func TestClientSubcommands(t *testing.T) {
-	shards := startShards(t, 3)
+	shards := testutil.StartShards(t, 3, "shard")
 	dir := t.TempDir()
 	tokenFile := filepath.Join(dir, "token")
 	if err := os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600); err != nil {
@@ -71,9 +72,9 @@ func TestClientSubcommands(t *testing.T) {
 			t.Errorf("output:\n%s", out)
 		}
 		for _, s := range shards {
-			got := s.requests()
-			if len(got) == 0 || got[len(got)-1].path != "/cache/evict" || got[len(got)-1].body != `{"evict":"all"}` {
-				t.Errorf("%s did not get the broadcast with its body: %+v", s.name, got)
+			got := s.Requests()
+			if len(got) == 0 || got[len(got)-1].URI != "/cache/evict" || string(got[len(got)-1].Body) != `{"evict":"all"}` {
+				t.Errorf("%s did not get the broadcast with its body: %+v", s.Name, got)
 			}
 		}
 	})
@@ -114,8 +115,8 @@ func TestClientSubcommands(t *testing.T) {
 }
 
 func TestClientBroadcastPolicyExitStatus(t *testing.T) {
-	shards := startShards(t, 3)
-	list := shards[0].srv.URL + "," + shards[1].srv.URL + ",http://" + deadAddr(t)
+	shards := testutil.StartShards(t, 3, "shard")
+	list := shards[0].URL + "," + shards[1].URL + ",http://" + testutil.DeadAddr(t)
 	p := startProxy(t, "--shards", list)
 	adminURL := "http://" + p.admin
 

@@ -15,6 +15,7 @@ import (
 	"github.com/shard-proxy/shard-proxy/internal/admin"
 	"github.com/shard-proxy/shard-proxy/internal/proxy"
 	"github.com/shard-proxy/shard-proxy/internal/ring"
+	"github.com/shard-proxy/shard-proxy/internal/watch"
 	"github.com/shard-proxy/shard-proxy/internal/watch/dns"
 )
 
@@ -40,6 +41,8 @@ type options struct {
 	key          string
 	maxBody      byteSize
 	upstreamTO   time.Duration
+	headerTO     time.Duration
+	protoName    string
 	shutdownTO   time.Duration
 	tokenFile    string
 	bcastConc    int
@@ -51,8 +54,9 @@ type options struct {
 	from map[string]string
 
 	// Derived by validate.
-	ringCfg ring.Config
-	rules   []proxy.Rule
+	shardProto watch.Protocol
+	ringCfg    ring.Config
+	rules      []proxy.Rule
 }
 
 // Defaults of the flags that no component owns.
@@ -151,14 +155,16 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.domain, "cluster-domain", dns.DefaultClusterDomain, "with --dns-service: the cluster DNS domain")
 	durationFlag(fs, &o.dnsEvery, "dns-interval", dns.DefaultInterval, "with --dns-service: how often every shard name is resolved again")
 
+	fs.StringVar(&o.protoName, "shard-protocol", string(watch.HTTP1), "with --shards or --dns-service: http1, or h2c for shards that speak HTTP/2 over cleartext (gRPC)")
 	fs.StringVar(&o.listen, "listen", defaultListen, "data plane address")
 	fs.StringVar(&o.adminListen, "admin-listen", defaultAdminListen, "admin plane address")
 	fs.StringVar(&o.ringName, "ring", string(ring.Jump), "ring algorithm: jump, consistent or modulus")
 	intFlag(fs, &o.partitions, "partitions", ring.DefaultPartitions, "partitions of the consistent ring")
 	fs.StringVar(&o.key, "key", proxy.DefaultKeyRules, "key rules tried in order: header:NAME, query:NAME, cookie:NAME, path:TEMPLATE, body:FIELD")
 	o.maxBody = proxy.DefaultMaxBodyBytes
-	fs.Var(&o.maxBody, "max-body-bytes", "largest request body read and forwarded (bytes, or with KiB/MiB/GiB)")
-	durationFlag(fs, &o.upstreamTO, "upstream-timeout", proxy.DefaultUpstreamTimeout, "bound on one forwarded request")
+	fs.Var(&o.maxBody, "max-body-bytes", "largest request body a body: key rule buffers (bytes, or with KiB/MiB/GiB); other bodies stream")
+	durationFlag(fs, &o.upstreamTO, "upstream-timeout", proxy.DefaultUpstreamTimeout, "bound on waiting for a shard: for its answer's head, and between reads of its body")
+	durationFlag(fs, &o.headerTO, "client-header-timeout", proxy.DefaultClientHeaderTimeout, "bound on receiving a request head from its first byte (408 after)")
 	durationFlag(fs, &o.shutdownTO, "shutdown-timeout", defaultShutdownTimeout, "on SIGTERM, how long in-flight requests may take to finish")
 	fs.StringVar(&o.tokenFile, "admin-token-file", "", "file holding the admin bearer token (re-read when it changes)")
 	intFlag(fs, &o.bcastConc, "broadcast-concurrency", admin.DefaultBroadcastConcurrency, "broadcast: shards contacted at once")
@@ -232,6 +238,21 @@ func (o *options) name(flagName string) string {
 
 // validate checks combinations and derives the ring and key configuration.
 func (o *options) validate() error {
+	if err := o.validateSource(); err != nil {
+		return err
+	}
+	if err := o.validateLimits(); err != nil {
+		return err
+	}
+	return o.derive()
+}
+
+// maxDemoShards bounds --demo: each demo shard is a listener in this process.
+const maxDemoShards = 1024
+
+// validateSource checks that exactly one discovery source is given, with
+// only the flags that go with it.
+func (o *options) validateSource() error {
 	sources := 0
 	for _, set := range []bool{o.demo != 0, o.shards != "", o.kubeSvc != "", o.dnsSvc != ""} {
 		if set {
@@ -243,10 +264,8 @@ func (o *options) validate() error {
 		return errors.New("no shards to route to: give one of --demo N, --shards URL,..., --kube-service NAME or --dns-service SVC.NAMESPACE")
 	case sources > 1:
 		return errors.New("give exactly one of --demo, --shards, --kube-service, --dns-service")
-	case o.demo < 0:
-		return fmt.Errorf("--demo %d: want a number of shards from 1 to 1024", o.demo)
-	case o.demo > 1024:
-		return fmt.Errorf("--demo %d: want a number of shards from 1 to 1024", o.demo)
+	case o.demo < 0 || o.demo > maxDemoShards:
+		return fmt.Errorf("--demo %d: want a number of shards from 1 to %d", o.demo, maxDemoShards)
 	case o.dnsSvc != "" && o.replicas <= 0:
 		return errors.New("--dns-service needs --replicas N (the StatefulSet's spec.replicas)")
 	case o.dnsSvc == "" && o.replicas != 0:
@@ -259,21 +278,35 @@ func (o *options) validate() error {
 		return fmt.Errorf("--dns-service %q: want SVC.NAMESPACE, e.g. web.default", o.dnsSvc)
 	case o.dnsSvc != "" && !validPortNumber(o.port):
 		return fmt.Errorf("--port %q: --dns-service needs the shards' port number, e.g. --port 8080", o.port)
+	}
+	return nil
+}
+
+// validateLimits checks the numbers and durations; each message suggests
+// the default.
+func (o *options) validateLimits() error {
+	switch {
 	case o.dnsEvery <= 0:
-		return fmt.Errorf("--dns-interval %s: want a positive duration such as 5s", o.dnsEvery)
+		return fmt.Errorf("--dns-interval %s: want a positive duration such as %s", o.dnsEvery, dns.DefaultInterval)
 	case o.partitions <= 0:
 		return fmt.Errorf("--partitions %d: want a positive number (default %d)", o.partitions, ring.DefaultPartitions)
 	case o.upstreamTO <= 0:
-		return fmt.Errorf("--upstream-timeout %s: want a positive duration such as 30s", o.upstreamTO)
+		return fmt.Errorf("--upstream-timeout %s: want a positive duration such as %s", o.upstreamTO, proxy.DefaultUpstreamTimeout)
 	case o.shutdownTO < 0:
-		return fmt.Errorf("--shutdown-timeout %s: want a duration such as 15s", o.shutdownTO)
+		return fmt.Errorf("--shutdown-timeout %s: want a duration such as %s", o.shutdownTO, defaultShutdownTimeout)
 	case o.bcastConc <= 0:
-		return fmt.Errorf("--broadcast-concurrency %d: want a positive number", o.bcastConc)
+		return fmt.Errorf("--broadcast-concurrency %d: want a positive number (default %d)", o.bcastConc, admin.DefaultBroadcastConcurrency)
 	case o.bcastTimeout <= 0:
-		return fmt.Errorf("--broadcast-timeout %s: want a positive duration such as 10s", o.bcastTimeout)
+		return fmt.Errorf("--broadcast-timeout %s: want a positive duration such as %s", o.bcastTimeout, admin.DefaultBroadcastTimeout)
 	case o.logFormat != "text" && o.logFormat != "json":
 		return fmt.Errorf("%s %q: want text or json", o.name("log-format"), o.logFormat)
 	}
+	return nil
+}
+
+// derive parses what the components take: the log level, the ring
+// configuration and the key rules; and checks that the token file exists.
+func (o *options) derive() error {
 	if _, err := parseLevel(o.logLevel); err != nil {
 		return fmt.Errorf("%s %w", o.name("log-level"), err)
 	}
@@ -282,6 +315,12 @@ func (o *options) validate() error {
 		return fmt.Errorf("%s: %w", o.name("ring"), err)
 	}
 	o.ringCfg = ring.Config{Algorithm: alg, Partitions: o.partitions}
+	if o.shardProto, err = watch.ParseProtocol(o.protoName); err != nil {
+		return fmt.Errorf("%s %w", o.name("shard-protocol"), err)
+	}
+	if o.shardProto == watch.H2C && o.shards == "" && o.dnsSvc == "" {
+		return fmt.Errorf("%s goes with --shards or --dns-service (in Kubernetes the port's appProtocol says it)", o.name("shard-protocol"))
+	}
 	if o.rules, err = proxy.ParseRules(o.key); err != nil {
 		return fmt.Errorf("%s: %w", o.name("key"), err)
 	}

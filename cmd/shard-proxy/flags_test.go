@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/shard-proxy/shard-proxy/internal/ring"
+	"github.com/shard-proxy/shard-proxy/internal/testutil"
 )
 
 // envOf returns a getenv that reads vars.
@@ -17,7 +18,8 @@ func envOf(vars map[string]string) func(string) string {
 
 // TestCLIRejects checks that each bad flag, combination or environment value
 // exits with status 2 and exactly one line on stderr that names what is wrong
-// and says what would be right (DESIGN.md §5).
+// and says what would be right, as the README's Configuration section
+// promises.
 func TestCLIRejects(t *testing.T) {
 	tests := []struct {
 		name string
@@ -131,7 +133,7 @@ func TestCLIListenFails(t *testing.T) {
 	}
 	defer ln.Close()
 	var stdout, stderr bytes.Buffer
-	args := []string{"--shards", deadAddr(t), "--listen", ln.Addr().String(), "--admin-listen", "127.0.0.1:0"}
+	args := []string{"--shards", testutil.DeadAddr(t), "--listen", ln.Addr().String(), "--admin-listen", "127.0.0.1:0"}
 	if code := cli(args, envOf(nil), &stdout, &stderr, nil); code != 1 {
 		t.Errorf("cli(%q) = %d, want 1", args, code)
 	}
@@ -204,7 +206,9 @@ func TestEnvironment(t *testing.T) {
 	}
 }
 
-// TestDefaults checks the defaults that DESIGN.md §5 promises.
+// TestDefaults checks the defaults in the README's flag table. The values
+// are written out rather than taken from the constants: a changed constant
+// must fail here until the README says the same.
 func TestDefaults(t *testing.T) {
 	o := parseOptions(t, []string{"--demo", "1"}, nil)
 	for _, c := range []struct {

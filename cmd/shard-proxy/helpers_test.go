@@ -1,23 +1,17 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/shard-proxy/shard-proxy/internal/proctest"
+	"github.com/shard-proxy/shard-proxy/internal/testutil"
 )
 
 // Deadlines of the acceptance tests. They bound waits on conditions; a
@@ -42,7 +36,7 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 
 // waitLog returns the first JSON log line whose msg is msg, failing the
 // test when stop is closed first (the process exited) or timeout passes.
-func waitLog(t *testing.T, l *proctest.Log, msg string, stop <-chan struct{}, timeout time.Duration) map[string]any {
+func waitLog(t *testing.T, l *testutil.Log, msg string, stop <-chan struct{}, timeout time.Duration) map[string]any {
 	t.Helper()
 	rec, err := l.Wait(msg, stop, timeout)
 	if err != nil {
@@ -54,7 +48,7 @@ func waitLog(t *testing.T, l *proctest.Log, msg string, stop <-chan struct{}, ti
 // proxyProc is a shard-proxy process started by a test.
 type proxyProc struct {
 	cmd    *exec.Cmd
-	logs   *proctest.Log
+	logs   *testutil.Log
 	done   chan struct{} // closed when the process has exited and been waited for
 	data   string        // host:port of the data plane
 	admin  string        // host:port of the admin plane
@@ -69,15 +63,12 @@ func startProxy(t *testing.T, args ...string) *proxyProc {
 	t.Helper()
 	all := append([]string{"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--log-format", "json"}, args...)
 	cmd := exec.Command(proxyBinary(t), all...)
-	cmd.Env = childEnv()
+	cmd.Env = testutil.ChildEnv()
 	p := &proxyProc{
-		cmd:  cmd,
-		logs: proctest.NewLog(),
-		done: make(chan struct{}),
-		client: &http.Client{
-			Timeout:   10 * time.Second,
-			Transport: &http.Transport{DisableCompression: true},
-		},
+		cmd:    cmd,
+		logs:   testutil.NewLog(),
+		done:   make(chan struct{}),
+		client: testutil.Client(t),
 	}
 	cmd.Stderr = p.logs
 	if err := cmd.Start(); err != nil {
@@ -89,7 +80,6 @@ func startProxy(t *testing.T, args ...string) *proxyProc {
 	}()
 	t.Cleanup(func() {
 		p.kill()
-		p.client.CloseIdleConnections()
 		logs := p.logs.String()
 		if strings.Contains(logs, "WARNING: DATA RACE") {
 			t.Errorf("the proxy reported a data race:\n%s", logs)
@@ -113,26 +103,6 @@ func startProxy(t *testing.T, args ...string) *proxyProc {
 		return resp.StatusCode == http.StatusOK
 	})
 	return p
-}
-
-// childEnv is the test's environment without SHARD_PROXY_* variables, so
-// that only the arguments configure the process. A race-enabled binary by
-// default lives on for a second after it exits, with its goroutines still
-// running, which would let a request finish that the proxy abandoned:
-// atexit_sleep_ms=0 makes exit immediate.
-func childEnv() []string {
-	var env []string
-	gorace := "atexit_sleep_ms=0"
-	for _, kv := range os.Environ() {
-		switch {
-		case strings.HasPrefix(kv, "SHARD_PROXY_"):
-		case strings.HasPrefix(kv, "GORACE="):
-			gorace = strings.TrimPrefix(kv, "GORACE=") + " " + gorace
-		default:
-			env = append(env, kv)
-		}
-	}
-	return append(env, "GORACE="+gorace)
 }
 
 // kill kills the process unless it has exited, and waits for it.
@@ -175,170 +145,30 @@ func (p *proxyProc) waitExit(t *testing.T, timeout time.Duration) int {
 	}
 }
 
-// answer is a response read in full.
-type answer struct {
-	status int
-	header http.Header
-	body   []byte
-}
-
 // send sends a request through the data plane. key, if not empty, is the
 // X-Shard-Key header.
-func (p *proxyProc) send(t *testing.T, method, path, key string, body []byte) answer {
+func (p *proxyProc) send(t *testing.T, method, path, key string, body []byte) testutil.Answer {
 	t.Helper()
-	var r io.Reader
-	if body != nil {
-		r = bytes.NewReader(body)
-	}
-	req, err := http.NewRequest(method, p.dataURL(path), r)
-	if err != nil {
-		t.Fatal(err)
-	}
+	req := testutil.NewRequest(t, method, p.dataURL(path), body)
 	if key != "" {
 		req.Header.Set("X-Shard-Key", key)
 	}
-	return p.do(t, req)
+	return testutil.Do(t, p.client, req)
 }
 
 // adminGet gets path from the admin plane.
-func (p *proxyProc) adminGet(t *testing.T, path string) answer {
+func (p *proxyProc) adminGet(t *testing.T, path string) testutil.Answer {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, p.adminURL(path), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p.do(t, req)
-}
-
-func (p *proxyProc) do(t *testing.T, req *http.Request) answer {
-	t.Helper()
-	resp, err := p.client.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("%s %s: reading the body: %v", req.Method, req.URL, err)
-	}
-	return answer{status: resp.StatusCode, header: resp.Header, body: b}
-}
-
-// decodeJSON checks that a is JSON and decodes it into v.
-func decodeJSON(t *testing.T, a answer, v any) {
-	t.Helper()
-	if ct := a.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
-		t.Errorf("Content-Type = %q, want application/json (body %q)", ct, a.body)
-	}
-	if err := json.Unmarshal(a.body, v); err != nil {
-		t.Fatalf("body %q is not the JSON expected: %v", a.body, err)
-	}
-}
-
-// received is one request as a test shard saw it.
-type received struct {
-	key  string // X-Shard-Key
-	path string
-	body string
-}
-
-// testShard is a real HTTP server standing in for one shard. It answers with
-// its name and records what it received. A request for /slow announces
-// itself on arrived and is held until the test calls release (or the client
-// goes away).
-type testShard struct {
-	name    string
-	srv     *httptest.Server
-	arrived chan received
-
-	mu          sync.Mutex
-	got         []received
-	release     chan struct{}
-	releaseOnce sync.Once
-}
-
-// startShards starts n test shards named shard-0… and stops them when the
-// test ends.
-func startShards(t *testing.T, n int) []*testShard {
-	t.Helper()
-	shards := make([]*testShard, n)
-	for i := range shards {
-		s := &testShard{
-			name:    fmt.Sprintf("shard-%d", i),
-			arrived: make(chan received, 16),
-			release: make(chan struct{}),
-		}
-		s.srv = httptest.NewServer(s)
-		shards[i] = s
-		t.Cleanup(func() {
-			s.releaseAll()
-			s.srv.Close()
-		})
-	}
-	return shards
-}
-
-func (s *testShard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	rc := received{key: r.Header.Get("X-Shard-Key"), path: r.URL.Path, body: string(body)}
-	s.mu.Lock()
-	s.got = append(s.got, rc)
-	s.mu.Unlock()
-	if r.URL.Path == "/slow" {
-		select {
-		case s.arrived <- rc:
-		default:
-		}
-		select {
-		case <-s.release:
-		case <-r.Context().Done():
-			return
-		}
-	}
-	w.Header().Set("Content-Type", "text/plain")
-	io.WriteString(w, s.name)
-}
-
-// releaseAll lets every held /slow request finish.
-func (s *testShard) releaseAll() { s.releaseOnce.Do(func() { close(s.release) }) }
-
-// keys returns the X-Shard-Key of every request received so far.
-func (s *testShard) keys() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var keys []string
-	for _, r := range s.got {
-		keys = append(keys, r.key)
-	}
-	return keys
-}
-
-// requests returns every request received so far.
-func (s *testShard) requests() []received {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]received(nil), s.got...)
+	return testutil.Do(t, p.client, testutil.NewRequest(t, http.MethodGet, p.adminURL(path), nil))
 }
 
 // shardList is the --shards value for shards, in order.
-func shardList(shards []*testShard) string {
+func shardList(shards []*testutil.Shard) string {
 	var urls []string
 	for _, s := range shards {
-		urls = append(urls, s.srv.URL)
+		urls = append(urls, s.URL)
 	}
 	return strings.Join(urls, ",")
-}
-
-// deadAddr returns a loopback address where nothing listens.
-func deadAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }
 
 // refused reports whether a new TCP connection to addr is refused.

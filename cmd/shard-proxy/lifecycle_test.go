@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"runtime"
 	"strings"
@@ -12,38 +11,27 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/shard-proxy/shard-proxy/internal/proctest"
+	"github.com/shard-proxy/shard-proxy/internal/testutil"
 )
 
 // result is the outcome of a request made in the background.
 type result struct {
-	status int
-	shard  string
-	body   string
-	err    error
+	testutil.Answer
+	err error
 }
 
 // sendSlow starts GET /slow with key through p and returns where its result
-// will arrive. The request is held by the owning test shard until released.
+// will arrive. The test makes the owning shard hold it (Shard.Hold).
 func sendSlow(t *testing.T, p *proxyProc, key string) <-chan result {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, p.dataURL("/slow"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	req := testutil.NewRequest(t, http.MethodGet, p.dataURL("/slow"), nil)
 	req.Header.Set("X-Shard-Key", key)
 	res := make(chan result, 1)
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
-		resp, err := p.client.Do(req)
-		if err != nil {
-			res <- result{err: err}
-			return
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		res <- result{status: resp.StatusCode, shard: resp.Header.Get("X-Shard"), body: string(b), err: err}
+		a, err := testutil.Read(p.client, req)
+		res <- result{a, err}
 	}()
 	// The request must end before the test's cleanups close the client and
 	// the shards. When the test stopped early, the process still runs and
@@ -59,13 +47,13 @@ func sendSlow(t *testing.T, p *proxyProc, key string) <-chan result {
 	return res
 }
 
-// waitArrived waits until s holds a /slow request.
-func waitArrived(t *testing.T, s *testShard) {
+// waitArrived waits until s holds a request.
+func waitArrived(t *testing.T, s *testutil.Shard) {
 	t.Helper()
 	select {
-	case <-s.arrived:
+	case <-s.Arrived():
 	case <-time.After(waitTimeout):
-		t.Fatalf("%s did not receive the slow request within %v", s.name, waitTimeout)
+		t.Fatalf("%s did not receive the slow request within %v", s.Name, waitTimeout)
 	}
 }
 
@@ -74,9 +62,10 @@ func waitArrived(t *testing.T, s *testShard) {
 // then exit with status 0.
 func TestGracefulShutdown(t *testing.T) {
 	t.Parallel()
-	shards := startShards(t, 2)
+	shards := testutil.StartShards(t, 2, "shard")
 	p := startProxy(t, "--ring=modulus", "--shards", shardList(shards))
 
+	shards[1].Hold()
 	res := sendSlow(t, p, "1") // owned by shard-1
 	waitArrived(t, shards[1])
 	p.signal(t, syscall.SIGTERM)
@@ -96,11 +85,11 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatal("shard-proxy exited while a request was in flight")
 	}
 
-	shards[1].releaseAll()
+	shards[1].Release()
 	select {
 	case r := <-res:
-		if r.err != nil || r.status != http.StatusOK || r.body != "shard-1" || r.shard != "shard-1" {
-			t.Errorf("in-flight request got %d %q from %q (err %v), want 200 shard-1 from shard-1", r.status, r.body, r.shard, r.err)
+		if r.err != nil || r.Status != http.StatusOK || r.JSON(t)["shard"] != "shard-1" || r.Header.Get("X-Shard") != "shard-1" {
+			t.Errorf("in-flight request got %v (err %v), want 200 from shard-1", r.Answer, r.err)
 		}
 	case <-time.After(waitTimeout):
 		t.Fatalf("the in-flight request did not complete within %v of its release", waitTimeout)
@@ -114,9 +103,10 @@ func TestGracefulShutdown(t *testing.T) {
 // never finishes: the process waits that long, then exits with status 0.
 func TestShutdownTimeout(t *testing.T) {
 	t.Parallel()
-	shards := startShards(t, 1)
+	shards := testutil.StartShards(t, 1, "shard")
 	p := startProxy(t, "--shards", shardList(shards), "--shutdown-timeout", "1s")
 
+	shards[0].Hold()
 	sendSlow(t, p, "any") // never released
 	waitArrived(t, shards[0])
 	start := time.Now()
@@ -132,7 +122,7 @@ func TestShutdownTimeout(t *testing.T) {
 
 // runInProcess runs the proxy in this process with args, as cli would after
 // parsing, and returns its logs and the channel run's error arrives on.
-func runInProcess(t *testing.T, ctx context.Context, args ...string) (*proctest.Log, <-chan error) {
+func runInProcess(t *testing.T, ctx context.Context, args ...string) (*testutil.Log, <-chan error) {
 	t.Helper()
 	var o options
 	args = append([]string{"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--log-format", "json"}, args...)
@@ -144,7 +134,7 @@ func runInProcess(t *testing.T, ctx context.Context, args ...string) (*proctest.
 	if err := o.validate(); err != nil {
 		t.Fatal(err)
 	}
-	logs := proctest.NewLog()
+	logs := testutil.NewLog()
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, &o, logs, nil) }()
 	return logs, done
@@ -158,7 +148,7 @@ func runInProcess(t *testing.T, ctx context.Context, args ...string) (*proctest.
 func TestRunStopsWhenCancelledAtOnce(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	for _, source := range [][]string{
-		{"--shards", deadAddr(t)},
+		{"--shards", testutil.DeadAddr(t)},
 		{"--demo", "1"},
 	} {
 		t.Run(source[0], func(t *testing.T) {
@@ -189,18 +179,14 @@ func TestRunLeavesNothingBehind(t *testing.T) {
 	listen, _ := rec["listen"].(string)
 	waitLog(t, logs, "topology applied", nil, waitTimeout)
 
+	// A client of its own, closed before the leak check below.
 	client := &http.Client{Transport: &http.Transport{}, Timeout: waitTimeout}
-	req, _ := http.NewRequest(http.MethodGet, "http://"+listen+"/x", nil)
+	req := testutil.NewRequest(t, http.MethodGet, "http://"+listen+"/x", nil)
 	req.Header.Set("X-Shard-Key", "k")
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	a := testutil.Do(t, client, req)
 	client.CloseIdleConnections()
-	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `"shard":"demo-`) {
-		t.Fatalf("got %d %q, want 200 from a demo shard", resp.StatusCode, b)
+	if a.Status != http.StatusOK || !strings.Contains(string(a.Body), `"shard":"demo-`) {
+		t.Fatalf("got %v, want 200 from a demo shard", a)
 	}
 
 	cancel()
@@ -212,5 +198,5 @@ func TestRunLeavesNothingBehind(t *testing.T) {
 	case <-time.After(waitTimeout):
 		t.Fatalf("run did not return within %v of cancel; logs:\n%s", waitTimeout, logs)
 	}
-	goleak.VerifyNone(t, append(fasthttpBackground(), before)...)
+	goleak.VerifyNone(t, testutil.LeakOptions(before)...)
 }

@@ -3,6 +3,7 @@
 package admin
 
 import (
+	"cmp"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -116,6 +117,8 @@ type ShardInfo struct {
 	Name    string `json:"name"`
 	Address string `json:"address"`
 	Ready   bool   `json:"ready"`
+	// Protocol is how the proxy speaks to the shard: http1 or h2c.
+	Protocol string `json:"protocol"`
 }
 
 // ShardsAnswer is the body of /shards.
@@ -147,7 +150,8 @@ func describe(t *table.Table) ShardsAnswer {
 	}
 	a.Partitions = t.Config.Partitions // non-zero only for consistent
 	for _, sh := range t.Shards {
-		a.Shards = append(a.Shards, ShardInfo{Ordinal: sh.Ordinal, Name: sh.Name, Address: sh.Addr, Ready: sh.Ready})
+		a.Shards = append(a.Shards, ShardInfo{Ordinal: sh.Ordinal, Name: sh.Name, Address: sh.Addr, Ready: sh.Ready,
+			Protocol: string(cmp.Or(sh.Protocol, watch.HTTP1))})
 	}
 	return a
 }

@@ -150,32 +150,13 @@ func (s *Server) broadcast(w http.ResponseWriter, r *http.Request) {
 	b := s.bcast
 	start := time.Now()
 	q := r.URL.Query()
-	policy := Policy(q.Get("policy"))
-	switch policy {
-	case "":
-		policy = PolicyAll
-	case PolicyAll, PolicyQuorum, PolicyAny:
-	default:
-		writeJSON(w, http.StatusBadRequest, errorBody{Error: fmt.Sprintf("policy %q: want all, quorum or any", policy)})
+	policy, timeout, err := b.params(q)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: err.Error()})
 		return
 	}
-	timeout := b.cfg.Timeout
-	if v := q.Get("timeout"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			writeJSON(w, http.StatusBadRequest, errorBody{Error: fmt.Sprintf("timeout %q: want a positive duration such as 2s or 500ms", v)})
-			return
-		}
-		timeout = d
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(b.cfg.MaxBodyBytes)))
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]any{"error": "request body too large", "limit": b.cfg.MaxBodyBytes})
-			return
-		}
-		writeJSON(w, http.StatusBadRequest, errorBody{Error: "reading request body: " + err.Error()})
+	body, ok := b.readBody(w, r)
+	if !ok {
 		return
 	}
 	t := s.cfg.Tables.Table() // one snapshot for the whole broadcast
@@ -206,6 +187,44 @@ func (s *Server) broadcast(w http.ResponseWriter, r *http.Request) {
 	b.total.WithLabelValues(outcome).Inc()
 	b.audit(r, rep, outcome)
 	writeJSON(w, status, rep)
+}
+
+// params reads ?policy= and ?timeout=; absent, they are all and the
+// configured Timeout.
+func (b *broadcaster) params(q url.Values) (Policy, time.Duration, error) {
+	policy := Policy(q.Get("policy"))
+	switch policy {
+	case "":
+		policy = PolicyAll
+	case PolicyAll, PolicyQuorum, PolicyAny:
+	default:
+		return "", 0, fmt.Errorf("policy %q: want all, quorum or any", policy)
+	}
+	timeout := b.cfg.Timeout
+	if v := q.Get("timeout"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return "", 0, fmt.Errorf("timeout %q: want a positive duration such as 2s or 500ms", v)
+		}
+		timeout = d
+	}
+	return policy, timeout, nil
+}
+
+// readBody reads the request body, at most MaxBodyBytes of it. When it
+// cannot, it answers the request (413 or 400) and returns false.
+func (b *broadcaster) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(b.cfg.MaxBodyBytes)))
+	if err == nil {
+		return body, true
+	}
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]any{"error": "request body too large", "limit": b.cfg.MaxBodyBytes})
+	} else {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "reading request body: " + err.Error()})
+	}
+	return nil, false
 }
 
 // shardRequest is the request replayed to every shard.

@@ -22,17 +22,30 @@ func (e *Error) Error() string { return e.msg }
 // The proxy's own answers (DESIGN.md §6), shared by every front end and by
 // broadcast. errors.Is matches them through any wrapping.
 var (
-	ErrNoKey          = &Error{Status: http.StatusBadRequest, msg: "no shard key"}
-	ErrBadBody        = &Error{Status: http.StatusBadRequest, msg: "request body is not valid JSON"}
-	ErrBadRequest     = &Error{Status: http.StatusBadRequest, msg: "malformed request"}
-	ErrBodyTooLarge   = &Error{Status: http.StatusRequestEntityTooLarge, msg: "request body too large"}
-	ErrHeaderTooLarge = &Error{Status: http.StatusRequestHeaderFieldsTooLarge, msg: "request headers too large"}
-	ErrNoShards       = &Error{Status: http.StatusServiceUnavailable, msg: "no shards"}
-	ErrShardNotReady  = &Error{Status: http.StatusServiceUnavailable, RetryAfter: true, msg: "shard not ready"}
-	ErrShardBusy      = &Error{Status: http.StatusServiceUnavailable, RetryAfter: true, msg: "shard connection limit reached"}
-	ErrShardDown      = &Error{Status: http.StatusBadGateway, msg: "shard unreachable"}
-	ErrShardTimeout   = &Error{Status: http.StatusGatewayTimeout, msg: "shard timeout"}
-	errUnknown        = &Error{Status: http.StatusBadGateway, msg: "shard unreachable"}
+	ErrNoKey            = &Error{Status: http.StatusBadRequest, msg: "no shard key"}
+	ErrAmbiguousKey     = &Error{Status: http.StatusBadRequest, msg: "ambiguous shard key"}
+	ErrBadBody          = &Error{Status: http.StatusBadRequest, msg: "request body is not valid JSON"}
+	ErrBadRequest       = &Error{Status: http.StatusBadRequest, msg: "malformed request"}
+	ErrBodyTooLarge     = &Error{Status: http.StatusRequestEntityTooLarge, msg: "request body too large"}
+	ErrHeaderTooLarge   = &Error{Status: http.StatusRequestHeaderFieldsTooLarge, msg: "request headers too large"}
+	ErrNoShards         = &Error{Status: http.StatusServiceUnavailable, msg: "no shards"}
+	ErrShardNotReady    = &Error{Status: http.StatusServiceUnavailable, RetryAfter: true, msg: "shard not ready"}
+	ErrShardBusy        = &Error{Status: http.StatusServiceUnavailable, RetryAfter: true, msg: "shard connection limit reached"}
+	ErrShardDown        = &Error{Status: http.StatusBadGateway, msg: "shard unreachable"}
+	ErrBadResponse      = &Error{Status: http.StatusBadGateway, msg: "invalid response from shard"}
+	ErrHeaderTimeout    = &Error{Status: http.StatusRequestTimeout, msg: "request header timeout"}
+	ErrMethodNotAllowed = &Error{Status: http.StatusMethodNotAllowed, msg: "method not supported by the proxy"}
+	ErrVersion          = &Error{Status: http.StatusHTTPVersionNotSupported, msg: "HTTP version not supported"}
+	ErrShardTimeout     = &Error{Status: http.StatusGatewayTimeout, msg: "shard timeout"}
+	errUnknown          = &Error{Status: http.StatusBadGateway, msg: "shard unreachable"}
+)
+
+// Failures that never reach a client as such.
+var (
+	// errNeedBody: a body rule was reached before the body was buffered.
+	errNeedBody = errors.New("the key rule needs the body")
+	// errBodyTimeout: the client stopped sending its request body.
+	errBodyTimeout = &Error{Status: http.StatusRequestTimeout, msg: "request body timeout"}
 )
 
 // keyError adds to a key failure the rule that failed (ErrBadBody) or the

@@ -8,14 +8,15 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/valyala/fasthttp"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/shard-proxy/shard-proxy/internal/ring"
+	"github.com/shard-proxy/shard-proxy/internal/testutil"
 	"github.com/shard-proxy/shard-proxy/internal/watch"
 )
 
@@ -23,23 +24,16 @@ import (
 func keyFor(i int) string { return fmt.Sprint(i) }
 
 func TestErrorAnswers(t *testing.T) {
-	shards := startShards(t, 3, "web")
-	release := make(chan struct{})
-	t.Cleanup(func() { close(release) })
-	shards[2].handle = func(w http.ResponseWriter, r *http.Request) {
-		select { // slow shard: answers only after the test ends
-		case <-release:
-		case <-r.Context().Done():
-		}
-	}
-	topo := topologyOf(shards)
+	shards := testutil.StartShards(t, 3, "web")
+	shards[2].Hold() // slow shard: answers only after the test ends
+	topo := testutil.Topology(shards)
 	topo.Shards[1].Ready = false
 	p := startProxy(t, Config{
 		Keys:            mustRules(t, "body:account.id,header:X-Shard-Key"),
 		MaxBodyBytes:    1024,
 		UpstreamTimeout: 300 * time.Millisecond,
 	}, ring.Config{Algorithm: ring.Modulus}, &topo)
-	c := client(t)
+	c := testutil.Client(t)
 
 	tests := []struct {
 		name       string
@@ -51,20 +45,22 @@ func TestErrorAnswers(t *testing.T) {
 	}{
 		{
 			name:       "no rule yields a key",
-			req:        func() *http.Request { return newRequest(t, "GET", p.url+"/x", nil) },
+			req:        func() *http.Request { return testutil.NewRequest(t, "GET", p.url+"/x", nil) },
 			wantStatus: 400,
 			wantJSON:   map[string]any{"error": "no shard key", "tried": []any{"body:account.id", "header:X-Shard-Key"}},
 		},
 		{
-			name:       "body over the limit",
-			req:        func() *http.Request { return newRequest(t, "POST", p.url+"/x", bytes.Repeat([]byte("a"), 2048)) },
+			name: "body over the limit",
+			req: func() *http.Request {
+				return testutil.NewRequest(t, "POST", p.url+"/x", bytes.Repeat([]byte("a"), 2048))
+			},
 			wantStatus: 413,
 			wantJSON:   map[string]any{"error": "request body too large", "limit": float64(1024)},
 		},
 		{
 			name: "body rule on a body that is not JSON",
 			req: func() *http.Request {
-				r := newRequest(t, "POST", p.url+"/x", []byte("account=7"))
+				r := testutil.NewRequest(t, "POST", p.url+"/x", []byte("account=7"))
 				r.Header.Set("X-Shard-Key", "0") // a later rule must not paper over the bad body
 				return r
 			},
@@ -72,16 +68,20 @@ func TestErrorAnswers(t *testing.T) {
 			wantJSON:   map[string]any{"error": "request body is not valid JSON", "rule": "body:account.id"},
 		},
 		{
-			name:       "owner not ready",
-			req:        func() *http.Request { return newRequest(t, "POST", p.url+"/x", []byte(`{"account":{"id":1}}`)) },
+			name: "owner not ready",
+			req: func() *http.Request {
+				return testutil.NewRequest(t, "POST", p.url+"/x", []byte(`{"account":{"id":1}}`))
+			},
 			wantStatus: 503,
 			wantJSON:   map[string]any{"error": "shard not ready", "shard": "web-1"},
 			wantShard:  "web-1",
 			wantRetry:  true,
 		},
 		{
-			name:       "owner too slow",
-			req:        func() *http.Request { return newRequest(t, "POST", p.url+"/x", []byte(`{"account":{"id":2}}`)) },
+			name: "owner too slow",
+			req: func() *http.Request {
+				return testutil.NewRequest(t, "POST", p.url+"/x", []byte(`{"account":{"id":2}}`))
+			},
 			wantStatus: 504,
 			wantJSON:   map[string]any{"error": "shard timeout", "shard": "web-2"},
 			wantShard:  "web-2",
@@ -89,52 +89,52 @@ func TestErrorAnswers(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			a := do(t, c, tt.req())
-			if a.status != tt.wantStatus {
-				t.Fatalf("status %d, want %d (body %s)", a.status, tt.wantStatus, a.body)
+			a := testutil.Do(t, c, tt.req())
+			if a.Status != tt.wantStatus {
+				t.Fatalf("status %d, want %d (body %s)", a.Status, tt.wantStatus, a.Body)
 			}
-			if ct := a.header.Get("Content-Type"); ct != "application/json" {
+			if ct := a.Header.Get("Content-Type"); ct != "application/json" {
 				t.Errorf("Content-Type %q, want application/json", ct)
 			}
-			got := a.json(t)
+			got := a.JSON(t)
 			for k, want := range tt.wantJSON {
 				if fmt.Sprint(got[k]) != fmt.Sprint(want) {
-					t.Errorf("body[%q] = %v, want %v (body %s)", k, got[k], want, a.body)
+					t.Errorf("body[%q] = %v, want %v (body %s)", k, got[k], want, a.Body)
 				}
 			}
-			if got := a.header.Get(HeaderShard); got != tt.wantShard {
+			if got := a.Header.Get(HeaderShard); got != tt.wantShard {
 				t.Errorf("X-Shard %q, want %q", got, tt.wantShard)
 			}
-			if got := a.header.Get("Retry-After") == "1"; got != tt.wantRetry {
+			if got := a.Header.Get("Retry-After") == "1"; got != tt.wantRetry {
 				t.Errorf("Retry-After present = %v, want %v", got, tt.wantRetry)
 			}
 		})
 	}
 	// Still serving: the ready, fast shard answers.
-	a := do(t, c, newRequest(t, "POST", p.url+"/x", []byte(`{"account":{"id":3}}`)))
-	if a.status != 200 || a.header.Get(HeaderShard) != "web-0" {
-		t.Fatalf("after the errors: status %d from %q, want 200 from web-0", a.status, a.header.Get(HeaderShard))
+	a := testutil.Do(t, c, testutil.NewRequest(t, "POST", p.url+"/x", []byte(`{"account":{"id":3}}`)))
+	if a.Status != 200 || a.Header.Get(HeaderShard) != "web-0" {
+		t.Fatalf("after the errors: status %d from %q, want 200 from web-0", a.Status, a.Header.Get(HeaderShard))
 	}
-	if got := testutil.ToFloat64(p.metrics.keyErrors.WithLabelValues("no_key")); got != 1 {
+	if got := promtest.ToFloat64(p.metrics.keyErrors.WithLabelValues("no_key")); got != 1 {
 		t.Errorf("key_errors_total{reason=no_key} = %v, want 1", got)
 	}
-	if got := testutil.ToFloat64(p.metrics.keyErrors.WithLabelValues("body_too_large")); got != 1 {
+	if got := promtest.ToFloat64(p.metrics.keyErrors.WithLabelValues("body_too_large")); got != 1 {
 		t.Errorf("key_errors_total{reason=body_too_large} = %v, want 1", got)
 	}
-	if got := testutil.ToFloat64(p.metrics.requests.WithLabelValues("web-2", "504")); got != 1 {
+	if got := promtest.ToFloat64(p.metrics.requests.WithLabelValues("web-2", "504")); got != 1 {
 		t.Errorf(`requests_total{shard="web-2",code="504"} = %v, want 1`, got)
 	}
 }
 
 func TestNoShards(t *testing.T) {
-	c := client(t)
+	c := testutil.Client(t)
 	p := startProxy(t, Config{}, ring.Config{}, nil)
 	check := func(when string) {
-		r := newRequest(t, "GET", p.url+"/", nil)
+		r := testutil.NewRequest(t, "GET", p.url+"/", nil)
 		r.Header.Set("X-Shard-Key", "k")
-		a := do(t, c, r)
-		if a.status != 503 || a.json(t)["error"] != "no shards" {
-			t.Errorf("%s: status %d body %s, want 503 no shards", when, a.status, a.body)
+		a := testutil.Do(t, c, r)
+		if a.Status != 503 || a.JSON(t)["error"] != "no shards" {
+			t.Errorf("%s: status %d body %s, want 503 no shards", when, a.Status, a.Body)
 		}
 	}
 	check("before any topology")
@@ -144,45 +144,39 @@ func TestNoShards(t *testing.T) {
 
 // A dead shard costs only its own keys.
 func TestDownShardFailsOnlyItsKeys(t *testing.T) {
-	shards := startShards(t, 3, "web")
-	topo := topologyOf(shards)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := ln.Addr().String()
-	ln.Close() // nothing listens there any more
-	topo.Shards[1].Addr = dead
+	shards := testutil.StartShards(t, 3, "web")
+	topo := testutil.Topology(shards)
+	topo.Shards[1].Addr = testutil.DeadAddr(t)
 	p := startProxy(t, Config{}, ring.Config{Algorithm: ring.Modulus}, &topo)
-	c := client(t)
+	c := testutil.Client(t)
 	for i := range 30 {
-		r := newRequest(t, "GET", p.url+"/", nil)
+		r := testutil.NewRequest(t, "GET", p.url+"/", nil)
 		r.Header.Set("X-Shard-Key", keyFor(i))
-		a := do(t, c, r)
+		a := testutil.Do(t, c, r)
 		owner := fmt.Sprintf("web-%d", i%3)
-		if a.header.Get(HeaderShard) != owner {
-			t.Fatalf("key %d: X-Shard %q, want %q", i, a.header.Get(HeaderShard), owner)
+		if a.Header.Get(HeaderShard) != owner {
+			t.Fatalf("key %d: X-Shard %q, want %q", i, a.Header.Get(HeaderShard), owner)
 		}
 		switch {
-		case i%3 == 1 && (a.status != 502 || a.json(t)["error"] != "shard unreachable"):
-			t.Errorf("key %d on the dead shard: status %d body %s, want 502 shard unreachable", i, a.status, a.body)
-		case i%3 != 1 && a.status != 200:
-			t.Errorf("key %d on a live shard: status %d body %s", i, a.status, a.body)
+		case i%3 == 1 && (a.Status != 502 || a.JSON(t)["error"] != "shard unreachable"):
+			t.Errorf("key %d on the dead shard: status %d body %s, want 502 shard unreachable", i, a.Status, a.Body)
+		case i%3 != 1 && a.Status != 200:
+			t.Errorf("key %d on a live shard: status %d body %s", i, a.Status, a.Body)
 		}
 	}
 }
 
 func TestForwardingFidelity(t *testing.T) {
-	shards := startShards(t, 1, "web")
-	shards[0].handle = func(w http.ResponseWriter, r *http.Request) {
+	shards := testutil.StartShards(t, 1, "web")
+	shards[0].Handle(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Keep-Alive", "timeout=5")
 		w.Header().Set("X-Private", "hop")
 		w.Header().Set("Connection", "X-Private")
 		w.Header().Set("X-Backend", "yes")
 		w.WriteHeader(201)
 		fmt.Fprint(w, "created")
-	}
-	topo := topologyOf(shards)
+	})
+	topo := testutil.Topology(shards)
 	p := startProxy(t, Config{Keys: mustRules(t, "body:id")}, ring.Config{}, &topo)
 	body := []byte("{\"id\": \"a\\u0062c\",\n  \"blob\": \"\u00e9\\n\", \"pad\": [1,2,3]}  ")
 	uri := "/a%2Fb/c;x?q=1+2&r=%20&r=dup"
@@ -212,7 +206,7 @@ func TestForwardingFidelity(t *testing.T) {
 			t.Errorf("response hop-by-hop header %s = %q reached the client", h, v)
 		}
 	}
-	got := shards[0].requests()
+	got := shards[0].Requests()
 	if len(got) != 1 {
 		t.Fatalf("shard got %d requests, want 1", len(got))
 	}
@@ -245,13 +239,13 @@ func TestForwardingFidelity(t *testing.T) {
 // A connect that times out means the shard is unreachable (502), not slow.
 func TestDialTimeoutIsUnreachable(t *testing.T) {
 	_, err := dialer(time.Nanosecond)("127.0.0.1:9") // the deadline passes before any packet is sent
-	if !errors.Is(err, fasthttp.ErrDialTimeout) {
-		t.Fatalf("dial error %v, want one wrapping fasthttp.ErrDialTimeout", err)
+	if err == nil {
+		t.Fatal("dial succeeded within a nanosecond")
 	}
-	if got := AnswerFor(upstreamError(err), "web-0").Status; got != 502 {
+	if got := AnswerFor(upstreamErr(errors.Join(ErrShardDown, err)), "web-0").Status; got != 502 {
 		t.Errorf("status %d for a dial timeout, want 502", got)
 	}
-	if got := AnswerFor(upstreamError(fasthttp.ErrTimeout), "web-0").Status; got != 504 {
+	if got := AnswerFor(upstreamErr(os.ErrDeadlineExceeded), "web-0").Status; got != 504 {
 		t.Errorf("status %d for a response timeout, want 504", got)
 	}
 }
@@ -280,14 +274,14 @@ func TestLowercaseHopHeadersFromShard(t *testing.T) {
 	t.Cleanup(func() { ln.Close(); <-done })
 	topo := watch.Topology{Replicas: 1, Shards: []watch.Shard{{Ordinal: 0, Name: "raw-0", Addr: ln.Addr().String(), Ready: true}}}
 	p := startProxy(t, Config{}, ring.Config{}, &topo)
-	r := newRequest(t, "GET", p.url+"/", nil)
+	r := testutil.NewRequest(t, "GET", p.url+"/", nil)
 	r.Header.Set("X-Shard-Key", "k")
-	a := do(t, client(t), r)
-	if a.status != 200 || string(a.body) != "ok" || a.header.Get("X-Kept") != "yes" {
-		t.Fatalf("status %d body %q headers %v", a.status, a.body, a.header)
+	a := testutil.Do(t, testutil.Client(t), r)
+	if a.Status != 200 || string(a.Body) != "ok" || a.Header.Get("X-Kept") != "yes" {
+		t.Fatalf("status %d body %q headers %v", a.Status, a.Body, a.Header)
 	}
 	for _, h := range []string{"X-Private", "Keep-Alive"} {
-		if v := a.header.Get(h); v != "" {
+		if v := a.Header.Get(h); v != "" {
 			t.Errorf("hop-by-hop %s = %q reached the client", h, v)
 		}
 	}

@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"errors"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -15,6 +17,7 @@ type metrics struct {
 	keyErrors       *prometheus.CounterVec
 	shards          *prometheus.GaugeVec
 	topologyUpdates prometheus.Counter
+	tunnels         *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -30,21 +33,25 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"shard"}),
 		keyErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shard_proxy_key_errors_total",
-			Help: "Requests without a usable shard key, by reason (no_key, bad_body, body_too_large).",
+			Help: "Requests without a usable shard key, by reason (no_key, ambiguous, bad_body, body_too_large).",
 		}, []string{"reason"}),
 		shards: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "shard_proxy_shards",
 			Help: "Shards in the current topology by state.",
 		}, []string{"state"}),
+		tunnels: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "shard_proxy_tunnels_open",
+			Help: "Upgraded connections (WebSocket) open through the proxy, by shard.",
+		}, []string{"shard"}),
 		topologyUpdates: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "shard_proxy_topology_updates_total",
 			Help: "Topologies applied to the data plane.",
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.keyErrors, m.shards, m.topologyUpdates)
+		reg.MustRegister(m.requests, m.duration, m.keyErrors, m.shards, m.topologyUpdates, m.tunnels)
 	}
-	for _, r := range []string{"no_key", "bad_body", "body_too_large"} {
+	for _, r := range []string{"no_key", "ambiguous", "bad_body", "body_too_large"} {
 		m.keyErrors.WithLabelValues(r)
 	}
 	return m
@@ -52,18 +59,33 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 
 func (m *metrics) keyError(reason string) { m.keyErrors.WithLabelValues(reason).Inc() }
 
+// keyErrorFor counts a request that got no owner, by why.
+func (m *metrics) keyErrorFor(err error) {
+	switch {
+	case errors.Is(err, ErrNoKey):
+		m.keyError("no_key")
+	case errors.Is(err, ErrAmbiguousKey):
+		m.keyError("ambiguous")
+	case errors.Is(err, ErrBadBody):
+		m.keyError("bad_body")
+	case errors.Is(err, ErrBodyTooLarge):
+		m.keyError("body_too_large")
+	}
+}
+
 // shardMetrics caches one shard's series so the request path neither hashes
 // label values nor takes the vectors' locks.
 type shardMetrics struct {
 	m        *metrics
 	name     string
 	duration prometheus.Observer
+	tunnels  prometheus.Gauge
 	mu       sync.Mutex                                 // serializes misses
 	codes    atomic.Pointer[map[int]prometheus.Counter] // copy on write
 }
 
 func (m *metrics) forShard(name string) *shardMetrics {
-	sm := &shardMetrics{m: m, name: name, duration: m.duration.WithLabelValues(name)}
+	sm := &shardMetrics{m: m, name: name, duration: m.duration.WithLabelValues(name), tunnels: m.tunnels.WithLabelValues(name)}
 	sm.codes.Store(&map[int]prometheus.Counter{})
 	return sm
 }
@@ -94,4 +116,20 @@ func (sm *shardMetrics) count(code int) {
 func (m *metrics) forget(name string) {
 	m.requests.DeletePartialMatch(prometheus.Labels{"shard": name})
 	m.duration.DeleteLabelValues(name)
+	m.tunnels.DeleteLabelValues(name)
 }
+
+// codeString avoids strconv allocations for the status codes a proxy sees.
+func codeString(code int) string {
+	if code >= 100 && code < 600 {
+		return codeStrings[code-100]
+	}
+	return strconv.Itoa(code)
+}
+
+var codeStrings = func() (s [500]string) {
+	for i := range s {
+		s[i] = strconv.Itoa(i + 100)
+	}
+	return s
+}()

@@ -1,19 +1,23 @@
 // Package proxy is the data plane: it takes each request's shard key, finds
-// the owner on one routing snapshot and forwards the request to it.
+// the owner on one routing snapshot and forwards the request to it. Its
+// HTTP/1.1 engine owns the wire: request and response heads are parsed once
+// (package h1) and forwarded as received except for the header policy, and
+// bodies stream through fixed, pooled buffers.
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/valyala/fasthttp"
 
 	"github.com/shard-proxy/shard-proxy/internal/ring"
 	"github.com/shard-proxy/shard-proxy/internal/table"
@@ -22,12 +26,14 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultMaxBodyBytes     = 4 << 20
-	DefaultUpstreamTimeout  = 30 * time.Second
-	DefaultMaxConnsPerShard = 8192
-	// DefaultClientTimeout bounds reading one request from a client, and
-	// writing one answer to it.
-	DefaultClientTimeout = 60 * time.Second
+	DefaultMaxBodyBytes        = 4 << 20
+	DefaultUpstreamTimeout     = 30 * time.Second
+	DefaultMaxConnsPerShard    = 8192
+	DefaultClientHeaderTimeout = 10 * time.Second
+	DefaultClientBodyTimeout   = 60 * time.Second
+	DefaultClientWriteTimeout  = 60 * time.Second
+	DefaultIdleTimeout         = 90 * time.Second
+	DefaultTunnelIdleTimeout   = time.Hour
 )
 
 // Config configures a Proxy. The zero value routes by the X-Shard-Key header
@@ -38,32 +44,56 @@ type Config struct {
 	Ring ring.Config
 	// Keys are the key rules, tried in order. Nil means DefaultKeyRules.
 	Keys []Rule
-	// MaxBodyBytes caps the request body the proxy reads and forwards;
-	// larger bodies get 413. Zero means DefaultMaxBodyBytes.
+	// MaxBodyBytes caps what a body rule buffers of a request body; larger
+	// bodies get 413. Bodies that no rule reads stream, whatever their
+	// size. Zero means DefaultMaxBodyBytes.
 	MaxBodyBytes int
-	// UpstreamTimeout bounds one forwarded request, from sending it to
-	// having the whole response. Zero means DefaultUpstreamTimeout.
+	// UpstreamTimeout bounds waiting for a shard: for the answer's head
+	// after the request was sent, and between two reads of its body. Zero
+	// means DefaultUpstreamTimeout.
 	UpstreamTimeout time.Duration
-	// MaxConnsPerShard caps pooled connections to one shard. Zero means
+	// MaxConnsPerShard caps connections to one shard. Zero means
 	// DefaultMaxConnsPerShard.
 	MaxConnsPerShard int
+	// ClientHeaderTimeout bounds receiving a request head from its first
+	// byte (408 after). Zero means DefaultClientHeaderTimeout.
+	ClientHeaderTimeout time.Duration
+	// ClientBodyTimeout bounds the wait between two reads of a request
+	// body. Zero means DefaultClientBodyTimeout.
+	ClientBodyTimeout time.Duration
+	// ClientWriteTimeout bounds a write to a client that does not read.
+	// Zero means DefaultClientWriteTimeout.
+	ClientWriteTimeout time.Duration
+	// IdleTimeout closes a keep-alive client connection idle this long.
+	// Zero means DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// TunnelIdleTimeout closes an upgraded connection (WebSocket) when no
+	// byte crossed it either way for this long. Zero means
+	// DefaultTunnelIdleTimeout.
+	TunnelIdleTimeout time.Duration
 	// Registerer receives the data-plane metrics; nil registers nowhere.
 	Registerer prometheus.Registerer
 	// Logger logs topology changes; nil means slog.Default().
 	Logger *slog.Logger
 }
 
-// Proxy is the data plane. Its handler is safe for concurrent use; Update
-// may run concurrently with requests.
+// Proxy is the data plane. Serve, Apply and Table are safe for concurrent
+// use; requests keep routing on the old snapshot until Apply swaps in the
+// new one.
 type Proxy struct {
 	cfg     Config
 	keys    *Extractor
 	metrics *metrics
 	log     *slog.Logger
 	snap    atomic.Pointer[snapshot]
+	srv     server
+	parker  parker
+	h2front h2Front
 
 	mu       sync.Mutex // serializes Apply
 	backends map[string]*backend
+	stop     chan struct{} // ends the janitor
+	janitor  sync.WaitGroup
 }
 
 // snapshot is what one request routes with: a table and, for each of its
@@ -73,16 +103,56 @@ type snapshot struct {
 	backends []*backend
 }
 
-// backend forwards to one shard at one address over pooled keep-alive
-// connections.
+// backend is one shard at one address: its connection pools and metrics.
+// HTTP/1.1 requests to an HTTP/1.1 shard use up, the engine's own pool;
+// HTTP/2 streams, and anything bound for an h2c shard, use rt, a net/http
+// transport made on first use.
 type backend struct {
 	name    string
 	addr    string
-	client  *fasthttp.HostClient
+	proto   watch.Protocol
+	up      *upstream
 	metrics *shardMetrics
+	dial    func(addr string) (net.Conn, error)
+
+	rtOnce sync.Once
+	rt     *http.Transport
+}
+
+// transport returns the backend's net/http transport: HTTP/2 with prior
+// knowledge for an h2c shard, HTTP/1.1 otherwise.
+func (b *backend) transport() *http.Transport {
+	b.rtOnce.Do(func() {
+		var protos http.Protocols
+		if b.proto == watch.H2C {
+			protos.SetUnencryptedHTTP2(true)
+		} else {
+			protos.SetHTTP1(true)
+		}
+		b.rt = &http.Transport{
+			Protocols: &protos,
+			DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+				return b.dial(addr)
+			},
+			MaxIdleConnsPerHost: 64,
+			IdleConnTimeout:     upstreamIdleTimeout,
+			DisableCompression:  true,
+		}
+	})
+	return b.rt
+}
+
+// closeIdle closes the backend's idle connections; with stop, for good.
+func (b *backend) closeIdle(stop bool) {
+	b.up.closeIdle(0, stop)
+	b.rtOnce.Do(func() {}) // no transport is made after this point
+	if b.rt != nil {
+		b.rt.CloseIdleConnections()
+	}
 }
 
 // New returns a Proxy that answers 503 "no shards" until the first Apply.
+// Close releases what it holds.
 func New(cfg Config) (*Proxy, error) {
 	if cfg.Keys == nil {
 		rules, err := ParseRules(DefaultKeyRules)
@@ -91,25 +161,43 @@ func New(cfg Config) (*Proxy, error) {
 		}
 		cfg.Keys = rules
 	}
-	if cfg.MaxBodyBytes <= 0 {
-		cfg.MaxBodyBytes = DefaultMaxBodyBytes
-	}
-	if cfg.UpstreamTimeout <= 0 {
-		cfg.UpstreamTimeout = DefaultUpstreamTimeout
-	}
-	if cfg.MaxConnsPerShard <= 0 {
-		cfg.MaxConnsPerShard = DefaultMaxConnsPerShard
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	return &Proxy{
+	cfg.MaxBodyBytes = cmp.Or(max(cfg.MaxBodyBytes, 0), DefaultMaxBodyBytes)
+	cfg.UpstreamTimeout = cmp.Or(max(cfg.UpstreamTimeout, 0), DefaultUpstreamTimeout)
+	cfg.MaxConnsPerShard = cmp.Or(max(cfg.MaxConnsPerShard, 0), DefaultMaxConnsPerShard)
+	cfg.ClientHeaderTimeout = cmp.Or(max(cfg.ClientHeaderTimeout, 0), DefaultClientHeaderTimeout)
+	cfg.ClientBodyTimeout = cmp.Or(max(cfg.ClientBodyTimeout, 0), DefaultClientBodyTimeout)
+	cfg.ClientWriteTimeout = cmp.Or(max(cfg.ClientWriteTimeout, 0), DefaultClientWriteTimeout)
+	cfg.IdleTimeout = cmp.Or(max(cfg.IdleTimeout, 0), DefaultIdleTimeout)
+	cfg.TunnelIdleTimeout = cmp.Or(max(cfg.TunnelIdleTimeout, 0), DefaultTunnelIdleTimeout)
+	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
+	p := &Proxy{
 		cfg:      cfg,
 		keys:     NewExtractor(cfg.Keys),
 		metrics:  newMetrics(cfg.Registerer),
 		log:      cfg.Logger,
 		backends: map[string]*backend{},
-	}, nil
+		stop:     make(chan struct{}),
+	}
+	p.janitor.Go(p.sweep)
+	return p, nil
+}
+
+// sweep closes shard connections that idled too long, until Close.
+func (p *Proxy) sweep() {
+	t := time.NewTicker(upstreamIdleTimeout / 5)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+		}
+		p.mu.Lock()
+		for _, b := range p.backends {
+			b.up.closeIdle(upstreamIdleTimeout, false)
+		}
+		p.mu.Unlock()
+	}
 }
 
 // Table returns the routing table in force, or nil before the first
@@ -153,10 +241,10 @@ func (p *Proxy) swap(t *table.Table) {
 	next := &snapshot{table: t, backends: make([]*backend, len(t.Shards))}
 	keep := make(map[string]*backend, len(t.Shards))
 	for i, s := range t.Shards {
-		id := s.Name + "@" + s.Addr
+		id := s.Name + "@" + s.Addr + "/" + string(s.Protocol)
 		b := p.backends[id]
 		if b == nil {
-			b = p.newBackend(s.Name, s.Addr)
+			b = p.newBackend(s)
 		}
 		next.backends[i], keep[id] = b, b
 	}
@@ -167,7 +255,7 @@ func (p *Proxy) swap(t *table.Table) {
 	}
 	for id, b := range p.backends {
 		if keep[id] == nil {
-			b.client.CloseIdleConnections()
+			b.closeIdle(true)
 			if !present[b.name] {
 				p.metrics.forget(b.name)
 			}
@@ -180,87 +268,43 @@ func (p *Proxy) swap(t *table.Table) {
 	p.metrics.shards.WithLabelValues("not_ready").Set(float64(len(t.Shards) - ready))
 }
 
-func (p *Proxy) newBackend(name, addr string) *backend {
+func (p *Proxy) newBackend(s watch.Shard) *backend {
+	m := p.metrics.forShard(s.Name)
+	dial := dialer(p.cfg.UpstreamTimeout)
 	return &backend{
-		name:    name,
-		addr:    addr,
-		metrics: p.metrics.forShard(name),
-		client: &fasthttp.HostClient{
-			Addr:                     addr,
-			NoDefaultUserAgentHeader: true,
-			// Header names stay normalized: hop-by-hop headers are found
-			// and stripped whatever case a shard (or a sidecar) sends.
-			DisablePathNormalizing: true,
-			MaxConns:               p.cfg.MaxConnsPerShard,
-			// A GET, HEAD or PUT that failed on a pooled connection the
-			// shard had closed is sent once more, on a new connection, to
-			// the same shard.
-			MaxIdemponentCallAttempts: 2,
-			MaxIdleConnDuration:       60 * time.Second,
-			ReadBufferSize:            8192,
-			WriteBufferSize:           8192,
-			// A shard's write timeout is covered by the request deadline;
-			// dialing gets its own bound so a dead address fails as 502 fast.
-			Dial: dialer(p.cfg.UpstreamTimeout),
-		},
+		name: s.Name, addr: s.Addr, proto: s.Protocol, metrics: m, dial: dial,
+		up: &upstream{name: s.Name, addr: s.Addr, metrics: m, dial: dial, maxConns: p.cfg.MaxConnsPerShard},
 	}
 }
 
-// dialer bounds connecting by the smaller of timeout and 5s. It is a plain
-// net.Dialer: fasthttp's TCPDialer starts a DNS-cache goroutine that never
-// ends, one per backend, and shard addresses are IPs or names that
-// discovery already resolved. A connect that times out is reported as
-// fasthttp.ErrDialTimeout, so that it maps to 502 (unreachable), not to
-// 504 (a shard too slow to answer).
-func dialer(timeout time.Duration) fasthttp.DialFunc {
+// dialer bounds connecting by the smaller of timeout and 5s. A connect that
+// fails, timing out included, means the shard is unreachable (502), not
+// slow (504).
+func dialer(timeout time.Duration) func(addr string) (net.Conn, error) {
 	d := &net.Dialer{Timeout: min(timeout, 5*time.Second), KeepAlive: 30 * time.Second}
 	return func(addr string) (net.Conn, error) {
 		c, err := d.Dial("tcp", addr)
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			return nil, fmt.Errorf("%w: %v", fasthttp.ErrDialTimeout, err)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", errDial, err)
 		}
-		return c, err
+		return c, nil
 	}
 }
 
-// Close closes idle upstream connections. Call it after the server stopped.
+var errDial = errors.New("connecting to the shard")
+
+// Close closes idle shard connections and stops the background sweep. Call
+// it after Shutdown.
 func (p *Proxy) Close() {
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	select {
+	case <-p.stop:
+	default:
+		close(p.stop)
+	}
 	for _, b := range p.backends {
-		b.client.CloseIdleConnections()
+		b.closeIdle(false)
 	}
-}
-
-// Server returns a fasthttp server for the data plane, with the body limit
-// and the JSON answers for errors met before the handler runs.
-func (p *Proxy) Server() *fasthttp.Server {
-	return &fasthttp.Server{
-		Handler:               p.ServeFastHTTP,
-		ErrorHandler:          p.serverError,
-		MaxRequestBodySize:    p.cfg.MaxBodyBytes,
-		NoDefaultServerHeader: true,
-		NoDefaultContentType:  true,
-		NoDefaultDate:         true,
-		ReadBufferSize:        16 << 10,
-		// A client that connects and never finishes its request, or never
-		// reads the answer, does not hold a connection forever.
-		ReadTimeout:     DefaultClientTimeout,
-		WriteTimeout:    DefaultClientTimeout,
-		IdleTimeout:     90 * time.Second,
-		CloseOnShutdown: true,
-		Name:            "shard-proxy",
-		Logger:          debugLogger{p.log},
-	}
-}
-
-// debugLogger carries fasthttp's own messages (mostly connections that
-// clients closed mid-request) into the structured log at debug level.
-type debugLogger struct{ log *slog.Logger }
-
-func (l debugLogger) Printf(format string, args ...any) {
-	if l.log.Enabled(context.Background(), slog.LevelDebug) {
-		l.log.Debug(fmt.Sprintf(format, args...), "component", "fasthttp")
-	}
+	p.mu.Unlock()
+	p.janitor.Wait()
 }

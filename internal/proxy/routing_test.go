@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/shard-proxy/shard-proxy/internal/ring"
+	"github.com/shard-proxy/shard-proxy/internal/testutil"
 	"github.com/shard-proxy/shard-proxy/internal/watch"
 )
 
@@ -21,28 +22,28 @@ type keyCase struct {
 
 var keyCases = []keyCase{
 	{"header:X-Account", func(t *testing.T, base, k string) *http.Request {
-		r := newRequest(t, "GET", base+"/anything", nil)
+		r := testutil.NewRequest(t, "GET", base+"/anything", nil)
 		r.Header.Set("X-Account", k)
 		return r
 	}},
 	{"query:account", func(t *testing.T, base, k string) *http.Request {
-		return newRequest(t, "GET", base+"/orders?x=1&account="+k, nil)
+		return testutil.NewRequest(t, "GET", base+"/orders?x=1&account="+k, nil)
 	}},
 	{"cookie:acct", func(t *testing.T, base, k string) *http.Request {
-		r := newRequest(t, "GET", base+"/", nil)
+		r := testutil.NewRequest(t, "GET", base+"/", nil)
 		r.AddCookie(&http.Cookie{Name: "other", Value: "zzz"})
 		r.AddCookie(&http.Cookie{Name: "acct", Value: k})
 		return r
 	}},
 	{"path:/v1/{tenant}/accounts/{key}", func(t *testing.T, base, k string) *http.Request {
-		return newRequest(t, "GET", base+"/v1/acme/accounts/"+k+"/orders", nil)
+		return testutil.NewRequest(t, "GET", base+"/v1/acme/accounts/"+k+"/orders", nil)
 	}},
 	{"body:account.id", func(t *testing.T, base, k string) *http.Request {
 		v := jsonString(k)
 		if _, err := strconv.ParseInt(k, 10, 64); err == nil {
 			v = k // integers travel as JSON numbers
 		}
-		return newRequest(t, "POST", base+"/orders", []byte(`{"items":[1,2],"account":{"name":"x","id":`+v+`}}`))
+		return testutil.NewRequest(t, "POST", base+"/orders", []byte(`{"items":[1,2],"account":{"name":"x","id":`+v+`}}`))
 	}},
 }
 
@@ -77,36 +78,36 @@ func wantOwner(t *testing.T, alg ring.Algorithm, shardNames []string, key string
 }
 
 func TestRoutingEveryRingAndRule(t *testing.T) {
-	shards := startShards(t, 5, "web")
-	topo := topologyOf(shards)
+	shards := testutil.StartShards(t, 5, "web")
+	topo := testutil.Topology(shards)
 	keys := sampleKeys(60)
-	c := client(t)
+	c := testutil.Client(t)
 	for _, alg := range ring.Algorithms() {
 		for _, kc := range keyCases {
 			t.Run(string(alg)+"/"+kc.rule, func(t *testing.T) {
 				before := make([]int, len(shards))
 				for i, s := range shards {
-					before[i] = len(s.requests())
+					before[i] = len(s.Requests())
 				}
 				p := startProxy(t, Config{Keys: mustRules(t, kc.rule)}, ring.Config{Algorithm: alg}, &topo)
 				want := make([]int, len(shards))
 				for _, k := range keys {
 					owner := wantOwner(t, alg, names(shards), k)
 					want[owner]++
-					a := do(t, c, kc.req(t, p.url, k))
-					if a.status != 200 {
-						t.Fatalf("key %q: status %d, body %s", k, a.status, a.body)
+					a := testutil.Do(t, c, kc.req(t, p.url, k))
+					if a.Status != 200 {
+						t.Fatalf("key %q: status %d, body %s", k, a.Status, a.Body)
 					}
-					if got := a.header.Get(HeaderShard); got != shards[owner].name {
-						t.Errorf("key %q: X-Shard %q, want %q", k, got, shards[owner].name)
+					if got := a.Header.Get(HeaderShard); got != shards[owner].Name {
+						t.Errorf("key %q: X-Shard %q, want %q", k, got, shards[owner].Name)
 					}
-					if got := a.json(t)["shard"]; got != shards[owner].name {
-						t.Errorf("key %q: answered by %v, want %s", k, got, shards[owner].name)
+					if got := a.JSON(t)["shard"]; got != shards[owner].Name {
+						t.Errorf("key %q: answered by %v, want %s", k, got, shards[owner].Name)
 					}
 				}
 				for i, s := range shards {
-					if got := len(s.requests()) - before[i]; got != want[i] {
-						t.Errorf("%s received %d requests, want %d", s.name, got, want[i])
+					if got := len(s.Requests()) - before[i]; got != want[i] {
+						t.Errorf("%s received %d requests, want %d", s.Name, got, want[i])
 					}
 				}
 			})
@@ -115,26 +116,26 @@ func TestRoutingEveryRingAndRule(t *testing.T) {
 }
 
 func TestModulusAcceptance(t *testing.T) {
-	shards := startShards(t, 3, "shard")
-	topo := topologyOf(shards)
+	shards := testutil.StartShards(t, 3, "shard")
+	topo := testutil.Topology(shards)
 	p := startProxy(t, Config{}, ring.Config{Algorithm: ring.Modulus}, &topo)
-	c := client(t)
+	c := testutil.Client(t)
 	n, _ := new(big.Int).SetString("12345678901234567890123", 10)
 	bigOwner := fmt.Sprintf("shard-%d", new(big.Int).Mod(n, big.NewInt(3)).Int64())
 	for key, want := range map[string]string{"42": "shard-0", "43": "shard-1", "-1": "shard-2", "12345678901234567890123": bigOwner} {
-		r := newRequest(t, "GET", p.url+"/", nil)
+		r := testutil.NewRequest(t, "GET", p.url+"/", nil)
 		r.Header.Set("X-Shard-Key", key)
-		if got := do(t, c, r).header.Get(HeaderShard); got != want {
+		if got := testutil.Do(t, c, r).Header.Get(HeaderShard); got != want {
 			t.Errorf("key %s: routed to %q, want %q", key, got, want)
 		}
 	}
 }
 
 func TestRuleFallbackOrder(t *testing.T) {
-	shards := startShards(t, 7, "web")
-	topo := topologyOf(shards)
+	shards := testutil.StartShards(t, 7, "web")
+	topo := testutil.Topology(shards)
 	p := startProxy(t, Config{Keys: mustRules(t, "path:/accounts/{key},query:k,header:X-Shard-Key")}, ring.Config{Algorithm: ring.Modulus}, &topo)
-	c := client(t)
+	c := testutil.Client(t)
 	tests := []struct {
 		name, url, header string
 		want              int
@@ -147,13 +148,13 @@ func TestRuleFallbackOrder(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := newRequest(t, "GET", p.url+tt.url, nil)
+			r := testutil.NewRequest(t, "GET", p.url+tt.url, nil)
 			if tt.header != "" {
 				r.Header.Set("X-Shard-Key", tt.header)
 			}
-			a := do(t, c, r)
-			if got := a.header.Get(HeaderShard); got != shards[tt.want].name {
-				t.Errorf("routed to %q (status %d), want %q", got, a.status, shards[tt.want].name)
+			a := testutil.Do(t, c, r)
+			if got := a.Header.Get(HeaderShard); got != shards[tt.want].Name {
+				t.Errorf("routed to %q (status %d), want %q", got, a.Status, shards[tt.want].Name)
 			}
 		})
 	}
@@ -162,8 +163,8 @@ func TestRuleFallbackOrder(t *testing.T) {
 // Two proxies that learn the same shards in different orders route every key
 // alike and report the same fingerprint.
 func TestReplicasAgreeWhateverTheOrder(t *testing.T) {
-	shards := startShards(t, 6, "web")
-	topo := topologyOf(shards)
+	shards := testutil.StartShards(t, 6, "web")
+	topo := testutil.Topology(shards)
 	shuffled := watch.Topology{Replicas: topo.Replicas, Shards: slices.Clone(topo.Shards)}
 	rand.New(rand.NewPCG(3, 4)).Shuffle(len(shuffled.Shards), func(i, j int) {
 		shuffled.Shards[i], shuffled.Shards[j] = shuffled.Shards[j], shuffled.Shards[i]
@@ -176,15 +177,15 @@ func TestReplicasAgreeWhateverTheOrder(t *testing.T) {
 			if a.Table().Fingerprint != b.Table().Fingerprint {
 				t.Fatalf("fingerprints differ: %s vs %s", a.Table().Fingerprint, b.Table().Fingerprint)
 			}
-			c := client(t)
+			c := testutil.Client(t)
 			for i := range 10000 {
 				key := "k" + strconv.Itoa(i)
 				if i%20 == 0 { // a sample goes through the sockets, all through the tables
-					ra := newRequest(t, "GET", a.url+"/", nil)
+					ra := testutil.NewRequest(t, "GET", a.url+"/", nil)
 					ra.Header.Set("X-Shard-Key", key)
-					rb := newRequest(t, "GET", b.url+"/", nil)
+					rb := testutil.NewRequest(t, "GET", b.url+"/", nil)
 					rb.Header.Set("X-Shard-Key", key)
-					if x, y := do(t, c, ra).header.Get(HeaderShard), do(t, c, rb).header.Get(HeaderShard); x != y || x == "" {
+					if x, y := testutil.Do(t, c, ra).Header.Get(HeaderShard), testutil.Do(t, c, rb).Header.Get(HeaderShard); x != y || x == "" {
 						t.Fatalf("key %s: proxy a routes to %q, b to %q", key, x, y)
 					}
 				}
@@ -200,24 +201,24 @@ func TestReplicasAgreeWhateverTheOrder(t *testing.T) {
 
 // The data port never broadcasts: /broadcast/... is an ordinary path routed by key.
 func TestBroadcastPathIsKeyedOnDataPort(t *testing.T) {
-	shards := startShards(t, 4, "web")
-	topo := topologyOf(shards)
+	shards := testutil.StartShards(t, 4, "web")
+	topo := testutil.Topology(shards)
 	p := startProxy(t, Config{}, ring.Config{Algorithm: ring.Modulus}, &topo)
-	r := newRequest(t, "POST", p.url+"/broadcast/cache/evict", []byte("x"))
+	r := testutil.NewRequest(t, "POST", p.url+"/broadcast/cache/evict", []byte("x"))
 	r.Header.Set("X-Shard-Key", "6")
-	if a := do(t, client(t), r); a.status != 200 || a.header.Get(HeaderShard) != "web-2" {
-		t.Fatalf("status %d X-Shard %q, want 200 from web-2 only", a.status, a.header.Get(HeaderShard))
+	if a := testutil.Do(t, testutil.Client(t), r); a.Status != 200 || a.Header.Get(HeaderShard) != "web-2" {
+		t.Fatalf("status %d X-Shard %q, want 200 from web-2 only", a.Status, a.Header.Get(HeaderShard))
 	}
 	for i, s := range shards {
 		want := 0
 		if i == 2 {
 			want = 1
 		}
-		if got := len(s.requests()); got != want {
-			t.Errorf("%s received %d requests, want %d", s.name, got, want)
+		if got := len(s.Requests()); got != want {
+			t.Errorf("%s received %d requests, want %d", s.Name, got, want)
 		}
 	}
-	if a := do(t, client(t), newRequest(t, "POST", p.url+"/broadcast/x", nil)); a.status != 400 {
-		t.Errorf("keyless /broadcast/x on the data port: %d, want 400 no shard key", a.status)
+	if a := testutil.Do(t, testutil.Client(t), testutil.NewRequest(t, "POST", p.url+"/broadcast/x", nil)); a.Status != 400 {
+		t.Errorf("keyless /broadcast/x on the data port: %d, want 400 no shard key", a.Status)
 	}
 }

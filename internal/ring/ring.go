@@ -2,9 +2,9 @@
 //
 // It knows nothing of HTTP or Kubernetes: the input is an algorithm and the
 // shard names in ordinal order, the output is an immutable Ring. The placement
-// formulas are part of the public contract (DESIGN.md §3) because clients may
-// compute owners themselves, so changing what any algorithm returns for a key
-// is a breaking change.
+// formulas are part of the public contract, stated in the README, because
+// clients may compute owners themselves, so changing what any algorithm
+// returns for a key is a breaking change.
 package ring
 
 import (

@@ -1,13 +1,11 @@
-// Package proctest helps tests that run the shard-proxy binary as a
-// process: it builds the binary once per test binary and reads the
-// process's JSON log lines as they arrive. It is imported only by tests.
-package proctest
+package testutil
 
 import (
 	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -17,17 +15,15 @@ import (
 )
 
 // Builder builds a command once, on first use, so that test runs that never
-// start the process pay nothing. Safe for concurrent use.
+// start the process pay nothing. When the tests run with the race detector
+// (Race), so does the binary: a data race in the process then shows in its
+// output and its exit status (66). Safe for concurrent use.
 type Builder struct {
 	// Pkg is the package to build, relative to the test's directory.
 	Pkg string
-	// Race builds with the race detector, so that a data race in the
-	// process shows in its output (and its exit status 66).
-	Race bool
-	// Dir receives the binary; "" means a directory of the first test's.
-	Dir string
 
 	once sync.Once
+	dir  string // made on the first build; Remove deletes it
 	path string
 	err  error
 }
@@ -36,31 +32,48 @@ type Builder struct {
 func (b *Builder) Path(t testing.TB) string {
 	t.Helper()
 	b.once.Do(func() {
-		dir := b.Dir
-		if dir == "" {
-			dir = t.TempDir()
-		}
-		out := filepath.Join(dir, filepath.Base(filepath.Clean(b.Pkg)))
-		if b.Pkg == "." {
-			out = filepath.Join(dir, "shard-proxy")
-		}
-		args := []string{"build", "-o", out}
-		if b.Race {
-			args = append(args, "-race")
-		}
-		args = append(args, b.Pkg)
 		begin := time.Now()
-		if msg, err := exec.Command("go", args...).CombinedOutput(); err != nil {
-			b.err = fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, msg)
-			return
+		b.path, b.err = b.build()
+		if b.err == nil {
+			t.Logf("built %s (race=%v) in %v", b.path, Race, time.Since(begin).Round(time.Millisecond))
 		}
-		b.path = out
-		t.Logf("built %s (race=%v) in %v", out, b.Race, time.Since(begin).Round(time.Millisecond))
 	})
 	if b.err != nil {
 		t.Fatal(b.err)
 	}
 	return b.path
+}
+
+// build runs go build into a directory of the Builder's own, which outlives
+// the test that asked first: later tests run the same binary.
+func (b *Builder) build() (string, error) {
+	dir, err := os.MkdirTemp("", "shard-proxy-test-")
+	if err != nil {
+		return "", err
+	}
+	b.dir = dir
+	name := filepath.Base(filepath.Clean(b.Pkg))
+	if b.Pkg == "." {
+		name = "shard-proxy"
+	}
+	out := filepath.Join(dir, name)
+	args := []string{"build", "-o", out}
+	if Race {
+		args = append(args, "-race")
+	}
+	args = append(args, b.Pkg)
+	if msg, err := exec.Command("go", args...).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, msg)
+	}
+	return out, nil
+}
+
+// Remove deletes the binary and its directory, if Path built it. TestMain
+// calls it after the tests have run.
+func (b *Builder) Remove() {
+	if b.dir != "" {
+		os.RemoveAll(b.dir)
+	}
 }
 
 // Log collects a process's output (its io.Writer) and lets tests find and

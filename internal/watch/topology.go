@@ -22,6 +22,31 @@ type Shard struct {
 	// Ready reports whether the shard may take requests. A shard without an
 	// address is never ready.
 	Ready bool
+	// Protocol is how the shard is spoken to; "" means HTTP/1.1.
+	Protocol Protocol
+}
+
+// Protocol is the protocol a shard's port speaks.
+type Protocol string
+
+// The shard protocols.
+const (
+	// HTTP1 is HTTP/1.1 over TCP, the default.
+	HTTP1 Protocol = "http1"
+	// H2C is HTTP/2 over cleartext TCP with prior knowledge (gRPC shards);
+	// in Kubernetes, a port whose appProtocol is kubernetes.io/h2c or grpc.
+	H2C Protocol = "h2c"
+)
+
+// ParseProtocol parses a --shard-protocol value.
+func ParseProtocol(s string) (Protocol, error) {
+	switch Protocol(s) {
+	case HTTP1, H2C:
+		return Protocol(s), nil
+	case "":
+		return HTTP1, nil
+	}
+	return "", fmt.Errorf("%q: want http1 or h2c", s)
 }
 
 // Topology is one complete view of the sharded service. Replicas is N, the

@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/shard-proxy/shard-proxy/internal/ring"
+	"github.com/shard-proxy/shard-proxy/internal/testutil"
 	"github.com/shard-proxy/shard-proxy/test/kubeenv"
 )
 
@@ -162,8 +163,8 @@ func sampleKeys(n int) []string {
 	return keys
 }
 
-// owners computes, with the public formula (DESIGN §3: jump over the shard
-// names in ordinal order), the owning pod of each key for n replicas.
+// owners computes, with the public formula (the default jump ring over the
+// shard names in ordinal order), the owning pod of each key for n replicas.
 func owners(t *testing.T, n int, keys []string) map[string]string {
 	t.Helper()
 	names := make([]string, n)
@@ -195,17 +196,17 @@ func keysOf(keys []string, own map[string]string, pod string) (mine, others []st
 
 // routedTo checks that a is the answer of pod (at ip, unless ip is
 // invalid) to key: 200, X-Shard, X-Pod and the echoed body all name pod.
-func routedTo(a answer, key, pod string, ip netip.Addr) error {
-	if a.status != http.StatusOK {
+func routedTo(a testutil.Answer, key, pod string, ip netip.Addr) error {
+	if a.Status != http.StatusOK {
 		return fmt.Errorf("key %q: got %v; want 200 from %s", key, a, pod)
 	}
 	var pr kubeenv.PodResponse
-	if err := json.Unmarshal(a.body, &pr); err != nil {
-		return fmt.Errorf("key %q: body %q: %v", key, a.body, err)
+	if err := json.Unmarshal(a.Body, &pr); err != nil {
+		return fmt.Errorf("key %q: body %q: %v", key, a.Body, err)
 	}
-	if a.header.Get("X-Shard") != pod || a.header.Get("X-Pod") != pod || pr.Pod != pod {
+	if a.Header.Get("X-Shard") != pod || a.Header.Get("X-Pod") != pod || pr.Pod != pod {
 		return fmt.Errorf("key %q: X-Shard %q, X-Pod %q, body pod %q; want %s", key,
-			a.header.Get("X-Shard"), a.header.Get("X-Pod"), pr.Pod, pod)
+			a.Header.Get("X-Shard"), a.Header.Get("X-Pod"), pr.Pod, pod)
 	}
 	if pr.Headers["X-Shard-Key"] != key {
 		return fmt.Errorf("key %q: pod %s saw X-Shard-Key %q", key, pod, pr.Headers["X-Shard-Key"])
@@ -218,13 +219,13 @@ func routedTo(a answer, key, pod string, ip netip.Addr) error {
 
 // notReady checks that a is the proxy's answer for a key whose owner pod is
 // not ready: 503, Retry-After: 1, JSON {"error":"shard not ready","shard":pod}.
-func notReady(a answer, key, pod string) error {
+func notReady(a testutil.Answer, key, pod string) error {
 	var e errorAnswer
-	if a.status != http.StatusServiceUnavailable || a.header.Get("Retry-After") != "1" ||
-		a.header.Get("Content-Type") != "application/json" || a.header.Get("X-Shard") != pod ||
-		json.Unmarshal(a.body, &e) != nil || e.Error != "shard not ready" || e.Shard != pod {
+	if a.Status != http.StatusServiceUnavailable || a.Header.Get("Retry-After") != "1" ||
+		a.Header.Get("Content-Type") != "application/json" || a.Header.Get("X-Shard") != pod ||
+		json.Unmarshal(a.Body, &e) != nil || e.Error != "shard not ready" || e.Shard != pod {
 		return fmt.Errorf("key %q: got %v (Content-Type %q); want 503 shard not ready for %s with Retry-After: 1",
-			key, a, a.header.Get("Content-Type"), pod)
+			key, a, a.Header.Get("Content-Type"), pod)
 	}
 	return nil
 }
@@ -266,7 +267,7 @@ type guard struct {
 	failures []string
 }
 
-func startGuard(t *testing.T, p *proxy, keys []string, check func(key string, a answer) error) *guard {
+func startGuard(t *testing.T, p *proxy, keys []string, check func(key string, a testutil.Answer) error) *guard {
 	ctx, cancel := context.WithCancel(context.Background())
 	g := &guard{cancel: cancel, done: make(chan struct{}), statuses: map[int]int{}}
 	t.Cleanup(func() { // in case the test ends before stop
@@ -292,7 +293,7 @@ func startGuard(t *testing.T, p *proxy, keys []string, check func(key string, a 
 			}
 			g.mu.Lock()
 			g.total++
-			g.statuses[a.status]++
+			g.statuses[a.Status]++
 			if err != nil {
 				g.failures = append(g.failures, time.Now().Format("15:04:05.000")+" "+err.Error())
 			}
@@ -308,8 +309,8 @@ func startGuard(t *testing.T, p *proxy, keys []string, check func(key string, a 
 }
 
 // ownerCheck accepts only a 200 from the key's owner in own.
-func ownerCheck(own map[string]string) func(string, answer) error {
-	return func(k string, a answer) error { return routedTo(a, k, own[k], netip.Addr{}) }
+func ownerCheck(own map[string]string) func(string, testutil.Answer) error {
+	return func(k string, a testutil.Answer) error { return routedTo(a, k, own[k], netip.Addr{}) }
 }
 
 // stop ends the guard, logs what it saw and fails t if any check failed.

@@ -1,14 +1,13 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -16,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shard-proxy/shard-proxy/internal/proctest"
+	"github.com/shard-proxy/shard-proxy/internal/testutil"
 )
 
 // Deadlines for the proxy process. They bound waits on conditions; a
@@ -26,27 +25,17 @@ const (
 	stopTimeout  = 20 * time.Second // SIGTERM to exit
 )
 
-// binDir is where TestMain lets the proxy binary be built.
-var binDir string
-
 // proxyBuild builds the binary once per test binary, on first use, so that
 // -short runs and skipped environments never pay for it; with -race when
 // the tests run with it.
-var proxyBuild = &proctest.Builder{Pkg: "../../cmd/shard-proxy", Race: raceEnabled}
-
-// proxyBinary returns the path of the shard-proxy binary built from this tree.
-func proxyBinary(t *testing.T) string {
-	t.Helper()
-	proxyBuild.Dir = binDir
-	return proxyBuild.Path(t)
-}
+var proxyBuild = &testutil.Builder{Pkg: "../../cmd/shard-proxy"}
 
 // proxy is one running shard-proxy process.
 type proxy struct {
 	name  string
 	data  string // http://127.0.0.1:port of the data plane
 	admin string // http://127.0.0.1:port of the admin plane
-	logs  *proctest.Log
+	logs  *testutil.Log
 
 	cmd      *exec.Cmd
 	exited   chan struct{} // closed when the process has exited
@@ -92,15 +81,12 @@ func launchProxy(t *testing.T, name, kubeconfig, ns string, extra ...string) *pr
 	}, extra...)
 	p := &proxy{
 		name:   name,
-		logs:   proctest.NewLog(),
+		logs:   testutil.NewLog(),
 		exited: make(chan struct{}),
-		client: &http.Client{
-			Timeout:   10 * time.Second,
-			Transport: &http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: 30 * time.Second},
-		},
+		client: testutil.Client(t),
 	}
-	p.cmd = exec.Command(proxyBinary(t), args...)
-	p.cmd.Env = proxyEnv()
+	p.cmd = exec.Command(proxyBuild.Path(t), args...)
+	p.cmd.Env = testutil.ChildEnv()
 	p.cmd.Stdout = p.logs
 	p.cmd.Stderr = p.logs
 	// Pdeathsig: no proxy outlives a test binary that dies without cleanups.
@@ -124,18 +110,6 @@ func launchProxy(t *testing.T, name, kubeconfig, ns string, extra ...string) *pr
 	p.data, p.admin = "http://"+listen, "http://"+adminListen
 	t.Logf("proxy %s: data %s, admin %s", name, p.data, p.admin)
 	return p
-}
-
-// proxyEnv is the test's environment without SHARD_PROXY_* variables, which
-// would set flags behind the test's back.
-func proxyEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "SHARD_PROXY_") {
-			env = append(env, kv)
-		}
-	}
-	return env
 }
 
 // stop sends SIGTERM and checks that the proxy exits cleanly, without a
@@ -168,23 +142,16 @@ func (p *proxy) stopNow(t *testing.T) {
 // waitLog waits for the first JSON log line whose msg is msg and returns it.
 func (p *proxy) waitLog(t *testing.T, timeout time.Duration, msg string) map[string]any {
 	t.Helper()
-	deadline := time.After(timeout)
-	for {
-		rec, more := p.logs.Find(msg)
-		if rec != nil {
-			return rec
-		}
+	rec, err := p.logs.Wait(msg, p.exited, timeout)
+	if err != nil {
 		select {
-		case <-more:
 		case <-p.exited:
-			if rec, _ := p.logs.Find(msg); rec != nil {
-				return rec
-			}
-			t.Fatalf("proxy %s exited (%v) before logging %q; log:\n%s", p.name, p.err, msg, p.logs.Tail(40))
-		case <-deadline:
-			t.Fatalf("proxy %s: no %q log line after %v; log:\n%s", p.name, msg, timeout, p.logs.Tail(40))
+			err = fmt.Errorf("%w (%v)", err, p.err)
+		default:
 		}
+		t.Fatalf("proxy %s: %v; log:\n%s", p.name, err, p.logs.Tail(40))
 	}
+	return rec
 }
 
 // The admin plane's answers, as the README documents them.
@@ -236,12 +203,12 @@ type errorAnswer struct {
 }
 
 func (p *proxy) readyz(ctx context.Context) error {
-	status, body, err := p.do(ctx, http.MethodGet, p.admin+"/readyz", nil, nil)
+	a, err := p.do(ctx, http.MethodGet, p.admin+"/readyz", nil, nil)
 	if err != nil {
 		return err
 	}
-	if status != http.StatusOK {
-		return fmt.Errorf("/readyz: %d %s", status, body)
+	if a.Status != http.StatusOK {
+		return fmt.Errorf("/readyz: %v", a)
 	}
 	return nil
 }
@@ -259,15 +226,15 @@ func (p *proxy) locate(ctx context.Context, key string) (locateAnswer, error) {
 }
 
 func (p *proxy) adminJSON(ctx context.Context, path string, v any) error {
-	status, body, err := p.do(ctx, http.MethodGet, p.admin+path, nil, nil)
+	a, err := p.do(ctx, http.MethodGet, p.admin+path, nil, nil)
 	if err != nil {
 		return err
 	}
-	if status != http.StatusOK {
-		return fmt.Errorf("GET %s: %d %s", path, status, body)
+	if a.Status != http.StatusOK {
+		return fmt.Errorf("GET %s: %v", path, a)
 	}
-	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("GET %s: %w: %s", path, err, body)
+	if err := json.Unmarshal(a.Body, v); err != nil {
+		return fmt.Errorf("GET %s: %w: %s", path, err, a.Body)
 	}
 	return nil
 }
@@ -275,68 +242,39 @@ func (p *proxy) adminJSON(ctx context.Context, path string, v any) error {
 // broadcast sends method to /broadcast/<pathQuery> on the admin plane.
 func (p *proxy) broadcast(ctx context.Context, method, pathQuery, body string) (int, broadcastReport, error) {
 	var rep broadcastReport
-	status, raw, err := p.do(ctx, method, p.admin+"/broadcast/"+strings.TrimPrefix(pathQuery, "/"),
+	a, err := p.do(ctx, method, p.admin+"/broadcast/"+strings.TrimPrefix(pathQuery, "/"),
 		http.Header{"Content-Type": {"application/json"}}, strings.NewReader(body))
 	if err != nil {
 		return 0, rep, err
 	}
-	if err := json.Unmarshal(raw, &rep); err != nil {
-		return status, rep, fmt.Errorf("broadcast report: %w: %s", err, raw)
+	if err := json.Unmarshal(a.Body, &rep); err != nil {
+		return a.Status, rep, fmt.Errorf("broadcast report: %w: %s", err, a.Body)
 	}
-	return status, rep, nil
+	return a.Status, rep, nil
 }
 
-func (p *proxy) do(ctx context.Context, method, u string, h http.Header, body io.Reader) (int, []byte, error) {
+func (p *proxy) do(ctx context.Context, method, u string, h http.Header, body io.Reader) (testutil.Answer, error) {
 	req, err := http.NewRequestWithContext(ctx, method, u, body)
 	if err != nil {
-		return 0, nil, err
+		return testutil.Answer{}, err
 	}
-	for k, v := range h {
-		req.Header[k] = v
-	}
-	resp, err := p.client.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, raw, err
-}
-
-// answer is a data-plane response.
-type answer struct {
-	status int
-	header http.Header
-	body   []byte
-}
-
-func (a answer) String() string {
-	return fmt.Sprintf("%d X-Shard=%q X-Pod=%q Retry-After=%q %s", a.status, a.header.Get("X-Shard"),
-		a.header.Get("X-Pod"), a.header.Get("Retry-After"), bytes.TrimSpace(a.body))
+	maps.Copy(req.Header, h)
+	return testutil.Read(p.client, req)
 }
 
 // send sends GET /accounts/<key> with the key in X-Shard-Key, the
 // proxy's default key rule, through the data plane.
-func (p *proxy) send(ctx context.Context, key string) (answer, error) {
+func (p *proxy) send(ctx context.Context, key string) (testutil.Answer, error) {
 	return p.sendClient(ctx, p.client, key)
 }
 
-func (p *proxy) sendClient(ctx context.Context, c *http.Client, key string) (answer, error) {
+func (p *proxy) sendClient(ctx context.Context, c *http.Client, key string) (testutil.Answer, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.data+"/accounts/"+url.PathEscape(key), nil)
 	if err != nil {
-		return answer{}, err
+		return testutil.Answer{}, err
 	}
 	req.Header.Set("X-Shard-Key", key)
-	resp, err := c.Do(req)
-	if err != nil {
-		return answer{}, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return answer{}, err
-	}
-	return answer{status: resp.StatusCode, header: resp.Header, body: body}, nil
+	return testutil.Read(c, req)
 }
 
 // waitShards polls /shards until cond accepts it and returns that answer.

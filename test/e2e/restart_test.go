@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/shard-proxy/shard-proxy/internal/testutil"
 	"github.com/shard-proxy/shard-proxy/test/kubeenv"
 )
 
@@ -55,7 +56,7 @@ func testPodRestart(t *testing.T, env *kubeenv.Env) {
 
 		// Deleted and replaced: the replacement inherits "not ready", so
 		// the keys get 503 from the deletion until it is made ready.
-		down := startGuard(t, p, mine, func(k string, a answer) error { return notReady(a, k, pod) })
+		down := startGuard(t, p, mine, func(k string, a testutil.Answer) error { return notReady(a, k, pod) })
 		newIP := f.deletePod(t, pod)
 		newAddr := netip.AddrPortFrom(newIP, 8080).String()
 		p.waitShards(t, podTimeout, pod+" at its new address, not ready", shardIs(pod, false, newAddr))
@@ -80,7 +81,7 @@ func testPodRestart(t *testing.T, env *kubeenv.Env) {
 		g := startGuard(t, p, others, ownerCheck(own))
 		defer g.stop(t, "other shards' keys")
 
-		down := startGuard(t, p, mine, func(k string, a answer) error { return ownerOrError(a, k, pod) })
+		down := startGuard(t, p, mine, func(k string, a testutil.Answer) error { return ownerOrError(a, k, pod) })
 		newIP := f.deletePod(t, pod)
 		newAddr := netip.AddrPortFrom(newIP, 8080).String()
 		p.waitShards(t, podTimeout, pod+" ready at its new address", shardIs(pod, true, newAddr))
@@ -102,21 +103,21 @@ func testPodRestart(t *testing.T, env *kubeenv.Env) {
 
 // ownerOrError accepts what a key of a pod that just went away may get: an
 // answer from that pod, or the proxy's 502, 503 or 504 naming it.
-func ownerOrError(a answer, key, pod string) error {
+func ownerOrError(a testutil.Answer, key, pod string) error {
 	wantErr := map[int]string{
 		http.StatusBadGateway:         "shard unreachable",
 		http.StatusServiceUnavailable: "shard not ready",
 		http.StatusGatewayTimeout:     "shard timeout",
 	}
-	if a.status == http.StatusOK {
+	if a.Status == http.StatusOK {
 		return routedTo(a, key, pod, netip.Addr{})
 	}
-	want, ok := wantErr[a.status]
+	want, ok := wantErr[a.Status]
 	var e errorAnswer
-	if !ok || json.Unmarshal(a.body, &e) != nil || e.Error != want || e.Shard != pod || a.header.Get("X-Shard") != pod {
+	if !ok || json.Unmarshal(a.Body, &e) != nil || e.Error != want || e.Shard != pod || a.Header.Get("X-Shard") != pod {
 		return fmt.Errorf("key %q of %s: got %v", key, pod, a)
 	}
-	if a.status == http.StatusServiceUnavailable {
+	if a.Status == http.StatusServiceUnavailable {
 		return notReady(a, key, pod)
 	}
 	return nil

@@ -167,7 +167,7 @@ func (f *fixture) probeRoute(ctx context.Context, p *proxy, key, newOwner string
 				defer func() { <-inFlight }()
 				a, err := p.sendClient(ctx, client, key)
 				at := time.Since(begin)
-				if err != nil || a.header.Get("X-Shard") != newOwner {
+				if err != nil || a.Header.Get("X-Shard") != newOwner {
 					return
 				}
 				mu.Lock()
@@ -175,7 +175,7 @@ func (f *fixture) probeRoute(ctx context.Context, p *proxy, key, newOwner string
 				if cv.route == 0 || at < cv.route {
 					cv.route = at
 				}
-				if a.status == http.StatusOK && a.header.Get("X-Pod") == newOwner {
+				if a.Status == http.StatusOK && a.Header.Get("X-Pod") == newOwner {
 					if cv.serve == 0 || at < cv.serve {
 						cv.serve = at
 					}

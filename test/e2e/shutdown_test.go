@@ -14,8 +14,10 @@ import (
 // (0.8 s doubling to 30 s, with jitter) is in one of its long waits.
 const longOutage = 30 * time.Second
 
-// shutdownSlack is what exiting may take beyond --shutdown-timeout: a
-// race-detector build sleeps 1 s at exit (GORACE atexit_sleep_ms).
+// shutdownSlack is what exiting may take beyond --shutdown-timeout on two
+// busy cores with a race-detector build: closing the listeners and the
+// watches, and the process exit itself (testutil.ChildEnv turns off the
+// race detector's sleep at exit).
 const shutdownSlack = 3 * time.Second
 
 // testShutdownDuringOutage: SIGTERM while the API server has been down for a

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # provision.sh prepares this machine for the Kubernetes end-to-end tests
-# (DESIGN §10): etcd from Debian's etcd-server package, iproute2 for the pod
+# (test/kubeenv): etcd from Debian's etcd-server package, iproute2 for the pod
 # network namespace, and kube-apiserver + kube-controller-manager built from
 # the k8s.io/kubernetes module pinned in test/tools into a cache directory.
 #

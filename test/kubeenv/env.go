@@ -1,5 +1,6 @@
-// Package kubeenv runs a real local Kubernetes control plane for tests
-// (DESIGN §10): etcd, kube-apiserver and kube-controller-manager as child
+// Package kubeenv runs a real local Kubernetes control plane for tests, so
+// that the watcher meets a real API server and real controllers rather than
+// a fake clientset: etcd, kube-apiserver and kube-controller-manager as child
 // processes on loopback, a network namespace for pod IPs, and a fake
 // kubelet and scheduler that turn Pods into real HTTP servers in that
 // namespace. StatefulSets create real Pods, and the EndpointSlice controller

@@ -10,6 +10,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -18,14 +19,13 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
-	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/valyala/fasthttp"
 
 	"github.com/shard-proxy/shard-proxy/internal/proxy"
+	"github.com/shard-proxy/shard-proxy/internal/watch"
 	"github.com/shard-proxy/shard-proxy/internal/watch/static"
 )
 
@@ -50,11 +50,12 @@ func run() error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	px, err := proxy.New(proxy.Config{Keys: rules, Registerer: prometheus.NewRegistry(), Logger: log})
+	reg := prometheus.NewRegistry()
+	px, err := proxy.New(proxy.Config{Keys: rules, Registerer: reg, Logger: log})
 	if err != nil {
 		return err
 	}
-	src, err := static.Parse(*shards)
+	src, err := static.Parse(*shards, watch.HTTP1)
 	if err != nil {
 		return err
 	}
@@ -62,21 +63,14 @@ func run() error {
 		return err
 	}
 
-	// Counting in a wrapper costs one atomic add per request, which is
-	// noise next to a forward and gives the exact denominator.
-	var served atomic.Uint64
-	srv := px.Server()
-	handler := srv.Handler
-	srv.Handler = func(ctx *fasthttp.RequestCtx) {
-		handler(ctx)
-		served.Add(1)
-	}
+	// The proxy's own requests_total is the exact denominator.
+	served := func() uint64 { return requestsTotal(reg) }
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err
 	}
 	go func() {
-		if err := srv.Serve(ln); err != nil {
+		if err := px.Serve(ln); err != nil && !errors.Is(err, proxy.ErrServerClosed) {
 			log.Error("serve", "err", err)
 		}
 	}()
@@ -101,7 +95,7 @@ func run() error {
 	}
 	var m0, m1 runtime.MemStats
 	runtime.ReadMemStats(&m0)
-	n0, t0 := served.Load(), time.Now()
+	n0, t0 := served(), time.Now()
 	if err := pprof.StartCPUProfile(cpu); err != nil {
 		return err
 	}
@@ -109,7 +103,7 @@ func run() error {
 	<-stop.Done()
 	pprof.StopCPUProfile()
 	elapsed := time.Since(t0)
-	n := served.Load() - n0
+	n := served() - n0
 	runtime.ReadMemStats(&m1)
 	if err := cpu.Close(); err != nil {
 		return err
@@ -129,7 +123,7 @@ func run() error {
 		m1.NumGC-m0.NumGC, m1.GCCPUFraction, float64(m1.HeapInuse)/(1<<20), float64(m1.Sys)/(1<<20))
 	ctx, done := context.WithTimeout(context.Background(), 2*time.Second)
 	defer done()
-	_ = srv.ShutdownWithContext(ctx)
+	_ = px.Shutdown(ctx)
 	px.Close()
 	return nil
 }
@@ -146,4 +140,22 @@ func writeHeap(path string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// requestsTotal sums shard_proxy_requests_total over every shard and code.
+func requestsTotal(g prometheus.Gatherer) uint64 {
+	mfs, err := g.Gather()
+	if err != nil {
+		return 0
+	}
+	var n float64
+	for _, mf := range mfs {
+		if mf.GetName() != "shard_proxy_requests_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			n += m.GetCounter().GetValue()
+		}
+	}
+	return uint64(n)
 }

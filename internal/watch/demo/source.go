@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"sync"
+	"time"
 
 	"github.com/shard-proxy/shard-proxy/internal/watch"
-	"github.com/valyala/fasthttp"
 )
 
 // Demo runs N in-process HTTP shards on loopback (--demo N), named demo-0…,
@@ -18,9 +20,9 @@ import (
 type Source struct {
 	// N is the number of shards.
 	N int
-	// Key, if set, tells each shard the key it would be routed by, so the
-	// answer can show it.
-	Key func(*fasthttp.Request) string
+	// Key, if set, tells each shard the key it would be routed by (given
+	// the request and its body), so the answer can show it.
+	Key func(r *http.Request, body []byte) string
 }
 
 var _ watch.Source = (*Source)(nil)
@@ -41,19 +43,13 @@ func (d *Source) Run(ctx context.Context, publish watch.Publish) error {
 		return errors.New("demo needs at least one shard")
 	}
 	var (
-		servers   []*fasthttp.Server
-		listeners []net.Listener
-		wg        sync.WaitGroup
-		topo      = watch.Topology{Replicas: d.N}
+		servers []*http.Server
+		wg      sync.WaitGroup
+		topo    = watch.Topology{Replicas: d.N}
 	)
-	// Shutdown before Serve has registered a listener does not close it,
-	// so the listeners are closed here too.
 	stop := func() {
 		for _, s := range servers {
-			_ = s.Shutdown()
-		}
-		for _, ln := range listeners {
-			_ = ln.Close()
+			_ = s.Close()
 		}
 	}
 	for i := range d.N {
@@ -63,9 +59,8 @@ func (d *Source) Run(ctx context.Context, publish watch.Publish) error {
 			wg.Wait()
 			return fmt.Errorf("demo shard %d: %w", i, err)
 		}
-		listeners = append(listeners, ln)
 		name := fmt.Sprintf("demo-%d", i)
-		srv := &fasthttp.Server{Handler: d.handler(name), NoDefaultServerHeader: true}
+		srv := &http.Server{Handler: d.handler(name), ReadHeaderTimeout: 10 * time.Second}
 		servers = append(servers, srv)
 		wg.Go(func() { _ = srv.Serve(ln) })
 		topo.Shards = append(topo.Shards, watch.Shard{Ordinal: i, Name: name, Addr: ln.Addr().String(), Ready: true})
@@ -82,20 +77,18 @@ func (d *Source) Run(ctx context.Context, publish watch.Publish) error {
 	return nil
 }
 
-func (d *Source) handler(name string) fasthttp.RequestHandler {
-	return func(ctx *fasthttp.RequestCtx) {
-		a := Answer{
-			Shard:  name,
-			Method: string(ctx.Method()),
-			Path:   string(ctx.Path()),
-			Query:  string(ctx.URI().QueryString()),
-			Bytes:  len(ctx.PostBody()),
-		}
+// maxDemoBody caps what a demo shard reads of a body.
+const maxDemoBody = 1 << 20
+
+func (d *Source) handler(name string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(io.LimitReader(r.Body, maxDemoBody))
+		a := Answer{Shard: name, Method: r.Method, Path: r.URL.EscapedPath(), Query: r.URL.RawQuery, Bytes: len(body)}
 		if d.Key != nil {
-			a.Key = d.Key(&ctx.Request)
+			a.Key = d.Key(r, body)
 		}
-		body, _ := json.Marshal(a)
-		ctx.SetContentType("application/json")
-		ctx.SetBody(append(body, '\n'))
-	}
+		out, _ := json.Marshal(a)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(append(out, '\n'))
+	})
 }

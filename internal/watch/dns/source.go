@@ -48,6 +48,8 @@ type Source struct {
 	Interval time.Duration
 	// LookupTimeout bounds one name's lookup; 0 means DefaultLookupTimeout.
 	LookupTimeout time.Duration
+	// Protocol is what every shard speaks; "" means watch.HTTP1.
+	Protocol watch.Protocol
 	// Resolver resolves names; nil means net.DefaultResolver.
 	Resolver Resolver
 	// Logger; nil means slog.Default().
@@ -165,7 +167,7 @@ func (d *Source) resolve(ctx context.Context) (watch.Topology, []string) {
 // lookup resolves ordinal i; problem says why it has no address.
 func (d *Source) lookup(ctx context.Context, res Resolver, i int) (sh watch.Shard, problem string) {
 	name := d.Name(i)
-	sh = watch.Shard{Ordinal: i, Name: strings.SplitN(name, ".", 2)[0]}
+	sh = watch.Shard{Ordinal: i, Name: strings.SplitN(name, ".", 2)[0], Protocol: cmp.Or(d.Protocol, watch.HTTP1)}
 	addrs, err := res.LookupHost(ctx, name)
 	switch {
 	case err != nil:

@@ -122,9 +122,9 @@ func TestDNSSource(t *testing.T) {
 	}
 	first := next("first resolution")
 	want := []watch.Shard{
-		{Ordinal: 0, Name: "web-0", Addr: "10.244.0.10:8080", Ready: true},
-		{Ordinal: 1, Name: "web-1"},
-		{Ordinal: 2, Name: "web-2", Addr: "10.244.0.12:8080", Ready: true},
+		{Ordinal: 0, Name: "web-0", Addr: "10.244.0.10:8080", Ready: true, Protocol: watch.HTTP1},
+		{Ordinal: 1, Name: "web-1", Protocol: watch.HTTP1},
+		{Ordinal: 2, Name: "web-2", Addr: "10.244.0.12:8080", Ready: true, Protocol: watch.HTTP1},
 	}
 	if first.Replicas != 3 || len(first.Shards) != 3 {
 		t.Fatalf("topology %+v, want 3 replicas", first)

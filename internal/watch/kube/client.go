@@ -17,11 +17,11 @@ import (
 // a ServiceAccount token.
 const inClusterNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
-// NewKubeClient builds a clientset the way DESIGN §5 says: from kubeconfig
-// when given (--kubeconfig), else from the in-cluster ServiceAccount, else
-// from $KUBECONFIG, else from ~/.kube/config. It also returns the namespace
-// to use when --namespace is not given: the pod's own namespace in cluster,
-// else the kubeconfig context's namespace, else "default".
+// NewClient builds a clientset from kubeconfig when given (--kubeconfig),
+// else from the in-cluster ServiceAccount, else from $KUBECONFIG, else from
+// ~/.kube/config. It also returns the namespace to use when --namespace is
+// not given: the pod's own namespace in cluster, else the kubeconfig
+// context's namespace, else "default".
 func NewClient(kubeconfig string) (kubernetes.Interface, string, error) {
 	cfg, ns, err := kubeRESTConfig(kubeconfig)
 	if err != nil {

@@ -28,8 +28,8 @@ func writeTestKubeconfig(t *testing.T, path, server, ns string) {
 	}
 }
 
-// TestKubeRESTConfig checks the resolution order of DESIGN §5 outside a
-// cluster: --kubeconfig, else $KUBECONFIG, else ~/.kube/config; and the
+// TestKubeRESTConfig checks the resolution order NewClient documents, outside
+// a cluster: --kubeconfig, else $KUBECONFIG, else ~/.kube/config; and the
 // namespace from the context, else "default". In-cluster config needs a
 // pod's mounted token and is exercised by the deployment, not here.
 func TestKubeRESTConfig(t *testing.T) {

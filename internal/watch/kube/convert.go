@@ -42,6 +42,7 @@ type kubeEndpoint struct {
 	ordinal int
 	addr    string // host:port, "" when the slice has no usable port
 	ready   bool
+	proto   watch.Protocol
 }
 
 // endpointsFrom extracts the endpoints of the StatefulSet's pods from one
@@ -49,13 +50,13 @@ type kubeEndpoint struct {
 // port matching the wanted one, its endpoints are returned without an
 // address (so not ready) and problem says why.
 func endpointsFrom(slice *discoveryv1.EndpointSlice, set kubeSet, port string) (eps []kubeEndpoint, problem string) {
-	portNum, problem := slicePort(slice, port)
+	portNum, proto, problem := slicePort(slice, port)
 	for _, ep := range slice.Endpoints {
 		ordinal, ok := podOrdinal(endpointPodName(ep), set)
 		if !ok || len(ep.Addresses) == 0 {
 			continue
 		}
-		ke := kubeEndpoint{ordinal: ordinal}
+		ke := kubeEndpoint{ordinal: ordinal, proto: proto}
 		if portNum != 0 {
 			// Only the first address has defined semantics (EndpointSlice API).
 			ke.addr = net.JoinHostPort(ep.Addresses[0], strconv.Itoa(portNum))
@@ -108,10 +109,11 @@ func podOrdinal(pod string, set kubeSet) (int, bool) {
 	return n, true
 }
 
-// slicePort picks the port number to use from a slice's ports: the one
-// named or numbered port, or with port "" the only TCP port. It returns 0
-// and a reason when there is no such port or the choice is ambiguous.
-func slicePort(slice *discoveryv1.EndpointSlice, port string) (int, string) {
+// slicePort picks the port to use from a slice's ports: the one named or
+// numbered port, or with port "" the only TCP port. It returns its number
+// and protocol, or 0 and a reason when there is no such port or the choice
+// is ambiguous.
+func slicePort(slice *discoveryv1.EndpointSlice, port string) (int, watch.Protocol, string) {
 	var tcp []discoveryv1.EndpointPort
 	for _, p := range slice.Ports {
 		if p.Port != nil && (p.Protocol == nil || *p.Protocol == corev1.ProtocolTCP) {
@@ -121,21 +123,33 @@ func slicePort(slice *discoveryv1.EndpointSlice, port string) (int, string) {
 	if port == "" {
 		switch len(tcp) {
 		case 1:
-			return int(*tcp[0].Port), ""
+			return int(*tcp[0].Port), portProtocol(tcp[0]), ""
 		case 0:
-			return 0, fmt.Sprintf("EndpointSlice %s has no TCP port", slice.Name)
+			return 0, "", fmt.Sprintf("EndpointSlice %s has no TCP port", slice.Name)
 		default:
-			return 0, fmt.Sprintf("EndpointSlice %s has %d TCP ports (%s); choose one with --port", slice.Name, len(tcp), portList(tcp))
+			return 0, "", fmt.Sprintf("EndpointSlice %s has %d TCP ports (%s); choose one with --port", slice.Name, len(tcp), portList(tcp))
 		}
 	}
 	// Port names must contain a letter, so a number can only mean a number.
 	num, numErr := strconv.Atoi(port)
 	for _, p := range tcp {
 		if (numErr == nil && int(*p.Port) == num) || (p.Name != nil && *p.Name == port) {
-			return int(*p.Port), ""
+			return int(*p.Port), portProtocol(p), ""
 		}
 	}
-	return 0, fmt.Sprintf("EndpointSlice %s has no TCP port %q (it has %s)", slice.Name, port, portList(tcp))
+	return 0, "", fmt.Sprintf("EndpointSlice %s has no TCP port %q (it has %s)", slice.Name, port, portList(tcp))
+}
+
+// portProtocol reads a port's appProtocol: kubernetes.io/h2c and grpc mean
+// HTTP/2 over cleartext; anything else (or none) HTTP/1.1.
+func portProtocol(p discoveryv1.EndpointPort) watch.Protocol {
+	if p.AppProtocol != nil {
+		switch strings.ToLower(*p.AppProtocol) {
+		case "kubernetes.io/h2c", "grpc":
+			return watch.H2C
+		}
+	}
+	return watch.HTTP1
 }
 
 func portList(ports []discoveryv1.EndpointPort) string {
@@ -181,10 +195,11 @@ func kubeTopology(sts *appsv1.StatefulSet, epSlices []*discoveryv1.EndpointSlice
 		ordinal := set.start + i
 		ep := best[ordinal]
 		topo.Shards[i] = watch.Shard{
-			Ordinal: ordinal,
-			Name:    set.name + "-" + strconv.Itoa(ordinal),
-			Addr:    ep.addr,
-			Ready:   ep.ready && ep.addr != "",
+			Ordinal:  ordinal,
+			Name:     set.name + "-" + strconv.Itoa(ordinal),
+			Addr:     ep.addr,
+			Ready:    ep.ready && ep.addr != "",
+			Protocol: cmp.Or(ep.proto, watch.HTTP1),
 		}
 	}
 	slices.Sort(problems)

@@ -51,6 +51,7 @@ type testPort struct {
 	name  string
 	num   int32
 	proto corev1.Protocol
+	app   string // appProtocol
 }
 
 func testSlice(name string, ports []testPort, eps ...discoveryv1.Endpoint) *discoveryv1.EndpointSlice {
@@ -64,6 +65,9 @@ func testSlice(name string, ports []testPort, eps ...discoveryv1.Endpoint) *disc
 		if p.proto != "" {
 			ep.Protocol = ptrTo(p.proto)
 		}
+		if p.app != "" {
+			ep.AppProtocol = ptrTo(p.app)
+		}
 		s.Ports = append(s.Ports, ep)
 	}
 	return s
@@ -72,7 +76,22 @@ func testSlice(name string, ports []testPort, eps ...discoveryv1.Endpoint) *disc
 var testHTTPPort = []testPort{{name: "http", num: 8080, proto: corev1.ProtocolTCP}}
 
 func testShard(ordinal int, addr string, ready bool) watch.Shard {
-	return watch.Shard{Ordinal: ordinal, Name: "web-" + strconv.Itoa(ordinal), Addr: addr, Ready: ready}
+	return watch.Shard{Ordinal: ordinal, Name: "web-" + strconv.Itoa(ordinal), Addr: addr, Ready: ready, Protocol: watch.HTTP1}
+}
+
+// TestPortProtocol: appProtocol kubernetes.io/h2c and grpc make a shard
+// h2c; anything else is HTTP/1.1.
+func TestPortProtocol(t *testing.T) {
+	for app, want := range map[string]watch.Protocol{
+		"": watch.HTTP1, "kubernetes.io/h2c": watch.H2C, "grpc": watch.H2C, "GRPC": watch.H2C,
+		"http": watch.HTTP1, "kubernetes.io/ws": watch.HTTP1,
+	} {
+		slice := testSlice("web-a", []testPort{{name: "api", num: 9000, app: app}}, testEP("web-0", "10.0.0.1"))
+		topo, problems := kubeTopology(testSts("web", ptrTo(int32(1)), 0), []*discoveryv1.EndpointSlice{slice}, "api")
+		if len(problems) > 0 || topo.Shards[0].Protocol != want {
+			t.Errorf("appProtocol %q: shard %+v, problems %v; want protocol %s", app, topo.Shards[0], problems, want)
+		}
+	}
 }
 
 func TestKubeTopology(t *testing.T) {
@@ -148,8 +167,8 @@ func TestKubeTopology(t *testing.T) {
 				testSlice("a", testHTTPPort, testEP("web-5", "10.0.0.5"), testEP("web-6", "10.0.0.6"), testEP("web-0", "10.0.0.9"), testEP("web-7", "10.0.0.7")),
 			},
 			want: watch.Topology{Replicas: 2, Shards: []watch.Shard{
-				{Ordinal: 5, Name: "web-5", Addr: "10.0.0.5:8080", Ready: true},
-				{Ordinal: 6, Name: "web-6", Addr: "10.0.0.6:8080", Ready: true},
+				{Ordinal: 5, Name: "web-5", Addr: "10.0.0.5:8080", Ready: true, Protocol: watch.HTTP1},
+				{Ordinal: 6, Name: "web-6", Addr: "10.0.0.6:8080", Ready: true, Protocol: watch.HTTP1},
 			}},
 		},
 		{

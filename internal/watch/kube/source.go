@@ -129,8 +129,6 @@ type informerSet struct {
 	slices    cache.SharedIndexInformer
 	stsList   appslisters.StatefulSetNamespaceLister
 	sliceList discoverylisters.EndpointSliceNamespaceLister
-	// lastErr is the last lister error logged, so one is logged once.
-	lastErr string
 }
 
 func (k *Source) informers() *informerSet {

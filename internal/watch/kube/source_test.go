@@ -241,7 +241,7 @@ func TestKubeSourceOrdinalsStart(t *testing.T) {
 		}
 		for i, s := range topo.Shards {
 			ip, _ := kubelet.PodIP(s.Name)
-			want := watch.Shard{Ordinal: 5 + i, Name: "shard-" + strconv.Itoa(5+i), Addr: netip.AddrPortFrom(ip, 7000).String(), Ready: true}
+			want := watch.Shard{Ordinal: 5 + i, Name: "shard-" + strconv.Itoa(5+i), Addr: netip.AddrPortFrom(ip, 7000).String(), Ready: true, Protocol: watch.HTTP1}
 			if s != want {
 				return fmt.Errorf("shard %d is %+v, want %+v", i, s, want)
 			}
@@ -336,7 +336,7 @@ func TestKubeRunStops(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	want := []watch.Topology{{}, {Replicas: 2, Shards: []watch.Shard{{Ordinal: 0, Name: "web-0"}, {Ordinal: 1, Name: "web-1"}}}}
+	want := []watch.Topology{{}, {Replicas: 2, Shards: []watch.Shard{{Ordinal: 0, Name: "web-0", Protocol: watch.HTTP1}, {Ordinal: 1, Name: "web-1", Protocol: watch.HTTP1}}}}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("published %+v, want %+v", got, want)
 	}

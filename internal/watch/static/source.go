@@ -1,6 +1,7 @@
 package static
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
@@ -19,16 +20,16 @@ type Source struct {
 
 var _ watch.Source = (*Source)(nil)
 
-// ParseStatic parses "http://10.0.0.1:8080,10.0.0.2:8080": each entry is an
+// Parse parses "http://10.0.0.1:8080,10.0.0.2:8080": each entry is an
 // http URL with host and port and no path, or a bare host:port.
-func Parse(list string) (*Source, error) {
+func Parse(list string, proto watch.Protocol) (*Source, error) {
 	var t watch.Topology
 	for i, raw := range strings.Split(list, ",") {
 		addr, err := shardAddr(strings.TrimSpace(raw))
 		if err != nil {
 			return nil, fmt.Errorf("--shards entry %d %q: %w", i+1, raw, err)
 		}
-		t.Shards = append(t.Shards, watch.Shard{Ordinal: i, Name: fmt.Sprintf("shard-%d", i), Addr: addr, Ready: true})
+		t.Shards = append(t.Shards, watch.Shard{Ordinal: i, Name: fmt.Sprintf("shard-%d", i), Addr: addr, Ready: true, Protocol: cmp.Or(proto, watch.HTTP1)})
 	}
 	t.Replicas = len(t.Shards)
 	return &Source{topo: t}, nil

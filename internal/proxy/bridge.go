@@ -1,0 +1,207 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"net/url"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/shard-proxy/shard-proxy/internal/proxy/h1"
+)
+
+// bridge forwards an HTTP/1.1 request to a shard that speaks HTTP/2 (h2c),
+// where bytes cannot be relayed as they are: the request goes through the
+// backend's HTTP/2 transport and the answer is written back as HTTP/1.1,
+// with its body streamed (Content-Length when the shard gave one, chunked
+// otherwise, so trailers survive) and 1xx answers relayed.
+func (x *exchange) bridge() bool {
+	cc := x.cc
+	if x.upgrade {
+		return x.fail(nil, ErrBadRequest) // no WebSocket over an HTTP/2 shard
+	}
+	req, err := x.bridgeRequest()
+	if err != nil {
+		return x.fail(nil, err)
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	timer := time.AfterFunc(cc.p.cfg.UpstreamTimeout, func() { cancel(ErrShardTimeout) })
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{Got1xxResponse: x.bridge1xx})
+	resp, err := x.b.transport().RoundTrip(req.WithContext(ctx))
+	timer.Stop()
+	if err != nil {
+		return x.fail(nil, streamUpstreamErr(ctx, err))
+	}
+	defer resp.Body.Close()
+	bodyDone := x.stopCopy()
+	// Chunked carries trailers, and a body of unknown length, to an
+	// HTTP/1.1 client; an HTTP/1.0 one sees the end as the close.
+	chunked := x.minor == 1 && (resp.ContentLength < 0 || len(resp.Trailer) > 0)
+	closing := x.clientClose || x.minor == 0 && resp.ContentLength < 0 || cc.p.srv.draining.Load()
+	x.status = resp.StatusCode
+	x.headSent = true
+	if err := cc.write(bridgeHead(cc.wb[:0], resp, x.b.name, closing, chunked)); err != nil {
+		return false
+	}
+	if x.isHead || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified {
+		return !closing && bodyDone
+	}
+	if err := x.bridgeBody(resp, chunked); err != nil {
+		return false
+	}
+	return !closing && bodyDone && x.cc.body.done
+}
+
+// bridgeRequest builds the shard's request from the HTTP/1.1 head (before
+// any body byte is read, since rb is then reused).
+func (x *exchange) bridgeRequest() (*http.Request, error) {
+	cc := x.cc
+	h := &cc.in.head
+	u, err := url.ParseRequestURI(string(h.Target))
+	if err != nil {
+		return nil, ErrBadRequest
+	}
+	u.Scheme, u.Host = "http", x.b.addr
+	header := make(http.Header, len(h.Fields))
+	for i := range h.Fields {
+		f := &h.Fields[i]
+		if !h.HopByHop(f.Name) && !equalFoldASCII(f.Name, "Host") {
+			header.Add(string(f.Name), string(f.Value))
+		}
+	}
+	PrepareHeader(header, Forwarded{ClientIP: cc.ip, Host: string(h.Host)})
+	host := string(h.Host)
+	if host == "" {
+		host = x.b.addr
+	}
+	req := &http.Request{Method: string(h.Method), URL: u, Header: header, Host: host,
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, ContentLength: -1}
+	switch {
+	case cc.body.done && x.rawBody == nil:
+		req.ContentLength = 0
+	case x.rawBody != nil:
+		req.Body, req.ContentLength = io.NopCloser(bytes.NewReader(cc.in.body)), int64(len(cc.in.body))
+	default:
+		if cc.body.framing == h1.FramingLength {
+			req.ContentLength = cc.body.left
+		}
+		req.Body = io.NopCloser(&h1BodyReader{cc: cc})
+	}
+	return req, nil
+}
+
+// h1BodyReader reads the client's request body, decoded, for the bridge.
+type h1BodyReader struct {
+	cc   *clientConn
+	rest []byte
+}
+
+func (r *h1BodyReader) Read(p []byte) (int, error) {
+	for len(r.rest) == 0 {
+		_, data, err := r.cc.nextBody()
+		if err != nil {
+			return 0, err
+		}
+		r.rest = data
+	}
+	n := copy(p, r.rest)
+	r.rest = r.rest[n:]
+	return n, nil
+}
+
+func (x *exchange) bridge1xx(code int, header textproto.MIMEHeader) error {
+	if x.minor == 0 || code == http.StatusSwitchingProtocols {
+		return nil
+	}
+	b := append(x.cc.wb[:0], "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(code), 10)
+	b = append(b, ' ')
+	b = append(b, http.StatusText(code)...)
+	b = append(b, "\r\n"...)
+	b = appendHeader(b, http.Header(header))
+	return x.cc.write(append(b, "\r\n"...))
+}
+
+// bridgeHead writes an HTTP/1.1 head for an answer that came over HTTP/2.
+// Field names are in canonical case (HTTP/2 has only lowercase) and sorted.
+func bridgeHead(b []byte, resp *http.Response, shard string, closing, chunked bool) []byte {
+	b = append(b, "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(resp.StatusCode), 10)
+	b = append(b, ' ')
+	b = append(b, http.StatusText(resp.StatusCode)...)
+	b = append(b, "\r\n"...)
+	h := resp.Header.Clone()
+	StripHopByHop(h)
+	h.Del("Content-Length")
+	h.Del("Trailer")
+	h.Del(HeaderShard)
+	b = appendHeader(b, h)
+	switch {
+	case chunked:
+		for k := range resp.Trailer {
+			b = appendField(b, "Trailer", k)
+		}
+		b = append(b, "Transfer-Encoding: chunked\r\n"...)
+	case resp.ContentLength >= 0:
+		b = appendField(b, "Content-Length", strconv.FormatInt(resp.ContentLength, 10))
+	}
+	b = appendField(b, HeaderShard, shard)
+	if closing {
+		b = append(b, "Connection: close\r\n"...)
+	}
+	return append(b, "\r\n"...)
+}
+
+func appendHeader(b []byte, h http.Header) []byte {
+	keys := make([]string, 0, len(h))
+	for k := range h {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		for _, v := range h[k] {
+			b = appendField(b, k, v)
+		}
+	}
+	return b
+}
+
+// bridgeBody streams the answer's body, chunked when asked, then its
+// trailers.
+func (x *exchange) bridgeBody(resp *http.Response, chunked bool) error {
+	cc := x.cc
+	bp := getBuf()
+	defer putBuf(bp)
+	buf := *bp
+	for {
+		n, err := resp.Body.Read(buf[:len(buf)-32])
+		if n > 0 {
+			out := buf[:n]
+			if chunked {
+				out = append(strconv.AppendInt(cc.wb[:0], int64(n), 16), "\r\n"...)
+				out = append(append(out, buf[:n]...), "\r\n"...)
+			}
+			if werr := cc.write(out); werr != nil {
+				return werr
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if !chunked {
+		return nil
+	}
+	end := append(cc.wb[:0], "0\r\n"...)
+	end = appendHeader(end, resp.Trailer)
+	return cc.write(append(end, "\r\n"...))
+}

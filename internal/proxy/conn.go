@@ -1,0 +1,345 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/shard-proxy/shard-proxy/internal/proxy/h1"
+)
+
+// Connection states, for Shutdown.
+const (
+	connActive int32 = iota
+	connIdle
+)
+
+// bufSize is the size of every pooled buffer: the largest request or
+// response head, and the unit bodies are streamed in.
+const bufSize = 16 << 10
+
+// hotIdle is how long an idle client connection keeps its read buffer
+// (and its goroutine), waiting for the next request; past it the buffer
+// goes back to the pool and the connection is parked. Under load the next
+// request on a keep-alive connection comes much sooner; an idle connection
+// should cost next to nothing.
+const hotIdle = 200 * time.Millisecond
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
+
+func getBuf() *[]byte  { return bufPool.Get().(*[]byte) }
+func putBuf(b *[]byte) { bufPool.Put(b) }
+
+// clientConn is one client connection of the HTTP/1.1 engine. One goroutine
+// serves it, request after request; a second one exists only while a
+// request body streams to a shard (copyBody) or a tunnel is open.
+type clientConn struct {
+	p     *Proxy
+	nc    net.Conn
+	ip    string
+	state atomic.Int32
+
+	rbuf *[]byte // read buffer, nil while idle
+	rb   []byte
+	r, w int // rb[r:w] holds received bytes not yet consumed
+
+	in     inbound
+	headN  int // length of in's head in rb[r:]
+	served int // requests read so far
+	body  bodyReader
+	x     exchange
+	wb    []byte // scratch for heads we write; from the pool while active
+	wbuf  *[]byte
+	wdl   time.Time // write deadline last set
+}
+
+func (p *Proxy) newClientConn(nc net.Conn) *clientConn {
+	cc := &clientConn{p: p, nc: nc}
+	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		cc.ip = a.IP.String()
+	} else if nc.RemoteAddr() != nil {
+		cc.ip = ClientIP(nc.RemoteAddr().String())
+	}
+	cc.x.cc = cc
+	return cc
+}
+
+// serve runs the connection until it closes or parks.
+func (cc *clientConn) serve() { cc.loop(time.Time{}) }
+
+// resume serves a parked connection again, on a new goroutine, once its
+// socket turned readable (or the server drains).
+func (cc *clientConn) resume(idleEnd time.Time) { cc.loop(idleEnd) }
+
+// loop serves requests one after another. resumedIdleEnd is the idle
+// deadline of a connection coming back from the parker (zero otherwise).
+func (cc *clientConn) loop(resumedIdleEnd time.Time) {
+	parked := false
+	defer func() {
+		if !parked {
+			cc.closeParked()
+		}
+	}()
+	if !resumedIdleEnd.IsZero() && !cc.readAfterPark(resumedIdleEnd) {
+		return
+	}
+	for {
+		if cc.r == cc.w {
+			switch cc.awaitRequest() {
+			case waitClose:
+				return
+			case waitParked:
+				parked = true
+				return
+			}
+		}
+		if err := cc.readHead(); err != nil {
+			if cc.served == 0 && errors.Is(err, h1.ErrVersion) && isH2Preface(cc.rb[cc.r:cc.w]) {
+				cc.handOffH2() // HTTP/2 with prior knowledge: no longer ours
+				parked = true
+				cc.release()
+				cc.p.srv.forget(cc)
+				return
+			}
+			cc.failHead(err)
+			return
+		}
+		cc.served++
+		if !cc.serveRequest() {
+			return
+		}
+	}
+}
+
+// closeParked closes the connection and forgets it; the parker calls it for
+// connections that expire while parked.
+func (cc *clientConn) closeParked() {
+	_ = cc.nc.Close()
+	cc.release()
+	cc.p.srv.forget(cc)
+}
+
+// acquire makes sure the connection holds its buffers.
+func (cc *clientConn) acquire() {
+	cc.acquireRead()
+	if cc.wbuf == nil {
+		cc.wbuf = getBuf()
+		cc.wb = (*cc.wbuf)[:0]
+	}
+}
+
+// acquireRead makes sure the connection holds its read buffer.
+func (cc *clientConn) acquireRead() {
+	if cc.rbuf == nil {
+		cc.rbuf = getBuf()
+		cc.rb = *cc.rbuf
+		cc.r, cc.w = 0, 0
+	}
+}
+
+// release gives the buffers back; only when rb holds nothing unread.
+func (cc *clientConn) release() {
+	if cc.rbuf != nil && cc.r == cc.w {
+		putBuf(cc.rbuf)
+		cc.rbuf, cc.rb, cc.r, cc.w = nil, nil, 0, 0
+	}
+	if cc.wbuf != nil {
+		putBuf(cc.wbuf)
+		cc.wbuf, cc.wb = nil, nil
+	}
+	cc.in.head.Fields = cc.in.head.Fields[:0]
+}
+
+// What awaitRequest found.
+const (
+	waitRequest = iota // bytes of a request are in rb
+	waitClose          // the connection should close
+	waitParked         // the parker holds the connection now
+)
+
+// awaitRequest waits for the first bytes of the next request, up to the
+// idle timeout. Past hotIdle the connection gives back its buffers and is
+// parked (no goroutine); where parking is not possible it waits for
+// readability itself.
+func (cc *clientConn) awaitRequest() int {
+	cfg := &cc.p.cfg
+	start := time.Now()
+	idleEnd := start.Add(cfg.IdleTimeout)
+	cc.acquireRead()
+	cc.r, cc.w = 0, 0
+	if cc.wbuf != nil { // only the read buffer is needed to wait
+		putBuf(cc.wbuf)
+		cc.wbuf, cc.wb = nil, nil
+	}
+	// The deadline is set before the state is published, so that
+	// Shutdown's wake-up deadline is never overwritten (see Shutdown).
+	_ = cc.nc.SetReadDeadline(earlier(start.Add(hotIdle), idleEnd))
+	cc.state.Store(connIdle)
+	defer cc.state.Store(connActive)
+	if cc.p.srv.draining.Load() {
+		return cc.drainIdle()
+	}
+	n, err := cc.nc.Read(cc.rb)
+	if n > 0 {
+		cc.w = n
+		return waitRequest
+	}
+	if !isTimeout(err) || !time.Now().Before(idleEnd) {
+		return waitClose
+	}
+	if cc.p.srv.draining.Load() {
+		return cc.drainIdle()
+	}
+	// Cold: nothing allocated to the connection while it waits.
+	cc.release()
+	cc.in.head.Fields, cc.x.resp.Fields = nil, nil
+	if cc.p.parker.park(cc, idleEnd) {
+		return waitParked
+	}
+	_ = cc.nc.SetReadDeadline(idleEnd)
+	if cc.p.srv.draining.Load() {
+		return cc.drainIdle()
+	}
+	if !waitReadable(cc.nc) {
+		if time.Now().Before(idleEnd) && cc.p.srv.draining.Load() {
+			return cc.drainIdle() // woken by Shutdown
+		}
+		return waitClose
+	}
+	if !cc.readAfterPark(idleEnd) {
+		return waitClose
+	}
+	return waitRequest
+}
+
+// readAfterPark reads the bytes that made a parked (or cold) connection
+// readable.
+func (cc *clientConn) readAfterPark(idleEnd time.Time) bool {
+	cc.acquireRead()
+	cc.r, cc.w = 0, 0
+	if cc.p.srv.draining.Load() {
+		return cc.drainIdle() == waitRequest
+	}
+	_ = cc.nc.SetReadDeadline(idleEnd)
+	n, _ := cc.nc.Read(cc.rb)
+	cc.w = n
+	return n > 0
+}
+
+// drainIdle decides, while draining, whether an idle connection has a
+// request that was sent before the listener closed: if bytes are waiting,
+// it is served (its answer carries Connection: close); if not, it closes.
+func (cc *clientConn) drainIdle() int {
+	if _, data, ok := peek(cc.nc); !ok || !data {
+		return waitClose
+	}
+	cc.acquireRead()
+	_ = cc.nc.SetReadDeadline(time.Now().Add(cc.p.cfg.ClientHeaderTimeout))
+	n, _ := cc.nc.Read(cc.rb[cc.w:])
+	cc.w += n
+	if n == 0 {
+		return waitClose
+	}
+	return waitRequest
+}
+
+// readHead reads until rb[r:] starts with a complete request head, and
+// parses it into cc.in. The head must arrive within ClientHeaderTimeout of
+// its first bytes.
+func (cc *clientConn) readHead() error {
+	var deadline time.Time
+	for {
+		n, err := cc.in.head.Parse(cc.rb[cc.r:cc.w])
+		if err == nil {
+			cc.headN = n
+			return nil
+		}
+		if !errors.Is(err, h1.ErrIncomplete) {
+			return err
+		}
+		if cc.r > 0 {
+			cc.w = copy(cc.rb, cc.rb[cc.r:cc.w])
+			cc.r = 0
+		}
+		if cc.w == len(cc.rb) {
+			return ErrHeaderTooLarge
+		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(cc.p.cfg.ClientHeaderTimeout)
+			_ = cc.nc.SetReadDeadline(deadline)
+		}
+		m, rerr := cc.nc.Read(cc.rb[cc.w:])
+		cc.w += m
+		if m == 0 && rerr != nil {
+			if isTimeout(rerr) {
+				return ErrHeaderTimeout
+			}
+			return errClientGone
+		}
+	}
+}
+
+// failHead answers a head that could not be read, and the connection closes.
+func (cc *clientConn) failHead(err error) {
+	switch {
+	case errors.Is(err, errClientGone):
+		return
+	case errors.Is(err, h1.ErrVersion):
+		err = ErrVersion
+	case errors.Is(err, h1.ErrTooManyFields):
+		err = ErrHeaderTooLarge
+	case errors.Is(err, h1.ErrMalformed):
+		cc.p.log.Debug("malformed request", "client", cc.ip, "err", err)
+		err = ErrBadRequest
+	}
+	cc.r = cc.w // nothing more is read from this connection
+	cc.writeAnswer(AnswerFor(err, ""), true)
+}
+
+// writeAnswer sends the proxy's own answer; with closing, it says so.
+func (cc *clientConn) writeAnswer(a Answer, closing bool) {
+	cc.acquire()
+	b := appendAnswer(cc.wb[:0], a, closing)
+	_ = cc.write(b)
+}
+
+// write sends p to the client, within the client write timeout.
+func (cc *clientConn) write(p []byte) error {
+	now := time.Now()
+	if cc.wdl.Sub(now) < cc.p.cfg.ClientWriteTimeout-time.Second {
+		cc.wdl = now.Add(cc.p.cfg.ClientWriteTimeout)
+		_ = cc.nc.SetWriteDeadline(cc.wdl)
+	}
+	_, err := cc.nc.Write(p)
+	if err != nil {
+		return errClientGone
+	}
+	return nil
+}
+
+// errClientGone: the client closed or reset its connection.
+var errClientGone = errors.New("client went away")
+
+func isTimeout(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func isEOF(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
+}
+
+func earlier(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}

@@ -1,0 +1,308 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/shard-proxy/shard-proxy/internal/proxy/h1"
+	"github.com/shard-proxy/shard-proxy/internal/watch"
+)
+
+// clientCheckInterval is how often, while waiting for a shard, the engine
+// looks whether the client has gone; a client that left cancels its request.
+const clientCheckInterval = 200 * time.Millisecond
+
+// exchange is one request forwarded to a shard and its answer relayed. It
+// lives in its clientConn and is reused for every request.
+type exchange struct {
+	cc      *clientConn
+	b       *backend
+	arrived time.Time
+
+	// What the engine needs of the request head once rb may be reused.
+	minor                int
+	isHead, upgrade      bool
+	clientClose          bool
+	sentContinue         bool
+	rawBody              []byte // buffered body as received; nil when it streams
+	hbuf                 *[]byte
+	streaming            bool
+	copyDone             chan error
+	clientFailed         atomic.Bool
+	ubuf                 *[]byte
+	ub                   []byte
+	ur, uw               int
+	resp                 h1.Response
+	headSent             bool
+	status               int
+	bodyComplete, uClean bool
+}
+
+func (x *exchange) reset(now time.Time) {
+	*x = exchange{cc: x.cc, arrived: now, hbuf: x.hbuf, ubuf: x.ubuf, resp: h1.Response{Head: h1.Head{Fields: x.resp.Fields[:0]}}}
+}
+
+// run forwards the request to x.b and relays the answer. It returns whether
+// the client connection may carry another request.
+func (x *exchange) run() bool {
+	defer x.finish()
+	if x.b.proto == watch.H2C {
+		return x.bridge()
+	}
+	for attempt := 0; ; attempt++ {
+		uc, err := x.b.up.get()
+		if err != nil {
+			return x.fail(nil, err)
+		}
+		err = x.send(uc)
+		if err == nil {
+			err = x.readFinalHead(uc)
+		}
+		if err != nil && x.retryable(uc, err, attempt) {
+			x.b.up.discard(uc)
+			continue
+		}
+		if err != nil {
+			return x.fail(uc, err)
+		}
+		return x.relay(uc)
+	}
+}
+
+// finish returns the exchange's buffers and observes its duration.
+func (x *exchange) finish() {
+	if x.ubuf != nil {
+		putBuf(x.ubuf)
+		x.ubuf, x.ub = nil, nil
+	}
+	if x.hbuf != nil {
+		putBuf(x.hbuf)
+		x.hbuf = nil
+	}
+	if x.b != nil && x.status != 0 {
+		x.b.metrics.count(x.status)
+		x.b.metrics.duration.Observe(time.Since(x.arrived).Seconds())
+	}
+}
+
+// retryable: a request whose pooled connection failed before any answer
+// byte arrived (typically one the shard had just closed) goes once more, on
+// a new connection, to the same shard, if its method allows and its body
+// was not streamed away.
+func (x *exchange) retryable(uc *upConn, err error, attempt int) bool {
+	if attempt > 0 || !uc.reused || x.streaming || x.uw > 0 || x.headSent {
+		return false
+	}
+	if !errors.Is(err, errUpstreamIO) {
+		return false
+	}
+	switch string(x.cc.in.head.Method) {
+	case "GET", "HEAD", "PUT", "OPTIONS", "DELETE":
+		return true
+	}
+	return false
+}
+
+// fail ends an exchange that went wrong: the shard connection is closed,
+// and the client gets the proxy's answer if no answer started yet.
+func (x *exchange) fail(uc *upConn, err error) bool {
+	if uc != nil {
+		x.b.up.discard(uc)
+	}
+	bodyDone := x.stopCopy()
+	if errors.Is(err, errClientGone) || x.clientFailed.Load() {
+		x.status = 499 // counted as nginx does: the client closed first
+		return false
+	}
+	if x.headSent {
+		return false // mid-body: closing is all that is left to say
+	}
+	err = upstreamErr(err)
+	x.status = AnswerFor(err, x.b.name).Status
+	keep := bodyDone && !x.clientClose && x.cc.skipBody()
+	x.cc.writeAnswer(AnswerFor(err, x.b.name), !keep)
+	return keep
+}
+
+// upstreamErr maps what went wrong with a shard to the proxy's answer.
+func upstreamErr(err error) error {
+	var pe *Error
+	switch {
+	case errors.As(err, &pe):
+		return err
+	case isTimeout(err):
+		return ErrShardTimeout
+	}
+	return ErrShardDown
+}
+
+// errUpstreamIO marks a failed read or write on a shard connection.
+var errUpstreamIO = errors.New("shard connection failed")
+
+// send writes the request head, and the body when it is buffered or
+// already wholly received; a body still arriving is streamed by copyBody
+// on its own goroutine while the answer is awaited.
+func (x *exchange) send(uc *upConn) error {
+	cc := x.cc
+	rh := requestHead{clientIP: cc.ip, hostFallback: x.b.addr, upgrade: x.upgrade, dropExpect: x.sentContinue}
+	wb := appendRequestHead(cc.wb[:0], &cc.in.head, rh)
+	body := x.rawBody
+	if body == nil && !cc.body.done {
+		if raw, ok := cc.bodyInBuffer(); ok {
+			// Kept, so that a retry on a fresh connection sends it again.
+			body, x.rawBody = raw, raw
+			cc.r += len(raw)
+			cc.body.done = true
+		} else {
+			x.streaming = true
+		}
+	}
+	_ = uc.nc.SetWriteDeadline(time.Now().Add(x.cc.p.cfg.UpstreamTimeout))
+	if len(wb)+len(body) <= cap(wb) {
+		wb = append(wb, body...)
+		body = nil
+	}
+	cc.wb = wb[:0]
+	if _, err := uc.nc.Write(wb); err != nil {
+		return errors.Join(errUpstreamIO, err)
+	}
+	if len(body) > 0 {
+		if _, err := uc.nc.Write(body); err != nil {
+			return errors.Join(errUpstreamIO, err)
+		}
+	}
+	if x.streaming {
+		x.copyDone = make(chan error, 1)
+		go func() { x.copyDone <- x.copyBody(uc) }()
+	}
+	return nil
+}
+
+// copyBody streams the rest of the request body to the shard. When the
+// client fails it aborts the exchange, by closing the shard connection
+// under the reader.
+func (x *exchange) copyBody(uc *upConn) error {
+	for {
+		raw, _, err := x.cc.nextBody()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			x.clientFailed.Store(true)
+			_ = uc.nc.SetReadDeadline(time.Unix(1, 0))
+			return err
+		}
+		_ = uc.nc.SetWriteDeadline(time.Now().Add(x.cc.p.cfg.UpstreamTimeout))
+		if _, err := uc.nc.Write(raw); err != nil {
+			// The shard stopped reading; its answer, if any, still counts.
+			return errors.Join(errUpstreamIO, err)
+		}
+	}
+}
+
+// stopCopy ends the body copy, if one runs, and reports whether the whole
+// request body was read from the client.
+func (x *exchange) stopCopy() bool {
+	if x.copyDone == nil {
+		return x.cc.body.done
+	}
+	var err error
+	select {
+	case err = <-x.copyDone:
+	default:
+		_ = x.cc.nc.SetReadDeadline(time.Unix(1, 0)) // wake the copy
+		err = <-x.copyDone
+	}
+	x.copyDone = nil
+	return err == nil && x.cc.body.done
+}
+
+// readUp reads from the shard, within the upstream timeout, and gives up
+// early when the client has gone (looked at every clientCheckInterval,
+// unless the body copy is reading the client and will notice itself).
+func (x *exchange) readUp(uc *upConn, p []byte) (int, error) {
+	deadline := time.Now().Add(x.cc.p.cfg.UpstreamTimeout)
+	for {
+		step := deadline
+		if !x.streaming {
+			step = earlier(deadline, time.Now().Add(clientCheckInterval))
+		}
+		_ = uc.nc.SetReadDeadline(step)
+		n, err := uc.nc.Read(p)
+		if n > 0 {
+			return n, nil
+		}
+		if x.clientFailed.Load() || x.cc.p.srv.forced.Load() {
+			return 0, errClientGone
+		}
+		if !isTimeout(err) {
+			if err == nil {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, errors.Join(errUpstreamIO, err)
+		}
+		if !time.Now().Before(deadline) {
+			return 0, ErrShardTimeout
+		}
+		if gone, _, ok := peek(x.cc.nc); ok && gone && !x.streaming {
+			return 0, errClientGone
+		}
+	}
+}
+
+// readFinalHead reads response heads until the final one, relaying
+// informational (1xx) answers to the client on the way.
+func (x *exchange) readFinalHead(uc *upConn) error {
+	if x.ubuf == nil {
+		x.ubuf = getBuf()
+		x.ub = *x.ubuf
+	}
+	for {
+		n, err := x.resp.Parse(x.ub[x.ur:x.uw])
+		if err == nil {
+			x.ur += n
+			if !x.resp.Informational() {
+				return nil
+			}
+			if err := x.relayInformational(); err != nil {
+				return err
+			}
+			continue
+		}
+		if !errors.Is(err, h1.ErrIncomplete) {
+			x.cc.p.log.Debug("bad response from shard", "shard", x.b.name, "err", err)
+			return ErrBadResponse
+		}
+		if x.ur > 0 {
+			x.uw = copy(x.ub, x.ub[x.ur:x.uw])
+			x.ur = 0
+		}
+		if x.uw == len(x.ub) {
+			return ErrBadResponse // a head larger than the buffer
+		}
+		m, err := x.readUp(uc, x.ub[x.uw:])
+		if err != nil {
+			return err
+		}
+		x.uw += m
+	}
+}
+
+// relayInformational passes a 1xx answer on (never to an HTTP/1.0 client,
+// which would take it as final; RFC 9110 §15.2).
+func (x *exchange) relayInformational() error {
+	if x.minor == 0 {
+		return nil
+	}
+	wb := appendResponseHead(x.cc.wb[:0], &x.resp, responseHead{})
+	x.cc.wb = wb[:0]
+	return x.cc.write(wb)
+}
+
+// isUpgradeConn is for net.Conn values that can half-close.
+type closeWriter interface{ CloseWrite() error }
+
+var _ closeWriter = (*net.TCPConn)(nil)

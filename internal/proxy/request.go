@@ -1,0 +1,234 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"time"
+
+	"github.com/shard-proxy/shard-proxy/internal/proxy/h1"
+)
+
+// serveRequest answers the request whose head is in cc.in: the key, the
+// owner, then the exchange with the shard. It returns whether the
+// connection may carry another request.
+func (cc *clientConn) serveRequest() bool {
+	p := cc.p
+	in := &cc.in
+	x := &cc.x
+	cc.acquire()
+	x.reset(time.Now())
+	x.minor = in.head.Minor
+	x.isHead = string(in.head.Method) == "HEAD"
+	x.clientClose = in.head.Flags.Has(h1.FlagConnClose) ||
+		(in.head.Minor == 0 && !in.head.Flags.Has(h1.FlagConnKeepAlive)) || p.srv.draining.Load()
+	cc.startBody()
+	if string(in.head.Method) == "CONNECT" {
+		return cc.refuse(ErrMethodNotAllowed, "")
+	}
+	snap := p.snap.Load()
+	if snap == nil || len(snap.backends) == 0 {
+		return cc.refuse(ErrNoShards, "")
+	}
+	s := AcquireScratch()
+	defer ReleaseScratch(s)
+	key, err := p.keys.Key(in, s)
+	if errors.Is(err, errNeedBody) {
+		if err = cc.bufferBody(); err == nil {
+			key, err = p.keys.Key(in, s)
+		}
+	}
+	if err != nil {
+		p.metrics.keyErrorFor(err)
+		return cc.refuse(err, "")
+	}
+	shard, i, _ := snap.table.Owner(key)
+	b := snap.backends[i]
+	if !shard.Ready {
+		b.metrics.count(503)
+		return cc.refuse(ErrShardNotReady, shard.Name)
+	}
+	x.b = b
+	x.upgrade = in.head.Flags.Has(h1.FlagUpgrade) && connectionHasUpgrade(&in.head)
+	return x.run()
+}
+
+// refuse answers the proxy's own error. The connection stays open only if
+// the request's body is behind us, so the next request can be found.
+func (cc *clientConn) refuse(err error, shard string) bool {
+	keep := !cc.x.clientClose && cc.skipBody()
+	cc.writeAnswer(AnswerFor(err, shard), !keep)
+	return keep
+}
+
+// bodyReader tracks the request body on the client connection.
+type bodyReader struct {
+	framing h1.Framing
+	left    int64 // FramingLength: bytes still to come
+	chunk   h1.Chunked
+	done    bool
+}
+
+// startBody consumes the head from rb and sets up reading the body.
+func (cc *clientConn) startBody() {
+	h := &cc.in.head
+	cc.r += cc.headN
+	cc.body = bodyReader{framing: h.Framing(), left: h.ContentLength}
+	switch {
+	case cc.body.framing == h1.FramingNone,
+		cc.body.framing == h1.FramingLength && h.ContentLength == 0:
+		cc.body.done = true
+		cc.in.body = emptyBody // a body rule finds no key in it
+	default:
+		cc.in.body = nil // not buffered (yet)
+	}
+}
+
+var emptyBody = []byte{}
+
+// nextBody returns the next piece of the request body as received (raw)
+// and the payload in it (data; the same bytes unless chunked). It consumes
+// rb[r:w] and, when that is empty, reads the client into rb from its
+// start: whatever the head pointed into must not be needed any more.
+// Pieces stay valid until the next call. At the end it returns io.EOF.
+func (cc *clientConn) nextBody() (raw, data []byte, err error) {
+	b := &cc.body
+	if b.done {
+		return nil, nil, io.EOF
+	}
+	if cc.r == cc.w {
+		_ = cc.nc.SetReadDeadline(time.Now().Add(cc.p.cfg.ClientBodyTimeout))
+		n, err := cc.nc.Read(cc.rb)
+		cc.r, cc.w = 0, n
+		if n == 0 {
+			if isTimeout(err) {
+				return nil, nil, errBodyTimeout
+			}
+			return nil, nil, errClientGone
+		}
+	}
+	if b.framing == h1.FramingLength {
+		n := min(int64(cc.w-cc.r), b.left)
+		raw = cc.rb[cc.r : cc.r+int(n)]
+		cc.r += int(n)
+		b.left -= n
+		b.done = b.left == 0
+		return raw, raw, nil
+	}
+	consumed, data, done, err := b.chunk.Next(cc.rb[cc.r:cc.w])
+	raw = cc.rb[cc.r : cc.r+consumed]
+	cc.r += consumed
+	b.done = done
+	if err != nil {
+		return nil, nil, ErrBadRequest
+	}
+	return raw, data, nil
+}
+
+// bodyInBuffer reports whether the whole body is already in rb, and its
+// raw bytes; it consumes nothing.
+func (cc *clientConn) bodyInBuffer() ([]byte, bool) {
+	b := &cc.body
+	switch {
+	case b.done:
+		return nil, true
+	case b.framing == h1.FramingLength:
+		if int64(cc.w-cc.r) >= b.left {
+			return cc.rb[cc.r : cc.r+int(b.left)], true
+		}
+	case b.framing == h1.FramingChunked:
+		var c h1.Chunked
+		for i := cc.r; i < cc.w; {
+			n, _, done, err := c.Next(cc.rb[i:cc.w])
+			if err != nil {
+				return nil, false
+			}
+			i += n
+			if done {
+				return cc.rb[cc.r:i], true
+			}
+		}
+	}
+	return nil, false
+}
+
+// skipBody consumes a body that is wholly in rb, so that the connection can
+// go on; it reports false when the body is not (the connection must close).
+func (cc *clientConn) skipBody() bool {
+	raw, ok := cc.bodyInBuffer()
+	if ok {
+		cc.r += len(raw)
+		cc.body.done = true
+	}
+	return ok
+}
+
+// bufferBody reads the whole body for a body rule, at most MaxBodyBytes of
+// payload, answering 100 Continue first when the client waits for it. The
+// head is moved out of rb first, since reading the body reuses rb.
+func (cc *clientConn) bufferBody() error {
+	h := &cc.in.head
+	limit := cc.p.cfg.MaxBodyBytes
+	if h.Flags.Has(h1.FlagContentLength) && h.ContentLength > int64(limit) {
+		return BodyTooLarge(limit)
+	}
+	if raw, ok := cc.bodyInBuffer(); ok && cc.body.framing == h1.FramingLength {
+		// The usual case: a small body came with the head. No copy.
+		cc.r += len(raw)
+		cc.body.done = true
+		cc.in.body, cc.x.rawBody = raw, raw
+		return nil
+	}
+	if h.Flags.Has(h1.FlagExpectContinue) && h.Minor == 1 {
+		if err := cc.write([]byte("HTTP/1.1 100 Continue\r\n\r\n")); err != nil {
+			return err
+		}
+		cc.x.sentContinue = true
+	}
+	if err := cc.keepHead(); err != nil {
+		return err
+	}
+	var raw, data []byte
+	for {
+		r, d, err := cc.nextBody()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		raw, data = append(raw, r...), append(data, d...)
+		// Chunk framing can outweigh tiny chunks' payload; it is bounded too.
+		if len(data) > limit || len(raw) > 4*limit+bufSize {
+			return BodyTooLarge(limit)
+		}
+	}
+	if data == nil {
+		data = emptyBody
+	}
+	cc.in.body, cc.x.rawBody = data, raw
+	return nil
+}
+
+// keepHead copies the request head out of rb into the exchange's own
+// buffer and parses it again there, so that rb can be reused for the body.
+func (cc *clientConn) keepHead() error {
+	x := &cc.x
+	if x.hbuf == nil {
+		x.hbuf = getBuf()
+	}
+	start := cc.r - cc.headN
+	n := copy(*x.hbuf, cc.rb[start:cc.r])
+	_, err := cc.in.head.Parse((*x.hbuf)[:n])
+	return err
+}
+
+// connectionHasUpgrade reports whether Connection lists "upgrade", which
+// makes Upgrade a request to switch protocols (RFC 9110 §7.8).
+func connectionHasUpgrade(h *h1.Request) bool {
+	for tok := range h.ConnectionTokens() {
+		if equalFoldASCII(tok, "upgrade") {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,84 @@
+package proxy
+
+import (
+	"net"
+	"sync/atomic"
+	"time"
+)
+
+// tunnel relays an upgraded connection (WebSocket after 101): the answer's
+// head goes to the client, then bytes flow both ways until either side
+// closes or the tunnel idles past TunnelIdleTimeout. Neither connection is
+// reused afterwards.
+func (x *exchange) tunnel(uc *upConn) bool {
+	cc := x.cc
+	x.status = 101
+	head := appendResponseHead(cc.wb[:0], &x.resp, responseHead{shard: x.b.name, upgrade: true})
+	cc.wb = head[:0]
+	defer x.b.up.discard(uc)
+	if x.stopCopy(); !cc.body.done {
+		return false // an upgrade request with a body still arriving
+	}
+	if err := x.writeHead(head, x.ub[x.ur:x.uw]); err != nil {
+		return false
+	}
+	x.ur = x.uw
+	if cc.r < cc.w { // the client spoke the new protocol right away
+		if _, err := uc.nc.Write(cc.rb[cc.r:cc.w]); err != nil {
+			return false
+		}
+		cc.r = cc.w
+	}
+	m := x.b.metrics
+	m.tunnels.Inc()
+	defer m.tunnels.Dec()
+	t := &tunnelState{idle: cc.p.cfg.TunnelIdleTimeout}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t.pipe(uc.nc, cc.nc, cc.rb, uc.nc)
+	}()
+	t.pipe(cc.nc, uc.nc, x.ub, cc.nc)
+	<-done
+	cc.r, cc.w = 0, 0
+	return false
+}
+
+// tunnelLinger is how long the other direction of a tunnel may still flow
+// once one side has closed (a WebSocket close handshake, say).
+const tunnelLinger = 2 * time.Second
+
+type tunnelState struct {
+	idle  time.Duration
+	endAt atomic.Int64 // unix nanoseconds; 0 while both directions flow
+}
+
+// pipe copies from src to dst until either fails or src idles past idle.
+// Then it half-closes dst, so its peer sees the end of the stream, and
+// gives the other direction (which reads other) tunnelLinger to finish.
+func (t *tunnelState) pipe(dst, src net.Conn, buf []byte, other net.Conn) {
+	for {
+		deadline := time.Now().Add(t.idle)
+		if end := t.endAt.Load(); end != 0 {
+			deadline = time.Unix(0, end)
+		}
+		_ = src.SetReadDeadline(deadline)
+		n, err := src.Read(buf)
+		if n > 0 {
+			_ = dst.SetWriteDeadline(time.Now().Add(t.idle))
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				err = werr
+			}
+		}
+		if err != nil {
+			if cw, ok := dst.(closeWriter); ok {
+				_ = cw.CloseWrite()
+			}
+			end := time.Now().Add(tunnelLinger)
+			if t.endAt.CompareAndSwap(0, end.UnixNano()) {
+				_ = other.SetReadDeadline(end)
+			}
+			return
+		}
+	}
+}

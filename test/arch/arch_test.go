@@ -1,0 +1,241 @@
+// Package arch checks rules of the module's shape that no compiler checks:
+// which packages may link Kubernetes, and how long a function may be.
+// They read the source tree and ask the go command, so they need neither
+// network nor cluster.
+package arch
+
+import (
+	"bytes"
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// module is the import path of the module under test.
+const module = "github.com/shard-proxy/shard-proxy"
+
+// k8sFree are the packages that must not link any k8s.io package: the data
+// and admin planes, the routing table, the ring and the shared model. They
+// take a watch.Topology and never see an API object.
+var k8sFree = []string{
+	"internal/proxy",
+	"internal/proxy/h1",
+	"internal/table",
+	"internal/admin",
+	"internal/ring",
+	"internal/watch",
+}
+
+// clientGoUsers are the only packages that may link client-go: the
+// Kubernetes source and the command that builds its client.
+var clientGoUsers = []string{"internal/watch/kube", "cmd/shard-proxy"}
+
+// maxFuncLines is the longest a function may be, from its func line to its
+// closing brace: short enough to read at once.
+const maxFuncLines = 70
+
+// deps maps each package of the module matching patterns to every package
+// it links (go list -deps, tests not included).
+func deps(t *testing.T, patterns ...string) map[string][]string {
+	t.Helper()
+	args := append([]string{"list", "-f", `{{.ImportPath}} {{join .Deps " "}}`}, patterns...)
+	cmd := exec.Command("go", args...)
+	cmd.Dir = root(t)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, stderr.Bytes())
+	}
+	m := map[string][]string{}
+	for line := range strings.Lines(string(out)) {
+		fields := strings.Fields(line)
+		if len(fields) > 0 {
+			m[strings.TrimPrefix(fields[0], module+"/")] = fields[1:]
+		}
+	}
+	return m
+}
+
+// root is the module's directory.
+func root(t *testing.T) string {
+	t.Helper()
+	dir, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err != nil || !bytes.Contains(b, []byte("module "+module+"\n")) {
+		t.Fatalf("%s is not the root of %s: %v", dir, module, err)
+	}
+	return dir
+}
+
+// linked returns the packages of deps that start with prefix.
+func linked(deps []string, prefix string) []string {
+	var out []string
+	for _, d := range deps {
+		if strings.HasPrefix(d, prefix) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// TestNoKubernetesInTheProxy checks that the planes, the table, the ring and
+// the model link no k8s.io package.
+func TestNoKubernetesInTheProxy(t *testing.T) {
+	var patterns []string
+	for _, p := range k8sFree {
+		// internal/proxy/h1 may not exist yet; a pattern that matches
+		// nothing would fail go list.
+		if _, err := os.Stat(filepath.Join(root(t), p)); err == nil {
+			patterns = append(patterns, "./"+p)
+		}
+	}
+	for pkg, d := range deps(t, patterns...) {
+		if k := linked(d, "k8s.io/"); len(k) > 0 {
+			t.Errorf("%s links %d k8s.io packages, want none; e.g. %s", pkg, len(k), k[0])
+		}
+	}
+}
+
+// TestClientGoOnlyInKubeAndCmd checks that of the module's packages only the
+// Kubernetes source and the command link client-go.
+func TestClientGoOnlyInKubeAndCmd(t *testing.T) {
+	all := deps(t, "./...")
+	for _, p := range clientGoUsers {
+		if _, ok := all[p]; !ok {
+			t.Errorf("package %s not found; update clientGoUsers", p)
+		}
+	}
+	for pkg, d := range all {
+		if !strings.HasPrefix(pkg, "internal/") || isClientGoUser(pkg) {
+			continue // test/... harnesses run a control plane and may link it
+		}
+		if k := linked(d, "k8s.io/client-go/"); len(k) > 0 {
+			t.Errorf("%s links client-go (e.g. %s); only %v may", pkg, k[0], clientGoUsers)
+		}
+	}
+}
+
+func isClientGoUser(pkg string) bool {
+	for _, p := range clientGoUsers {
+		if pkg == p {
+			return true
+		}
+	}
+	return false
+}
+
+// TestFunctionLength checks that no function or method outside tests is
+// longer than maxFuncLines. It reads every non-test .go file of this
+// module; directories with a go.mod of their own (bench/, test/tools/) are
+// other modules and are left out, as are testdata directories.
+func TestFunctionLength(t *testing.T) {
+	dir := root(t)
+	files := 0
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if path != dir && skipDir(path) {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		files++
+		rel, _ := filepath.Rel(dir, path)
+		for _, f := range longFuncs(t, path) {
+			t.Errorf("%s:%d: %s is %d lines long, want at most %d", rel, f.line, f.name, f.lines, maxFuncLines)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files == 0 {
+		t.Fatal("no Go files found")
+	}
+}
+
+// skipDir reports whether the walk leaves out the directory at path.
+func skipDir(path string) bool {
+	name := filepath.Base(path)
+	if name == "testdata" || name == "vendor" || strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_") {
+		return true
+	}
+	_, err := os.Stat(filepath.Join(path, "go.mod"))
+	return err == nil
+}
+
+type funcLen struct {
+	name        string
+	line, lines int
+}
+
+// longFuncs parses the file at path and returns its functions longer than
+// maxFuncLines, counting a function's declaration to its closing brace.
+// Function literals count within the function that holds them; one at
+// package level counts on its own.
+func longFuncs(t *testing.T, path string) []funcLen {
+	t.Helper()
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
+	if err != nil {
+		t.Errorf("parsing %s: %v", path, err)
+		return nil
+	}
+	var long []funcLen
+	check := func(name string, from, to token.Pos) {
+		start, end := fset.Position(from).Line, fset.Position(to).Line
+		if n := end - start + 1; n > maxFuncLines {
+			long = append(long, funcLen{name, start, n})
+		}
+	}
+	for _, decl := range f.Decls {
+		switch d := decl.(type) {
+		case *ast.FuncDecl:
+			if d.Body != nil {
+				check(funcName(d), d.Pos(), d.End())
+			}
+		case *ast.GenDecl:
+			ast.Inspect(d, func(n ast.Node) bool {
+				if lit, ok := n.(*ast.FuncLit); ok {
+					check("func literal", lit.Pos(), lit.End())
+					return false
+				}
+				return true
+			})
+		}
+	}
+	return long
+}
+
+// funcName is F for a function and T.M for a method.
+func funcName(d *ast.FuncDecl) string {
+	if d.Recv == nil || len(d.Recv.List) == 0 {
+		return d.Name.Name
+	}
+	typ := d.Recv.List[0].Type
+	if star, ok := typ.(*ast.StarExpr); ok {
+		typ = star.X
+	}
+	switch x := typ.(type) {
+	case *ast.IndexExpr:
+		typ = x.X
+	case *ast.IndexListExpr:
+		typ = x.X
+	}
+	return fmt.Sprintf("%s.%s", typ, d.Name.Name)
+}
