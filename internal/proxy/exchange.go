@@ -25,6 +25,7 @@ type exchange struct {
 	// What the engine needs of the request head once rb may be reused.
 	minor                int
 	isHead, upgrade      bool
+	key                  string // of an upgrade only
 	clientClose          bool
 	sentContinue         bool
 	rawBody              []byte // buffered body as received; nil when it streams

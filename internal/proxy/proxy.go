@@ -89,6 +89,7 @@ type Proxy struct {
 	srv     server
 	parker  parker
 	h2front h2Front
+	live    liveSet
 
 	mu       sync.Mutex // serializes Apply
 	backends map[string]*backend
@@ -228,6 +229,9 @@ func (p *Proxy) Apply(topo watch.Topology) error {
 		return fmt.Errorf("applying topology: %w", err)
 	}
 	p.swap(t)
+	if prev != nil && !table.SameRing(prev, t) {
+		p.live.rehome(t) // streams of keys that moved reconnect to the new owner
+	}
 	p.log.Info("topology applied", "replicas", t.Replicas(), "ready", t.Ready(),
 		"fingerprint", t.Fingerprint, "ring_rebuilt", !table.SameRing(prev, t),
 		"shards", t.Summary(16))

@@ -49,6 +49,9 @@ func (cc *clientConn) serveRequest() bool {
 	}
 	x.b = b
 	x.upgrade = in.head.Flags.Has(h1.FlagUpgrade) && connectionHasUpgrade(&in.head)
+	if x.upgrade {
+		x.key = string(key) // a tunnel is tracked by key (liveSet)
+	}
 	return x.run()
 }
 

@@ -49,7 +49,7 @@ func (p *Proxy) serveStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	start := time.Now()
-	status := p.forwardStream(w, r, b, grpc)
+	status := p.forwardStream(w, r, b, grpc, string(key))
 	b.metrics.count(status)
 	b.metrics.duration.Observe(time.Since(start).Seconds())
 }
@@ -134,9 +134,11 @@ func grpcEscape(s string) string {
 
 // forwardStream sends r to b and streams the answer to w. It returns the
 // status counted for the shard.
-func (p *Proxy) forwardStream(w http.ResponseWriter, r *http.Request, b *backend, grpc bool) int {
+func (p *Proxy) forwardStream(w http.ResponseWriter, r *http.Request, b *backend, grpc bool, key string) int {
 	ctx, cancel := p.streamContext(r)
 	defer cancel(nil)
+	live := p.live.add(key, b.name, func() { cancel(ErrOwnerMoved) })
+	defer p.live.remove(live)
 	// The upstream timeout bounds waiting for the answer's head; a body
 	// (or a gRPC stream) may then flow as long as it does.
 	timer := time.AfterFunc(p.cfg.UpstreamTimeout, func() { cancel(ErrShardTimeout) })
@@ -170,10 +172,27 @@ func (p *Proxy) forwardStream(w http.ResponseWriter, r *http.Request, b *backend
 	h.Set(HeaderShard, b.name)
 	w.WriteHeader(resp.StatusCode)
 	copyStreaming(w, resp.Body)
+	if errors.Is(context.Cause(ctx), ErrOwnerMoved) {
+		endMovedStream(w, grpc)
+		return resp.StatusCode
+	}
 	for k, vv := range resp.Trailer {
 		h[http.TrailerPrefix+k] = vv
 	}
 	return resp.StatusCode
+}
+
+// endMovedStream ends a stream cut short because its key moved: a gRPC
+// call gets UNAVAILABLE in its trailers (clients retry, and reach the new
+// owner); any other stream is reset, so the client cannot take the cut
+// body for a whole one.
+func endMovedStream(w http.ResponseWriter, grpc bool) {
+	if !grpc {
+		panic(http.ErrAbortHandler)
+	}
+	h := w.Header()
+	h.Set(http.TrailerPrefix+"Grpc-Status", strconv.Itoa(grpcUnavailable))
+	h.Set(http.TrailerPrefix+"Grpc-Message", grpcEscape(ErrOwnerMoved.Error()))
 }
 
 // streamContext is the call's context: the client's, bounded by
@@ -207,6 +226,8 @@ func parseGRPCTimeout(v string) (time.Duration, bool) {
 // streamUpstreamErr maps a transport failure to the proxy's answer.
 func streamUpstreamErr(ctx context.Context, err error) error {
 	switch {
+	case errors.Is(context.Cause(ctx), ErrOwnerMoved):
+		return ErrOwnerMoved
 	case errors.Is(context.Cause(ctx), ErrShardTimeout), errors.Is(ctx.Err(), context.DeadlineExceeded), isTimeout(err):
 		return ErrShardTimeout
 	case errors.Is(err, errDial):

@@ -33,16 +33,34 @@ func (x *exchange) tunnel(uc *upConn) bool {
 	m.tunnels.Inc()
 	defer m.tunnels.Dec()
 	t := &tunnelState{idle: cc.p.cfg.TunnelIdleTimeout}
+	live := cc.p.live.add(x.key, x.b.name, func() {
+		t.moved.Store(true)
+		_ = uc.nc.SetReadDeadline(time.Unix(1, 0)) // stops the shard-to-client copy
+	})
+	defer cc.p.live.remove(live)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		t.pipe(uc.nc, cc.nc, cc.rb, uc.nc)
 	}()
 	t.pipe(cc.nc, uc.nc, x.ub, cc.nc)
+	if t.moved.Load() {
+		// The key's owner changed: a WebSocket close, 1012 "service
+		// restart", tells the client to reconnect (to the new owner). The
+		// copy towards the client has stopped, so no frame is cut.
+		_ = cc.nc.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = cc.nc.Write(wsClose1012)
+		_ = cc.nc.Close()
+		_ = uc.nc.Close()
+	}
 	<-done
 	cc.r, cc.w = 0, 0
 	return false
 }
+
+// wsClose1012 is an unmasked WebSocket close frame (RFC 6455 §5.5.1) with
+// status 1012, service restart.
+var wsClose1012 = []byte{0x88, 0x02, 0x03, 0xF4}
 
 // tunnelLinger is how long the other direction of a tunnel may still flow
 // once one side has closed (a WebSocket close handshake, say).
@@ -50,6 +68,7 @@ const tunnelLinger = 2 * time.Second
 
 type tunnelState struct {
 	idle  time.Duration
+	moved atomic.Bool // the key's owner changed (liveSet)
 	endAt atomic.Int64 // unix nanoseconds; 0 while both directions flow
 }
 
@@ -71,8 +90,8 @@ func (t *tunnelState) pipe(dst, src net.Conn, buf []byte, other net.Conn) {
 			}
 		}
 		if err != nil {
-			if cw, ok := dst.(closeWriter); ok {
-				_ = cw.CloseWrite()
+			if cw, ok := dst.(closeWriter); ok && !t.moved.Load() {
+				_ = cw.CloseWrite() // (a moved tunnel still sends its close frame)
 			}
 			end := time.Now().Add(tunnelLinger)
 			if t.endAt.CompareAndSwap(0, end.UnixNano()) {
