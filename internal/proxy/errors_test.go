@@ -121,7 +121,7 @@ func TestErrorAnswers(t *testing.T) {
 	if got := promtest.ToFloat64(p.metrics.keyErrors.WithLabelValues("body_too_large")); got != 1 {
 		t.Errorf("key_errors_total{reason=body_too_large} = %v, want 1", got)
 	}
-	if got := promtest.ToFloat64(p.metrics.requests.WithLabelValues("web-2", "504")); got != 1 {
+	if got := promtest.ToFloat64(p.metrics.requests.WithLabelValues("web-2", "504", "http1")); got != 1 {
 		t.Errorf(`requests_total{shard="web-2",code="504"} = %v, want 1`, got)
 	}
 }

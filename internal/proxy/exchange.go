@@ -32,6 +32,7 @@ type exchange struct {
 	hbuf                 *[]byte
 	streaming            bool
 	copyDone             chan error
+	copyEnded            atomic.Bool // copyBody returned: it no longer reads the client
 	clientFailed         atomic.Bool
 	ubuf                 *[]byte
 	ub                   []byte
@@ -113,8 +114,11 @@ func (x *exchange) fail(uc *upConn, err error) bool {
 	if uc != nil {
 		x.b.up.discard(uc)
 	}
+	// Looked at before stopCopy, which wakes a running copy by failing its
+	// read of the client: a shard that fails mid-upload is still answered.
+	clientGone := errors.Is(err, errClientGone) || x.clientFailed.Load()
 	bodyDone := x.stopCopy()
-	if errors.Is(err, errClientGone) || x.clientFailed.Load() {
+	if clientGone {
 		x.status = 499 // counted as nginx does: the client closed first
 		return false
 	}
@@ -177,7 +181,11 @@ func (x *exchange) send(uc *upConn) error {
 	}
 	if x.streaming {
 		x.copyDone = make(chan error, 1)
-		go func() { x.copyDone <- x.copyBody(uc) }()
+		go func() {
+			err := x.copyBody(uc)
+			x.copyEnded.Store(true)
+			x.copyDone <- err
+		}()
 	}
 	return nil
 }
@@ -224,14 +232,17 @@ func (x *exchange) stopCopy() bool {
 // readUp reads from the shard, within the upstream timeout, and gives up
 // early when the client has gone (looked at every clientCheckInterval,
 // unless the body copy is reading the client and will notice itself).
+// While the request body still streams, the shard's time runs from its
+// end: a slow upload is the client's pace, not a slow shard.
 func (x *exchange) readUp(uc *upConn, p []byte) (int, error) {
-	deadline := time.Now().Add(x.cc.p.cfg.UpstreamTimeout)
+	timeout := x.cc.p.cfg.UpstreamTimeout
+	deadline := time.Now().Add(timeout)
 	for {
-		step := deadline
-		if !x.streaming {
-			step = earlier(deadline, time.Now().Add(clientCheckInterval))
+		copying := x.streaming && !x.copyEnded.Load()
+		if copying {
+			deadline = time.Now().Add(timeout)
 		}
-		_ = uc.nc.SetReadDeadline(step)
+		_ = uc.nc.SetReadDeadline(earlier(deadline, time.Now().Add(clientCheckInterval)))
 		n, err := uc.nc.Read(p)
 		if n > 0 {
 			return n, nil
@@ -245,10 +256,10 @@ func (x *exchange) readUp(uc *upConn, p []byte) (int, error) {
 			}
 			return 0, errors.Join(errUpstreamIO, err)
 		}
-		if !time.Now().Before(deadline) {
+		if !copying && !time.Now().Before(deadline) {
 			return 0, ErrShardTimeout
 		}
-		if gone, _, ok := peek(x.cc.nc); ok && gone && !x.streaming {
+		if gone, _, ok := peek(x.cc.nc); ok && gone && !copying {
 			return 0, errClientGone
 		}
 	}

@@ -219,7 +219,8 @@ func FuzzBodyKey(f *testing.F) {
 }
 
 // TestAmbiguousKey: a rule that finds its name twice with different values
-// does not guess (DESIGN §4); identical repeats are one value.
+// does not guess, since the shard could read the other value; the request
+// gets a 400 naming the rule. Identical repeats are one value.
 func TestAmbiguousKey(t *testing.T) {
 	tests := []struct {
 		rule, head string

@@ -24,8 +24,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shard_proxy_requests_total",
-			Help: "Answers to requests that had an owning shard, by shard and status code (including the proxy's own 502, 503 and 504).",
-		}, []string{"shard", "code"}),
+			Help: "Answers to requests that had an owning shard, by shard, status code (including the proxy's own 502, 503 and 504) and client protocol (http1, h2).",
+		}, []string{"shard", "code", "protocol"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "shard_proxy_request_duration_seconds",
 			Help:    "Time from receiving a request to having the shard's response, by owning shard.",
@@ -81,7 +81,7 @@ type shardMetrics struct {
 	duration prometheus.Observer
 	tunnels  prometheus.Gauge
 	mu       sync.Mutex                                 // serializes misses
-	codes    atomic.Pointer[map[int]prometheus.Counter] // copy on write
+	codes    atomic.Pointer[map[int]prometheus.Counter] // by protocol*1000+code; copy on write
 }
 
 func (m *metrics) forShard(name string) *shardMetrics {
@@ -90,22 +90,34 @@ func (m *metrics) forShard(name string) *shardMetrics {
 	return sm
 }
 
-// count increments requests_total for code.
-func (sm *shardMetrics) count(code int) {
-	if c, ok := (*sm.codes.Load())[code]; ok {
+// Client protocols, the protocol label of requests_total.
+const (
+	protoHTTP1 = iota
+	protoH2
+)
+
+var protoNames = [...]string{protoHTTP1: "http1", protoH2: "h2"}
+
+// count increments requests_total for code, for an HTTP/1.1 request.
+func (sm *shardMetrics) count(code int) { sm.countAs(code, protoHTTP1) }
+
+// countAs increments requests_total for code and the client's protocol.
+func (sm *shardMetrics) countAs(code, proto int) {
+	key := proto*1000 + code
+	if c, ok := (*sm.codes.Load())[key]; ok {
 		c.Inc()
 		return
 	}
 	sm.mu.Lock()
 	old := *sm.codes.Load()
-	c, ok := old[code]
+	c, ok := old[key]
 	if !ok {
-		c = sm.m.requests.WithLabelValues(sm.name, codeString(code))
+		c = sm.m.requests.WithLabelValues(sm.name, codeString(code), protoNames[proto])
 		next := make(map[int]prometheus.Counter, len(old)+1)
 		for k, v := range old {
 			next[k] = v
 		}
-		next[code] = c
+		next[key] = c
 		sm.codes.Store(&next)
 	}
 	sm.mu.Unlock()

@@ -44,11 +44,10 @@ func (x *exchange) relay(uc *upConn) bool {
 	default:
 		err = x.relayUntilClose(uc, head)
 	}
-	bodyDone := x.stopCopy()
 	if err != nil {
-		x.b.up.discard(uc)
-		return false
+		return x.fail(uc, err) // a 502 when nothing reached the client yet
 	}
+	bodyDone := x.stopCopy()
 	reusable := x.uClean && x.ur == x.uw && bodyDone &&
 		!r.Flags.Has(h1.FlagConnClose) && (r.Minor == 1 || r.Flags.Has(h1.FlagConnKeepAlive))
 	if reusable {

@@ -44,13 +44,13 @@ func (p *Proxy) serveStream(w http.ResponseWriter, r *http.Request) {
 	ReleaseScratch(s)
 	b := snap.backends[i]
 	if !shard.Ready {
-		b.metrics.count(http.StatusServiceUnavailable)
+		b.metrics.countAs(http.StatusServiceUnavailable, protoH2)
 		streamError(w, grpc, ErrShardNotReady, shard.Name)
 		return
 	}
 	start := time.Now()
 	status := p.forwardStream(w, r, b, grpc, string(key))
-	b.metrics.count(status)
+	b.metrics.countAs(status, protoH2)
 	b.metrics.duration.Observe(time.Since(start).Seconds())
 }
 

@@ -14,9 +14,6 @@ const (
 	// upstreamIdleTimeout closes a pooled connection unused for this long;
 	// shards commonly close theirs after 60–120 s.
 	upstreamIdleTimeout = 50 * time.Second
-	// staleCheckAfter: a connection idle longer than this is checked for a
-	// close (or stray bytes) from the shard before it is reused.
-	staleCheckAfter = time.Second
 )
 
 // upConn is one connection to a shard. Between exchanges it sits in its
@@ -53,7 +50,10 @@ func (u *upstream) get() (*upConn, error) {
 			u.idle[n-1] = nil
 			u.idle = u.idle[:n-1]
 			u.mu.Unlock()
-			if time.Since(c.idleAt) > staleCheckAfter && !idleConnUsable(c.nc) {
+			// Looked at on every reuse, however recent (one non-blocking
+			// peek): bytes a shard wrote past its last answer would
+			// otherwise become the next client's answer.
+			if !idleConnUsable(c.nc) {
 				u.discard(c)
 				continue
 			}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
 
@@ -18,13 +19,21 @@ type Request struct {
 	URI    string // the request target exactly as sent
 	Host   string
 	Header http.Header
-	Body   []byte
+	// Body is the request body, its first BodyLimit bytes. A handler given
+	// to Handle reads the body itself; what it left unread is drained after
+	// it returns, and Body is complete from then on.
+	Body []byte
 }
+
+// BodyLimit is how much of each request body a Shard records; handlers
+// still read all of it.
+const BodyLimit = 64 << 10
 
 // Shard is a real HTTP server on a loopback socket standing in for one
 // shard. It records every request, then answers 200 with the JSON
-// {"shard":"<name>"}, or with the handler given to Handle. Safe for
-// concurrent use.
+// {"shard":"<name>"}, or with the handler given to Handle, which reads the
+// body as it arrives (an upload streams through the shard; only its first
+// BodyLimit bytes are kept). Safe for concurrent use.
 type Shard struct {
 	Name string
 	Addr string // host:port
@@ -64,12 +73,20 @@ func StartShards(t testing.TB, n int, prefix string) []*Shard {
 }
 
 func (s *Shard) serve(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	req := Request{Method: r.Method, URI: r.RequestURI, Host: r.Host, Header: r.Header.Clone(), Body: body}
+	body := &bodyPrefix{max: BodyLimit}
+	r.Body = teeBody{io.TeeReader(r.Body, body), r.Body}
 	s.mu.Lock()
-	s.got = append(s.got, req)
 	h, hold := s.handler, s.hold
 	s.mu.Unlock()
+	if h == nil {
+		// The whole body before the answer: the record is complete by the
+		// time the client has its answer.
+		_, _ = io.Copy(io.Discard, r.Body)
+	}
+	i, req := s.record(r, body.buf)
+	if h != nil {
+		defer s.finish(i, r.Body, body)
+	}
 	if hold {
 		select {
 		case s.arrived <- req:
@@ -87,6 +104,43 @@ func (s *Shard) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	fmt.Fprintf(w, `{"shard":%q}`, s.Name)
+}
+
+// record appends r, with the body read so far, and returns its index.
+func (s *Shard) record(r *http.Request, body []byte) (int, Request) {
+	req := Request{Method: r.Method, URI: r.RequestURI, Host: r.Host, Header: r.Header.Clone(), Body: slices.Clone(body)}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.got = append(s.got, req)
+	return len(s.got) - 1, req
+}
+
+// finish drains what a handler left of the body, up to BodyLimit, and
+// completes record i with it.
+func (s *Shard) finish(i int, rd io.Reader, body *bodyPrefix) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(rd, BodyLimit))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.got[i].Body = slices.Clone(body.buf)
+}
+
+// bodyPrefix keeps the first max bytes written to it and drops the rest.
+type bodyPrefix struct {
+	buf []byte
+	max int
+}
+
+func (p *bodyPrefix) Write(b []byte) (int, error) {
+	if room := p.max - len(p.buf); room > 0 {
+		p.buf = append(p.buf, b[:min(room, len(b))]...)
+	}
+	return len(b), nil
+}
+
+// teeBody is a request body whose reads also go to a bodyPrefix.
+type teeBody struct {
+	io.Reader
+	io.Closer
 }
 
 // Handle makes h answer the requests that arrive from now on; nil restores

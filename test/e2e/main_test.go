@@ -30,6 +30,7 @@ func TestE2E(t *testing.T) {
 		{"TwoProxiesAgree", testTwoProxiesAgree},
 		{"RBAC", testRBAC},
 		{"Broadcast", testBroadcast},
+		{"GRPC", testGRPC},
 		// Last: they stop and restart the shared API server.
 		{"APIServerOutage", testAPIServerOutage},
 		{"ShutdownDuringOutage", testShutdownDuringOutage},

@@ -164,10 +164,11 @@ type shardsAnswer struct {
 }
 
 type shardInfo struct {
-	Ordinal int    `json:"ordinal"`
-	Name    string `json:"name"`
-	Address string `json:"address"`
-	Ready   bool   `json:"ready"`
+	Ordinal  int    `json:"ordinal"`
+	Name     string `json:"name"`
+	Address  string `json:"address"`
+	Ready    bool   `json:"ready"`
+	Protocol string `json:"protocol"`
 }
 
 type locateAnswer struct {

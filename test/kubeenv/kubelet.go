@@ -252,9 +252,15 @@ func (k *Kubelet) ensureRunning(pod *corev1.Pod) (netip.Addr, error) {
 				k.stopServers(rp)
 				return netip.Addr{}, fmt.Errorf("pod %s: listening on %s: %w", pod.Name, addr, err)
 			}
+			// Pods speak HTTP/1.1 and HTTP/2 over cleartext (h2c, as gRPC
+			// servers do), whichever the client starts with.
+			var protos http.Protocols
+			protos.SetHTTP1(true)
+			protos.SetUnencryptedHTTP2(true)
 			srv := &http.Server{
 				Handler:           k.handler(Pod{Namespace: pod.Namespace, Name: pod.Name, IP: ip, Port: port.ContainerPort}),
 				ReadHeaderTimeout: 10 * time.Second,
+				Protocols:         &protos,
 			}
 			rp.servers = append(rp.servers, srv)
 			rp.wg.Go(func() { _ = srv.Serve(ln) })

@@ -51,6 +51,9 @@ type StatefulSet struct {
 	PortName string
 	// OrdinalsStart, when not zero, sets spec.ordinals.start.
 	OrdinalsStart int32
+	// AppProtocol, when set, is the Service port's appProtocol (such as
+	// kubernetes.io/h2c), which the EndpointSlices carry.
+	AppProtocol string
 }
 
 // CreateStatefulSet creates the headless Service and the StatefulSet. The
@@ -76,6 +79,9 @@ func (e *Env) CreateStatefulSet(t testing.TB, namespace string, s StatefulSet) {
 				Name: s.PortName, Port: s.Port, TargetPort: intstr.FromString(s.PortName), Protocol: corev1.ProtocolTCP,
 			}},
 		},
+	}
+	if s.AppProtocol != "" {
+		svc.Spec.Ports[0].AppProtocol = &s.AppProtocol
 	}
 	if _, err := e.Client.CoreV1().Services(namespace).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("kubeenv: creating Service %s/%s: %v", namespace, s.Name, err)

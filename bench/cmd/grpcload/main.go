@@ -1,0 +1,424 @@
+// Command grpcload is the load side of "run.sh grpc": gRPC unary calls
+// through a sharding proxy, each with a random ten-digit key in the x-shard-key
+// metadata, and the plain HTTP/2 test run through h2load. Every measuring
+// subcommand prints one line
+//
+//	BENCH round=1 scenario=grpc system=haproxy calls=412345 seconds=10.000 rps=41234.5 p50_us=1480 p99_us=3900 ... errors=0
+//
+// like wrk's in the side-by-side runs, for run.sh to collect; "grpcload
+// report" turns the collected lines into bench/results/grpc.md.
+//
+//	grpcload load   -addr A -callers 64 -conns 4 -warmup 2s -duration 10s -pid P
+//	                           N callers sharing C client connections, closed loop
+//	grpcload sanity -addr A [-h2] [-direct]
+//	                           12 keys twice: every answer OK, a key always on the
+//	                           same shard, keys spread over more than one
+//	grpcload h2     -addr A -clients 4 -streams 16 -warmup 2s -duration 10s -pid P
+//	                           h2load GETs of /accounts/<key> (keys from the same
+//	                           seeded generator), its output as a BENCH line
+//	grpcload report -in grpc.txt
+//	                           the markdown tables
+//
+// With -pid, the proxy's CPU time (user + system, all threads, from
+// /proc/PID/stat) is read at the start and end of the measured window, and
+// its VmHWM at the end: cpu_us is CPU microseconds per call, cpu_util the
+// share of a core it used, hwm_kib its peak RSS.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: grpcload load|sanity|h2|report [flags]")
+		os.Exit(2)
+	}
+	cmds := map[string]func([]string) error{
+		"load":   cmdLoad,
+		"sanity": cmdSanity,
+		"h2":     cmdH2,
+		"report": cmdReport,
+	}
+	cmd, ok := cmds[os.Args[1]]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "grpcload: unknown subcommand %q\n", os.Args[1])
+		os.Exit(2)
+	}
+	if err := cmd(os.Args[2:]); err != nil {
+		fmt.Fprintf(os.Stderr, "grpcload %s: %v\n", os.Args[1], err)
+		os.Exit(1)
+	}
+}
+
+// --- keys ---------------------------------------------------------------------
+
+// keyGen draws ten-digit keys; stream i of seed s is the same sequence in
+// every run, so every system sees the same keys.
+type keyGen struct {
+	r   *rand.Rand
+	buf []byte
+}
+
+func newKeyGen(seed, stream uint64) *keyGen {
+	return &keyGen{r: rand.New(rand.NewPCG(seed, stream)), buf: make([]byte, 0, 10)}
+}
+
+func (g *keyGen) next() string {
+	g.buf = strconv.AppendUint(g.buf[:0], 1_000_000_000+g.r.Uint64N(9_000_000_000), 10)
+	return string(g.buf)
+}
+
+// --- the result line ----------------------------------------------------------
+
+type line struct {
+	keys []string
+	vals map[string]string
+}
+
+func newLine(round int, scenario, system string) *line {
+	l := &line{vals: map[string]string{}}
+	l.set("round", round)
+	l.set("scenario", scenario)
+	l.set("system", system)
+	return l
+}
+
+func (l *line) set(k string, v any) {
+	var s string
+	switch v := v.(type) {
+	case float64:
+		s = strconv.FormatFloat(v, 'f', 3, 64)
+	case time.Duration:
+		s = strconv.FormatInt(v.Microseconds(), 10)
+	default:
+		s = fmt.Sprint(v)
+	}
+	if _, ok := l.vals[k]; !ok {
+		l.keys = append(l.keys, k)
+	}
+	l.vals[k] = s
+}
+
+func (l *line) String() string {
+	var b strings.Builder
+	b.WriteString("BENCH")
+	for _, k := range l.keys {
+		v := l.vals[k]
+		if v == "" {
+			continue
+		}
+		if strings.ContainsAny(v, " \t\"=\\") || !strconv.IsPrint(rune(v[0])) {
+			v = strconv.Quote(v)
+		}
+		fmt.Fprintf(&b, " %s=%s", k, v)
+	}
+	return b.String()
+}
+
+// --- the proxy's CPU and memory -------------------------------------------------
+
+var clkTck = func() float64 {
+	// getconf CLK_TCK is 100 on every Linux this runs on; run.sh passes the
+	// real value in case it is not.
+	if v, err := strconv.ParseFloat(os.Getenv("CLK_TCK"), 64); err == nil && v > 0 {
+		return v
+	}
+	return 100
+}()
+
+// cpuTicks: user + system time of the process, all threads, in clock ticks.
+func cpuTicks(pid int) (int64, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	// The command name (field 2) may hold spaces; count from after it.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 { // f[0] is field 3 (state): utime is field 14, stime 15
+		return 0, false
+	}
+	u, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	return u + st, err1 == nil && err2 == nil
+}
+
+// vmHWM: the peak resident set of the process in KiB.
+func vmHWM(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, ln := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(ln, "VmHWM:"); ok {
+			f := strings.Fields(v)
+			if len(f) > 0 {
+				n, _ := strconv.ParseInt(f[0], 10, 64)
+				return n
+			}
+		}
+	}
+	return 0
+}
+
+func load1() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return ""
+	}
+	return f[0]
+}
+
+// window measures the proxy over the measured window.
+type window struct {
+	pid    int
+	t0     int64
+	w0     time.Time
+	load1  string
+	ticks  int64
+	wall   time.Duration
+	hwmKiB int64
+}
+
+func (w *window) start() {
+	w.load1 = load1()
+	if w.pid > 0 {
+		w.t0, _ = cpuTicks(w.pid)
+	}
+	w.w0 = time.Now()
+}
+
+func (w *window) stop() {
+	w.wall = time.Since(w.w0)
+	if w.pid > 0 {
+		t1, _ := cpuTicks(w.pid)
+		w.ticks = t1 - w.t0
+		w.hwmKiB = vmHWM(w.pid)
+	}
+}
+
+// report adds the proxy's CPU per call and peak RSS for n calls to l.
+func (w *window) report(l *line, n int64) {
+	l.set("load1", w.load1)
+	if w.pid <= 0 {
+		return
+	}
+	cpu := float64(w.ticks) / clkTck
+	if n > 0 {
+		l.set("cpu_us", cpu*1e6/float64(n))
+	}
+	l.set("cpu_util", cpu/w.wall.Seconds())
+	l.set("hwm_kib", w.hwmKiB)
+}
+
+// --- load -------------------------------------------------------------------------
+
+type common struct {
+	addr     string
+	system   string
+	scenario string
+	round    int
+	seed     uint64
+	pid      int
+	warmup   time.Duration
+	duration time.Duration
+	timeout  time.Duration
+}
+
+func commonFlags(name, scenario string) (*flag.FlagSet, *common) {
+	c := &common{}
+	fs := flag.NewFlagSet(name, flag.ExitOnError)
+	fs.StringVar(&c.addr, "addr", "127.0.0.1:18080", "the proxy (or shard) under test")
+	fs.StringVar(&c.system, "system", "", "system name for the result line")
+	fs.StringVar(&c.scenario, "scenario", scenario, "scenario name for the result line")
+	fs.IntVar(&c.round, "round", 1, "round number for the result line")
+	fs.Uint64Var(&c.seed, "seed", 42, "key sequence")
+	fs.IntVar(&c.pid, "pid", 0, "the proxy's PID, whose CPU time and peak RSS are read (0: none)")
+	fs.DurationVar(&c.warmup, "warmup", 2*time.Second, "load before the measured window, not measured")
+	fs.DurationVar(&c.duration, "duration", 10*time.Second, "the measured window")
+	fs.DurationVar(&c.timeout, "timeout", 5*time.Second, "bound on one call")
+	return fs, c
+}
+
+// dial opens n client connections and waits until each is ready.
+func dial(addr string, n int, timeout time.Duration) ([]*grpc.ClientConn, error) {
+	var conns []*grpc.ClientConn
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	for range n {
+		// passthrough: the address as given, no resolver in the way.
+		cc, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			closeAll(conns)
+			return nil, err
+		}
+		conns = append(conns, cc)
+		cc.Connect()
+		for s := cc.GetState(); s != connectivity.Ready; s = cc.GetState() {
+			if !cc.WaitForStateChange(ctx, s) {
+				closeAll(conns)
+				return nil, fmt.Errorf("connection to %s not ready within %s (state %s)", addr, timeout, s)
+			}
+		}
+	}
+	return conns, nil
+}
+
+func closeAll(conns []*grpc.ClientConn) {
+	for _, cc := range conns {
+		cc.Close()
+	}
+}
+
+// callerResult is what one caller saw in the measured window.
+type callerResult struct {
+	h        hist
+	calls    int64
+	errs     map[codes.Code]int64
+	firstErr error
+}
+
+func cmdLoad(args []string) error {
+	fs, c := commonFlags("load", "grpc")
+	callers := fs.Int("callers", 64, "concurrent callers, each one call at a time (closed loop)")
+	nconns := fs.Int("conns", 4, "client connections the callers share (1: one multiplexed client)")
+	reqBytes := fs.Int("req-bytes", 32, "payload of each request")
+	respBytes := fs.Int("resp-bytes", 32, "payload of each answer (ResponseSize)")
+	fs.Parse(args)
+	if *callers < 1 || *nconns < 1 {
+		return errors.New("-callers and -conns must be at least 1")
+	}
+	conns, err := dial(c.addr, *nconns, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	defer closeAll(conns)
+
+	// phase: 0 warm-up, 1 measured, 2 done. A call is counted when it
+	// completes in the measured window.
+	var phase atomic.Int32
+	results := make([]callerResult, *callers)
+	var wg sync.WaitGroup
+	for i := range *callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res := &results[i]
+			res.errs = map[codes.Code]int64{}
+			client := testgrpc.NewTestServiceClient(conns[i%len(conns)])
+			keys := newKeyGen(c.seed, uint64(i))
+			req := &testgrpc.SimpleRequest{
+				ResponseSize: int32(*respBytes),
+				Payload:      &testgrpc.Payload{Body: make([]byte, *reqBytes)},
+			}
+			for phase.Load() < 2 {
+				ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+				ctx = metadata.AppendToOutgoingContext(ctx, "x-shard-key", keys.next())
+				t0 := time.Now()
+				_, err := client.UnaryCall(ctx, req)
+				d := time.Since(t0)
+				cancel()
+				if phase.Load() != 1 {
+					continue
+				}
+				if err != nil {
+					res.errs[status.Code(err)]++
+					if res.firstErr == nil {
+						res.firstErr = err
+					}
+					continue
+				}
+				res.calls++
+				res.h.record(d)
+			}
+		}()
+	}
+	time.Sleep(c.warmup)
+	w := window{pid: c.pid}
+	w.start()
+	phase.Store(1)
+	time.Sleep(c.duration)
+	phase.Store(2)
+	w.stop()
+	wg.Wait()
+
+	var h hist
+	var calls, nerr int64
+	errs := map[codes.Code]int64{}
+	var firstErr error
+	for i := range results {
+		r := &results[i]
+		h.merge(&r.h)
+		calls += r.calls
+		for code, n := range r.errs {
+			errs[code] += n
+			nerr += n
+		}
+		if firstErr == nil {
+			firstErr = r.firstErr
+		}
+	}
+	l := newLine(c.round, c.scenario, c.system)
+	l.set("calls", calls)
+	l.set("seconds", w.wall.Seconds())
+	l.set("rps", float64(calls)/w.wall.Seconds())
+	for _, q := range []struct {
+		name string
+		q    float64
+	}{{"p50_us", 0.50}, {"p90_us", 0.90}, {"p99_us", 0.99}, {"p999_us", 0.999}} {
+		l.set(q.name, h.quantile(q.q))
+	}
+	l.set("max_us", time.Duration(h.max))
+	l.set("errors", nerr)
+	if nerr > 0 {
+		var parts []string
+		for code, n := range errs {
+			parts = append(parts, fmt.Sprintf("%s:%d", code, n))
+		}
+		sort.Strings(parts)
+		l.set("error_codes", strings.Join(parts, ","))
+		l.set("first_error", oneLine(firstErr.Error()))
+	}
+	l.set("callers", *callers)
+	l.set("conns", *nconns)
+	w.report(l, calls)
+	fmt.Println(l)
+	return nil
+}
+
+func oneLine(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}
