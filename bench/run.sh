@@ -11,6 +11,9 @@
 #                                shard lying about Content-Length; shard-proxy,
 #                                HAProxy and nginx side by side, in
 #                                bench/results/memory.md
+#   bash bench/run.sh grpc       gRPC unary calls (and plain HTTP/2 GETs with
+#                                h2load) through shard-proxy, HAProxy and nginx
+#                                over h2c, in bench/results/grpc.md
 #
 # SHARD_PROXY_BIN=/path measures that shard-proxy binary instead of building
 # one from this checkout.
@@ -48,6 +51,12 @@ set -euo pipefail
 : "${BENCH_HAPROXY_NODELAY:=1}"  # HAProxy "option http-no-delay" (see config/haproxy-memory.cfg)
 : "${BENCH_RSS_GUARD_MIB:=8192}" # SIGKILL a proxy whose RSS passes this, so it cannot take the machine down
 : "${BENCH_MEM_TIMEOUT:=90}"     # seconds one test may take before it is cut short
+# "run.sh grpc"
+: "${BENCH_GRPC_SYSTEMS:=shard-proxy haproxy nginx direct}"
+: "${BENCH_GRPC_SCENARIOS:=grpc h2}" # grpc: unary calls (grpcload); h2: plain HTTP/2 GETs (h2load)
+: "${BENCH_GRPC_CALLERS:=64}"    # concurrent calls (h2: streams in all)
+: "${BENCH_GRPC_CONNS:=4}"       # client connections they share (1: one multiplexed client)
+: "${BENCH_GRPC_PAYLOAD:=32}"    # bytes of payload in each request and each answer
 # The machine is shared (builds, other tests). Raising the benchmark's own
 # processes' priority keeps that load from stealing the pinned cores in the
 # middle of a measurement; it applies to every system alike. Needs root.
@@ -735,11 +744,217 @@ memory() {
 	cat "$BENCH_OUT/memory.md"
 }
 
+# --- gRPC mode --------------------------------------------------------------------
+#
+# gRPC unary calls through each proxy over HTTP/2 with prior knowledge (h2c),
+# to four gRPC shards (bench/cmd/grpcshard, one process), the load from
+# bench/cmd/grpcload; then, if h2load is there, plain HTTP/2 GETs through the
+# same proxies to four plain h2c shards served by the same process. Shards
+# and load on the load CPU, the proxy alone on the proxy CPU, as in the
+# side-by-side runs. Each system is started for each scenario and checked
+# with grpcload's sanity check first; one that fails to start or route is
+# reported n/a with the reason, and the run goes on. grpcload measures the
+# proxy's CPU time and peak RSS over the measured window itself (-pid) and
+# prints one BENCH line per measurement, collected in grpc.txt.
+
+# The plain h2c shards of the h2 scenario: +11..+14 (the admin port is +10).
+H2_PORTS=($((BENCH_PORT + 11)) $((BENCH_PORT + 12)) $((BENCH_PORT + 13)) $((BENCH_PORT + 14)))
+
+grpc_build() {
+	log "building shard-proxy, the gRPC shard and the gRPC load tool"
+	build_shard_proxy
+	bench_build "$TMP/grpcload" ./cmd/grpcload
+	bench_build "$TMP/grpcshard" ./cmd/grpcshard
+	if [ -n "$BENCH_CANDIDATE" ]; then
+		log "building the candidate from $BENCH_CANDIDATE"
+		(cd "$BENCH_CANDIDATE" && go build -o "$TMP/candidate" ./cmd/shard-proxy)
+		case " $BENCH_GRPC_SYSTEMS " in *" candidate "*) ;; *) BENCH_GRPC_SYSTEMS="$BENCH_GRPC_SYSTEMS candidate" ;; esac
+	fi
+	# h2load (Debian's nghttp2-client) is optional: without it the h2
+	# scenario is skipped, and grpc.md says so.
+	H2_NOTE=
+	case " $BENCH_GRPC_SCENARIOS " in *" h2 "*)
+		if ! command -v h2load >/dev/null 2>&1; then
+			local sudo=
+			[ "$(id -u)" -eq 0 ] || sudo=sudo
+			log "installing nghttp2-client (h2load)"
+			{ $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends nghttp2-client; } >"$TMP/apt.log" 2>&1 || true
+		fi
+		if ! command -v h2load >/dev/null 2>&1; then
+			H2_NOTE="h2load (Debian package nghttp2-client) is not installed and could not be: the plain HTTP/2 scenario was skipped"
+			log "$H2_NOTE"
+			BENCH_GRPC_SCENARIOS=$(tr ' ' '\n' <<<"$BENCH_GRPC_SCENARIOS" | { grep -vx h2 || true; } | tr '\n' ' ')
+		fi
+		;;
+	esac
+}
+
+start_grpc_shards() {
+	local g h
+	g=$(printf '127.0.0.1:%s,' "${SHARD_PORTS[@]}")
+	h=$(printf '127.0.0.1:%s,' "${H2_PORTS[@]}")
+	"${ON_LOAD_CPU[@]}" "$TMP/grpcshard" -grpc "${g%,}" -h2 "${h%,}" 2>>"$TMP/grpcshard.log" &
+	PIDS+=($!)
+	for p in "${SHARD_PORTS[@]}" "${H2_PORTS[@]}"; do wait_port "$p"; done
+}
+
+# grpc_start SYSTEM SCENARIO LOG: start the proxy on the proxy CPU; sets
+# TARGET and MEASURED_PID (none for direct), or GRPC_ERR and returns 1.
+grpc_start() {
+	local sys=$1 sc=$2 plog=$3 ports i
+	MEASURED_PID= GRPC_ERR=
+	TARGET=$LISTEN
+	if [ "$sc" = h2 ]; then ports=("${H2_PORTS[@]}"); else ports=("${SHARD_PORTS[@]}"); fi
+	if [ "$sys" = direct ]; then
+		TARGET=${ports[0]}
+		return 0
+	fi
+	port_free "$LISTEN" || { GRPC_ERR="port $LISTEN is taken"; return 1; }
+	case $sys in
+	shard-proxy | candidate)
+		local shards key=header:x-shard-key
+		shards=$(printf 'http://127.0.0.1:%s,' "${ports[@]}")
+		[ "$sc" = h2 ] && key='path:/accounts/{key}'
+		"${ON_PROXY_CPU[@]}" "$TMP/$sys" --shards "${shards%,}" --shard-protocol h2c \
+			--listen "127.0.0.1:$LISTEN" --admin-listen "127.0.0.1:$ADMIN" \
+			--key "$key" --log-level warn 2>>"$plog" &
+		;;
+	haproxy)
+		local balance="balance hdr(x-shard-key)"
+		[ "$sc" = h2 ] && balance="balance hash path,field(3,/)"
+		render "$BENCH/config/haproxy-grpc.cfg" "$TMP/haproxy-grpc.cfg" "BALANCE=$balance" \
+			"S0=${ports[0]}" "S1=${ports[1]}" "S2=${ports[2]}" "S3=${ports[3]}"
+		"${ON_PROXY_CPU[@]}" haproxy -db -f "$TMP/haproxy-grpc.cfg" 2>>"$plog" &
+		;;
+	nginx)
+		mkdir -p "$TMP/nginx_body" "$TMP/nginx_proxy"
+		render "$BENCH/config/nginx-grpc.conf" "$TMP/nginx-grpc.conf" \
+			"G0=${SHARD_PORTS[0]}" "G1=${SHARD_PORTS[1]}" "G2=${SHARD_PORTS[2]}" "G3=${SHARD_PORTS[3]}" \
+			"H0=${H2_PORTS[0]}" "H1=${H2_PORTS[1]}" "H2=${H2_PORTS[2]}" "H3=${H2_PORTS[3]}"
+		"${ON_PROXY_CPU[@]}" nginx -c "$TMP/nginx-grpc.conf" -g 'daemon off; master_process off;' 2>>"$plog" &
+		;;
+	*)
+		GRPC_ERR="unknown system $sys (want some of: shard-proxy haproxy nginx direct candidate)"
+		return 1
+		;;
+	esac
+	MEASURED_PID=$!
+	PIDS+=("$MEASURED_PID")
+	for i in $(seq 1 100); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$LISTEN") 2>/dev/null && break
+		running "$MEASURED_PID" || break
+		sleep 0.05
+	done
+	if ! running "$MEASURED_PID" || port_free "$LISTEN"; then
+		GRPC_ERR="did not start: $(grep -v '^\s*$' "$plog" | tail -2)"
+		mem_stop "$MEASURED_PID"
+		return 1
+	fi
+}
+
+# grpc_measure ROUND SYSTEM SCENARIO: start, sanity check, warm-up and
+# measured window (both inside grpcload), stop; one BENCH line to GRPC_RAW.
+grpc_measure() {
+	local round=$1 sys=$2 sc=$3 plog="$TMP/$2-$3.log" line direct= h2= args=()
+	[ "$sys" = direct ] && direct=-direct
+	[ "$sc" = h2 ] && h2=-h2
+	local head="BENCH round=$round scenario=$sc system=$sys"
+	case $sc in grpc | h2) ;; *)
+		log "unknown gRPC-mode scenario $sc (want some of: grpc h2)"
+		return 0
+		;;
+	esac
+	if ! grpc_start "$sys" "$sc" "$plog"; then
+		log "round $round: $sys/$sc: $GRPC_ERR"
+		echo "$head note=$(quote "$GRPC_ERR")" >>"$GRPC_RAW"
+		return 0
+	fi
+	local out
+	if ! out=$("${ON_LOAD_CPU[@]}" "$TMP/grpcload" sanity $h2 $direct -addr "127.0.0.1:$TARGET" -seed "$BENCH_SEED" 2>&1); then
+		out="sanity check failed: $(tail -1 <<<"$out" | sed 's/^grpcload sanity: //')"
+		log "round $round: $sys/$sc: $out"
+		echo "$head note=$(quote "$out")" >>"$GRPC_RAW"
+		[ -z "$MEASURED_PID" ] || mem_stop "$MEASURED_PID"
+		return 0
+	fi
+	echo "$sys/$sc round $round: $out" >>"$TMP/grpcload.log"
+	args=(-round "$round" -system "$sys" -addr "127.0.0.1:$TARGET" -seed "$BENCH_SEED"
+		-warmup "${BENCH_WARMUP}s" -duration "${BENCH_DURATION}s" -pid "${MEASURED_PID:-0}")
+	local streams=$(((BENCH_GRPC_CALLERS + BENCH_GRPC_CONNS - 1) / BENCH_GRPC_CONNS))
+	if [ "$sc" = h2 ]; then
+		args=(h2 "${args[@]}" -clients "$BENCH_GRPC_CONNS" -streams "$streams")
+	else
+		args=(load "${args[@]}" -callers "$BENCH_GRPC_CALLERS" -conns "$BENCH_GRPC_CONNS"
+			-req-bytes "$BENCH_GRPC_PAYLOAD" -resp-bytes "$BENCH_GRPC_PAYLOAD")
+	fi
+	line=$(CLK_TCK=$CLK_TCK timeout --foreground -k 5 $((BENCH_WARMUP + BENCH_DURATION + 60)) \
+		"${ON_LOAD_CPU[@]}" "$TMP/grpcload" "${args[@]}" 2>>"$TMP/grpcload.log" | grep '^BENCH ' | tail -1) || true
+	local died=
+	if [ -n "$MEASURED_PID" ]; then
+		running "$MEASURED_PID" || died=yes
+		mem_stop "$MEASURED_PID"
+	fi
+	if [ -z "$line" ]; then
+		line="$head note=$(quote "the load tool gave no result: $(tail -1 "$TMP/grpcload.log")")"
+	elif [ -n "$died" ]; then
+		line="$line note=$(quote "the proxy died during the run (exit status $MEM_RC): $(grep -v '^\s*$' "$plog" | tail -1)")"
+	fi
+	echo "$line" >>"$GRPC_RAW"
+	log "round $round: $sys/$sc: ${line#BENCH }"
+}
+
+grpc() {
+	grpc_build
+	mkdir -p "$BENCH_OUT"
+	GRPC_RAW="$BENCH_OUT/grpc.txt"
+	: >"$GRPC_RAW"
+	start_grpc_shards
+	local started load_start round sc sys
+	started=$(date -u +%Y-%m-%dT%H:%MZ)
+	load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+	for round in $(seq 1 "$BENCH_ROUNDS"); do
+		for sc in $BENCH_GRPC_SCENARIOS; do
+			# Rotate who goes first each round, as the side-by-side runs do.
+			for sys in $(rotate "$round" $BENCH_GRPC_SYSTEMS); do
+				grpc_measure "$round" "$sys" "$sc"
+			done
+		done
+	done
+	local streams=$(((BENCH_GRPC_CALLERS + BENCH_GRPC_CONNS - 1) / BENCH_GRPC_CONNS)) h2v=
+	command -v h2load >/dev/null 2>&1 && h2v=", $(h2load --version 2>&1 | head -1)"
+	{
+		echo "# shard-proxy gRPC and HTTP/2 benchmark"
+		echo
+		echo "- run: $started, $BENCH_ROUNDS round(s); load average (1/5/15 min) at start $load_start, at end $(cut -d' ' -f1-3 /proc/loadavg)"
+		machine | sed -n 1p
+		echo "- pinning: each proxy alone on CPU $BENCH_PROXY_CPU, started afresh for each scenario; the shards (bench/cmd/grpcshard, one process) and the load (bench/cmd/grpcload, GOMAXPROCS 1; h2load, 1 thread) on CPU $BENCH_LOAD_CPU; all at nice $BENCH_NICE"
+		echo "- gRPC load: grpcload, $BENCH_GRPC_CALLERS concurrent callers (closed loop, one unary call at a time each) over $BENCH_GRPC_CONNS client connection(s), ${BENCH_GRPC_PAYLOAD}-byte payloads both ways, a random ten-digit key in the x-shard-key metadata of every call (seed $BENCH_SEED); ${BENCH_WARMUP}s warm-up then ${BENCH_DURATION}s measured; latency from a log-linear histogram (±1.6%)"
+		case " $BENCH_GRPC_SCENARIOS " in *" h2 "*)
+			echo "- HTTP/2 load: h2load -c $BENCH_GRPC_CONNS -m $streams -t 1, GET /accounts/<key> over 4096 keys from the same generator; ${BENCH_WARMUP}s warm-up run, then ${BENCH_DURATION}s measured with --log-file, which gives the percentiles" ;;
+		esac
+		[ -n "$H2_NOTE" ] && echo "- $H2_NOTE"
+		echo "- versions: $(shard_proxy_version), $(haproxy -v | head -1 | cut -d' ' -f1-3), $(nginx -v 2>&1 | cut -d' ' -f3), grpc-go $(go version -m "$TMP/grpcload" | awk '$2 == "google.golang.org/grpc" {print $3}')$h2v, $(go version | cut -d' ' -f3)"
+		echo "- shard-proxy: \`--shard-protocol h2c --key header:x-shard-key\` (h2: \`--key path:/accounts/{key}\`); HAProxy: config/haproxy-grpc.cfg (nbthread 1, bind ... proto h2, servers proto h2, balance hdr(x-shard-key) or hash path,field(3,/), hash-type consistent); nginx: config/nginx-grpc.conf (listen ... http2, grpc_pass to the gRPC shards with hash \$http_x_shard_key consistent; the h2 GETs over proxy_pass, HTTP/1.1 to the shards)"
+		echo "- every system adds X-Forwarded-For/-Proto/-Host and names the shard in X-Shard; before each measurement 12 keys go through it twice: every answer OK, each key on the same shard both times, the keys on more than one shard"
+		echo "- CPU µs/call is the proxy's own CPU time (user + system, all threads) over the measured window ÷ the calls completed in it; core used is its share of its core; peak RSS is its VmHWM after the run"
+		echo "- ratios compare with HAProxy, and with the better of HAProxy and nginx on each figure (higher calls/s, lower p99, lower CPU), in the same round; the raw lines are in grpc.txt"
+		echo
+		"$TMP/grpcload" report -in "$GRPC_RAW"
+	} >"$BENCH_OUT/grpc.md.tmp"
+	mv "$BENCH_OUT/grpc.md.tmp" "$BENCH_OUT/grpc.md"
+	rm -rf "$BENCH_OUT/grpc-logs"
+	mkdir -p "$BENCH_OUT/grpc-logs"
+	cp "$TMP"/*.log "$BENCH_OUT/grpc-logs/" 2>/dev/null || true
+	log "wrote $BENCH_OUT/grpc.md (proxy and load-tool logs in $BENCH_OUT/grpc-logs/)"
+	cat "$BENCH_OUT/grpc.md"
+}
+
 install_missing
 command -v go >/dev/null || die "go is not on PATH"
 case $MODE in
 compare) compare ;;
 profile) profile ;;
 memory) memory ;;
-*) die "unknown mode $MODE: want compare (default), profile or memory" ;;
+grpc) grpc ;;
+*) die "unknown mode $MODE: want compare (default), profile, memory or grpc" ;;
 esac

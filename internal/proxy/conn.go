@@ -41,6 +41,7 @@ func putBuf(b *[]byte) { bufPool.Put(b) }
 type clientConn struct {
 	p     *Proxy
 	nc    net.Conn
+	fd    int // nc's socket, for peek; -1 if none
 	ip    string
 	state atomic.Int32
 
@@ -51,15 +52,15 @@ type clientConn struct {
 	in     inbound
 	headN  int // length of in's head in rb[r:]
 	served int // requests read so far
-	body  bodyReader
-	x     exchange
-	wb    []byte // scratch for heads we write; from the pool while active
-	wbuf  *[]byte
-	wdl   time.Time // write deadline last set
+	body   bodyReader
+	x      exchange
+	wb     []byte // scratch for heads we write; from the pool while active
+	wbuf   *[]byte
+	wdl    time.Time // write deadline last set
 }
 
 func (p *Proxy) newClientConn(nc net.Conn) *clientConn {
-	cc := &clientConn{p: p, nc: nc}
+	cc := &clientConn{p: p, nc: nc, fd: sockFD(nc)}
 	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 		cc.ip = a.IP.String()
 	} else if nc.RemoteAddr() != nil {
@@ -235,7 +236,7 @@ func (cc *clientConn) readAfterPark(idleEnd time.Time) bool {
 // request that was sent before the listener closed: if bytes are waiting,
 // it is served (its answer carries Connection: close); if not, it closes.
 func (cc *clientConn) drainIdle() int {
-	if _, data, ok := peek(cc.nc); !ok || !data {
+	if _, data, ok := peek(cc.fd); !ok || !data {
 		return waitClose
 	}
 	cc.acquireRead()

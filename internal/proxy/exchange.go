@@ -259,7 +259,7 @@ func (x *exchange) readUp(uc *upConn, p []byte) (int, error) {
 		if !copying && !time.Now().Before(deadline) {
 			return 0, ErrShardTimeout
 		}
-		if gone, _, ok := peek(x.cc.nc); ok && gone && !copying {
+		if gone, _, ok := peek(x.cc.fd); ok && gone && !copying {
 			return 0, errClientGone
 		}
 	}

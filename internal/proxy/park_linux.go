@@ -165,7 +165,7 @@ func (pk *parker) drain() {
 	}
 	pk.mu.Unlock()
 	for _, pc := range all {
-		if _, data, ok := peek(pc.cc.nc); ok && data {
+		if _, data, ok := peek(pc.cc.fd); ok && data {
 			go pc.cc.resume(time.Now().Add(pc.cc.p.cfg.ClientHeaderTimeout))
 		} else {
 			pc.cc.closeParked()

@@ -9,4 +9,4 @@ import "time"
 type parker struct{}
 
 func (*parker) park(*clientConn, time.Time) bool { return false }
-func (*parker) drain()                          {}
+func (*parker) drain()                           {}

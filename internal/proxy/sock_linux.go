@@ -3,35 +3,54 @@ package proxy
 import (
 	"net"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// peek reports, without blocking or consuming anything, whether the peer
-// of nc has closed (or reset) its side (gone) and whether bytes are waiting
-// to be read (data). ok is false when nc is not a socket that can be asked.
-func peek(nc net.Conn) (gone, data, ok bool) {
-	sc, isSC := nc.(syscall.Conn)
-	if !isSC {
-		return false, false, false
+// sockFD returns the socket descriptor of nc, or -1 when nc is not a plain
+// socket. It is looked up once per connection: the descriptor stays the
+// same while the connection is open, and only its owner closes it.
+func sockFD(nc net.Conn) int {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return -1
 	}
 	raw, err := sc.SyscallConn()
 	if err != nil {
+		return -1
+	}
+	fd := -1
+	if raw.Control(func(f uintptr) { fd = int(f) }) != nil {
+		return -1
+	}
+	return fd
+}
+
+// peek reports, without blocking or consuming anything, whether the peer
+// of socket fd has closed (or reset) its side (gone) and whether bytes are
+// waiting to be read (data). ok is false when fd is not known. It does not
+// allocate: it is on the request path.
+func peek(fd int) (gone, data, ok bool) {
+	if fd < 0 {
 		return false, false, false
 	}
-	cerr := raw.Control(func(fd uintptr) { gone, data, _ = peekFD(fd) })
-	return gone, data, cerr == nil
+	gone, data, _ = peekFD(uintptr(fd))
+	return gone, data, true
 }
 
 // peekFD looks at a socket without consuming: gone when the peer closed or
 // reset it, data when bytes wait, wait when neither (it would block).
 func peekFD(fd uintptr) (gone, data, wait bool) {
 	var b [1]byte
-	n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+	// A raw system call: MSG_DONTWAIT never blocks, and unix.Recvfrom
+	// would allocate the address it does not need.
+	n, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
+		unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
 	switch {
-	case err == unix.EAGAIN || err == unix.EINTR:
+	case errno == unix.EAGAIN || errno == unix.EINTR:
 		return false, false, true
-	case err != nil, n == 0:
+	case errno != 0, n == 0:
 		return true, false, false
 	}
 	return false, true, false
@@ -58,7 +77,7 @@ func waitReadable(nc net.Conn) bool {
 
 // idleConnUsable tells whether a pooled connection can carry a request: the
 // shard has neither closed it nor sent bytes nobody asked for.
-func idleConnUsable(nc net.Conn) bool {
-	gone, data, ok := peek(nc)
+func idleConnUsable(fd int) bool {
+	gone, data, ok := peek(fd)
 	return !ok || (!gone && !data)
 }

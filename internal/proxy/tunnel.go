@@ -68,7 +68,7 @@ const tunnelLinger = 2 * time.Second
 
 type tunnelState struct {
 	idle  time.Duration
-	moved atomic.Bool // the key's owner changed (liveSet)
+	moved atomic.Bool  // the key's owner changed (liveSet)
 	endAt atomic.Int64 // unix nanoseconds; 0 while both directions flow
 }
 

@@ -168,4 +168,3 @@ func TestWebSocketTunnel(t *testing.T) {
 		}
 	}
 }
-

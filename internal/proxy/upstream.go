@@ -20,6 +20,7 @@ const (
 // upstream's pool, holding no buffer.
 type upConn struct {
 	nc     net.Conn
+	fd     int // nc's socket, for peek
 	idleAt time.Time
 	// reused tells whether the connection served an exchange before, so
 	// that a failure before any answer byte may be retried on a fresh one.
@@ -53,7 +54,7 @@ func (u *upstream) get() (*upConn, error) {
 			// Looked at on every reuse, however recent (one non-blocking
 			// peek): bytes a shard wrote past its last answer would
 			// otherwise become the next client's answer.
-			if !idleConnUsable(c.nc) {
+			if !idleConnUsable(c.fd) {
 				u.discard(c)
 				continue
 			}
@@ -78,7 +79,7 @@ func (u *upstream) dialNew() (*upConn, error) {
 		u.mu.Unlock()
 		return nil, errors.Join(ErrShardDown, err)
 	}
-	return &upConn{nc: nc}, nil
+	return &upConn{nc: nc, fd: sockFD(nc)}, nil
 }
 
 // put returns c after an exchange that ended cleanly on a message boundary.

@@ -10,6 +10,7 @@ import "testing"
 // fields can be read.
 func (r *running) inspectParked(t testing.TB, fn func(cc *clientConn)) int {
 	pk := &r.parker
+	pk.once.Do(pk.start) // as the first park does; orders the read of pk.parked after start
 	pk.mu.Lock()
 	defer pk.mu.Unlock()
 	if fn != nil {

@@ -226,7 +226,7 @@ func TestResponseBytesReachClientVerbatim(t *testing.T) {
 	answers := map[string]string{
 		"/fixed": "HTTP/1.1 299 Quite Fine, Thanks\r\nx-lower: a\r\nX-MiXeD: b\r\nset-cookie: a=1\r\nSet-Cookie: b=2\r\n" +
 			"Content-Type: text/odd;charset=latin1\r\nContent-Length: 7\r\n\r\nh\xe9llo\r\n",
-		"/chunked": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nx-a: 1\r\n\r\n3;ext=\"v\"\r\nabc\r\n00000\r\n\r\n",
+		"/chunked":      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nx-a: 1\r\n\r\n3;ext=\"v\"\r\nabc\r\n00000\r\n\r\n",
 		"/empty-reason": "HTTP/1.1 404 \r\nContent-Length: 0\r\n\r\n",
 		"/spoofed":      "HTTP/1.1 200 OK\r\nX-Shard: somebody-else\r\nContent-Length: 2\r\n\r\nok",
 	}

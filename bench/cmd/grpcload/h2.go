@@ -98,9 +98,9 @@ func cmdH2(args []string) error {
 }
 
 type h2stats struct {
-	seconds                                    float64
+	seconds                                          float64
 	total, done, succeeded, failed, errored, timeout int64
-	statuses                                   string
+	statuses                                         string
 }
 
 var (

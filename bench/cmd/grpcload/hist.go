@@ -17,7 +17,7 @@ type hist struct {
 }
 
 const (
-	histSub     = 32                   // buckets per power of two above 64
+	histSub     = 32                     // buckets per power of two above 64
 	histBuckets = 2*histSub + 63*histSub // enough for every uint64
 )
 

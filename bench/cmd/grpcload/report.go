@@ -1,0 +1,339 @@
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// cmdReport turns the BENCH lines run.sh collected (grpc.txt) into the
+// markdown tables of grpc.md: per scenario, one row per system with the
+// medians over rounds, the ratios to HAProxy and to the better of HAProxy
+// and nginx (each taken within a round, then the median), and, with more
+// than one round, every round.
+func cmdReport(args []string) error {
+	fs := flag.NewFlagSet("report", flag.ExitOnError)
+	in := fs.String("in", "", "BENCH lines, as run.sh collects them")
+	fs.Parse(args)
+	f, err := os.Open(*in)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	recs, err := parseLines(f)
+	if err != nil {
+		return err
+	}
+	if len(recs) == 0 {
+		return fmt.Errorf("%s has no BENCH lines", *in)
+	}
+	_, err = io.WriteString(os.Stdout, markdown(recs))
+	return err
+}
+
+// rec is one parsed line.
+type rec map[string]string
+
+func (r rec) f(k string) float64 {
+	v, _ := strconv.ParseFloat(r[k], 64)
+	return v
+}
+
+func (r rec) round() int {
+	n, _ := strconv.Atoi(r["round"])
+	return n
+}
+
+// failed: the system was not measured (did not start, failed the sanity
+// check, the load tool gave up); note says why.
+func (r rec) failed() bool { return r["note"] != "" }
+
+// parseLines reads "BENCH k=v k=\"quoted v\" ..." lines; others are ignored.
+func parseLines(rd io.Reader) ([]rec, error) {
+	var out []rec
+	sc := bufio.NewScanner(rd)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for line := 1; sc.Scan(); line++ {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "BENCH ")
+		if !ok {
+			continue
+		}
+		r := rec{}
+		for rest = strings.TrimSpace(rest); rest != ""; rest = strings.TrimSpace(rest) {
+			k, v, ok := strings.Cut(rest, "=")
+			if !ok || k == "" || strings.ContainsAny(k, " \t") {
+				return nil, fmt.Errorf("line %d: want key=value at %q", line, rest)
+			}
+			rest = v
+			if strings.HasPrefix(v, `"`) {
+				q, err := strconv.QuotedPrefix(v)
+				if err != nil {
+					return nil, fmt.Errorf("line %d: %s: %v", line, k, err)
+				}
+				rest = v[len(q):]
+				v, _ = strconv.Unquote(q)
+			} else if i := strings.IndexAny(v, " \t"); i >= 0 {
+				v, rest = v[:i], v[i:]
+			} else {
+				rest = ""
+			}
+			r[k] = v
+		}
+		if r["system"] == "" || r["scenario"] == "" {
+			return nil, fmt.Errorf("line %d: no system= or scenario=", line)
+		}
+		out = append(out, r)
+	}
+	return out, sc.Err()
+}
+
+var (
+	systemOrder   = []string{"shard-proxy", "candidate", "haproxy", "nginx", "direct"}
+	scenarioOrder = []string{"grpc", "h2"}
+	systemTitle   = map[string]string{
+		"shard-proxy": "shard-proxy", "candidate": "shard-proxy (candidate)", "haproxy": "HAProxy", "nginx": "nginx", "direct": "direct (ceiling)",
+	}
+	scenarioTitle = map[string]string{
+		"grpc": "gRPC unary calls (grpc.testing.TestService/UnaryCall, key in x-shard-key metadata)",
+		"h2":   "Plain HTTP/2 GETs (h2load, h2c, GET /accounts/<key>)",
+	}
+)
+
+func title(m map[string]string, k string) string {
+	if t, ok := m[k]; ok {
+		return t
+	}
+	return k
+}
+
+// ordered: the known names in their order, then the others as they come.
+func ordered(order []string, have []string) []string {
+	var out []string
+	for _, k := range order {
+		if slices.Contains(have, k) {
+			out = append(out, k)
+		}
+	}
+	for _, k := range have {
+		if !slices.Contains(out, k) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// cell is one system on one scenario over all rounds.
+type cell struct {
+	system         string
+	rounds         int
+	rps, p50, p99  float64 // medians
+	cpu, util      float64 // medians; 0: not measured (direct)
+	errors         int64   // sum
+	hwmKiB         float64 // max
+	vsHA, vsBest   ratios
+	notes, errs    []string
+	callers, conns string
+}
+
+// ratios are medians over rounds of this system's figure ÷ the reference's.
+type ratios struct{ rps, p99, cpu float64 }
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// best of HAProxy and nginx in one round, per figure: the higher calls/s,
+// the lower p99, the lower CPU per call, of those measured.
+func bestOf(rs ...rec) (rps, p99, cpu float64) {
+	for _, r := range rs {
+		if r == nil || r.failed() || r.f("rps") <= 0 {
+			continue
+		}
+		rps = max(rps, r.f("rps"))
+		if v := r.f("p99_us"); v > 0 && (p99 == 0 || v < p99) {
+			p99 = v
+		}
+		if v := r.f("cpu_us"); v > 0 && (cpu == 0 || v < cpu) {
+			cpu = v
+		}
+	}
+	return
+}
+
+func summarize(recs []rec, scenario string) []cell {
+	type key struct {
+		round  int
+		system string
+	}
+	byKey := map[key]rec{}
+	var systems []string
+	for _, r := range recs {
+		if r["scenario"] != scenario {
+			continue
+		}
+		byKey[key{r.round(), r["system"]}] = r
+		if !slices.Contains(systems, r["system"]) {
+			systems = append(systems, r["system"])
+		}
+	}
+	var cells []cell
+	for _, sys := range ordered(systemOrder, systems) {
+		c := cell{system: sys}
+		var rps, p50, p99, cpu, util []float64
+		var haR, haP, haC, bR, bP, bC []float64
+		for _, r := range recs {
+			if r["scenario"] != scenario || r["system"] != sys {
+				continue
+			}
+			if r.failed() {
+				c.notes = append(c.notes, fmt.Sprintf("round %s: %s", r["round"], r["note"]))
+				continue
+			}
+			c.rounds++
+			c.callers, c.conns = r["callers"], r["conns"]
+			rps, p50, p99 = append(rps, r.f("rps")), append(p50, r.f("p50_us")), append(p99, r.f("p99_us"))
+			if r.f("cpu_us") > 0 {
+				cpu, util = append(cpu, r.f("cpu_us")), append(util, r.f("cpu_util"))
+			}
+			c.errors += int64(r.f("errors"))
+			c.hwmKiB = max(c.hwmKiB, r.f("hwm_kib"))
+			if e := r["first_error"]; e != "" {
+				msg := e
+				if codes := r["error_codes"]; codes != "" {
+					msg = codes + "; first: " + e
+				}
+				c.errs = append(c.errs, fmt.Sprintf("round %s: %s errors (%s)", r["round"], r["errors"], msg))
+			}
+			ha, ng := byKey[key{r.round(), "haproxy"}], byKey[key{r.round(), "nginx"}]
+			if ha != nil && !ha.failed() {
+				ratio(&haR, r.f("rps"), ha.f("rps"))
+				ratio(&haP, r.f("p99_us"), ha.f("p99_us"))
+				ratio(&haC, r.f("cpu_us"), ha.f("cpu_us"))
+			}
+			br, bp, bc := bestOf(ha, ng)
+			ratio(&bR, r.f("rps"), br)
+			ratio(&bP, r.f("p99_us"), bp)
+			ratio(&bC, r.f("cpu_us"), bc)
+		}
+		c.rps, c.p50, c.p99 = median(rps), median(p50), median(p99)
+		c.cpu, c.util = median(cpu), median(util)
+		c.vsHA = ratios{median(haR), median(haP), median(haC)}
+		c.vsBest = ratios{median(bR), median(bP), median(bC)}
+		cells = append(cells, c)
+	}
+	return cells
+}
+
+func ratio(dst *[]float64, v, ref float64) {
+	if v > 0 && ref > 0 {
+		*dst = append(*dst, v/ref)
+	}
+}
+
+func ms(us float64) string { return strconv.FormatFloat(us/1000, 'f', 3, 64) }
+
+func x(v float64) string {
+	if v == 0 {
+		return "–"
+	}
+	return strconv.FormatFloat(v, 'f', 2, 64) + "×"
+}
+
+func orDash(v float64, format string) string {
+	if v == 0 {
+		return "–"
+	}
+	return fmt.Sprintf(format, v)
+}
+
+func markdown(recs []rec) string {
+	var b strings.Builder
+	var scenarios []string
+	rounds := 0
+	for _, r := range recs {
+		if !slices.Contains(scenarios, r["scenario"]) {
+			scenarios = append(scenarios, r["scenario"])
+		}
+		rounds = max(rounds, r.round())
+	}
+	for _, sc := range ordered(scenarioOrder, scenarios) {
+		cells := summarize(recs, sc)
+		fmt.Fprintf(&b, "## %s\n\n", title(scenarioTitle, sc))
+		if rounds > 1 {
+			fmt.Fprintf(&b, "Medians over %d rounds; each ratio is taken within a round, then the median.\n\n", rounds)
+		}
+		b.WriteString("| system | calls/s | p50 ms | p99 ms | errors | CPU µs/call | core used | calls/s ÷ HAProxy | p99 ÷ HAProxy | CPU ÷ HAProxy | calls/s ÷ best of HAProxy, nginx | p99 ÷ best | CPU ÷ best | peak RSS MiB |\n")
+		b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+		var notes []string
+		for _, c := range cells {
+			name := title(systemTitle, c.system)
+			if c.rounds == 0 {
+				fmt.Fprintf(&b, "| %s | n/a | | | | | | | | | | | | |\n", name)
+			} else {
+				fmt.Fprintf(&b, "| %s | %.0f | %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+					name, c.rps, ms(c.p50), ms(c.p99), c.errors,
+					orDash(c.cpu, "%.1f"), orDash(c.util*100, "%.0f%%"),
+					x(c.vsHA.rps), x(c.vsHA.p99), x(c.vsHA.cpu),
+					x(c.vsBest.rps), x(c.vsBest.p99), x(c.vsBest.cpu),
+					orDash(c.hwmKiB/1024, "%.1f"))
+			}
+			for _, n := range c.notes {
+				notes = append(notes, fmt.Sprintf("%s: %s", name, n))
+			}
+			for _, e := range c.errs {
+				notes = append(notes, fmt.Sprintf("%s: %s", name, e))
+			}
+		}
+		b.WriteString("\n")
+		if len(notes) > 0 {
+			for _, n := range notes {
+				fmt.Fprintf(&b, "- %s\n", n)
+			}
+			b.WriteString("\n")
+		}
+		if rounds > 1 {
+			b.WriteString("Every round:\n\n| round | system | calls/s | p50 ms | p99 ms | errors | CPU µs/call | core used | load (1 min) |\n|--:|---|--:|--:|--:|--:|--:|--:|--:|\n")
+			for round := 1; round <= rounds; round++ {
+				for _, sys := range ordered(systemOrder, systemsOf(recs, sc)) {
+					for _, r := range recs {
+						if r["scenario"] != sc || r["system"] != sys || r.round() != round {
+							continue
+						}
+						if r.failed() {
+							fmt.Fprintf(&b, "| %d | %s | n/a | | | | | | |\n", round, title(systemTitle, sys))
+							continue
+						}
+						fmt.Fprintf(&b, "| %d | %s | %.0f | %s | %s | %s | %s | %s | %s |\n", round, title(systemTitle, sys),
+							r.f("rps"), ms(r.f("p50_us")), ms(r.f("p99_us")), r["errors"],
+							orDash(r.f("cpu_us"), "%.1f"), orDash(r.f("cpu_util")*100, "%.0f%%"), r["load1"])
+					}
+				}
+			}
+			b.WriteString("\n")
+		}
+	}
+	return b.String()
+}
+
+func systemsOf(recs []rec, scenario string) []string {
+	var out []string
+	for _, r := range recs {
+		if r["scenario"] == scenario && !slices.Contains(out, r["system"]) {
+			out = append(out, r["system"])
+		}
+	}
+	return out
+}

@@ -1,0 +1,94 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/shard-proxy/shard-proxy/internal/ring"
+	"github.com/shard-proxy/shard-proxy/internal/testutil"
+)
+
+// Shutdown: the answer in flight says Connection: close; requests already
+// written on idle keep-alive connections (parked or not) are answered, not
+// lost; idle connections close; new connections are refused.
+func TestShutdownGraceful(t *testing.T) {
+	shards := testutil.StartShards(t, 1, "web")
+	slow, arrived := newGate(), make(chan struct{}, 1)
+	shards[0].Handle(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			arrived <- struct{}{}
+			<-slow.wait()
+		}
+		fmt.Fprint(w, "answer for "+r.URL.Path)
+	})
+	slow.openAtEnd(t)
+	topo := testutil.Topology(shards)
+	p := startProxy(t, Config{}, ring.Config{}, &topo)
+
+	get := func(rc *rawClient, path string) {
+		rc.send("GET " + path + " HTTP/1.1\r\nHost: h\r\nX-Shard-Key: 1\r\n\r\n")
+	}
+	answered := func(t *testing.T, rc *rawClient, path string, closing bool) {
+		t.Helper()
+		a := rc.response("GET")
+		if a.Status() != 200 || string(a.Payload) != "answer for "+path || a.connTokens("close") != closing {
+			t.Errorf("%s: answer %q, want 200 with Connection: close %v", path, a.Raw(), closing)
+		}
+	}
+	// idle and parked: kept-alive connections past their first request;
+	// parked ones have been idle long enough to hold nothing.
+	parked, parkedWriter := dialRaw(t, p), dialRaw(t, p)
+	for _, rc := range []*rawClient{parked, parkedWriter} {
+		get(rc, "/first")
+		answered(t, rc, "/first", false)
+	}
+	waitUntil(t, wireTimeout, "two connections are parked", func() bool { return p.inspectParked(t, nil) == 2 })
+	idle, hotWriter := dialRaw(t, p), dialRaw(t, p)
+	for _, rc := range []*rawClient{idle, hotWriter} {
+		get(rc, "/first")
+		answered(t, rc, "/first", false)
+	}
+	inFlight := dialRaw(t, p)
+	get(inFlight, "/slow")
+	<-arrived
+
+	// Written just before Shutdown: on the wire, not yet read.
+	get(parkedWriter, "/late/parked")
+	get(hotWriter, "/late/hot")
+	stopped := make(chan error, 1)
+	go func() { stopped <- p.Shutdown(context.Background()) }()
+
+	answered(t, parkedWriter, "/late/parked", true)
+	parkedWriter.closed()
+	answered(t, hotWriter, "/late/hot", true)
+	hotWriter.closed()
+	idle.closed()
+	parked.closed()
+	waitUntil(t, wireTimeout, "new connections are refused", func() bool {
+		c, err := net.Dial("tcp", p.rawAddr())
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+	select {
+	case err := <-stopped:
+		t.Fatalf("Shutdown returned %v with a request in flight", err)
+	default:
+	}
+	slow.open()
+	answered(t, inFlight, "/slow", true)
+	inFlight.closed()
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	case <-time.After(wireTimeout):
+		t.Fatal("Shutdown did not return once the last request was answered")
+	}
+}
