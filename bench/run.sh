@@ -57,6 +57,7 @@ set -euo pipefail
 : "${BENCH_GRPC_CALLERS:=64}"    # concurrent calls (h2: streams in all)
 : "${BENCH_GRPC_CONNS:=4}"       # client connections they share (1: one multiplexed client)
 : "${BENCH_GRPC_PAYLOAD:=32}"    # bytes of payload in each request and each answer
+: "${BENCH_H2_UPSTREAM:=http1}"  # h2 scenario, proxy to shards: http1, or h2c (nginx cannot: n/a)
 # The machine is shared (builds, other tests). Raising the benchmark's own
 # processes' priority keeps that load from stealing the pinned cores in the
 # middle of a measurement; it applies to every system alike. Needs root.
@@ -749,16 +750,19 @@ memory() {
 # gRPC unary calls through each proxy over HTTP/2 with prior knowledge (h2c),
 # to four gRPC shards (bench/cmd/grpcshard, one process), the load from
 # bench/cmd/grpcload; then, if h2load is there, plain HTTP/2 GETs through the
-# same proxies to four plain h2c shards served by the same process. Shards
-# and load on the load CPU, the proxy alone on the proxy CPU, as in the
-# side-by-side runs. Each system is started for each scenario and checked
+# same proxies to four plain nginx shards (config/backends-h2.conf), which
+# the proxies reach over HTTP/1.1 (BENCH_H2_UPSTREAM=h2c: over h2c; nginx
+# cannot). Shards and load on the load CPU, the proxy alone on the proxy
+# CPU, as in the side-by-side runs. Each system is started for each scenario and checked
 # with grpcload's sanity check first; one that fails to start or route is
 # reported n/a with the reason, and the run goes on. grpcload measures the
 # proxy's CPU time and peak RSS over the measured window itself (-pid) and
 # prints one BENCH line per measurement, collected in grpc.txt.
 
-# The plain h2c shards of the h2 scenario: +11..+14 (the admin port is +10).
+# The plain shards of the h2 scenario: HTTP/1.1 on +11..+14 (the admin port
+# is +10), the same shards over h2c on +15..+18.
 H2_PORTS=($((BENCH_PORT + 11)) $((BENCH_PORT + 12)) $((BENCH_PORT + 13)) $((BENCH_PORT + 14)))
+H2C_PORTS=($((BENCH_PORT + 15)) $((BENCH_PORT + 16)) $((BENCH_PORT + 17)) $((BENCH_PORT + 18)))
 
 grpc_build() {
 	log "building shard-proxy, the gRPC shard and the gRPC load tool"
@@ -790,24 +794,46 @@ grpc_build() {
 }
 
 start_grpc_shards() {
-	local g h
+	local g
 	g=$(printf '127.0.0.1:%s,' "${SHARD_PORTS[@]}")
-	h=$(printf '127.0.0.1:%s,' "${H2_PORTS[@]}")
-	"${ON_LOAD_CPU[@]}" "$TMP/grpcshard" -grpc "${g%,}" -h2 "${h%,}" 2>>"$TMP/grpcshard.log" &
+	"${ON_LOAD_CPU[@]}" "$TMP/grpcshard" -grpc "${g%,}" 2>>"$TMP/grpcshard.log" &
 	PIDS+=($!)
-	for p in "${SHARD_PORTS[@]}" "${H2_PORTS[@]}"; do wait_port "$p"; done
+	for p in "${SHARD_PORTS[@]}"; do wait_port "$p"; done
+	case " $BENCH_GRPC_SCENARIOS " in *" h2 "*)
+		mkdir -p "$TMP/backends_body"
+		render "$BENCH/config/backends-h2.conf" "$TMP/backends-h2.conf" \
+			"H0=${H2_PORTS[0]}" "H1=${H2_PORTS[1]}" "H2=${H2_PORTS[2]}" "H3=${H2_PORTS[3]}" \
+			"C0=${H2C_PORTS[0]}" "C1=${H2C_PORTS[1]}" "C2=${H2C_PORTS[2]}" "C3=${H2C_PORTS[3]}"
+		"${ON_LOAD_CPU[@]}" nginx -c "$TMP/backends-h2.conf" -g 'daemon off;' 2>>"$TMP/backends-h2.log" &
+		PIDS+=($!)
+		for p in "${H2_PORTS[@]}" "${H2C_PORTS[@]}"; do wait_port "$p"; done
+		;;
+	esac
 }
 
 # grpc_start SYSTEM SCENARIO LOG: start the proxy on the proxy CPU; sets
 # TARGET and MEASURED_PID (none for direct), or GRPC_ERR and returns 1.
 grpc_start() {
-	local sys=$1 sc=$2 plog=$3 ports i
+	local sys=$1 sc=$2 plog=$3 ports i proto=h2c
 	MEASURED_PID= GRPC_ERR=
 	TARGET=$LISTEN
-	if [ "$sc" = h2 ]; then ports=("${H2_PORTS[@]}"); else ports=("${SHARD_PORTS[@]}"); fi
+	ports=("${SHARD_PORTS[@]}")
+	if [ "$sc" = h2 ]; then
+		case $BENCH_H2_UPSTREAM in
+		http1) ports=("${H2_PORTS[@]}") proto=http1 ;;
+		h2c) ports=("${H2C_PORTS[@]}") ;;
+		*) GRPC_ERR="BENCH_H2_UPSTREAM=$BENCH_H2_UPSTREAM: want http1 or h2c"; return 1 ;;
+		esac
+	fi
 	if [ "$sys" = direct ]; then
+		# h2load straight to shard 0, over h2c as through the proxies.
 		TARGET=${ports[0]}
+		[ "$sc" = h2 ] && TARGET=${H2C_PORTS[0]}
 		return 0
+	fi
+	if [ "$sys/$proto/$sc" = nginx/h2c/h2 ]; then
+		GRPC_ERR="unsupported: nginx's proxy_pass cannot speak HTTP/2 to a shard (BENCH_H2_UPSTREAM=h2c)"
+		return 1
 	fi
 	port_free "$LISTEN" || { GRPC_ERR="port $LISTEN is taken"; return 1; }
 	case $sys in
@@ -815,14 +841,15 @@ grpc_start() {
 		local shards key=header:x-shard-key
 		shards=$(printf 'http://127.0.0.1:%s,' "${ports[@]}")
 		[ "$sc" = h2 ] && key='path:/accounts/{key}'
-		"${ON_PROXY_CPU[@]}" "$TMP/$sys" --shards "${shards%,}" --shard-protocol h2c \
+		"${ON_PROXY_CPU[@]}" "$TMP/$sys" --shards "${shards%,}" --shard-protocol "$proto" \
 			--listen "127.0.0.1:$LISTEN" --admin-listen "127.0.0.1:$ADMIN" \
 			--key "$key" --log-level warn 2>>"$plog" &
 		;;
 	haproxy)
-		local balance="balance hdr(x-shard-key)"
+		local balance="balance hdr(x-shard-key)" hproto="proto h2"
 		[ "$sc" = h2 ] && balance="balance hash path,field(3,/)"
-		render "$BENCH/config/haproxy-grpc.cfg" "$TMP/haproxy-grpc.cfg" "BALANCE=$balance" \
+		[ "$proto" = http1 ] && hproto=
+		render "$BENCH/config/haproxy-grpc.cfg" "$TMP/haproxy-grpc.cfg" "BALANCE=$balance" "PROTO=$hproto" \
 			"S0=${ports[0]}" "S1=${ports[1]}" "S2=${ports[2]}" "S3=${ports[3]}"
 		"${ON_PROXY_CPU[@]}" haproxy -db -f "$TMP/haproxy-grpc.cfg" 2>>"$plog" &
 		;;
@@ -846,8 +873,8 @@ grpc_start() {
 		sleep 0.05
 	done
 	if ! running "$MEASURED_PID" || port_free "$LISTEN"; then
-		GRPC_ERR="did not start: $(grep -v '^\s*$' "$plog" | tail -2)"
 		mem_stop "$MEASURED_PID"
+		GRPC_ERR="did not start (exit status $MEM_RC): $(grep -v '^\s*$' "$plog" | tail -2)"
 		return 1
 	fi
 }
@@ -927,14 +954,14 @@ grpc() {
 		echo
 		echo "- run: $started, $BENCH_ROUNDS round(s); load average (1/5/15 min) at start $load_start, at end $(cut -d' ' -f1-3 /proc/loadavg)"
 		machine | sed -n 1p
-		echo "- pinning: each proxy alone on CPU $BENCH_PROXY_CPU, started afresh for each scenario; the shards (bench/cmd/grpcshard, one process) and the load (bench/cmd/grpcload, GOMAXPROCS 1; h2load, 1 thread) on CPU $BENCH_LOAD_CPU; all at nice $BENCH_NICE"
+		echo "- pinning: each proxy alone on CPU $BENCH_PROXY_CPU, started afresh for each scenario; the shards (gRPC: bench/cmd/grpcshard, one process; h2: one nginx worker) and the load (bench/cmd/grpcload, GOMAXPROCS 1; h2load, 1 thread) on CPU $BENCH_LOAD_CPU; all at nice $BENCH_NICE"
 		echo "- gRPC load: grpcload, $BENCH_GRPC_CALLERS concurrent callers (closed loop, one unary call at a time each) over $BENCH_GRPC_CONNS client connection(s), ${BENCH_GRPC_PAYLOAD}-byte payloads both ways, a random ten-digit key in the x-shard-key metadata of every call (seed $BENCH_SEED); ${BENCH_WARMUP}s warm-up then ${BENCH_DURATION}s measured; latency from a log-linear histogram (±1.6%)"
 		case " $BENCH_GRPC_SCENARIOS " in *" h2 "*)
-			echo "- HTTP/2 load: h2load -c $BENCH_GRPC_CONNS -m $streams -t 1, GET /accounts/<key> over 4096 keys from the same generator; ${BENCH_WARMUP}s warm-up run, then ${BENCH_DURATION}s measured with --log-file, which gives the percentiles" ;;
+			echo "- HTTP/2 load: h2load -c $BENCH_GRPC_CONNS -m $streams -t 1 over h2c, GET /accounts/<key> cycling through 4096 keys from the same generator; ${BENCH_WARMUP}s warm-up run, then ${BENCH_DURATION}s measured with --log-file, which gives the percentiles; the proxies speak $([ "$BENCH_H2_UPSTREAM" = h2c ] && echo "h2c (BENCH_H2_UPSTREAM=h2c)" || echo "HTTP/1.1") to the shards (config/backends-h2.conf: nginx answering \"ok\"); direct is h2load over h2c to shard 0" ;;
 		esac
 		[ -n "$H2_NOTE" ] && echo "- $H2_NOTE"
 		echo "- versions: $(shard_proxy_version), $(haproxy -v | head -1 | cut -d' ' -f1-3), $(nginx -v 2>&1 | cut -d' ' -f3), grpc-go $(go version -m "$TMP/grpcload" | awk '$2 == "google.golang.org/grpc" {print $3}')$h2v, $(go version | cut -d' ' -f3)"
-		echo "- shard-proxy: \`--shard-protocol h2c --key header:x-shard-key\` (h2: \`--key path:/accounts/{key}\`); HAProxy: config/haproxy-grpc.cfg (nbthread 1, bind ... proto h2, servers proto h2, balance hdr(x-shard-key) or hash path,field(3,/), hash-type consistent); nginx: config/nginx-grpc.conf (listen ... http2, grpc_pass to the gRPC shards with hash \$http_x_shard_key consistent; the h2 GETs over proxy_pass, HTTP/1.1 to the shards)"
+		echo "- shard-proxy: \`--shard-protocol h2c --key header:x-shard-key\` (h2: \`--shard-protocol $BENCH_H2_UPSTREAM --key path:/accounts/{key}\`); HAProxy: config/haproxy-grpc.cfg (nbthread 1, bind ... proto h2, gRPC servers proto h2, balance hdr(x-shard-key) or hash path,field(3,/), hash-type consistent); nginx: config/nginx-grpc.conf (listen ... http2, grpc_pass to the gRPC shards with hash \$http_x_shard_key consistent, one upstream connection per call in flight; the h2 GETs over proxy_pass, HTTP/1.1 to the shards)"
 		echo "- every system adds X-Forwarded-For/-Proto/-Host and names the shard in X-Shard; before each measurement 12 keys go through it twice: every answer OK, each key on the same shard both times, the keys on more than one shard"
 		echo "- CPU µs/call is the proxy's own CPU time (user + system, all threads) over the measured window ÷ the calls completed in it; core used is its share of its core; peak RSS is its VmHWM after the run"
 		echo "- ratios compare with HAProxy, and with the better of HAProxy and nginx on each figure (higher calls/s, lower p99, lower CPU), in the same round; the raw lines are in grpc.txt"

@@ -102,6 +102,9 @@ var (
 		"grpc": "gRPC unary calls (grpc.testing.TestService/UnaryCall, key in x-shard-key metadata)",
 		"h2":   "Plain HTTP/2 GETs (h2load, h2c, GET /accounts/<key>)",
 	}
+	scenarioNote = map[string]string{
+		"h2": "A call here is one GET; p50 and p99 are from h2load's per-request log.",
+	}
 )
 
 func title(m map[string]string, k string) string {
@@ -272,6 +275,9 @@ func markdown(recs []rec) string {
 	for _, sc := range ordered(scenarioOrder, scenarios) {
 		cells := summarize(recs, sc)
 		fmt.Fprintf(&b, "## %s\n\n", title(scenarioTitle, sc))
+		if n := scenarioNote[sc]; n != "" {
+			fmt.Fprintf(&b, "%s\n\n", n)
+		}
 		if rounds > 1 {
 			fmt.Fprintf(&b, "Medians over %d rounds; each ratio is taken within a round, then the median.\n\n", rounds)
 		}

@@ -1,32 +1,22 @@
 // Command grpcshard is the shard of "run.sh grpc": one process serving four
-// (or however many) gRPC shards, and optionally as many plain HTTP/2 shards
-// for the h2load test, each on its own loopback port.
+// (or however many) gRPC shards, each on its own loopback port.
 //
 // The gRPC shards serve grpc.testing.TestService (the interop test service
 // of google.golang.org/grpc) with the native gRPC server; UnaryCall answers a
 // payload of the requested size (ResponseSize, default 32 bytes) and sets the
 // response header metadata x-backend to the shard's port, so the sanity
 // check can tell which shard answered. The other methods are unimplemented.
-//
-// The plain HTTP/2 shards (-h2) are net/http servers speaking HTTP/1.1 and
-// HTTP/2 with prior knowledge (h2c) on the same port: every request gets
-// 200 "ok" with X-Backend naming the port, as the nginx shards of the
-// side-by-side runs answer. HAProxy and shard-proxy reach them over h2c,
-// nginx (whose proxy_pass speaks HTTP/1.x only) over HTTP/1.1.
 package main
 
 import (
 	"context"
 	"flag"
-	"io"
 	"log"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
@@ -37,7 +27,6 @@ import (
 func main() {
 	grpcAddrs := flag.String("grpc", "127.0.0.1:18081,127.0.0.1:18082,127.0.0.1:18083,127.0.0.1:18084",
 		"comma-separated addresses, one gRPC shard each")
-	h2Addrs := flag.String("h2", "", "comma-separated addresses, one plain HTTP/1.1 + h2c shard each (none if empty)")
 	respBytes := flag.Int("resp-bytes", 32, "payload size of an answer when the request does not set ResponseSize")
 	flag.Parse()
 	log.SetFlags(0)
@@ -55,30 +44,6 @@ func main() {
 		servers = append(servers, srv)
 		go func() {
 			if err := srv.Serve(ln); err != nil {
-				log.Fatal(err)
-			}
-		}()
-	}
-	for _, addr := range split(*h2Addrs) {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			log.Fatal(err)
-		}
-		_, port, _ := net.SplitHostPort(addr)
-		var protos http.Protocols
-		protos.SetHTTP1(true)
-		protos.SetUnencryptedHTTP2(true)
-		srv := &http.Server{
-			Handler:           okHandler(port),
-			Protocols:         &protos,
-			ReadHeaderTimeout: 30 * time.Second,
-			IdleTimeout:       10 * time.Minute,
-			ErrorLog:          log.New(io.Discard, "", 0),
-			// Room for h2load's and the proxies' streams per connection.
-			HTTP2: &http.HTTP2Config{MaxConcurrentStreams: 1000},
-		}
-		go func() {
-			if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
 				log.Fatal(err)
 			}
 		}()
@@ -122,15 +87,4 @@ var filler = []byte(strings.Repeat("abcdefghijklmnopqrstuvwxyz", 1<<12))
 
 func fill(n int) []byte {
 	return filler[:min(n, len(filler))]
-}
-
-func okHandler(port string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		h := w.Header()
-		h.Set("X-Backend", port)
-		h.Set("Content-Type", "text/plain")
-		h.Set("Content-Length", "2")
-		io.WriteString(w, "ok")
-	})
 }
