@@ -19,7 +19,7 @@ type Error struct {
 
 func (e *Error) Error() string { return e.msg }
 
-// The proxy's own answers (DESIGN.md §6), shared by every front end and by
+// The proxy's own answers (the data plane's error table), shared by every front end and by
 // broadcast. errors.Is matches them through any wrapping.
 var (
 	ErrNoKey            = &Error{Status: http.StatusBadRequest, msg: "no shard key"}

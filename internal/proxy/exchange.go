@@ -23,24 +23,24 @@ type exchange struct {
 	arrived time.Time
 
 	// What the engine needs of the request head once rb may be reused.
-	minor                int
-	isHead, upgrade      bool
-	key                  string // of an upgrade only
-	clientClose          bool
-	sentContinue         bool
-	rawBody              []byte // buffered body as received; nil when it streams
-	hbuf                 *[]byte
-	streaming            bool
-	copyDone             chan error
-	copyEnded            atomic.Bool // copyBody returned: it no longer reads the client
-	clientFailed         atomic.Bool
-	ubuf                 *[]byte
-	ub                   []byte
-	ur, uw               int
-	resp                 h1.Response
-	headSent             bool
-	status               int
-	bodyComplete, uClean bool
+	minor           int
+	isHead, upgrade bool
+	key             string // of an upgrade only
+	clientClose     bool
+	sentContinue    bool
+	rawBody         []byte // buffered body as received; nil when it streams
+	hbuf            *[]byte
+	streaming       bool
+	copyDone        chan error
+	copyEnded       atomic.Bool // copyBody returned: it no longer reads the client
+	clientFailed    atomic.Bool
+	ubuf            *[]byte
+	ub              []byte
+	ur, uw          int
+	resp            h1.Response
+	headSent        bool
+	status          int
+	uClean          bool
 }
 
 func (x *exchange) reset(now time.Time) {

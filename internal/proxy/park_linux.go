@@ -24,10 +24,11 @@ type parker struct {
 	epfd int
 	ep   *os.File // the epoll fd, so the netpoller can wait on it
 
-	mu     sync.Mutex
-	parked map[int]*parkedConn // by socket fd
-	stop   chan struct{}
-	done   chan struct{}
+	mu       sync.Mutex
+	parked   map[int]*parkedConn // by socket fd
+	stop     chan struct{}
+	done     chan struct{}
+	stopOnce sync.Once // Shutdown may be called more than once
 }
 
 type parkedConn struct {
@@ -172,9 +173,11 @@ func (pk *parker) drain() {
 		}
 	}
 	if pk.stop != nil {
-		close(pk.stop)
-		<-pk.done
-		_ = pk.ep.Close()
+		pk.stopOnce.Do(func() {
+			close(pk.stop)
+			<-pk.done
+			_ = pk.ep.Close()
+		})
 	}
 }
 

@@ -57,10 +57,8 @@ var (
 	errStatusLine    = malformed("malformed status line")
 	errStatus        = malformed("invalid status code")
 	errReason        = malformed("invalid byte in reason phrase")
-)
 
-// Field lines.
-var (
+	// Field lines.
 	errLeadingWS        = malformed("whitespace between start line and first field")
 	errObsFold          = malformed("obs-fold")
 	errEmptyName        = malformed("empty field name")
@@ -83,10 +81,8 @@ var (
 	errHost             = malformed("invalid host")
 	errHostMismatch     = malformed("host does not match target authority")
 	errConnectContent   = malformed("content in CONNECT request")
-)
 
-// Chunked bodies.
-var (
+	// Chunked bodies.
 	errChunkSize       = malformed("invalid chunk size")
 	errChunkSizeLong   = malformed("chunk size too large")
 	errChunkExt        = malformed("invalid chunk extension")
