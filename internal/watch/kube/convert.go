@@ -42,7 +42,9 @@ type kubeEndpoint struct {
 	ordinal int
 	addr    string // host:port, "" when the slice has no usable port
 	ready   bool
-	proto   watch.Protocol
+	// terminating: the pod is going away (still serving while ready).
+	terminating bool
+	proto       watch.Protocol
 }
 
 // endpointsFrom extracts the endpoints of the StatefulSet's pods from one
@@ -61,22 +63,28 @@ func endpointsFrom(slice *discoveryv1.EndpointSlice, set kubeSet, port string) (
 			// Only the first address has defined semantics (EndpointSlice API).
 			ke.addr = net.JoinHostPort(ep.Addresses[0], strconv.Itoa(portNum))
 			ke.ready = endpointReady(ep.Conditions)
+			ke.terminating = ep.Conditions.Terminating != nil && *ep.Conditions.Terminating
 		}
 		eps = append(eps, ke)
 	}
 	return eps, problem
 }
 
-// endpointReady follows the EndpointSlice API: a nil condition means true,
-// except terminating. Both ready and serving must hold: under
-// publishNotReadyAddresses the controller forces ready to true and only
-// serving tells whether the pod is ready. A terminating endpoint takes no
-// new requests.
+// endpointReady tells whether an endpoint takes its keys' requests. The
+// serving condition decides when it is set: it is true for a pod that is
+// ready even while it terminates (a rolling update's old pod keeps its keys
+// until it stops serving, as there is no other owner), and it stays honest
+// under publishNotReadyAddresses, where the controller forces ready to
+// true. Without serving (older API servers), ready decides, and a
+// terminating endpoint is not ready. A nil condition means true, except
+// terminating.
 func endpointReady(c discoveryv1.EndpointConditions) bool {
+	if c.Serving != nil {
+		return *c.Serving
+	}
 	ready := c.Ready == nil || *c.Ready
-	serving := c.Serving == nil || *c.Serving
 	terminating := c.Terminating != nil && *c.Terminating
-	return ready && serving && !terminating
+	return ready && !terminating
 }
 
 // endpointPodName is the name of the pod behind an endpoint: the target
@@ -207,11 +215,15 @@ func kubeTopology(sts *appsv1.StatefulSet, epSlices []*discoveryv1.EndpointSlice
 }
 
 // betterEndpoint orders duplicates of one ordinal (several slices or address
-// families): ready first, then one with an address, then the smallest
-// address, so that the choice never depends on event order.
+// families): ready first, then not terminating, then one with an address,
+// then the smallest address, so that the choice never depends on event
+// order.
 func betterEndpoint(a, b kubeEndpoint) bool {
 	if a.ready != b.ready {
 		return a.ready
+	}
+	if a.terminating != b.terminating {
+		return !a.terminating
 	}
 	if (a.addr != "") != (b.addr != "") {
 		return a.addr != ""

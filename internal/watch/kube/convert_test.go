@@ -33,6 +33,7 @@ func epNotReady(e *discoveryv1.Endpoint)    { e.Conditions.Ready = ptrTo(false) 
 func epTerminating(e *discoveryv1.Endpoint) { e.Conditions.Terminating = ptrTo(true) }
 func epNilReady(e *discoveryv1.Endpoint)    { e.Conditions.Ready = nil }
 func epNotServing(e *discoveryv1.Endpoint)  { e.Conditions.Serving = ptrTo(false) }
+func epNilServing(e *discoveryv1.Endpoint)  { e.Conditions.Serving = nil }
 func epByHostname(e *discoveryv1.Endpoint)  { e.Hostname, e.TargetRef = ptrTo(e.TargetRef.Name), nil }
 
 func testEP(pod, addr string, opts ...testEPOpt) discoveryv1.Endpoint {
@@ -138,7 +139,7 @@ func TestKubeTopology(t *testing.T) {
 			name: "missing, not ready and terminating pods keep their ordinals",
 			sts:  testSts("web", ptrTo[int32](4), 0),
 			slices: []*discoveryv1.EndpointSlice{
-				testSlice("a", testHTTPPort, testEP("web-0", "10.0.0.1", epNotReady), testEP("web-1", "10.0.0.2", epTerminating), testEP("web-3", "10.0.0.4")),
+				testSlice("a", testHTTPPort, testEP("web-0", "10.0.0.1", epNotReady, epNotServing), testEP("web-1", "10.0.0.2", epTerminating, epNotReady, epNotServing), testEP("web-3", "10.0.0.4")),
 			},
 			want: watch.Topology{Replicas: 4, Shards: []watch.Shard{
 				testShard(0, "10.0.0.1:8080", false), testShard(1, "10.0.0.2:8080", false), testShard(2, "", false), testShard(3, "10.0.0.4:8080", true),
@@ -153,10 +154,18 @@ func TestKubeTopology(t *testing.T) {
 			want: watch.Topology{Replicas: 2, Shards: []watch.Shard{testShard(0, "10.0.0.1:8080", false), testShard(1, "10.0.0.2:8080", true)}},
 		},
 		{
-			name: "nil ready means ready, but not while terminating",
+			name: "terminating but still serving keeps its keys",
 			sts:  testSts("web", ptrTo[int32](2), 0),
 			slices: []*discoveryv1.EndpointSlice{
-				testSlice("a", testHTTPPort, testEP("web-0", "10.0.0.1", epNilReady), testEP("web-1", "10.0.0.2", epTerminating, epNilReady)),
+				testSlice("a", testHTTPPort, testEP("web-0", "10.0.0.1", epTerminating, epNotReady), testEP("web-1", "10.0.0.2", epTerminating, epNotReady, epNotServing)),
+			},
+			want: watch.Topology{Replicas: 2, Shards: []watch.Shard{testShard(0, "10.0.0.1:8080", true), testShard(1, "10.0.0.2:8080", false)}},
+		},
+		{
+			name: "without serving: nil ready means ready, but not while terminating",
+			sts:  testSts("web", ptrTo[int32](2), 0),
+			slices: []*discoveryv1.EndpointSlice{
+				testSlice("a", testHTTPPort, testEP("web-0", "10.0.0.1", epNilReady, epNilServing), testEP("web-1", "10.0.0.2", epTerminating, epNilReady, epNilServing)),
 			},
 			want: watch.Topology{Replicas: 2, Shards: []watch.Shard{testShard(0, "10.0.0.1:8080", true), testShard(1, "10.0.0.2:8080", false)}},
 		},
@@ -193,9 +202,9 @@ func TestKubeTopology(t *testing.T) {
 			name: "duplicate ordinal: ready wins over not ready, in any slice order",
 			sts:  testSts("web", ptrTo[int32](1), 0),
 			slices: []*discoveryv1.EndpointSlice{
-				testSlice("a", testHTTPPort, testEP("web-0", "10.0.0.1", epNotReady)),
+				testSlice("a", testHTTPPort, testEP("web-0", "10.0.0.1", epNotReady, epNotServing)),
 				testSlice("b", testHTTPPort, testEP("web-0", "10.0.0.2")),
-				testSlice("c", testHTTPPort, testEP("web-0", "10.0.0.0", epTerminating)),
+				testSlice("c", testHTTPPort, testEP("web-0", "10.0.0.0", epTerminating)), // serving, but going away
 			},
 			want: watch.Topology{Replicas: 1, Shards: []watch.Shard{testShard(0, "10.0.0.2:8080", true)}},
 		},
