@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -22,6 +23,7 @@ var subcommands = map[string]func(args []string, getenv func(string) string, std
 	"locate":    cmdLocate,
 	"shards":    cmdShards,
 	"broadcast": cmdBroadcast,
+	"plan":      cmdPlan,
 }
 
 // clientOptions are the flags every client subcommand takes.
@@ -34,21 +36,38 @@ type clientOptions struct {
 	data    string
 	policy  string
 	bcastTO string
+	// locate and plan: the planned N; 0 when not given
+	replicas int
 }
 
-func clientFlags(name string, o *clientOptions, broadcast bool) *flag.FlagSet {
+func clientFlags(name string, o *clientOptions, extra func(*flag.FlagSet, *clientOptions)) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&o.admin, "admin", "http://127.0.0.1"+defaultAdminListen, "admin endpoint of a shard-proxy (env SHARD_PROXY_ADMIN)")
 	fs.StringVar(&o.tokenFile, "admin-token-file", "", "file holding the admin token (else env SHARD_PROXY_ADMIN_TOKEN)")
 	fs.StringVar(&o.output, "o", "table", "output: table or json")
 	fs.DurationVar(&o.timeout, "request-timeout", 60*time.Second, "bound on the whole admin request")
-	if broadcast {
-		fs.StringVar(&o.data, "data", "", "request body: @FILE, - for standard input, or the text itself")
-		fs.StringVar(&o.policy, "policy", "", "all (default), quorum or any")
-		fs.StringVar(&o.bcastTO, "timeout", "", "bound per shard, e.g. 2s (default: the proxy's --broadcast-timeout)")
+	if extra != nil {
+		extra(fs, o)
 	}
 	return fs
+}
+
+func broadcastFlags(fs *flag.FlagSet, o *clientOptions) {
+	fs.StringVar(&o.data, "data", "", "request body: @FILE, - for standard input, or the text itself")
+	fs.StringVar(&o.policy, "policy", "", "all (default), quorum or any")
+	fs.StringVar(&o.bcastTO, "timeout", "", "bound per shard, e.g. 2s (default: the proxy's --broadcast-timeout)")
+}
+
+func replicasFlag(fs *flag.FlagSet, o *clientOptions) {
+	fs.Func("replicas", fmt.Sprintf("the number of shards to plan for, 1 to %d", admin.MaxPlanReplicas), func(s string) error {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > admin.MaxPlanReplicas {
+			return fmt.Errorf("want a whole number from 1 to %d", admin.MaxPlanReplicas)
+		}
+		o.replicas = n
+		return nil
+	})
 }
 
 // parseClient parses flags that may stand before, between or after the
@@ -147,10 +166,10 @@ func apiError(status int, body []byte) error {
 
 // clientMain runs one subcommand body with shared flag handling; fn returns
 // the exit status.
-func clientMain(name, usageLine string, nargs int, broadcast bool, args []string, getenv func(string) string, stdout, stderr io.Writer,
+func clientMain(name, usageLine string, nargs int, extra func(*flag.FlagSet, *clientOptions), args []string, getenv func(string) string, stdout, stderr io.Writer,
 	fn func(c *adminClient, o *clientOptions, pos []string) (int, error)) int {
 	var o clientOptions
-	fs := clientFlags(name, &o, broadcast)
+	fs := clientFlags(name, &o, extra)
 	pos, err := parseClient(fs, args, getenv)
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintf(stdout, "Usage: %s\n\nFlags:\n", usageLine)
@@ -197,21 +216,30 @@ func getJSON(c *adminClient, o *clientOptions, path string, stdout io.Writer, v 
 }
 
 func cmdLocate(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	return clientMain("locate", "shard-proxy locate KEY [--admin URL] [-o json]", 1, false, args, getenv, stdout, stderr,
+	return clientMain("locate", "shard-proxy locate KEY [--replicas M] [--admin URL] [-o json]", 1, replicasFlag, args, getenv, stdout, stderr,
 		func(c *adminClient, o *clientOptions, pos []string) (int, error) {
+			path := "/locate?key=" + url.QueryEscape(pos[0])
+			if o.replicas > 0 {
+				path += "&replicas=" + strconv.Itoa(o.replicas)
+			}
 			var a admin.LocateAnswer
-			if printed, err := getJSON(c, o, "/locate?key="+url.QueryEscape(pos[0]), stdout, &a); printed || err != nil {
+			if printed, err := getJSON(c, o, path, stdout, &a); printed || err != nil {
 				return exitFor(err), err
 			}
 			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "KEY\tORDINAL\tSHARD\tADDRESS\tREADY")
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%t\n", a.Key, a.Ordinal, a.Shard, a.Address, a.Ready)
+			if a.Planned == nil {
+				fmt.Fprintln(tw, "KEY\tORDINAL\tSHARD\tADDRESS\tREADY")
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%t\n", a.Key, a.Ordinal, a.Shard, a.Address, a.Ready)
+				return 0, tw.Flush()
+			}
+			fmt.Fprintln(tw, "KEY\tORDINAL\tSHARD\tADDRESS\tREADY\tPLANNED")
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%t\t%s\n", a.Key, a.Ordinal, a.Shard, a.Address, a.Ready, a.Planned.Shard)
 			return 0, tw.Flush()
 		})
 }
 
 func cmdShards(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	return clientMain("shards", "shard-proxy shards [--admin URL] [-o json]", 0, false, args, getenv, stdout, stderr,
+	return clientMain("shards", "shard-proxy shards [--admin URL] [-o json]", 0, nil, args, getenv, stdout, stderr,
 		func(c *adminClient, o *clientOptions, _ []string) (int, error) {
 			var a admin.ShardsAnswer
 			if printed, err := getJSON(c, o, "/shards", stdout, &a); printed || err != nil {
@@ -227,6 +255,44 @@ func cmdShards(args []string, getenv func(string) string, stdout, stderr io.Writ
 		})
 }
 
+func cmdPlan(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	return clientMain("plan", "shard-proxy plan --replicas M [--admin URL] [-o json]", 0, replicasFlag, args, getenv, stdout, stderr,
+		func(c *adminClient, o *clientOptions, _ []string) (int, error) {
+			if o.replicas == 0 {
+				return 2, fmt.Errorf("--replicas M is required: the number of shards to plan for, 1 to %d", admin.MaxPlanReplicas)
+			}
+			var a admin.PlanAnswer
+			if printed, err := getJSON(c, o, "/plan?replicas="+strconv.Itoa(o.replicas), stdout, &a); printed || err != nil {
+				return exitFor(err), err
+			}
+			return 0, printPlan(stdout, a)
+		})
+}
+
+// printPlan writes a plan as a headline and a table of moves with their total.
+func printPlan(w io.Writer, a admin.PlanAnswer) error {
+	how := fmt.Sprintf("estimated from %d sample keys", a.SampleKeys)
+	if a.Method == "exact" {
+		how = fmt.Sprintf("exact, %d partitions compared", a.Partitions)
+	}
+	fmt.Fprintf(w, "ring %s, %d → %d shards: %.2f%% of the key space moves (%s)\n",
+		a.Ring, a.From, a.To, 100*a.MovedFraction, how)
+	if a.MovedFraction == 0 {
+		return nil
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "FROM\tTO\tFRACTION")
+	for _, mv := range a.Moves {
+		fmt.Fprintf(tw, "%s\t%s\t%.4f\n", mv.From, mv.To, mv.Fraction)
+	}
+	if u := a.Unlisted; u != nil {
+		fmt.Fprintf(tw, "(%d smaller moves)\t\t%.4f\n", u.Moves, u.Fraction)
+	}
+	fmt.Fprintf(tw, "total\t\t%.4f\n", a.MovedFraction)
+	return tw.Flush()
+}
+
 func exitFor(err error) int {
 	if err != nil {
 		return 1
@@ -236,7 +302,7 @@ func exitFor(err error) int {
 
 func cmdBroadcast(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	usage := "shard-proxy broadcast METHOD PATH [--data @FILE|-|TEXT] [--policy all|quorum|any] [--timeout 2s] [--admin URL] [-o json]"
-	return clientMain("broadcast", usage, 2, true, args, getenv, stdout, stderr,
+	return clientMain("broadcast", usage, 2, broadcastFlags, args, getenv, stdout, stderr,
 		func(c *adminClient, o *clientOptions, pos []string) (int, error) {
 			method, path := strings.ToUpper(pos[0]), pos[1]
 			if !strings.HasPrefix(path, "/") {

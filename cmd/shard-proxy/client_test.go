@@ -49,6 +49,58 @@ func TestClientSubcommands(t *testing.T) {
 			t.Errorf("exit %d, output %s; want JSON for -1 on shard-2", code, out)
 		}
 	})
+	t.Run("locate planned", func(t *testing.T) {
+		code, out, errOut := runCLI(t, auth, "locate", "43", "--replicas", "4", "--admin", adminURL)
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, errOut)
+		}
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if len(lines) != 2 || !strings.HasSuffix(lines[0], "PLANNED") {
+			t.Fatalf("output:\n%s\nwant a header ending in PLANNED and one row", out)
+		}
+		// 43 mod 3 is 1 today, 43 mod 4 is 3 with four shards.
+		if f := strings.Fields(lines[1]); len(f) != 6 || f[0] != "43" || f[2] != "shard-1" || f[5] != "shard-3" {
+			t.Errorf("row %q, want 43 1 shard-1 … shard-3", lines[1])
+		}
+		code, out, _ = runCLI(t, auth, "locate", "43", "--replicas", "5", "-o", "json", "--admin", adminURL)
+		var a admin.LocateAnswer
+		if code != 0 || json.Unmarshal([]byte(out), &a) != nil || a.Planned == nil || a.Planned.Shard != "shard-3" || a.Planned.Ordinal != 3 {
+			t.Errorf("exit %d, output %s; want JSON planning 43 onto shard-3", code, out)
+		}
+	})
+	t.Run("plan table", func(t *testing.T) {
+		code, out, errOut := runCLI(t, auth, "plan", "--replicas", "4", "--admin", adminURL)
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, errOut)
+		}
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		// Modulus 3 -> 4 moves 3/4 of the keys: 1/12 between each pair of
+		// different old and new owners, 9 pairs.
+		if len(lines) != 13 || !strings.HasPrefix(lines[0], "ring modulus, 3 → 4 shards: 7") ||
+			!strings.HasSuffix(lines[0], "of the key space moves (estimated from 100000 sample keys)") ||
+			strings.Join(strings.Fields(lines[2]), " ") != "FROM TO FRACTION" {
+			t.Fatalf("output:\n%s\nwant a headline, a header, 9 moves and a total", out)
+		}
+		if f := strings.Fields(lines[3]); len(f) != 3 || f[0] != "shard-0" || f[1] != "shard-1" || !strings.HasPrefix(f[2], "0.08") {
+			t.Errorf("first move %q, want shard-0 shard-1 0.08…", lines[3])
+		}
+		if f := strings.Fields(lines[12]); len(f) != 2 || f[0] != "total" || !strings.HasPrefix(f[1], "0.7") {
+			t.Errorf("last line %q, want the total, about 0.75", lines[12])
+		}
+	})
+	t.Run("plan json", func(t *testing.T) {
+		code, out, _ := runCLI(t, auth, "plan", "--admin", adminURL, "-o", "json", "--replicas", "2")
+		var a admin.PlanAnswer
+		if code != 0 || json.Unmarshal([]byte(out), &a) != nil || a.From != 3 || a.To != 2 || a.Method != "sample" || len(a.Moves) == 0 {
+			t.Errorf("exit %d, output %s; want JSON for 3 -> 2", code, out)
+		}
+	})
+	t.Run("plan over the bound", func(t *testing.T) {
+		code, _, errOut := runCLI(t, auth, "plan", "--replicas", "5000", "--admin", adminURL)
+		if code != 2 || !strings.Contains(errOut, "1 to 4096") {
+			t.Errorf("exit %d, stderr %q; want 2 and the range", code, errOut)
+		}
+	})
 	t.Run("shards", func(t *testing.T) {
 		code, out, _ := runCLI(t, nil, "shards", "--admin", adminURL, "--admin-token-file", tokenFile)
 		if code != 0 || !strings.Contains(out, "ring modulus, 3 replicas, 3 ready") || strings.Count(out, "shard-") != 3 {
@@ -56,9 +108,11 @@ func TestClientSubcommands(t *testing.T) {
 		}
 	})
 	t.Run("no token", func(t *testing.T) {
-		code, _, errOut := runCLI(t, nil, "shards", "--admin", adminURL)
-		if code != 1 || !strings.Contains(errOut, "401") {
-			t.Errorf("exit %d, stderr %q; want 1 and a 401", code, errOut)
+		for _, args := range [][]string{{"shards"}, {"plan", "--replicas", "4"}, {"locate", "1", "--replicas", "4"}} {
+			code, _, errOut := runCLI(t, nil, append(args, "--admin", adminURL)...)
+			if code != 1 || !strings.Contains(errOut, "401") {
+				t.Errorf("%q: exit %d, stderr %q; want 1 and a 401", args, code, errOut)
+			}
 		}
 	})
 	t.Run("broadcast with data from a file", func(t *testing.T) {
@@ -85,6 +139,11 @@ func TestClientSubcommands(t *testing.T) {
 			{"locate", "-1"},
 			{"shards", "-o", "yaml"},
 			{"shards", "--admin", "localhost:9090"},
+			{"plan"},
+			{"plan", "4"},
+			{"plan", "--replicas", "0"},
+			{"plan", "--replicas", "four"},
+			{"locate", "1", "--replicas", "-2"},
 			{"broadcast", "POST"},
 			{"broadcast", "POST", "no-slash"},
 			{"broadcast", "POST", "/x", "--data", "@/nonexistent/file"},
@@ -111,6 +170,43 @@ func TestClientSubcommands(t *testing.T) {
 	}
 	if s, _ := rec["shards"].(string); s != "shard-0=200 shard-1=200 shard-2=200" {
 		t.Errorf("broadcast log shards = %q", s)
+	}
+}
+
+func TestPrintPlan(t *testing.T) {
+	tests := []struct {
+		name string
+		plan admin.PlanAnswer
+		want string
+	}{
+		{
+			name: "exact with moves too small to list",
+			plan: admin.PlanAnswer{Ring: "consistent", Partitions: 7919, From: 2, To: 3, Method: "exact", MovedFraction: 0.3334,
+				Moves:    []admin.PlanMove{{From: "web-0", To: "web-2", Fraction: 0.1667}, {From: "web-1", To: "web-2", Fraction: 0.1666}},
+				Unlisted: &admin.PlanUnlisted{Moves: 2, Fraction: 0.0001}},
+			want: "ring consistent, 2 → 3 shards: 33.34% of the key space moves (exact, 7919 partitions compared)\n\n" +
+				"FROM               TO     FRACTION\n" +
+				"web-0              web-2  0.1667\n" +
+				"web-1              web-2  0.1666\n" +
+				"(2 smaller moves)         0.0001\n" +
+				"total                     0.3334\n",
+		},
+		{
+			name: "nothing moves",
+			plan: admin.PlanAnswer{Ring: "jump", From: 3, To: 3, Method: "sample", SampleKeys: 100000, Moves: []admin.PlanMove{}},
+			want: "ring jump, 3 → 3 shards: 0.00% of the key space moves (estimated from 100000 sample keys)\n",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b bytes.Buffer
+			if err := printPlan(&b, tt.plan); err != nil {
+				t.Fatal(err)
+			}
+			if got := b.String(); got != tt.want {
+				t.Errorf("printed:\n%s\nwant:\n%s", got, tt.want)
+			}
+		})
 	}
 }
 

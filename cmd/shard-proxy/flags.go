@@ -202,7 +202,7 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (fr
 		return nil, errors.New(strings.TrimPrefix(err.Error(), "flag provided but not defined: ") + hintFor(err))
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q (flags start with --; subcommands are locate, shards, broadcast)", fs.Arg(0))
+		return nil, fmt.Errorf("unexpected argument %q (flags start with --; subcommands are locate, shards, plan, broadcast)", fs.Arg(0))
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -347,8 +347,12 @@ func usage(w io.Writer, fs *flag.FlagSet) {
 
 Usage:
   shard-proxy [flags]                     run the proxy
-  shard-proxy locate KEY [client flags]   which shard owns KEY
+  shard-proxy locate KEY [client flags]   which shard owns KEY; with --replicas M,
+                                          also which would own it with M shards
   shard-proxy shards [client flags]       the shard table
+  shard-proxy plan --replicas M [client flags]
+                                          the share of keys that moves with M shards,
+                                          from which shard to which
   shard-proxy broadcast METHOD PATH [--data @file|-] [client flags]
 
 Every flag can also be set as SHARD_PROXY_<FLAG> (--admin-listen is

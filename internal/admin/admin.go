@@ -1,5 +1,5 @@
 // Package admin is the admin plane: health, readiness, metrics, the shard
-// table, key lookups and broadcast, served with net/http.
+// table, key lookups, reshard plans and broadcast, served with net/http.
 package admin
 
 import (
@@ -47,6 +47,7 @@ type Server struct {
 	mux      *http.ServeMux
 	draining atomic.Bool
 	bcast    *broadcaster
+	planner  *planner
 }
 
 // New returns the admin handler.
@@ -58,18 +59,19 @@ func New(cfg Config) *Server {
 	if gatherer == nil {
 		gatherer = prometheus.NewRegistry()
 	}
-	s := &Server{cfg: cfg, mux: http.NewServeMux()}
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), planner: newPlanner()}
 	s.bcast = newBroadcaster(cfg.Broadcast, cfg.Registerer, cfg.Logger)
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
 	s.mux.Handle("GET /shards", s.guard(http.HandlerFunc(s.shards)))
 	s.mux.Handle("GET /locate", s.guard(http.HandlerFunc(s.locate)))
+	s.mux.Handle("GET /plan", s.guard(http.HandlerFunc(s.plan)))
 	s.mux.Handle("/broadcast/", s.guard(http.HandlerFunc(s.broadcast)))
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		// The GET-only endpoints land here for other methods.
 		switch r.URL.Path {
-		case "/healthz", "/readyz", "/metrics", "/shards", "/locate":
+		case "/healthz", "/readyz", "/metrics", "/shards", "/locate", "/plan":
 			w.Header().Set("Allow", "GET, HEAD")
 			writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: r.Method + " is not allowed on " + r.URL.Path + ": use GET"})
 			return
@@ -163,6 +165,8 @@ type LocateAnswer struct {
 	Shard   string `json:"shard"`
 	Address string `json:"address"`
 	Ready   bool   `json:"ready"`
+	// Planned is the owner under ?replicas=M shards (see /plan).
+	Planned *PlannedOwner `json:"planned,omitempty"`
 }
 
 func (s *Server) locate(w http.ResponseWriter, r *http.Request) {
@@ -171,18 +175,32 @@ func (s *Server) locate(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: "missing key: use /locate?key=K"})
 		return
 	}
-	key := q.Get("key")
+	m, planning := 0, q.Has("replicas")
+	if planning {
+		var ok bool
+		if m, ok = parseReplicas(q.Get("replicas")); !ok {
+			writeJSON(w, http.StatusBadRequest, errBadReplicas)
+			return
+		}
+	}
+	key := []byte(q.Get("key"))
 	t := s.cfg.Tables.Table()
 	var sh *watch.Shard
 	ok := t != nil
 	if ok {
-		sh, _, ok = t.Owner([]byte(key))
+		sh, _, ok = t.Owner(key)
 	}
 	if !ok {
 		proxy.AnswerFor(proxy.ErrNoShards, "").Write(w)
 		return
 	}
-	writeJSON(w, http.StatusOK, LocateAnswer{Key: key, Ordinal: sh.Ordinal, Shard: sh.Name, Address: sh.Addr, Ready: sh.Ready})
+	a := LocateAnswer{Key: string(key), Ordinal: sh.Ordinal, Shard: sh.Name, Address: sh.Addr, Ready: sh.Ready}
+	if planning {
+		if a.Planned, ok = s.planned(w, r, t, m, key); !ok {
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, a)
 }
 
 // errorBody is the JSON body of admin errors.

@@ -30,7 +30,13 @@ type adminUnderTest struct {
 
 func startAdmin(t *testing.T, cfg Config, topo *watch.Topology) *adminUnderTest {
 	t.Helper()
-	px, err := proxy.New(proxy.Config{Ring: ring.Config{Algorithm: ring.Modulus}, Logger: slog.New(slog.DiscardHandler)})
+	return startAdminRing(t, ring.Config{Algorithm: ring.Modulus}, cfg, topo)
+}
+
+// startAdminRing is startAdmin over a ring of rc's algorithm.
+func startAdminRing(t *testing.T, rc ring.Config, cfg Config, topo *watch.Topology) *adminUnderTest {
+	t.Helper()
+	px, err := proxy.New(proxy.Config{Ring: rc, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

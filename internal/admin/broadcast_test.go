@@ -181,7 +181,7 @@ func TestAdminTokenAuth(t *testing.T) {
 			t.Errorf("%s without token: %d, want 200", open, r.Status)
 		}
 	}
-	for _, guarded := range []string{"/shards", "/locate?key=1", "/broadcast/x"} {
+	for _, guarded := range []string{"/shards", "/locate?key=1", "/plan?replicas=3", "/broadcast/x"} {
 		if r := call(t, "GET", a.url+guarded, nil, nil); r.Status != 401 || testutil.Decode[errorBody](t, r).Error == "" {
 			t.Errorf("%s without token: %d %s, want 401 JSON", guarded, r.Status, r.Body)
 		}
