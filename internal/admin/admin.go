@@ -121,15 +121,20 @@ type ShardInfo struct {
 	Ready   bool   `json:"ready"`
 	// Protocol is how the proxy speaks to the shard: http1 or h2c.
 	Protocol string `json:"protocol"`
+	// OwnsKeys is false for a shard above a pinned N: it takes broadcasts
+	// but no keys.
+	OwnsKeys bool `json:"owns_keys"`
 }
 
 // ShardsAnswer is the body of /shards.
 type ShardsAnswer struct {
-	Ring        string      `json:"ring"`
-	Partitions  int         `json:"partitions,omitempty"`
-	Replicas    int         `json:"replicas"`
-	Ready       int         `json:"ready"`
-	Fingerprint string      `json:"fingerprint"`
+	Ring        string `json:"ring"`
+	Partitions  int    `json:"partitions,omitempty"`
+	Replicas    int    `json:"replicas"`
+	Ready       int    `json:"ready"`
+	Fingerprint string `json:"fingerprint"`
+	// HandoffFrom is the previous N while data moves (0: none).
+	HandoffFrom int         `json:"handoff_from,omitempty"`
 	Shards      []ShardInfo `json:"shards"`
 }
 
@@ -151,9 +156,12 @@ func describe(t *table.Table) ShardsAnswer {
 		Shards:      make([]ShardInfo, 0, len(t.Shards)),
 	}
 	a.Partitions = t.Config.Partitions // non-zero only for consistent
-	for _, sh := range t.Shards {
+	if t.Handoff != nil {
+		a.HandoffFrom = t.Handoff.Ring.Len()
+	}
+	for i, sh := range t.Shards {
 		a.Shards = append(a.Shards, ShardInfo{Ordinal: sh.Ordinal, Name: sh.Name, Address: sh.Addr, Ready: sh.Ready,
-			Protocol: string(cmp.Or(sh.Protocol, watch.HTTP1))})
+			Protocol: string(cmp.Or(sh.Protocol, watch.HTTP1)), OwnsKeys: t.OwnsKeys(i)})
 	}
 	return a
 }

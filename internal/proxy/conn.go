@@ -153,7 +153,15 @@ func (cc *clientConn) release() {
 		putBuf(cc.wbuf)
 		cc.wbuf, cc.wb = nil, nil
 	}
-	cc.in.head.Fields = cc.in.head.Fields[:0]
+	if cc.x.hbuf != nil { // kept by a body rule's request that was refused
+		putBuf(cc.x.hbuf)
+		cc.x.hbuf = nil
+	}
+	// The last request's and answer's parsed heads (and a buffered body)
+	// alias the buffers just given back: an idle connection that kept them
+	// would keep those buffers from being collected.
+	cc.in = inbound{}
+	cc.x.rawBody, cc.x.resp = nil, h1.Response{}
 }
 
 // What awaitRequest found.

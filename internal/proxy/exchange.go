@@ -33,6 +33,7 @@ type exchange struct {
 	streaming       bool
 	copyDone        chan error
 	copyEnded       atomic.Bool // copyBody returned: it no longer reads the client
+	copyErr         error       // why copyBody stopped early, once stopCopy has it
 	clientFailed    atomic.Bool
 	ubuf            *[]byte
 	ub              []byte
@@ -118,6 +119,11 @@ func (x *exchange) fail(uc *upConn, err error) bool {
 	// read of the client: a shard that fails mid-upload is still answered.
 	clientGone := errors.Is(err, errClientGone) || x.clientFailed.Load()
 	bodyDone := x.stopCopy()
+	if errors.Is(x.copyErr, ErrBadRequest) {
+		// The client broke its body's chunked framing; the shard got
+		// none of the bad bytes, and its connection is closed.
+		err, clientGone = ErrBadRequest, false
+	}
 	if clientGone {
 		x.status = 499 // counted as nginx does: the client closed first
 		return false
@@ -225,7 +231,7 @@ func (x *exchange) stopCopy() bool {
 		_ = x.cc.nc.SetReadDeadline(time.Unix(1, 0)) // wake the copy
 		err = <-x.copyDone
 	}
-	x.copyDone = nil
+	x.copyDone, x.copyErr = nil, err
 	return err == nil && x.cc.body.done
 }
 

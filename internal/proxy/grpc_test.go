@@ -98,7 +98,7 @@ func (s *grpcShard) note(ctx context.Context) {
 	}
 }
 
-func startGRPCShards(t *testing.T, n int) ([]*grpcShard, watch.Topology) {
+func startGRPCShards(t testing.TB, n int) ([]*grpcShard, watch.Topology) {
 	t.Helper()
 	topo := watch.Topology{Replicas: n}
 	var shards []*grpcShard
@@ -118,7 +118,7 @@ func startGRPCShards(t *testing.T, n int) ([]*grpcShard, watch.Topology) {
 	return shards, topo
 }
 
-func dialGRPC(t *testing.T, url string) testgrpc.TestServiceClient {
+func dialGRPC(t testing.TB, url string) testgrpc.TestServiceClient {
 	t.Helper()
 	cc, err := grpc.NewClient(url[len("http://"):], grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

@@ -29,7 +29,7 @@ type running struct {
 
 // startProxy serves a Proxy for cfg on 127.0.0.1 and applies topo with
 // ringCfg (no topology when topo is nil).
-func startProxy(t *testing.T, cfg Config, ringCfg ring.Config, topo *watch.Topology) *running {
+func startProxy(t testing.TB, cfg Config, ringCfg ring.Config, topo *watch.Topology) *running {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	cfg.Registerer = reg
@@ -62,7 +62,7 @@ func startProxy(t *testing.T, cfg Config, ringCfg ring.Config, topo *watch.Topol
 	return r
 }
 
-func (r *running) apply(t *testing.T, topo watch.Topology) {
+func (r *running) apply(t testing.TB, topo watch.Topology) {
 	t.Helper()
 	if err := r.Apply(topo); err != nil {
 		t.Fatal(err)

@@ -44,10 +44,14 @@ func (x *exchange) relay(uc *upConn) bool {
 	default:
 		err = x.relayUntilClose(uc, head)
 	}
-	if err != nil {
-		return x.fail(uc, err) // a 502 when nothing reached the client yet
+	if err != nil && !x.headSent {
+		return x.fail(uc, err) // nothing reached the client yet: it gets a 502
 	}
 	bodyDone := x.stopCopy()
+	if err != nil {
+		x.b.up.discard(uc)
+		return false
+	}
 	reusable := x.uClean && x.ur == x.uw && bodyDone &&
 		!r.Flags.Has(h1.FlagConnClose) && (r.Minor == 1 || r.Flags.Has(h1.FlagConnKeepAlive))
 	if reusable {

@@ -2,8 +2,10 @@ package proxy
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -156,5 +158,69 @@ func TestClientHeaderTimeout(t *testing.T) {
 	})
 	if got := shard.received(); got != "" {
 		t.Errorf("the shard received %q, want nothing", got)
+	}
+}
+
+// A chunked request body that breaks its framing is found while it
+// streams, after the head went to the shard: the client gets 400 and its
+// connection closes, and the shard never sees a complete body (its
+// connection is closed under it), so nothing after the bad bytes can pass
+// for a request.
+func TestMalformedChunkedBodyRejected(t *testing.T) {
+	var mu sync.Mutex
+	var heads, bodies []string // what the shard got
+	shard := startHTTPShard(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		heads = append(heads, r.RequestURI)
+		mu.Unlock()
+		if b, err := io.ReadAll(r.Body); err == nil {
+			mu.Lock()
+			bodies = append(bodies, string(b))
+			mu.Unlock()
+		}
+	})
+	headsSeen := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(heads)
+	}
+	p := startProxy(t, Config{}, ring.Config{}, rawTopology(shard))
+	const head = "POST / HTTP/1.1\r\nHost: h\r\nX-Shard-Key: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
+	const smuggled = "GET /smuggled HTTP/1.1\r\nHost: h\r\nX-Shard-Key: 1\r\n\r\n"
+	for _, tc := range []struct{ name, body string }{
+		{"bare LF", "5\nhello\n0\n\n"},
+		{"hex prefix", "0x5\r\nhello\r\n0\r\n\r\n"},
+		{"data longer than its size", "3\r\nhello\r\n0\r\n\r\n"},
+		{"size too large", "fffffffffffffffff\r\nhello\r\n0\r\n\r\n"},
+		{"space in the size", "5 \r\nhello\r\n0\r\n\r\n"},
+		{"bad trailer", "5\r\nhello\r\n0\r\nX-T : 1\r\n\r\n"},
+	} {
+		for _, split := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s, body after the head %v", tc.name, split), func(t *testing.T) {
+				rc := dialRaw(t, p)
+				if split {
+					n := headsSeen()
+					rc.send(head)
+					waitUntil(t, wireTimeout, "the head reaches the shard", func() bool { return headsSeen() > n })
+					rc.send(tc.body + smuggled)
+				} else {
+					rc.send(head + tc.body + smuggled)
+				}
+				wantJSON(t, rc.response("POST"), 400, `{"error":"malformed request","shard":"raw-0"}`)
+				rc.closed()
+			})
+		}
+	}
+	// The shard may get the heads whose body then broke (they went before
+	// the body was looked at), never a complete body, nor what follows.
+	mu.Lock()
+	defer mu.Unlock()
+	for _, uri := range heads {
+		if uri != "/" {
+			t.Errorf("the shard got %s", uri)
+		}
+	}
+	for _, b := range bodies {
+		t.Errorf("the shard read a complete body %q", b)
 	}
 }

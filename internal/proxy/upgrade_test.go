@@ -150,7 +150,7 @@ func TestWebSocketTunnel(t *testing.T) {
 		}
 		rc.c.Close()
 		waitUntil(t, 5*time.Second, "tunnels_open{shard=web-1} is back to 0", tunnels(0))
-		<-ended
+		recv(t, ended)
 	})
 	if p.tunnelsOpen("web-0") != 0 {
 		t.Errorf("tunnels_open{shard=web-0} = %v, want 0", p.tunnelsOpen("web-0"))

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strconv"
 	"strings"
@@ -367,6 +369,15 @@ func eachRequest(answer func(req rawMsg) (resp string, closeAfter bool)) func(ne
 	}
 }
 
+// startHTTPShard serves h with Go's own server on loopback until the test
+// ends, and returns its address. Unlike testutil.Shard, h runs as soon as
+// the head arrived, before the body is read.
+func startHTTPShard(t testing.TB, h http.HandlerFunc) string {
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv.Listener.Addr().String()
+}
+
 // rawTopology is a ready topology of the given addresses, named raw-0, ….
 func rawTopology(addrs ...string) *watch.Topology {
 	topo := &watch.Topology{Replicas: len(addrs)}
@@ -424,6 +435,15 @@ func (r *running) idleUpstreams(i int) int {
 	return len(u.idle)
 }
 
+// upstreamsAllIdle reports whether every connection to the shard at ring
+// index i is back in the pool (and there is one).
+func (r *running) upstreamsAllIdle(i int) bool {
+	u := r.snap.Load().backends[i].up
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.idle) > 0 && len(u.idle) == u.open
+}
+
 // memStats returns the memory statistics after a full collection.
 func memStats() runtime.MemStats {
 	runtime.GC()
@@ -458,4 +478,17 @@ func heapPeak(stop <-chan struct{}) <-chan uint64 {
 // errIsClosed tells a read that failed because the peer closed or reset.
 func errIsClosed(err error) bool {
 	return isEOF(err) || errors.Is(err, net.ErrClosed)
+}
+
+// recv receives from ch, failing the test when nothing comes within
+// wireTimeout.
+func recv[T any](t testing.TB, ch <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(wireTimeout):
+		t.Fatalf("nothing on %T within %v", ch, wireTimeout)
+		panic("unreachable")
+	}
 }

@@ -184,7 +184,7 @@ func TestRequestBytesReachShardVerbatim(t *testing.T) {
 		if a := rc.roundTrip(head+body, "POST"); a.Status() != 200 {
 			t.Fatalf("answer %q", a.Raw())
 		}
-		check(t, <-got)
+		check(t, recv(t, got))
 	})
 	t.Run("body in pieces", func(t *testing.T) {
 		rc := dialRaw(t, p)
@@ -195,7 +195,7 @@ func TestRequestBytesReachShardVerbatim(t *testing.T) {
 		if a, _ := rc.final("POST"); a.Status() != 200 {
 			t.Fatalf("answer %q", a.Raw())
 		}
-		check(t, <-got)
+		check(t, recv(t, got))
 	})
 	t.Run("no content type added", func(t *testing.T) {
 		rc := dialRaw(t, p)
@@ -206,7 +206,7 @@ func TestRequestBytesReachShardVerbatim(t *testing.T) {
 			if a := rc.roundTrip(req, "POST"); a.Status() != 200 {
 				t.Fatalf("answer %q", a.Raw())
 			}
-			r := <-got
+			r := recv(t, got)
 			for _, name := range []string{"Content-Type", "Transfer-Encoding"} {
 				if r.Has(name) {
 					t.Errorf("%s: the shard got %s %q, which the client never sent", r.Target(), name, r.Get(name))
@@ -291,7 +291,7 @@ func TestHopByHopFieldsStripped(t *testing.T) {
 	a := rc.roundTrip("GET / HTTP/1.1\r\nHost: h\r\nconnection: X-Custom, keep-alive\r\nConnection: x-OTHER\r\n"+
 		"x-custom: 1\r\nX-Other: 2\r\nKeep-Alive: timeout=5\r\nte: trailers\r\nUpgrade: h2c\r\n"+
 		"Proxy-Authorization: Basic Zm9vOmJhcg==\r\nProxy-Connection: keep-alive\r\nX-Keep: yes\r\nX-Shard-Key: 1\r\n\r\n", "GET")
-	req := <-got
+	req := recv(t, got)
 	for _, name := range []string{"Connection", "X-Custom", "X-Other", "Keep-Alive", "TE", "Upgrade", "Proxy-Authorization", "Proxy-Connection"} {
 		if req.Has(name) {
 			t.Errorf("the shard got hop-by-hop %s: %q", name, req.Get(name))
@@ -337,7 +337,7 @@ func TestHTTP10Client(t *testing.T) {
 			t.Errorf("answer %q, want 200 ok with Connection: close", a.Raw())
 		}
 		rc.closed()
-		req := <-got
+		req := recv(t, got)
 		if req.Start != "GET /ten HTTP/1.1" {
 			t.Errorf("request line %q at the shard", req.Start)
 		}
@@ -352,14 +352,14 @@ func TestHTTP10Client(t *testing.T) {
 			if a.Status() != 200 || string(a.Payload) != "ok /"+strconv.Itoa(i) || !a.connTokens("keep-alive") || a.connTokens("close") {
 				t.Errorf("answer %d %q, want 200 with Connection: keep-alive", i, a.Raw())
 			}
-			<-got
+			recv(t, got)
 		}
 		a := rc.roundTrip("GET /last HTTP/1.0\r\nHost: h\r\nX-Shard-Key: 1\r\n\r\n", "GET")
 		if !a.connTokens("close") {
 			t.Errorf("answer without keep-alive asked: %q, want Connection: close", a.Raw())
 		}
 		rc.closed()
-		<-got
+		recv(t, got)
 	})
 	t.Run("chunked answer decoded", func(t *testing.T) {
 		rc := dialRaw(t, p)
@@ -378,7 +378,7 @@ func TestHTTP10Client(t *testing.T) {
 		if string(body) != "hello world" {
 			t.Errorf("body %q, want the decoded %q", body, "hello world")
 		}
-		<-got
+		recv(t, got)
 	})
 	t.Run("no 1xx", func(t *testing.T) {
 		rc := dialRaw(t, p)
@@ -386,7 +386,7 @@ func TestHTTP10Client(t *testing.T) {
 		if a.Status() != 200 || string(a.Payload) != "final" {
 			t.Errorf("first answer %q, want the final 200 (no 1xx to HTTP/1.0)", a.Raw())
 		}
-		<-got
+		recv(t, got)
 	})
 }
 
@@ -559,15 +559,53 @@ func TestRetryOnClosedPooledConnSendsBody(t *testing.T) {
 	if a := rc.roundTrip("GET / HTTP/1.1\r\nHost: h\r\nX-Shard-Key: 1\r\n\r\n", "GET"); a.Status() != 200 {
 		t.Fatalf("first answer %q", a.Raw())
 	}
-	<-got
+	recv(t, got)
 	a := rc.roundTrip("PUT / HTTP/1.1\r\nHost: h\r\nX-Shard-Key: 1\r\nContent-Length: 5\r\n\r\nhello", "PUT")
 	if a.Status() != 200 || string(a.Payload) != "got hello" {
 		t.Fatalf("answer %q, want 200 got hello", a.Raw())
 	}
-	if r := <-got; string(r.Body) != "hello" {
+	if r := recv(t, got); string(r.Body) != "hello" {
 		t.Errorf("the shard got body %q", r.Body)
 	}
 	if n := shard.connections(); n != 2 {
 		t.Errorf("the shard saw %d connections, want 2 (the retry on a fresh one)", n)
+	}
+}
+
+// Answers without a body whatever their head declares (to HEAD, 204, 304)
+// end at their head: the client and the pooled shard connection both stay
+// in step for the next request.
+func TestBodilessAnswersKeepStep(t *testing.T) {
+	shard := startRawShard(t, eachRequest(func(req rawMsg) (string, bool) {
+		switch req.Target() {
+		case "/head":
+			return "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nETag: \"x\"\r\n\r\n", false
+		case "/chunked-head":
+			return "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false
+		case "/204":
+			return "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n", false
+		case "/304":
+			return "HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\nETag: \"x\"\r\n\r\n", false
+		}
+		return okResponse("answer for " + req.Target()), false
+	}))
+	p := startProxy(t, Config{}, ring.Config{}, rawTopology(shard.addr))
+	rc := dialRaw(t, p)
+	for _, tc := range []struct{ method, path string }{
+		{"HEAD", "/head"}, {"GET", "/a"}, {"HEAD", "/chunked-head"}, {"GET", "/b"},
+		{"GET", "/204"}, {"GET", "/c"}, {"GET", "/304"}, {"GET", "/d"},
+	} {
+		waitUntil(t, wireTimeout, "the shard connection is back in the pool", func() bool { return p.upstreamsAllIdle(0) || shard.connections() == 0 })
+		a := rc.roundTrip(tc.method+" "+tc.path+" HTTP/1.1\r\nHost: h\r\nX-Shard-Key: 1\r\n\r\n", tc.method)
+		want := "answer for " + tc.path
+		if len(tc.path) > 2 { // the bodiless ones
+			want = ""
+		}
+		if string(a.Payload) != want || a.Get(HeaderShard) != "raw-0" {
+			t.Errorf("%s %s: answer %q, want body %q", tc.method, tc.path, a.Raw(), want)
+		}
+	}
+	if n := shard.connections(); n != 1 {
+		t.Errorf("the shard saw %d connections, want one, reused throughout", n)
 	}
 }

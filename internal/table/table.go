@@ -21,8 +21,13 @@ type Table struct {
 	Config ring.Config
 	// Ring maps keys to indexes of Shards.
 	Ring ring.Ring
-	// Shards holds one entry per ordinal, sorted by ordinal; index i is ring index i.
+	// Shards holds one entry per ordinal, sorted by ordinal; index i is ring
+	// index i for the first Replicas() shards. Those after them (pods above
+	// a pinned N) own no keys but are shards for broadcast.
 	Shards []watch.Shard
+	// Handoff, when data moves from a previous N (HandoffFrom), is the ring
+	// of that N: a key whose owner under it differs was handed off.
+	Handoff *Planned
 	// Fingerprint digests the ring inputs (algorithm, partitions, names), so
 	// operators can check that proxy replicas route identically.
 	Fingerprint string
@@ -31,7 +36,35 @@ type Table struct {
 }
 
 // Replicas is N, the number of shards in the ring.
-func (t *Table) Replicas() int { return len(t.Shards) }
+func (t *Table) Replicas() int { return len(t.names) }
+
+// OwnsKeys tells whether the shard at index i is in the ring.
+func (t *Table) OwnsKeys(i int) bool { return i < len(t.names) }
+
+// ShardByOrdinal returns the shard with the given ordinal, if any.
+func (t *Table) ShardByOrdinal(ordinal int) (*watch.Shard, bool) {
+	i, ok := slices.BinarySearchFunc(t.Shards, ordinal, func(s watch.Shard, o int) int { return s.Ordinal - o })
+	if !ok {
+		return nil, false
+	}
+	return &t.Shards[i], true
+}
+
+// Previous returns the shard that owned key under the handoff ring, when
+// that differs from owner (the key moved and its data may still be there).
+func (t *Table) Previous(key []byte, owner *watch.Shard) (name, addr string, moved bool) {
+	if t.Handoff == nil {
+		return "", "", false
+	}
+	ordinal, name := t.Handoff.Owner(key)
+	if name == owner.Name {
+		return "", "", false
+	}
+	if s, ok := t.ShardByOrdinal(ordinal); ok {
+		addr = s.Addr
+	}
+	return name, addr, true
+}
 
 // Owner returns the shard owning key and its ring index, or ok=false when the
 // ring is empty. It does not allocate.
@@ -63,21 +96,42 @@ func Build(cfg ring.Config, topo watch.Topology, prev *Table) (*Table, error) {
 	if err != nil {
 		return nil, err
 	}
-	names := make([]string, len(topo.Shards))
-	for i, s := range topo.Shards {
-		names[i] = s.Name
+	names := make([]string, topo.Replicas)
+	for i := range names {
+		names[i] = topo.Shards[i].Name
 	}
 	t := &Table{Config: cfg, Shards: topo.Shards, names: names}
 	if prev != nil && prev.Config == cfg && slices.Equal(prev.names, names) {
 		t.Ring, t.Fingerprint = prev.Ring, prev.Fingerprint
-		return t, nil
+	} else {
+		r, err := ring.New(cfg, names)
+		if err != nil {
+			return nil, fmt.Errorf("building %s ring for %d shards: %w", cfg.Algorithm, len(names), err)
+		}
+		t.Ring, t.Fingerprint = r, ring.Fingerprint(cfg, names)
 	}
-	r, err := ring.New(cfg, names)
-	if err != nil {
-		return nil, fmt.Errorf("building %s ring for %d shards: %w", cfg.Algorithm, len(names), err)
+	if err := t.buildHandoff(topo.HandoffFrom, prev); err != nil {
+		return nil, err
 	}
-	t.Ring, t.Fingerprint = r, ring.Fingerprint(cfg, names)
 	return t, nil
+}
+
+// buildHandoff sets the ring of the previous N, reusing prev's when it is
+// the same one: a consistent ring is slow to build.
+func (t *Table) buildHandoff(from int, prev *Table) error {
+	if from <= 0 || from == len(t.names) || len(t.names) == 0 {
+		return nil
+	}
+	if prev != nil && prev.Handoff.For(t, from) {
+		t.Handoff = prev.Handoff
+		return nil
+	}
+	h, err := t.Plan(from)
+	if err != nil {
+		return fmt.Errorf("handoff from %d shards: %w", from, err)
+	}
+	t.Handoff = h
+	return nil
 }
 
 // SameRing reports whether a and b route every key to the same ring index

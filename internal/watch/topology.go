@@ -50,21 +50,26 @@ func ParseProtocol(s string) (Protocol, error) {
 }
 
 // Topology is one complete view of the sharded service. Replicas is N, the
-// desired size of the ring (spec.replicas for a StatefulSet), and Shards
-// holds exactly Replicas entries, one per ordinal, sorted by ordinal.
-// A Topology is a value: sources build a new one for each change.
+// size of the ring (spec.replicas for a StatefulSet, or the N its
+// shard-proxy.io/replicas annotation pins). Shards holds one entry per
+// ordinal, sorted by ordinal: the first Replicas own keys; any after them
+// (pods above a pinned N) are shards for broadcast that own no keys.
+// HandoffFrom, when not 0, is the previous N while data moves to the new
+// owners. A Topology is a value: sources build a new one for each change.
 type Topology struct {
-	Replicas int
-	Shards   []Shard
+	Replicas    int
+	Shards      []Shard
+	HandoffFrom int
 }
 
 // Normalize returns a copy of t with shards sorted by ordinal, so that two
 // sources that saw the same shards in different orders produce equal
-// topologies. It fails when ordinals repeat or the count is not Replicas.
+// topologies. It fails when ordinals repeat or there are fewer shards than
+// Replicas.
 func (t Topology) Normalize() (Topology, error) {
 	shards := slices.Clone(t.Shards)
 	slices.SortFunc(shards, func(a, b Shard) int { return a.Ordinal - b.Ordinal })
-	if len(shards) != t.Replicas {
+	if len(shards) < t.Replicas || t.Replicas < 0 {
 		return Topology{}, fmt.Errorf("topology has %d shards for %d replicas", len(shards), t.Replicas)
 	}
 	for i := 1; i < len(shards); i++ {
@@ -77,7 +82,12 @@ func (t Topology) Normalize() (Topology, error) {
 			shards[i].Ready = false
 		}
 	}
-	return Topology{Replicas: t.Replicas, Shards: shards}, nil
+	return Topology{Replicas: t.Replicas, Shards: shards, HandoffFrom: max(t.HandoffFrom, 0)}, nil
+}
+
+// Equal reports whether t and u are the same view.
+func (t Topology) Equal(u Topology) bool {
+	return t.Replicas == u.Replicas && t.HandoffFrom == u.HandoffFrom && slices.Equal(t.Shards, u.Shards)
 }
 
 // Publish applies a Topology. It returns an error when the Topology cannot

@@ -112,7 +112,7 @@ func (d *Source) Run(ctx context.Context, publish watch.Publish) error {
 			}
 			failures = errs
 		}
-		if !published || !sameTopology(topo, last) {
+		if !published || !topo.Equal(last) {
 			if err := publish(topo); err != nil {
 				if err.Error() != rejected {
 					log.Error("topology rejected; keeping the previous one, retrying at the next resolution", "err", err)
@@ -182,6 +182,3 @@ func (d *Source) lookup(ctx context.Context, res Resolver, i int) (sh watch.Shar
 	return sh, ""
 }
 
-func sameTopology(a, b watch.Topology) bool {
-	return a.Replicas == b.Replicas && slices.Equal(a.Shards, b.Shards)
-}

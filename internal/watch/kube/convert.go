@@ -19,23 +19,59 @@ import (
 // program sees client-go types. It is pure, so the rules are tested with
 // hand-built objects.
 
+// Annotations an operator sets on the StatefulSet to reshard without
+// moving keys before the data is there.
+const (
+	// AnnotationReplicas pins the ring's N instead of spec.replicas.
+	AnnotationReplicas = "shard-proxy.io/replicas"
+	// AnnotationHandoffFrom names the previous N while data moves.
+	AnnotationHandoffFrom = "shard-proxy.io/handoff-from"
+)
+
+// maxPinned bounds the annotations' values.
+const maxPinned = 4096
+
 // kubeSet is the part of a StatefulSet the ring depends on.
 type kubeSet struct {
 	name     string
 	replicas int // spec.replicas; nil means 1
 	start    int // spec.ordinals.start; unset means 0
+	ring     int // N: the pinned annotation when valid, else replicas
+	handoff  int // the previous N, 0 when none
 }
 
-func kubeSetFrom(s *appsv1.StatefulSet) kubeSet {
-	ks := kubeSet{name: s.Name, replicas: 1}
+// kubeSetFrom reads a StatefulSet; problems says which annotations were
+// invalid and ignored.
+func kubeSetFrom(s *appsv1.StatefulSet) (ks kubeSet, problems []string) {
+	ks = kubeSet{name: s.Name, replicas: 1}
 	if s.Spec.Replicas != nil {
 		ks.replicas = max(int(*s.Spec.Replicas), 0)
 	}
 	if s.Spec.Ordinals != nil {
 		ks.start = int(s.Spec.Ordinals.Start)
 	}
-	return ks
+	ks.ring = ks.replicas
+	if v, ok := s.Annotations[AnnotationReplicas]; ok {
+		if n, err := strconv.Atoi(v); err == nil && n >= 0 && n <= maxPinned {
+			ks.ring = n
+		} else {
+			problems = append(problems, fmt.Sprintf("StatefulSet %s: annotation %s=%q is not a number from 0 to %d; N stays spec.replicas (%d)", s.Name, AnnotationReplicas, v, maxPinned, ks.replicas))
+		}
+	}
+	if v, ok := s.Annotations[AnnotationHandoffFrom]; ok {
+		if n, err := strconv.Atoi(v); err == nil && n >= 1 && n <= maxPinned {
+			ks.handoff = n
+		} else {
+			problems = append(problems, fmt.Sprintf("StatefulSet %s: annotation %s=%q is not a number from 1 to %d; ignored", s.Name, AnnotationHandoffFrom, v, maxPinned))
+		}
+	}
+	return ks, problems
 }
+
+// shards is how many ordinals the set has shards for: its pods, and the
+// ring's N when that is pinned above them (those shards have no pod yet,
+// so they are not ready).
+func (s kubeSet) shards() int { return max(s.replicas, s.ring) }
 
 // kubeEndpoint is one endpoint of a pod of the StatefulSet.
 type kubeEndpoint struct {
@@ -111,7 +147,7 @@ func podOrdinal(pod string, set kubeSet) (int, bool) {
 		return 0, false
 	}
 	n, err := strconv.Atoi(s)
-	if err != nil || n < set.start || n >= set.start+set.replicas {
+	if err != nil || n < set.start || n >= set.start+set.shards() {
 		return 0, false
 	}
 	return n, true
@@ -185,8 +221,8 @@ func kubeTopology(sts *appsv1.StatefulSet, epSlices []*discoveryv1.EndpointSlice
 	if sts == nil {
 		return watch.Topology{}, nil
 	}
-	set := kubeSetFrom(sts)
-	best := make(map[int]kubeEndpoint, set.replicas)
+	set, problems := kubeSetFrom(sts)
+	best := make(map[int]kubeEndpoint, set.shards())
 	for _, slice := range epSlices {
 		eps, problem := endpointsFrom(slice, set, port)
 		if problem != "" {
@@ -198,8 +234,8 @@ func kubeTopology(sts *appsv1.StatefulSet, epSlices []*discoveryv1.EndpointSlice
 			}
 		}
 	}
-	topo = watch.Topology{Replicas: set.replicas, Shards: make([]watch.Shard, set.replicas)}
-	for i := range set.replicas {
+	topo = watch.Topology{Replicas: set.ring, Shards: make([]watch.Shard, set.shards()), HandoffFrom: set.handoff}
+	for i := range set.shards() {
 		ordinal := set.start + i
 		ep := best[ordinal]
 		topo.Shards[i] = watch.Shard{

@@ -3,6 +3,7 @@ package kube
 import (
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strconv"
 	"testing"
 
@@ -316,4 +317,46 @@ func shuffleSlices(in []*discoveryv1.EndpointSlice) []*discoveryv1.EndpointSlice
 	}
 	rand.Shuffle(len(out), func(a, b int) { out[a], out[b] = out[b], out[a] })
 	return out
+}
+
+func annotated(s *appsv1.StatefulSet, kv ...string) *appsv1.StatefulSet {
+	s.Annotations = map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		s.Annotations[kv[i]] = kv[i+1]
+	}
+	return s
+}
+
+// TestPinnedReplicasAndHandoff: the shard-proxy.io/replicas annotation sets
+// the ring's N (pods above it are shards that own no keys; ordinals below
+// it without a pod are not ready), handoff-from is carried, and invalid
+// values are ignored with a problem.
+func TestPinnedReplicasAndHandoff(t *testing.T) {
+	eps := testSlice("a", testHTTPPort, testEP("web-0", "10.0.0.1"), testEP("web-1", "10.0.0.2"), testEP("web-2", "10.0.0.3"), testEP("web-3", "10.0.0.4"))
+	tests := []struct {
+		name         string
+		sts          *appsv1.StatefulSet
+		wantN        int
+		wantShards   []watch.Shard
+		wantHandoff  int
+		wantProblems int
+	}{
+		{"pinned below spec: the new pod owns no keys", annotated(testSts("web", ptrTo[int32](4), 0), AnnotationReplicas, "3"), 3,
+			[]watch.Shard{testShard(0, "10.0.0.1:8080", true), testShard(1, "10.0.0.2:8080", true), testShard(2, "10.0.0.3:8080", true), testShard(3, "10.0.0.4:8080", true)}, 0, 0},
+		{"pinned above spec: the missing pod's keys wait", annotated(testSts("web", ptrTo[int32](3), 0), AnnotationReplicas, "4", AnnotationHandoffFrom, "3"), 4,
+			[]watch.Shard{testShard(0, "10.0.0.1:8080", true), testShard(1, "10.0.0.2:8080", true), testShard(2, "10.0.0.3:8080", true), testShard(3, "10.0.0.4:8080", true)}, 3, 0},
+		{"invalid values are ignored", annotated(testSts("web", ptrTo[int32](2), 0), AnnotationReplicas, "three", AnnotationHandoffFrom, "-1"), 2,
+			[]watch.Shard{testShard(0, "10.0.0.1:8080", true), testShard(1, "10.0.0.2:8080", true)}, 0, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			topo, problems := kubeTopology(tt.sts, []*discoveryv1.EndpointSlice{eps}, "")
+			if topo.Replicas != tt.wantN || topo.HandoffFrom != tt.wantHandoff || !slices.Equal(topo.Shards, tt.wantShards) {
+				t.Errorf("topology %+v, want N=%d handoff=%d shards %+v", topo, tt.wantN, tt.wantHandoff, tt.wantShards)
+			}
+			if len(problems) != tt.wantProblems {
+				t.Errorf("problems %q, want %d", problems, tt.wantProblems)
+			}
+		})
+	}
 }

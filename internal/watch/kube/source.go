@@ -284,7 +284,7 @@ func (w *worker) step(publish watch.Publish) {
 		}
 		w.problems = problems
 	}
-	if w.published && topo.Replicas == w.last.Replicas && slices.Equal(topo.Shards, w.last.Shards) {
+	if w.published && topo.Equal(w.last) {
 		w.recovered()
 		return
 	}

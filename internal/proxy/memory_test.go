@@ -1,0 +1,136 @@
+package proxy
+
+import (
+	"fmt"
+	"net/http"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/shard-proxy/shard-proxy/internal/ring"
+	"github.com/shard-proxy/shard-proxy/internal/testutil"
+)
+
+// holdings lists what an idle connection still holds of the engine's
+// buffers: pooled buffers it kept, and slices that alias buffers it gave
+// back (which keep them from being collected).
+func holdings(cc *clientConn) []string {
+	var held []string
+	add := func(what string, has bool) {
+		if has {
+			held = append(held, what)
+		}
+	}
+	add("read buffer", cc.rbuf != nil || cc.rb != nil)
+	add("write buffer", cc.wbuf != nil || cc.wb != nil)
+	add("shard read buffer", cc.x.ubuf != nil || cc.x.ub != nil)
+	add("head copy buffer", cc.x.hbuf != nil)
+	h := &cc.in.head
+	add("request method, target or host", h.Method != nil || h.Target != nil || h.Host != nil)
+	for _, f := range h.Fields[:cap(h.Fields)] {
+		add("request field "+string(f.Name), f.Line != nil)
+	}
+	add("request body", cc.in.body != nil || cc.x.rawBody != nil)
+	r := &cc.x.resp
+	add("response reason", r.Reason != nil)
+	for _, f := range r.Fields[:cap(r.Fields)] {
+		add("response field "+string(f.Name), f.Line != nil)
+	}
+	return held
+}
+
+// An idle keep-alive connection gives its buffers back and keeps no slice
+// of them, whatever its last request was; it serves the next request as
+// before.
+func TestIdleConnectionHoldsNoBuffers(t *testing.T) {
+	shards := testutil.StartShards(t, 1, "web")
+	topo := testutil.Topology(shards)
+	p := startProxy(t, Config{Keys: mustRules(t, "body:id,header:X-Shard-Key")}, ring.Config{}, &topo)
+	requests := map[string]string{
+		"GET":                 "GET /a HTTP/1.1\r\nHost: h\r\nX-Shard-Key: 1\r\n\r\n",
+		"POST, buffered body": "POST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n{\"id\": 42}",
+		// A chunked body for a body rule is copied out of the read buffer
+		// with its head; a bad one is refused before any exchange.
+		"POST, chunked body": "POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\na\r\n{\"id\": 42}\r\n0\r\n\r\n",
+		"POST, bad body":     "POST /d HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nnot\r\n0\r\n\r\n",
+	}
+	clients := map[string]*rawClient{}
+	for name, req := range requests {
+		rc := dialRaw(t, p)
+		a := rc.roundTrip(req, "POST")
+		if want := map[bool]int{true: 400, false: 200}[name == "POST, bad body"]; a.Status() != want {
+			t.Fatalf("%s: answer %q", name, a.Raw())
+		}
+		clients[name] = rc
+	}
+	waitUntil(t, wireTimeout, "every connection is parked", func() bool {
+		return p.inspectParked(t, nil) == len(requests)
+	})
+	p.inspectParked(t, func(cc *clientConn) {
+		if held := holdings(cc); len(held) > 0 {
+			t.Errorf("a parked connection (%s) still holds %v", cc.nc.RemoteAddr(), held)
+		}
+	})
+	for name, rc := range clients {
+		if a := rc.roundTrip("GET /again HTTP/1.1\r\nHost: h\r\nX-Shard-Key: 1\r\n\r\n", "GET"); a.Status() != 200 {
+			t.Errorf("%s, then idle, then another request: %q", name, a.Raw())
+		}
+	}
+}
+
+// Many connections that each served a request at the same time, then went
+// idle, cost next to no heap: the buffers they used can be collected.
+func TestIdleConnectionsCostNoHeap(t *testing.T) {
+	const conns = 256
+	shards := testutil.StartShards(t, 1, "web")
+	var arrived atomic.Int32
+	all := newGate()
+	shards[0].Handle(func(w http.ResponseWriter, r *http.Request) {
+		// Every request is held until all have arrived, so that each
+		// connection has buffers of its own at the same time.
+		if arrived.Add(1) == conns {
+			all.open()
+		}
+		<-all.wait()
+		w.Header().Set("Connection", "close") // the shard's side goes away; only the proxy's idle side stays
+		fmt.Fprint(w, "ok")
+	})
+	all.openAtEnd(t)
+	topo := testutil.Topology(shards)
+	p := startProxy(t, Config{}, ring.Config{}, &topo)
+
+	clients := make([]*rawClient, conns)
+	for i := range clients {
+		clients[i] = dialRaw(t, p)
+	}
+	waitUntil(t, wireTimeout, "every connection is parked", func() bool { return p.inspectParked(t, nil) == conns })
+	before := heapAfterPoolsEmpty()
+	var wg sync.WaitGroup
+	for i, rc := range clients {
+		wg.Go(func() {
+			rc.send(fmt.Sprintf("GET /%d HTTP/1.1\r\nHost: h\r\nX-Shard-Key: 1\r\nX-Pad: %0200d\r\n\r\n", i, i))
+			if _, err := readRawResponse(rc.br, "GET"); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	waitUntil(t, wireTimeout, "every connection is parked again", func() bool { return p.inspectParked(t, nil) == conns })
+	after := heapAfterPoolsEmpty()
+	grew := int64(after) - int64(before)
+	t.Logf("%d idle connections that served a request hold %d KiB more heap than before", conns, grew>>10)
+	// Each connection used three 16 KiB buffers; kept reachable, they would
+	// weigh 12 MiB here.
+	if limit := int64(conns * 4 << 10); grew > limit {
+		t.Errorf("%d idle connections grew the heap by %d KiB, want under %d KiB: they keep buffers reachable", conns, grew>>10, limit>>10)
+	}
+}
+
+// heapAfterPoolsEmpty is the heap in use once sync.Pool has dropped what it
+// held (its victim cache survives one collection).
+func heapAfterPoolsEmpty() uint64 {
+	runtime.GC()
+	runtime.GC()
+	return memStats().HeapInuse
+}
