@@ -54,7 +54,8 @@ func newApp(o *options, log *slog.Logger) (_ *app, err error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	px, err := proxy.New(proxy.Config{
 		Ring: o.ringCfg, Keys: o.rules, MaxBodyBytes: int(o.maxBody), UpstreamTimeout: o.upstreamTO,
-		ClientHeaderTimeout: o.headerTO, Registerer: reg, Logger: log,
+		ClientHeaderTimeout: o.headerTO, OwnerWait: o.ownerWait, OwnerWaitMax: o.ownerWaitMax,
+		Registerer: reg, Logger: log,
 	})
 	if err != nil {
 		return nil, err
@@ -201,7 +202,11 @@ func newSource(o *options, px *proxy.Proxy, log *slog.Logger) (watch.Source, err
 			return keys.KeyString(proxy.HTTPKeyRequest{Req: r, Buffered: body})
 		}}, nil
 	case o.shards != "":
-		return static.Parse(o.shards, o.shardProto)
+		src, err := static.Parse(o.shards, o.shardProto)
+		if err == nil {
+			src.HandoffFrom = o.handoffFrom
+		}
+		return src, err
 	case o.kubeSvc != "":
 		client, ns, err := kube.NewClient(o.kubeconfig)
 		if err != nil {
@@ -218,7 +223,7 @@ func newSource(o *options, px *proxy.Proxy, log *slog.Logger) (watch.Source, err
 		port, _ := strconv.Atoi(o.port)
 		return &dns.Source{
 			Service: svc, Namespace: ns, StatefulSet: o.sts, Replicas: o.replicas, Port: port,
-			Domain: o.domain, Interval: o.dnsEvery, Protocol: o.shardProto, Logger: log,
+			Domain: o.domain, Interval: o.dnsEvery, Protocol: o.shardProto, HandoffFrom: o.handoffFrom, Logger: log,
 		}, nil
 	}
 }

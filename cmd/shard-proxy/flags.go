@@ -43,6 +43,9 @@ type options struct {
 	upstreamTO   time.Duration
 	headerTO     time.Duration
 	protoName    string
+	ownerWait    time.Duration
+	ownerWaitMax int
+	handoffFrom  int
 	shutdownTO   time.Duration
 	tokenFile    string
 	bcastConc    int
@@ -155,6 +158,9 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.domain, "cluster-domain", dns.DefaultClusterDomain, "with --dns-service: the cluster DNS domain")
 	durationFlag(fs, &o.dnsEvery, "dns-interval", dns.DefaultInterval, "with --dns-service: how often every shard name is resolved again")
 
+	durationFlag(fs, &o.ownerWait, "owner-wait", 0, "hold a request whose owner is not ready up to this long for it to become ready (0: 503 at once)")
+	intFlag(fs, &o.ownerWaitMax, "owner-wait-max", proxy.DefaultOwnerWaitMax, "requests held for their owner at once; beyond it, 503 at once")
+	intFlag(fs, &o.handoffFrom, "handoff-from", 0, "with --shards or --dns-service: the previous N while data moves (requests whose key moved carry X-Shard-Previous)")
 	fs.StringVar(&o.protoName, "shard-protocol", string(watch.HTTP1), "with --shards or --dns-service: http1, or h2c for shards that speak HTTP/2 over cleartext (gRPC)")
 	fs.StringVar(&o.listen, "listen", defaultListen, "data plane address")
 	fs.StringVar(&o.adminListen, "admin-listen", defaultAdminListen, "admin plane address")
@@ -294,6 +300,16 @@ func (o *options) validateLimits() error {
 		return fmt.Errorf("--upstream-timeout %s: want a positive duration such as %s", o.upstreamTO, proxy.DefaultUpstreamTimeout)
 	case o.shutdownTO < 0:
 		return fmt.Errorf("--shutdown-timeout %s: want a duration such as %s", o.shutdownTO, defaultShutdownTimeout)
+	case o.headerTO <= 0:
+		return fmt.Errorf("--client-header-timeout %s: want a positive duration such as %s", o.headerTO, proxy.DefaultClientHeaderTimeout)
+	case o.ownerWait < 0:
+		return fmt.Errorf("--owner-wait %s: want a duration such as 15s, or 0 to answer 503 at once", o.ownerWait)
+	case o.ownerWaitMax <= 0:
+		return fmt.Errorf("--owner-wait-max %d: want a positive number (default %d)", o.ownerWaitMax, proxy.DefaultOwnerWaitMax)
+	case o.handoffFrom < 0 || o.handoffFrom > 4096:
+		return fmt.Errorf("--handoff-from %d: want the previous N, from 1 to 4096 (0: none)", o.handoffFrom)
+	case o.handoffFrom > 0 && o.shards == "" && o.dnsSvc == "":
+		return errors.New("--handoff-from goes with --shards or --dns-service (in Kubernetes, annotate the StatefulSet with shard-proxy.io/handoff-from)")
 	case o.bcastConc <= 0:
 		return fmt.Errorf("--broadcast-concurrency %d: want a positive number (default %d)", o.bcastConc, admin.DefaultBroadcastConcurrency)
 	case o.bcastTimeout <= 0:

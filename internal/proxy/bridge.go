@@ -76,6 +76,7 @@ func (x *exchange) bridgeRequest() (*http.Request, error) {
 		}
 	}
 	PrepareHeader(header, Forwarded{ClientIP: cc.ip, Host: string(h.Host)})
+	setPrevious(header, previousOwner{x.prevShard, x.prevAddr})
 	host := string(h.Host)
 	if host == "" {
 		host = x.b.addr

@@ -26,6 +26,8 @@ type exchange struct {
 	minor           int
 	isHead, upgrade bool
 	key             string // of an upgrade only
+	prevShard       string // the key's owner before a reshard (handoff), if it moved
+	prevAddr        string
 	clientClose     bool
 	sentContinue    bool
 	rawBody         []byte // buffered body as received; nil when it streams
@@ -158,7 +160,8 @@ var errUpstreamIO = errors.New("shard connection failed")
 // on its own goroutine while the answer is awaited.
 func (x *exchange) send(uc *upConn) error {
 	cc := x.cc
-	rh := requestHead{clientIP: cc.ip, hostFallback: x.b.addr, upgrade: x.upgrade, dropExpect: x.sentContinue}
+	rh := requestHead{clientIP: cc.ip, hostFallback: x.b.addr, upgrade: x.upgrade, dropExpect: x.sentContinue,
+		previous: x.prevShard, previousAddr: x.prevAddr}
 	wb := appendRequestHead(cc.wb[:0], &cc.in.head, rh)
 	body := x.rawBody
 	if body == nil && !cc.body.done {

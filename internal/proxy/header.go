@@ -7,8 +7,17 @@ import (
 	"strings"
 )
 
-// HeaderShard names the shard that owns a request, on every answer.
-const HeaderShard = "X-Shard"
+// Headers the proxy sets.
+const (
+	// HeaderShard names the shard that owns a request, on every answer.
+	HeaderShard = "X-Shard"
+	// HeaderPrevious and HeaderPreviousAddress name, on a request whose key
+	// moved in a reshard, the shard that owned it before (and its address),
+	// so the new owner can read through while data moves. A client's own
+	// values are always dropped.
+	HeaderPrevious        = "X-Shard-Previous"
+	HeaderPreviousAddress = "X-Shard-Previous-Address"
+)
 
 // The header policy, one for every front end and for broadcast:
 //

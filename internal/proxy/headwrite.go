@@ -21,6 +21,9 @@ type requestHead struct {
 	upgrade bool
 	// dropExpect drops Expect: the proxy answered 100-continue itself.
 	dropExpect bool
+	// previous and previousAddr name the key's owner before a reshard
+	// (X-Shard-Previous, X-Shard-Previous-Address); "" when it did not move.
+	previous, previousAddr string
 }
 
 // appendRequestHead appends the head the shard receives for h.
@@ -54,8 +57,15 @@ func appendRequestHead(dst []byte, h *h1.Request, rh requestHead) []byte {
 			}
 		case len("X-Forwarded-Proto"):
 			hasProto = hasProto || equalFoldASCII(f.Name, "X-Forwarded-Proto")
-		case len("X-Forwarded-Host"):
+		case len("X-Forwarded-Host"): // and X-Shard-Previous
+			if equalFoldASCII(f.Name, HeaderPrevious) {
+				continue // ours to set: a client must not point a shard elsewhere
+			}
 			hasHost = hasHost || equalFoldASCII(f.Name, "X-Forwarded-Host")
+		case len(HeaderPreviousAddress):
+			if equalFoldASCII(f.Name, HeaderPreviousAddress) {
+				continue
+			}
 		}
 		dst = append(dst, f.Line...)
 	}
@@ -75,6 +85,12 @@ func appendRequestHead(dst []byte, h *h1.Request, rh requestHead) []byte {
 		dst = append(dst, "X-Forwarded-Host: "...)
 		dst = append(dst, h.Host...)
 		dst = append(dst, "\r\n"...)
+	}
+	if rh.previous != "" {
+		dst = appendField(dst, HeaderPrevious, rh.previous)
+		if rh.previousAddr != "" {
+			dst = appendField(dst, HeaderPreviousAddress, rh.previousAddr)
+		}
 	}
 	if rh.upgrade {
 		dst = append(dst, "Connection: Upgrade\r\n"...)

@@ -12,12 +12,15 @@ import (
 // metrics are the data plane's Prometheus series. Labels are bounded: shard
 // names, status codes and reasons, never keys.
 type metrics struct {
-	requests        *prometheus.CounterVec
-	duration        *prometheus.HistogramVec
-	keyErrors       *prometheus.CounterVec
-	shards          *prometheus.GaugeVec
-	topologyUpdates prometheus.Counter
-	tunnels         *prometheus.GaugeVec
+	requests         *prometheus.CounterVec
+	duration         *prometheus.HistogramVec
+	keyErrors        *prometheus.CounterVec
+	shards           *prometheus.GaugeVec
+	topologyUpdates  prometheus.Counter
+	tunnels          *prometheus.GaugeVec
+	handoffs         *prometheus.CounterVec
+	ownerWaits       *prometheus.CounterVec
+	ownerWaitSeconds prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -43,13 +46,30 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "shard_proxy_tunnels_open",
 			Help: "Upgraded connections (WebSocket) open through the proxy, by shard.",
 		}, []string{"shard"}),
+		handoffs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shard_proxy_handoff_requests_total",
+			Help: "Requests whose key moved in a reshard, sent to the new owner with X-Shard-Previous, by owner.",
+		}, []string{"shard"}),
+		ownerWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shard_proxy_owner_waits_total",
+			Help: "Requests held for a not-ready owner, by outcome: served, timeout, overflow, gone (the client left).",
+		}, []string{"outcome"}),
+		ownerWaitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "shard_proxy_owner_wait_seconds",
+			Help:    "How long requests were held for a not-ready owner.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 15, 30, 60},
+		}),
 		topologyUpdates: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "shard_proxy_topology_updates_total",
 			Help: "Topologies applied to the data plane.",
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.keyErrors, m.shards, m.topologyUpdates, m.tunnels)
+		reg.MustRegister(m.requests, m.duration, m.keyErrors, m.shards, m.topologyUpdates, m.tunnels,
+			m.handoffs, m.ownerWaits, m.ownerWaitSeconds)
+	}
+	for _, o := range []string{waitServed, waitTimeout, waitOverflow, waitGone} {
+		m.ownerWaits.WithLabelValues(o)
 	}
 	for _, r := range []string{"no_key", "ambiguous", "bad_body", "body_too_large"} {
 		m.keyErrors.WithLabelValues(r)
@@ -80,12 +100,14 @@ type shardMetrics struct {
 	name     string
 	duration prometheus.Observer
 	tunnels  prometheus.Gauge
+	handoff  prometheus.Counter
 	mu       sync.Mutex                                 // serializes misses
 	codes    atomic.Pointer[map[int]prometheus.Counter] // by protocol*1000+code; copy on write
 }
 
 func (m *metrics) forShard(name string) *shardMetrics {
-	sm := &shardMetrics{m: m, name: name, duration: m.duration.WithLabelValues(name), tunnels: m.tunnels.WithLabelValues(name)}
+	sm := &shardMetrics{m: m, name: name, duration: m.duration.WithLabelValues(name), tunnels: m.tunnels.WithLabelValues(name),
+		handoff: m.handoffs.WithLabelValues(name)}
 	sm.codes.Store(&map[int]prometheus.Counter{})
 	return sm
 }
@@ -129,6 +151,7 @@ func (m *metrics) forget(name string) {
 	m.requests.DeletePartialMatch(prometheus.Labels{"shard": name})
 	m.duration.DeleteLabelValues(name)
 	m.tunnels.DeleteLabelValues(name)
+	m.handoffs.DeleteLabelValues(name)
 }
 
 // codeString avoids strconv allocations for the status codes a proxy sees.

@@ -34,6 +34,7 @@ const (
 	DefaultClientWriteTimeout  = 60 * time.Second
 	DefaultIdleTimeout         = 90 * time.Second
 	DefaultTunnelIdleTimeout   = time.Hour
+	DefaultOwnerWaitMax        = 1024
 )
 
 // Config configures a Proxy. The zero value routes by the X-Shard-Key header
@@ -71,6 +72,13 @@ type Config struct {
 	// byte crossed it either way for this long. Zero means
 	// DefaultTunnelIdleTimeout.
 	TunnelIdleTimeout time.Duration
+	// OwnerWait holds a request whose owner is not ready for up to this
+	// long, for a topology change that makes it ready; 0 answers 503 at
+	// once.
+	OwnerWait time.Duration
+	// OwnerWaitMax caps the requests held at once; beyond it, 503 at once.
+	// Zero means DefaultOwnerWaitMax.
+	OwnerWaitMax int
 	// Registerer receives the data-plane metrics; nil registers nowhere.
 	Registerer prometheus.Registerer
 	// Logger logs topology changes; nil means slog.Default().
@@ -90,6 +98,7 @@ type Proxy struct {
 	parker  parker
 	h2front h2Front
 	live    liveSet
+	waiting atomic.Int64 // requests held for their owner
 
 	mu       sync.Mutex // serializes Apply
 	backends map[string]*backend
@@ -102,6 +111,9 @@ type Proxy struct {
 type snapshot struct {
 	table    *table.Table
 	backends []*backend
+	// next is closed when a newer snapshot replaces this one: requests
+	// held for a not-ready owner wait on it.
+	next chan struct{}
 }
 
 // backend is one shard at one address: its connection pools and metrics.
@@ -170,6 +182,7 @@ func New(cfg Config) (*Proxy, error) {
 	cfg.ClientWriteTimeout = cmp.Or(max(cfg.ClientWriteTimeout, 0), DefaultClientWriteTimeout)
 	cfg.IdleTimeout = cmp.Or(max(cfg.IdleTimeout, 0), DefaultIdleTimeout)
 	cfg.TunnelIdleTimeout = cmp.Or(max(cfg.TunnelIdleTimeout, 0), DefaultTunnelIdleTimeout)
+	cfg.OwnerWaitMax = cmp.Or(max(cfg.OwnerWaitMax, 0), DefaultOwnerWaitMax)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
 	p := &Proxy{
 		cfg:      cfg,
@@ -242,7 +255,7 @@ func (p *Proxy) Apply(topo watch.Topology) error {
 // their pooled connections; those of shards that moved or left are closed
 // once idle. p.mu is held.
 func (p *Proxy) swap(t *table.Table) {
-	next := &snapshot{table: t, backends: make([]*backend, len(t.Shards))}
+	next := &snapshot{table: t, backends: make([]*backend, len(t.Shards)), next: make(chan struct{})}
 	keep := make(map[string]*backend, len(t.Shards))
 	for i, s := range t.Shards {
 		id := s.Name + "@" + s.Addr + "/" + string(s.Protocol)
@@ -252,7 +265,9 @@ func (p *Proxy) swap(t *table.Table) {
 		}
 		next.backends[i], keep[id] = b, b
 	}
-	p.snap.Store(next)
+	if old := p.snap.Swap(next); old != nil {
+		close(old.next) // wakes requests held for their owner
+	}
 	present := make(map[string]bool, len(t.Shards))
 	for _, s := range t.Shards {
 		present[s.Name] = true

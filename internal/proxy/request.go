@@ -41,11 +41,24 @@ func (cc *clientConn) serveRequest() bool {
 		p.metrics.keyErrorFor(err)
 		return cc.refuse(err, "")
 	}
-	shard, i, _ := snap.table.Owner(key)
-	b := snap.backends[i]
+	shard, i := ownerOf(snap, key)
 	if !shard.Ready {
-		b.metrics.count(503)
-		return cc.refuse(ErrShardNotReady, shard.Name)
+		held, j, outcome := p.awaitOwner(snap, key, nil, cc.clientGone)
+		switch outcome {
+		case waitServed:
+			snap, i = held, j
+			shard = &snap.table.Shards[i]
+		case waitGone:
+			return false
+		default:
+			snap.backends[i].metrics.count(503)
+			return cc.refuse(ErrShardNotReady, shard.Name)
+		}
+	}
+	b := snap.backends[i]
+	if prev, addr, moved := snap.table.Previous(key, shard); moved {
+		x.prevShard, x.prevAddr = prev, addr
+		b.metrics.handoff.Inc()
 	}
 	x.b = b
 	x.upgrade = in.head.Flags.Has(h1.FlagUpgrade) && connectionHasUpgrade(&in.head)
@@ -234,4 +247,11 @@ func connectionHasUpgrade(h *h1.Request) bool {
 		}
 	}
 	return false
+}
+
+// clientGone tells whether the client closed its connection (for a request
+// held for its owner).
+func (cc *clientConn) clientGone() bool {
+	gone, _, ok := peek(cc.fd)
+	return ok && gone
 }

@@ -34,25 +34,48 @@ func (p *Proxy) serveStream(w http.ResponseWriter, r *http.Request) {
 			key, err = p.keys.Key(kr, s)
 		}
 	}
+	k := string(key) // key may point into s
+	ReleaseScratch(s)
 	if err != nil {
-		ReleaseScratch(s)
 		p.metrics.keyErrorFor(err)
 		streamError(w, grpc, err, "")
 		return
 	}
-	shard, i, _ := snap.table.Owner(key)
-	ReleaseScratch(s)
-	b := snap.backends[i]
+	p.routeStream(w, r, snap, []byte(k), grpc)
+}
+
+// routeStream forwards a stream to the owner of key, holding it for a
+// not-ready owner when --owner-wait allows.
+func (p *Proxy) routeStream(w http.ResponseWriter, r *http.Request, snap *snapshot, key []byte, grpc bool) {
+	shard, i := ownerOf(snap, key)
 	if !shard.Ready {
-		b.metrics.countAs(http.StatusServiceUnavailable, protoH2)
-		streamError(w, grpc, ErrShardNotReady, shard.Name)
-		return
+		held, j, outcome := p.awaitOwner(snap, key, r.Context().Done(), nil)
+		switch outcome {
+		case waitServed:
+			snap, i = held, j
+			shard = &snap.table.Shards[i]
+		case waitGone:
+			return
+		default:
+			snap.backends[i].metrics.countAs(http.StatusServiceUnavailable, protoH2)
+			streamError(w, grpc, ErrShardNotReady, shard.Name)
+			return
+		}
+	}
+	b := snap.backends[i]
+	var prev previousOwner
+	if name, addr, moved := snap.table.Previous(key, shard); moved {
+		prev = previousOwner{name, addr}
+		b.metrics.handoff.Inc()
 	}
 	start := time.Now()
-	status := p.forwardStream(w, r, b, grpc, string(key))
+	status := p.forwardStream(w, r, b, grpc, string(key), prev)
 	b.metrics.countAs(status, protoH2)
 	b.metrics.duration.Observe(time.Since(start).Seconds())
 }
+
+// previousOwner is the key's owner before a reshard, when it moved.
+type previousOwner struct{ name, addr string }
 
 // bufferStreamBody reads a body for a body rule, up to MaxBodyBytes, and
 // leaves it in r for forwarding.
@@ -134,7 +157,7 @@ func grpcEscape(s string) string {
 
 // forwardStream sends r to b and streams the answer to w. It returns the
 // status counted for the shard.
-func (p *Proxy) forwardStream(w http.ResponseWriter, r *http.Request, b *backend, grpc bool, key string) int {
+func (p *Proxy) forwardStream(w http.ResponseWriter, r *http.Request, b *backend, grpc bool, key string, prev previousOwner) int {
 	ctx, cancel := p.streamContext(r)
 	defer cancel(nil)
 	live := p.live.add(key, b.name, func() { cancel(ErrOwnerMoved) })
@@ -142,7 +165,7 @@ func (p *Proxy) forwardStream(w http.ResponseWriter, r *http.Request, b *backend
 	// The upstream timeout bounds waiting for the answer's head; a body
 	// (or a gRPC stream) may then flow as long as it does.
 	timer := time.AfterFunc(p.cfg.UpstreamTimeout, func() { cancel(ErrShardTimeout) })
-	out := outboundRequest(ctx, r, b)
+	out := outboundRequest(ctx, r, b, prev)
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		Got1xxResponse: func(code int, header textproto.MIMEHeader) error {
 			if code == http.StatusSwitchingProtocols {
@@ -238,7 +261,7 @@ func streamUpstreamErr(ctx context.Context, err error) error {
 
 // outboundRequest is r as the shard gets it: same method, target, header
 // fields (under the header policy), body and trailers.
-func outboundRequest(ctx context.Context, r *http.Request, b *backend) *http.Request {
+func outboundRequest(ctx context.Context, r *http.Request, b *backend, prev previousOwner) *http.Request {
 	u := &url.URL{Scheme: "http", Host: b.addr, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
 	out := (&http.Request{
 		Method: r.Method, URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
@@ -253,6 +276,7 @@ func outboundRequest(ctx context.Context, r *http.Request, b *backend) *http.Req
 	if strings.EqualFold(te, "trailers") {
 		out.Header.Set("Te", "trailers") // gRPC needs it end to end
 	}
+	setPrevious(out.Header, prev)
 	return out
 }
 
@@ -279,6 +303,18 @@ func copyStreaming(w http.ResponseWriter, body io.Reader) {
 		}
 		if err != nil {
 			return
+		}
+	}
+}
+
+// setPrevious sets the handoff headers (and drops a client's own).
+func setPrevious(h http.Header, prev previousOwner) {
+	h.Del(HeaderPrevious)
+	h.Del(HeaderPreviousAddress)
+	if prev.name != "" {
+		h.Set(HeaderPrevious, prev.name)
+		if prev.addr != "" {
+			h.Set(HeaderPreviousAddress, prev.addr)
 		}
 	}
 }

@@ -32,7 +32,7 @@ func (x *exchange) tunnel(uc *upConn) bool {
 	m := x.b.metrics
 	m.tunnels.Inc()
 	defer m.tunnels.Dec()
-	t := &tunnelState{idle: cc.p.cfg.TunnelIdleTimeout}
+	t := &tunnelState{shard: uc.nc, idle: cc.p.cfg.TunnelIdleTimeout}
 	live := cc.p.live.add(x.key, x.b.name, func() {
 		t.moved.Store(true)
 		_ = uc.nc.SetReadDeadline(time.Unix(1, 0)) // stops the shard-to-client copy
@@ -67,6 +67,7 @@ var wsClose1012 = []byte{0x88, 0x02, 0x03, 0xF4}
 const tunnelLinger = 2 * time.Second
 
 type tunnelState struct {
+	shard net.Conn // the shard side: its copy stops when the key moves
 	idle  time.Duration
 	moved atomic.Bool  // the key's owner changed (liveSet)
 	endAt atomic.Int64 // unix nanoseconds; 0 while both directions flow
@@ -77,11 +78,16 @@ type tunnelState struct {
 // gives the other direction (which reads other) tunnelLinger to finish.
 func (t *tunnelState) pipe(dst, src net.Conn, buf []byte, other net.Conn) {
 	for {
-		deadline := time.Now().Add(t.idle)
+		_ = src.SetReadDeadline(time.Now().Add(t.idle))
+		// Looked at after setting our deadline, so that a linger or a move
+		// decided concurrently is never overwritten: either we see it here,
+		// or its own deadline comes after ours.
 		if end := t.endAt.Load(); end != 0 {
-			deadline = time.Unix(0, end)
+			_ = src.SetReadDeadline(time.Unix(0, end))
 		}
-		_ = src.SetReadDeadline(deadline)
+		if t.moved.Load() && src == t.shard {
+			return
+		}
 		n, err := src.Read(buf)
 		if n > 0 {
 			_ = dst.SetWriteDeadline(time.Now().Add(t.idle))

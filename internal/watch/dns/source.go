@@ -50,6 +50,9 @@ type Source struct {
 	LookupTimeout time.Duration
 	// Protocol is what every shard speaks; "" means watch.HTTP1.
 	Protocol watch.Protocol
+	// HandoffFrom is the previous N while data moves (--handoff-from); 0
+	// means none.
+	HandoffFrom int
 	// Resolver resolves names; nil means net.DefaultResolver.
 	Resolver Resolver
 	// Logger; nil means slog.Default().
@@ -141,7 +144,7 @@ func (d *Source) resolve(ctx context.Context) (watch.Topology, []string) {
 		res = net.DefaultResolver
 	}
 	timeout := cmp.Or(d.LookupTimeout, DefaultLookupTimeout)
-	topo := watch.Topology{Replicas: d.Replicas, Shards: make([]watch.Shard, d.Replicas)}
+	topo := watch.Topology{Replicas: d.Replicas, Shards: make([]watch.Shard, d.Replicas), HandoffFrom: d.HandoffFrom}
 	problems := make([]string, d.Replicas)
 	sem := make(chan struct{}, lookupConcurrency)
 	var wg sync.WaitGroup
@@ -181,4 +184,3 @@ func (d *Source) lookup(ctx context.Context, res Resolver, i int) (sh watch.Shar
 	sh.Addr, sh.Ready = net.JoinHostPort(addrs[0], strconv.Itoa(d.Port)), true
 	return sh, ""
 }
-

@@ -15,6 +15,10 @@ import (
 // and is always ready: without a health signal, a dead shard shows up as 502
 // for its keys, never as a smaller ring.
 type Source struct {
+	// HandoffFrom is the previous N while data moves (--handoff-from); 0
+	// means none.
+	HandoffFrom int
+
 	topo watch.Topology
 }
 
@@ -61,11 +65,15 @@ func shardAddr(raw string) (string, error) {
 }
 
 // Topology returns the static topology.
-func (s *Source) Topology() watch.Topology { return s.topo }
+func (s *Source) Topology() watch.Topology {
+	t := s.topo
+	t.HandoffFrom = s.HandoffFrom
+	return t
+}
 
 // Run publishes the fixed topology once and waits for ctx.
 func (s *Source) Run(ctx context.Context, publish watch.Publish) error {
-	if err := publish(s.topo); err != nil {
+	if err := publish(s.Topology()); err != nil {
 		return fmt.Errorf("static shards: %w", err)
 	}
 	<-ctx.Done()

@@ -1,0 +1,145 @@
+package proxy
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/shard-proxy/shard-proxy/internal/ring"
+	"github.com/shard-proxy/shard-proxy/internal/testutil"
+)
+
+// sendKey makes one request with key to p and returns the answer.
+func sendKey(t *testing.T, c *http.Client, url, key string, h http.Header) testutil.Answer {
+	t.Helper()
+	req := testutil.NewRequest(t, "GET", url+"/k/"+key, nil)
+	req.Header.Set("X-Shard-Key", key)
+	for k, v := range h {
+		req.Header[k] = v
+	}
+	return testutil.Do(t, c, req)
+}
+
+// TestOwnerWaitServesWhenReady: a request for a not-ready owner is held
+// and answered by the owner as soon as a topology makes it ready (woken by
+// the change, well before --owner-wait runs out).
+func TestOwnerWaitServesWhenReady(t *testing.T) {
+	shards := testutil.StartShards(t, 2, "web")
+	topo := testutil.Topology(shards)
+	topo.Shards[1].Ready = false
+	p := startProxy(t, Config{OwnerWait: 10 * time.Second}, ring.Config{Algorithm: ring.Modulus}, &topo)
+	c := testutil.Client(t)
+	got := make(chan testutil.Answer, 1)
+	start := time.Now()
+	go func() { got <- sendKey(t, c, p.url, "1", nil) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for p.waiting.Load() == 0 { // the request is held
+		if time.Now().After(deadline) {
+			t.Fatal("the request was not held")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	ready := testutil.Topology(shards)
+	p.apply(t, ready)
+	a := <-got
+	if a.Status != 200 || a.Header.Get("X-Shard") != "web-1" {
+		t.Fatalf("held request answered %d by %q, want 200 from web-1", a.Status, a.Header.Get("X-Shard"))
+	}
+	if waited := time.Since(start); waited > 5*time.Second {
+		t.Errorf("answered after %v: not woken by the change", waited)
+	}
+	if got := promtest.ToFloat64(p.metrics.ownerWaits.WithLabelValues(waitServed)); got != 1 {
+		t.Errorf("owner_waits_total{outcome=served} = %v, want 1", got)
+	}
+}
+
+// TestOwnerWaitLimits: past --owner-wait the usual 503 comes; beyond
+// --owner-wait-max requests get 503 at once; a held client that leaves is
+// never forwarded.
+func TestOwnerWaitLimits(t *testing.T) {
+	shards := testutil.StartShards(t, 2, "web")
+	topo := testutil.Topology(shards)
+	topo.Shards[1].Ready = false
+	p := startProxy(t, Config{OwnerWait: 400 * time.Millisecond, OwnerWaitMax: 1}, ring.Config{Algorithm: ring.Modulus}, &topo)
+	c := testutil.Client(t)
+
+	start := time.Now()
+	first := make(chan testutil.Answer, 1)
+	go func() { first <- sendKey(t, c, p.url, "1", nil) }()
+	for p.waiting.Load() == 0 {
+		time.Sleep(2 * time.Millisecond)
+	}
+	over := sendKey(t, c, p.url, "3", nil)
+	if over.Status != 503 || time.Since(start) > 300*time.Millisecond {
+		t.Errorf("over the limit: %d after %v, want 503 at once", over.Status, time.Since(start))
+	}
+	a := <-first
+	if a.Status != 503 || a.Header.Get("Retry-After") != "1" || time.Since(start) < 400*time.Millisecond {
+		t.Errorf("held past --owner-wait: %d after %v, want 503 with Retry-After after 400ms", a.Status, time.Since(start))
+	}
+	for outcome, want := range map[string]float64{waitTimeout: 1, waitOverflow: 1} {
+		if got := promtest.ToFloat64(p.metrics.ownerWaits.WithLabelValues(outcome)); got != want {
+			t.Errorf("owner_waits_total{outcome=%s} = %v, want %v", outcome, got, want)
+		}
+	}
+
+	// A client that leaves while held: nothing reaches the shard, even
+	// when it becomes ready afterwards.
+	rc := dialRaw(t, p)
+	rc.send("GET /gone HTTP/1.1\r\nHost: x\r\nX-Shard-Key: 1\r\n\r\n")
+	for p.waiting.Load() == 0 {
+		time.Sleep(2 * time.Millisecond)
+	}
+	rc.c.Close()
+	deadline := time.Now().Add(3 * time.Second)
+	for promtest.ToFloat64(p.metrics.ownerWaits.WithLabelValues(waitGone)) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("a held request whose client left was not released")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	p.apply(t, testutil.Topology(shards))
+	for _, r := range shards[1].Requests() {
+		if strings.HasPrefix(r.URI, "/gone") {
+			t.Errorf("the shard received %s from a client that had left", r.URI)
+		}
+	}
+}
+
+// TestHandoffHeaders: with the previous N named, requests whose key moved
+// carry X-Shard-Previous (and the old owner's address); the others carry
+// nothing, and a client's own values never reach the shard.
+func TestHandoffHeaders(t *testing.T) {
+	shards := testutil.StartShards(t, 3, "web")
+	topo := testutil.Topology(shards)
+	topo.HandoffFrom = 2
+	p := startProxy(t, Config{}, ring.Config{Algorithm: ring.Modulus}, &topo)
+	c := testutil.Client(t)
+	spoof := http.Header{HeaderPrevious: {"evil"}, HeaderPreviousAddress: {"10.9.9.9:1"}}
+	for k := range 6 {
+		key := string(rune('0' + k))
+		a := sendKey(t, c, p.url, key, spoof)
+		if a.Status != 200 {
+			t.Fatalf("key %s: %d", key, a.Status)
+		}
+		owner := shards[k%3]
+		got := owner.Requests()
+		h := got[len(got)-1].Header
+		was := shards[k%2]
+		switch {
+		case k%3 != k%2:
+			if h.Get(HeaderPrevious) != was.Name || h.Get(HeaderPreviousAddress) != was.Addr {
+				t.Errorf("key %s moved from %s: shard saw %s=%q %s=%q", key, was.Name,
+					HeaderPrevious, h.Get(HeaderPrevious), HeaderPreviousAddress, h.Get(HeaderPreviousAddress))
+			}
+		case h.Get(HeaderPrevious) != "" || h.Get(HeaderPreviousAddress) != "":
+			t.Errorf("key %s did not move, but the shard saw %v", key, h)
+		}
+	}
+	if got := promtest.ToFloat64(p.metrics.handoffs.WithLabelValues("web-2")); got != 2 {
+		t.Errorf("handoff_requests_total{shard=web-2} = %v, want 2 (keys 2 and 5)", got)
+	}
+}
