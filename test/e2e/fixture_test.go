@@ -265,6 +265,7 @@ type guard struct {
 	total    int
 	statuses map[int]int
 	failures []string
+	latency  []time.Duration // of each request, in order
 }
 
 func startGuard(t *testing.T, p *proxy, keys []string, check func(key string, a testutil.Answer) error) *guard {
@@ -284,7 +285,9 @@ func startGuard(t *testing.T, p *proxy, keys []string, check func(key string, a 
 		defer tick.Stop()
 		for i := 0; ; i++ {
 			k := keys[i%len(keys)]
+			began := time.Now()
 			a, err := p.sendClient(ctx, client, k)
+			took := time.Since(began)
 			if ctx.Err() != nil {
 				return
 			}
@@ -294,6 +297,7 @@ func startGuard(t *testing.T, p *proxy, keys []string, check func(key string, a 
 			g.mu.Lock()
 			g.total++
 			g.statuses[a.Status]++
+			g.latency = append(g.latency, took)
 			if err != nil {
 				g.failures = append(g.failures, time.Now().Format("15:04:05.000")+" "+err.Error())
 			}

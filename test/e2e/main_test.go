@@ -31,6 +31,7 @@ func TestE2E(t *testing.T) {
 		{"RBAC", testRBAC},
 		{"Broadcast", testBroadcast},
 		{"GRPC", testGRPC},
+		{"RollingUpdate", testRollingUpdate},
 		// Last: they stop and restart the shared API server.
 		{"APIServerOutage", testAPIServerOutage},
 		{"ShutdownDuringOutage", testShutdownDuringOutage},

@@ -42,13 +42,18 @@ type Kubelet struct {
 	mu       sync.Mutex
 	running  map[string]*runningPod // by pod name
 	notReady map[string]bool        // pods a test marked not ready
+	// grace, when set, makes a deleted pod terminate as a real one does
+	// (see WithGracefulTermination); terminating holds when each began.
+	grace       time.Duration
+	terminating map[string]time.Time
 }
 
 type runningPod struct {
-	uid     types.UID
-	ip      netip.Addr
-	servers []*http.Server
-	wg      sync.WaitGroup
+	graceful bool // stop by shutting down, not by closing
+	uid      types.UID
+	ip       netip.Addr
+	servers  []*http.Server
+	wg       sync.WaitGroup
 }
 
 // KubeletOption changes how StartKubelet runs pods.
@@ -59,18 +64,29 @@ func WithHandler(handler func(Pod) http.Handler) KubeletOption {
 	return func(k *Kubelet) { k.handler = handler }
 }
 
+// WithGracefulTermination makes a deleted pod go away as under a real
+// kubelet with a preStop pause: for d it keeps serving (its endpoint is
+// terminating but serving), then it reports not ready (the endpoint stops
+// serving), and d/2 later its servers shut down gracefully, finishing the
+// requests they have, and the pod object is deleted. Without it a deleted
+// pod stops at once.
+func WithGracefulTermination(d time.Duration) KubeletOption {
+	return func(k *Kubelet) { k.grace = d }
+}
+
 // StartKubelet creates a Node and runs the fake scheduler and kubelet for
 // namespace until the test ends.
 func (e *Env) StartKubelet(t testing.TB, namespace string, opts ...KubeletOption) *Kubelet {
 	t.Helper()
 	k := &Kubelet{
-		Node:      "kubelet-" + namespace,
-		client:    e.Client,
-		net:       e.Net,
-		namespace: namespace,
-		handler:   DefaultHandler,
-		running:   map[string]*runningPod{},
-		notReady:  map[string]bool{},
+		Node:        "kubelet-" + namespace,
+		client:      e.Client,
+		net:         e.Net,
+		namespace:   namespace,
+		handler:     DefaultHandler,
+		running:     map[string]*runningPod{},
+		notReady:    map[string]bool{},
+		terminating: map[string]time.Time{},
 		// Retry quickly and never back off for long: the API server may be
 		// down for a while in a test, and pods should start soon after it
 		// is back.
@@ -216,6 +232,11 @@ func (k *Kubelet) bind(ctx context.Context, pod *corev1.Pod) error {
 // remove stops the pod's servers and deletes the object for good, as a
 // kubelet does once the containers of a terminating pod have stopped.
 func (k *Kubelet) remove(ctx context.Context, pod *corev1.Pod) error {
+	if k.grace > 0 {
+		if wait, err := k.terminate(ctx, pod); wait > 0 || err != nil {
+			return err
+		}
+	}
 	k.stopPod(pod.Name)
 	zero := int64(0)
 	err := k.client.CoreV1().Pods(k.namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{
@@ -272,10 +293,46 @@ func (k *Kubelet) ensureRunning(pod *corev1.Pod) (netip.Addr, error) {
 	return ip, nil
 }
 
+// terminate walks a deleted pod through graceful termination; it returns
+// how long until the next step, or 0 once the pod may be removed.
+func (k *Kubelet) terminate(ctx context.Context, pod *corev1.Pod) (time.Duration, error) {
+	k.mu.Lock()
+	began, seen := k.terminating[pod.Name]
+	if !seen {
+		began = time.Now()
+		k.terminating[pod.Name] = began
+	}
+	rp := k.running[pod.Name]
+	k.mu.Unlock()
+	elapsed := time.Since(began)
+	switch {
+	case rp == nil:
+		return 0, nil
+	case elapsed < k.grace: // still serving, as during a preStop pause
+		k.queue.AddAfter(pod.Name, k.grace-elapsed)
+		return k.grace - elapsed, nil
+	case elapsed < k.grace+k.grace/2: // not ready: the endpoint stops serving
+		k.mu.Lock()
+		k.notReady[pod.Name] = true
+		k.mu.Unlock()
+		wait := k.grace + k.grace/2 - elapsed
+		k.queue.AddAfter(pod.Name, wait)
+		return wait, k.reportStatus(ctx, pod, rp.ip)
+	}
+	k.mu.Lock()
+	rp.graceful = true
+	k.mu.Unlock()
+	return 0, nil
+}
+
 func (k *Kubelet) stopPod(name string) {
 	k.mu.Lock()
 	rp := k.running[name]
 	delete(k.running, name)
+	if _, ok := k.terminating[name]; ok {
+		delete(k.terminating, name)
+		delete(k.notReady, name) // set by terminate, not by the test
+	}
 	k.mu.Unlock()
 	if rp != nil {
 		k.stopServers(rp)
@@ -283,9 +340,15 @@ func (k *Kubelet) stopPod(name string) {
 }
 
 // stopServers closes listeners and connections at once, as a killed
-// container would, and gives the IP back.
+// container would (or, for a pod that terminated gracefully, lets the
+// requests in flight finish first, for up to 5 s), and gives the IP back.
 func (k *Kubelet) stopServers(rp *runningPod) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
 	for _, s := range rp.servers {
+		if rp.graceful {
+			_ = s.Shutdown(ctx)
+		}
 		_ = s.Close()
 	}
 	rp.wg.Wait()
