@@ -32,6 +32,8 @@ func TestE2E(t *testing.T) {
 		{"Broadcast", testBroadcast},
 		{"GRPC", testGRPC},
 		{"RollingUpdate", testRollingUpdate},
+		{"PodReplacedHeld", testPodReplacedHeld},
+		{"Reshard", testReshard},
 		// Last: they stop and restart the shared API server.
 		{"APIServerOutage", testAPIServerOutage},
 		{"ShutdownDuringOutage", testShutdownDuringOutage},

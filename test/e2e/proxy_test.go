@@ -160,6 +160,7 @@ type shardsAnswer struct {
 	Replicas    int         `json:"replicas"`
 	Ready       int         `json:"ready"`
 	Fingerprint string      `json:"fingerprint"`
+	HandoffFrom int         `json:"handoff_from"`
 	Shards      []shardInfo `json:"shards"`
 }
 
@@ -169,6 +170,7 @@ type shardInfo struct {
 	Address  string `json:"address"`
 	Ready    bool   `json:"ready"`
 	Protocol string `json:"protocol"`
+	OwnsKeys bool   `json:"owns_keys"`
 }
 
 type locateAnswer struct {

@@ -96,3 +96,27 @@ func (p *proxy) metricLines(t *testing.T, prefix string) string {
 	}
 	return strings.Join(out, "; ")
 }
+
+// testPodReplacedHeld: a pod deleted and recreated (a new IP) under load
+// on its keys, with --owner-wait: every request is answered 200 by the
+// key's owner, the held ones by the new pod at its new IP.
+func testPodReplacedHeld(t *testing.T, env *kubeenv.Env) {
+	f := newFixture(t, env, 3, kubeenv.WithGracefulTermination(500*time.Millisecond))
+	p := startProxy(t, "p", env.Kubeconfig, f.ns, "--owner-wait", "15s")
+	p.waitShards(t, proxyTimeout, "3 ready shards", f.allReady(3))
+	keys := sampleKeys(200)
+	own := owners(t, 3, keys)
+	mine, _ := keysOf(keys, own, "web-1")
+	g := startGuard(t, p, mine, ownerCheck(own))
+	newIP := f.deletePod(t, "web-1")
+	p.waitShards(t, proxyTimeout, "web-1 ready at its new IP", shardIs("web-1", true, f.podAddr("web-1")))
+	g.stop(t, "web-1 replaced under load, --owner-wait=15s")
+	ans, err := p.send(context.Background(), mine[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := routedTo(ans, mine[0], "web-1", newIP); err != nil {
+		t.Error(err)
+	}
+	t.Logf("held: %s", p.metricLines(t, "shard_proxy_owner_waits_total"))
+}
