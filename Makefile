@@ -21,6 +21,7 @@ test-short:
 
 provision:
 	bash test/kube/provision.sh
+	bash test/monitoring/provision.sh
 
 bench:
 	bash bench/run.sh

@@ -21,6 +21,7 @@ type metrics struct {
 	handoffs         *prometheus.CounterVec
 	ownerWaits       *prometheus.CounterVec
 	ownerWaitSeconds prometheus.Histogram
+	ringInfo         *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -46,6 +47,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "shard_proxy_tunnels_open",
 			Help: "Upgraded connections (WebSocket) open through the proxy, by shard.",
 		}, []string{"shard"}),
+		ringInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "shard_proxy_ring_info",
+			Help: "1 for the ring in force, labelled by algorithm and fingerprint: proxy replicas that disagree show different fingerprints.",
+		}, []string{"ring", "fingerprint"}),
 		handoffs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shard_proxy_handoff_requests_total",
 			Help: "Requests whose key moved in a reshard, sent to the new owner with X-Shard-Previous, by owner.",
@@ -66,7 +71,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.requests, m.duration, m.keyErrors, m.shards, m.topologyUpdates, m.tunnels,
-			m.handoffs, m.ownerWaits, m.ownerWaitSeconds)
+			m.handoffs, m.ownerWaits, m.ownerWaitSeconds, m.ringInfo)
 	}
 	for _, o := range []string{waitServed, waitTimeout, waitOverflow, waitGone} {
 		m.ownerWaits.WithLabelValues(o)

@@ -282,6 +282,8 @@ func (p *Proxy) swap(t *table.Table) {
 	}
 	p.backends = keep
 	p.metrics.topologyUpdates.Inc()
+	p.metrics.ringInfo.Reset()
+	p.metrics.ringInfo.WithLabelValues(string(t.Config.Algorithm), t.Fingerprint).Set(1)
 	ready := t.Ready()
 	p.metrics.shards.WithLabelValues("ready").Set(float64(ready))
 	p.metrics.shards.WithLabelValues("not_ready").Set(float64(len(t.Shards) - ready))

@@ -47,6 +47,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+
+	"github.com/shard-proxy/shard-proxy/bench/internal/benchline"
 )
 
 func main() {
@@ -91,49 +93,23 @@ func (g *keyGen) next() string {
 
 // --- the result line ----------------------------------------------------------
 
-type line struct {
-	keys []string
-	vals map[string]string
-}
+// line is the BENCH line of one measurement.
+type line struct{ benchline.Line }
 
 func newLine(round int, scenario, system string) *line {
-	l := &line{vals: map[string]string{}}
+	l := &line{}
 	l.set("round", round)
 	l.set("scenario", scenario)
 	l.set("system", system)
 	return l
 }
 
+// set puts v on the line; durations in microseconds.
 func (l *line) set(k string, v any) {
-	var s string
-	switch v := v.(type) {
-	case float64:
-		s = strconv.FormatFloat(v, 'f', 3, 64)
-	case time.Duration:
-		s = strconv.FormatInt(v.Microseconds(), 10)
-	default:
-		s = fmt.Sprint(v)
+	if d, ok := v.(time.Duration); ok {
+		v = d.Microseconds()
 	}
-	if _, ok := l.vals[k]; !ok {
-		l.keys = append(l.keys, k)
-	}
-	l.vals[k] = s
-}
-
-func (l *line) String() string {
-	var b strings.Builder
-	b.WriteString("BENCH")
-	for _, k := range l.keys {
-		v := l.vals[k]
-		if v == "" {
-			continue
-		}
-		if strings.ContainsAny(v, " \t\"=\\") || !strconv.IsPrint(rune(v[0])) {
-			v = strconv.Quote(v)
-		}
-		fmt.Fprintf(&b, " %s=%s", k, v)
-	}
-	return b.String()
+	l.Set(k, v)
 }
 
 // --- the proxy's CPU and memory -------------------------------------------------
@@ -147,57 +123,6 @@ var clkTck = func() float64 {
 	return 100
 }()
 
-// cpuTicks: user + system time of the process, all threads, in clock ticks.
-func cpuTicks(pid int) (int64, bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, false
-	}
-	// The command name (field 2) may hold spaces; count from after it.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, false
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 { // f[0] is field 3 (state): utime is field 14, stime 15
-		return 0, false
-	}
-	u, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	return u + st, err1 == nil && err2 == nil
-}
-
-// vmHWM: the peak resident set of the process in KiB.
-func vmHWM(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, ln := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(ln, "VmHWM:"); ok {
-			f := strings.Fields(v)
-			if len(f) > 0 {
-				n, _ := strconv.ParseInt(f[0], 10, 64)
-				return n
-			}
-		}
-	}
-	return 0
-}
-
-func load1() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return ""
-	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return ""
-	}
-	return f[0]
-}
-
 // window measures the proxy over the measured window.
 type window struct {
 	pid    int
@@ -210,9 +135,9 @@ type window struct {
 }
 
 func (w *window) start() {
-	w.load1 = load1()
+	w.load1 = benchline.Load1()
 	if w.pid > 0 {
-		w.t0, _ = cpuTicks(w.pid)
+		w.t0, _ = benchline.CPUTicks(w.pid)
 	}
 	w.w0 = time.Now()
 }
@@ -220,9 +145,9 @@ func (w *window) start() {
 func (w *window) stop() {
 	w.wall = time.Since(w.w0)
 	if w.pid > 0 {
-		t1, _ := cpuTicks(w.pid)
+		t1, _ := benchline.CPUTicks(w.pid)
 		w.ticks = t1 - w.t0
-		w.hwmKiB = vmHWM(w.pid)
+		w.hwmKiB = benchline.KiB(benchline.Status(w.pid), "VmHWM")
 	}
 }
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"flag"
 	"fmt"
 	"io"
@@ -9,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/shard-proxy/shard-proxy/bench/internal/benchline"
 )
 
 // cmdReport turns the BENCH lines run.sh collected (grpc.txt) into the
@@ -37,60 +38,10 @@ func cmdReport(args []string) error {
 }
 
 // rec is one parsed line.
-type rec map[string]string
-
-func (r rec) f(k string) float64 {
-	v, _ := strconv.ParseFloat(r[k], 64)
-	return v
-}
-
-func (r rec) round() int {
-	n, _ := strconv.Atoi(r["round"])
-	return n
-}
-
-// failed: the system was not measured (did not start, failed the sanity
-// check, the load tool gave up); note says why.
-func (r rec) failed() bool { return r["note"] != "" }
+type rec = benchline.Rec
 
 // parseLines reads "BENCH k=v k=\"quoted v\" ..." lines; others are ignored.
-func parseLines(rd io.Reader) ([]rec, error) {
-	var out []rec
-	sc := bufio.NewScanner(rd)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for line := 1; sc.Scan(); line++ {
-		rest, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "BENCH ")
-		if !ok {
-			continue
-		}
-		r := rec{}
-		for rest = strings.TrimSpace(rest); rest != ""; rest = strings.TrimSpace(rest) {
-			k, v, ok := strings.Cut(rest, "=")
-			if !ok || k == "" || strings.ContainsAny(k, " \t") {
-				return nil, fmt.Errorf("line %d: want key=value at %q", line, rest)
-			}
-			rest = v
-			if strings.HasPrefix(v, `"`) {
-				q, err := strconv.QuotedPrefix(v)
-				if err != nil {
-					return nil, fmt.Errorf("line %d: %s: %v", line, k, err)
-				}
-				rest = v[len(q):]
-				v, _ = strconv.Unquote(q)
-			} else if i := strings.IndexAny(v, " \t"); i >= 0 {
-				v, rest = v[:i], v[i:]
-			} else {
-				rest = ""
-			}
-			r[k] = v
-		}
-		if r["system"] == "" || r["scenario"] == "" {
-			return nil, fmt.Errorf("line %d: no system= or scenario=", line)
-		}
-		out = append(out, r)
-	}
-	return out, sc.Err()
-}
+func parseLines(rd io.Reader) ([]rec, error) { return benchline.Parse(rd, "system", "scenario") }
 
 var (
 	systemOrder   = []string{"shard-proxy", "candidate", "haproxy", "nginx", "direct"}
@@ -146,30 +97,18 @@ type cell struct {
 // ratios are medians over rounds of this system's figure ÷ the reference's.
 type ratios struct{ rps, p99, cpu float64 }
 
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
 // best of HAProxy and nginx in one round, per figure: the higher calls/s,
 // the lower p99, the lower CPU per call, of those measured.
 func bestOf(rs ...rec) (rps, p99, cpu float64) {
 	for _, r := range rs {
-		if r == nil || r.failed() || r.f("rps") <= 0 {
+		if r == nil || r.Failed() || r.F("rps") <= 0 {
 			continue
 		}
-		rps = max(rps, r.f("rps"))
-		if v := r.f("p99_us"); v > 0 && (p99 == 0 || v < p99) {
+		rps = max(rps, r.F("rps"))
+		if v := r.F("p99_us"); v > 0 && (p99 == 0 || v < p99) {
 			p99 = v
 		}
-		if v := r.f("cpu_us"); v > 0 && (cpu == 0 || v < cpu) {
+		if v := r.F("cpu_us"); v > 0 && (cpu == 0 || v < cpu) {
 			cpu = v
 		}
 	}
@@ -187,7 +126,7 @@ func summarize(recs []rec, scenario string) []cell {
 		if r["scenario"] != scenario {
 			continue
 		}
-		byKey[key{r.round(), r["system"]}] = r
+		byKey[key{r.Int("round"), r["system"]}] = r
 		if !slices.Contains(systems, r["system"]) {
 			systems = append(systems, r["system"])
 		}
@@ -201,18 +140,18 @@ func summarize(recs []rec, scenario string) []cell {
 			if r["scenario"] != scenario || r["system"] != sys {
 				continue
 			}
-			if r.failed() {
+			if r.Failed() {
 				c.notes = append(c.notes, fmt.Sprintf("round %s: %s", r["round"], r["note"]))
 				continue
 			}
 			c.rounds++
 			c.callers, c.conns = r["callers"], r["conns"]
-			rps, p50, p99 = append(rps, r.f("rps")), append(p50, r.f("p50_us")), append(p99, r.f("p99_us"))
-			if r.f("cpu_us") > 0 {
-				cpu, util = append(cpu, r.f("cpu_us")), append(util, r.f("cpu_util"))
+			rps, p50, p99 = append(rps, r.F("rps")), append(p50, r.F("p50_us")), append(p99, r.F("p99_us"))
+			if r.F("cpu_us") > 0 {
+				cpu, util = append(cpu, r.F("cpu_us")), append(util, r.F("cpu_util"))
 			}
-			c.errors += int64(r.f("errors"))
-			c.hwmKiB = max(c.hwmKiB, r.f("hwm_kib"))
+			c.errors += int64(r.F("errors"))
+			c.hwmKiB = max(c.hwmKiB, r.F("hwm_kib"))
 			if e := r["first_error"]; e != "" {
 				msg := e
 				if codes := r["error_codes"]; codes != "" {
@@ -220,21 +159,21 @@ func summarize(recs []rec, scenario string) []cell {
 				}
 				c.errs = append(c.errs, fmt.Sprintf("round %s: %s errors (%s)", r["round"], r["errors"], msg))
 			}
-			ha, ng := byKey[key{r.round(), "haproxy"}], byKey[key{r.round(), "nginx"}]
-			if ha != nil && !ha.failed() {
-				ratio(&haR, r.f("rps"), ha.f("rps"))
-				ratio(&haP, r.f("p99_us"), ha.f("p99_us"))
-				ratio(&haC, r.f("cpu_us"), ha.f("cpu_us"))
+			ha, ng := byKey[key{r.Int("round"), "haproxy"}], byKey[key{r.Int("round"), "nginx"}]
+			if ha != nil && !ha.Failed() {
+				ratio(&haR, r.F("rps"), ha.F("rps"))
+				ratio(&haP, r.F("p99_us"), ha.F("p99_us"))
+				ratio(&haC, r.F("cpu_us"), ha.F("cpu_us"))
 			}
 			br, bp, bc := bestOf(ha, ng)
-			ratio(&bR, r.f("rps"), br)
-			ratio(&bP, r.f("p99_us"), bp)
-			ratio(&bC, r.f("cpu_us"), bc)
+			ratio(&bR, r.F("rps"), br)
+			ratio(&bP, r.F("p99_us"), bp)
+			ratio(&bC, r.F("cpu_us"), bc)
 		}
-		c.rps, c.p50, c.p99 = median(rps), median(p50), median(p99)
-		c.cpu, c.util = median(cpu), median(util)
-		c.vsHA = ratios{median(haR), median(haP), median(haC)}
-		c.vsBest = ratios{median(bR), median(bP), median(bC)}
+		c.rps, c.p50, c.p99 = benchline.Median(rps), benchline.Median(p50), benchline.Median(p99)
+		c.cpu, c.util = benchline.Median(cpu), benchline.Median(util)
+		c.vsHA = ratios{benchline.Median(haR), benchline.Median(haP), benchline.Median(haC)}
+		c.vsBest = ratios{benchline.Median(bR), benchline.Median(bP), benchline.Median(bC)}
 		cells = append(cells, c)
 	}
 	return cells
@@ -270,7 +209,7 @@ func markdown(recs []rec) string {
 		if !slices.Contains(scenarios, r["scenario"]) {
 			scenarios = append(scenarios, r["scenario"])
 		}
-		rounds = max(rounds, r.round())
+		rounds = max(rounds, r.Int("round"))
 	}
 	for _, sc := range ordered(scenarioOrder, scenarios) {
 		cells := summarize(recs, sc)
@@ -315,16 +254,16 @@ func markdown(recs []rec) string {
 			for round := 1; round <= rounds; round++ {
 				for _, sys := range ordered(systemOrder, systemsOf(recs, sc)) {
 					for _, r := range recs {
-						if r["scenario"] != sc || r["system"] != sys || r.round() != round {
+						if r["scenario"] != sc || r["system"] != sys || r.Int("round") != round {
 							continue
 						}
-						if r.failed() {
+						if r.Failed() {
 							fmt.Fprintf(&b, "| %d | %s | n/a | | | | | | |\n", round, title(systemTitle, sys))
 							continue
 						}
 						fmt.Fprintf(&b, "| %d | %s | %.0f | %s | %s | %s | %s | %s | %s |\n", round, title(systemTitle, sys),
-							r.f("rps"), ms(r.f("p50_us")), ms(r.f("p99_us")), r["errors"],
-							orDash(r.f("cpu_us"), "%.1f"), orDash(r.f("cpu_util")*100, "%.0f%%"), r["load1"])
+							r.F("rps"), ms(r.F("p50_us")), ms(r.F("p99_us")), r["errors"],
+							orDash(r.F("cpu_us"), "%.1f"), orDash(r.F("cpu_util")*100, "%.0f%%"), r["load1"])
 					}
 				}
 			}

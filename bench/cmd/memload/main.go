@@ -40,6 +40,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/shard-proxy/shard-proxy/bench/internal/benchline"
 )
 
 func main() {
@@ -93,14 +95,11 @@ func commonFlags(name, test string) (*flag.FlagSet, *common) {
 	return fs, c
 }
 
-// result is one output line: ordered key=value pairs.
-type result struct {
-	keys []string
-	vals map[string]string
-}
+// result is one output line.
+type result struct{ benchline.Line }
 
 func newResult(c *common) *result {
-	r := &result{vals: map[string]string{}}
+	r := &result{}
 	if c.system != "" {
 		r.set("system", c.system)
 	}
@@ -108,40 +107,16 @@ func newResult(c *common) *result {
 	return r
 }
 
+// set puts v on the line: durations in milliseconds, errors as short
+// names, nil (no error) left off.
 func (r *result) set(k string, v any) {
-	var s string
-	switch v := v.(type) {
-	case nil:
-		// An empty value (no error) is left off the line.
-	case float64:
-		s = strconv.FormatFloat(v, 'f', 3, 64)
+	switch x := v.(type) {
 	case time.Duration:
-		s = strconv.FormatFloat(v.Seconds()*1000, 'f', 3, 64) // milliseconds
+		v = x.Seconds() * 1000
 	case error:
-		s = short(v)
-	default:
-		s = fmt.Sprint(v)
+		v = short(x)
 	}
-	if _, ok := r.vals[k]; !ok {
-		r.keys = append(r.keys, k)
-	}
-	r.vals[k] = s
-}
-
-func (r *result) String() string {
-	var b strings.Builder
-	b.WriteString("BENCH")
-	for _, k := range r.keys {
-		v := r.vals[k]
-		if v == "" {
-			continue
-		}
-		if strings.ContainsAny(v, " \t\"=\\") || !strconv.IsPrint(rune(v[0])) {
-			v = strconv.Quote(v)
-		}
-		fmt.Fprintf(&b, " %s=%s", k, v)
-	}
-	return b.String()
+	r.Set(k, v)
 }
 
 func (r *result) print() { fmt.Println(r.String()) }
@@ -181,30 +156,15 @@ type procStat struct {
 }
 
 func readProc(pid int) procStat {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
+	st := benchline.Status(pid)
+	if st == nil {
 		return procStat{}
 	}
-	var s procStat
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		f := strings.Fields(v)
-		if len(f) == 0 {
-			continue
-		}
-		switch k {
-		case "VmHWM":
-			s.hwm, _ = strconv.ParseInt(f[0], 10, 64)
-		case "VmRSS":
-			s.rss, _ = strconv.ParseInt(f[0], 10, 64)
-		case "State":
-			// A zombie (the proxy died, run.sh has not reaped it yet)
-			// has no memory lines.
-			s.alive = f[0] != "Z" && f[0] != "X"
-		}
+	s := procStat{hwm: benchline.KiB(st, "VmHWM"), rss: benchline.KiB(st, "VmRSS")}
+	// A zombie (the proxy died, run.sh has not reaped it yet) has no memory
+	// lines.
+	if f := st["State"]; len(f) > 0 {
+		s.alive = f[0] != "Z" && f[0] != "X"
 	}
 	s.alive = s.alive && s.rss > 0
 	return s

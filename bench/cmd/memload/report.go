@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"flag"
 	"fmt"
 	"io"
@@ -9,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/shard-proxy/shard-proxy/bench/internal/benchline"
 )
 
 // cmdReport turns the BENCH lines that run.sh collected into the markdown
@@ -35,63 +36,10 @@ func cmdReport(args []string) error {
 }
 
 // rec is one parsed line.
-type rec map[string]string
-
-func (r rec) str(k string) string { return r[k] }
-
-func (r rec) num(k string) (float64, bool) {
-	v, err := strconv.ParseFloat(r[k], 64)
-	return v, err == nil
-}
-
-func (r rec) f(k string) float64 {
-	v, _ := r.num(k)
-	return v
-}
-
-// failed: the test did not run to a result (the proxy did not start, the
-// load tool crashed); note says why.
-func (r rec) failed() bool { return r["note"] != "" }
+type rec = benchline.Rec
 
 // parseLines reads "BENCH k=v k=\"quoted v\" ..." lines; others are ignored.
-func parseLines(rd io.Reader) ([]rec, error) {
-	var out []rec
-	sc := bufio.NewScanner(rd)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for line := 1; sc.Scan(); line++ {
-		text := strings.TrimSpace(sc.Text())
-		rest, ok := strings.CutPrefix(text, "BENCH ")
-		if !ok {
-			continue
-		}
-		r := rec{}
-		for rest = strings.TrimSpace(rest); rest != ""; rest = strings.TrimSpace(rest) {
-			k, v, ok := strings.Cut(rest, "=")
-			if !ok || k == "" || strings.ContainsAny(k, " \t") {
-				return nil, fmt.Errorf("line %d: want key=value at %q", line, rest)
-			}
-			rest = v
-			if strings.HasPrefix(v, `"`) {
-				q, err := strconv.QuotedPrefix(v)
-				if err != nil {
-					return nil, fmt.Errorf("line %d: %s: %v", line, k, err)
-				}
-				rest = v[len(q):]
-				v, _ = strconv.Unquote(q)
-			} else if i := strings.IndexAny(v, " \t"); i >= 0 {
-				v, rest = v[:i], v[i:]
-			} else {
-				rest = ""
-			}
-			r[k] = v
-		}
-		if r["system"] == "" || r["test"] == "" {
-			return nil, fmt.Errorf("line %d: no system= or test=", line)
-		}
-		out = append(out, r)
-	}
-	return out, sc.Err()
-}
+func parseLines(rd io.Reader) ([]rec, error) { return benchline.Parse(rd, "system", "test") }
 
 var (
 	memSystemOrder = []string{"shard-proxy", "candidate", "haproxy", "nginx"}
@@ -125,7 +73,7 @@ func table(recs []rec, test string) (rows []rec, base rec) {
 	for _, s := range order {
 		rows = append(rows, last[s])
 	}
-	if b, ok := last[baselineSystem]; ok && !b.failed() {
+	if b, ok := last[baselineSystem]; ok && !b.Failed() {
 		base = b
 	}
 	return rows, base
@@ -141,11 +89,11 @@ func rank(sys string) int {
 // against is r[k] ÷ base[k] as "1.23x", empty when either is unknown or
 // the base is zero.
 func against(r, base rec, k string) string {
-	if base == nil || r.failed() {
+	if base == nil || r.Failed() {
 		return ""
 	}
-	v, ok1 := r.num(k)
-	b, ok2 := base.num(k)
+	v, ok1 := r.Num(k)
+	b, ok2 := base.Num(k)
 	if !ok1 || !ok2 || b == 0 {
 		return ""
 	}
@@ -160,7 +108,7 @@ func against(r, base rec, k string) string {
 }
 
 func kibMiB(r rec, k string) string {
-	v, ok := r.num(k)
+	v, ok := r.Num(k)
 	if !ok || v == 0 {
 		return ""
 	}
@@ -168,7 +116,7 @@ func kibMiB(r rec, k string) string {
 }
 
 func fixed(r rec, k string, prec int) string {
-	v, ok := r.num(k)
+	v, ok := r.Num(k)
 	if !ok {
 		return ""
 	}
@@ -230,7 +178,7 @@ func markdown(recs []rec) string {
 	b := &strings.Builder{}
 	var ns notes
 	failedRow := func(r rec, cols int) bool {
-		if !r.failed() {
+		if !r.Failed() {
 			return false
 		}
 		fmt.Fprintf(b, "| %s | n/a%s |\n", title(r["system"]), strings.Repeat(" |", cols-2))
@@ -359,10 +307,10 @@ func markdown(recs []rec) string {
 			if e := r["fast_first_err"]; e != "" {
 				ns.add(fmt.Sprintf("%s, slowupload: first error of the fast client: %s", title(r["system"]), e))
 			}
-			if pace := paceOf(r); pace > 0 && r.f("upload_p50_s") > 1.5*pace {
+			if pace := paceOf(r); pace > 0 && r.F("upload_p50_s") > 1.5*pace {
 				ns.add(fmt.Sprintf("%s, slowupload: the uploads took %.1f s (median) where their pace takes %.1f s: "+
 					"the proxy or the load CPU (which also runs the shards) could not keep up, and the fast client's "+
-					"latency shows that as much as the proxy", title(r["system"]), r.f("upload_p50_s"), pace))
+					"latency shows that as much as the proxy", title(r["system"]), r.F("upload_p50_s"), pace))
 			}
 		}
 		b.WriteString("\n")
@@ -380,7 +328,7 @@ func markdown(recs []rec) string {
 				continue
 			}
 			perConn := ""
-			if v, ok := r.num("per_conn_bytes"); ok {
+			if v, ok := r.Num("per_conn_bytes"); ok {
 				perConn = fmt.Sprintf("%.1f", v/1024)
 			}
 			fmt.Fprintf(b, "| %s | %s | %s%s | %s | %s | %s | %s | %s | %s |\n", title(r["system"]), r["conns"], r["held"], died(r),
@@ -512,8 +460,8 @@ func paceSecs(rows []rec) string {
 
 // paceOf: seconds one slow upload of r takes at its pace (0: unknown).
 func paceOf(r rec) float64 {
-	size, chunk, gap := r.f("bytes"), r.f("chunk"), r.f("gap_ms")
-	if r.failed() || chunk <= 0 {
+	size, chunk, gap := r.F("bytes"), r.F("chunk"), r.F("gap_ms")
+	if r.Failed() || chunk <= 0 {
 		return 0
 	}
 	chunks := float64(int64((size + chunk - 1) / chunk))

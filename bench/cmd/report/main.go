@@ -13,9 +13,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/shard-proxy/shard-proxy/bench/internal/benchline"
 )
 
 // Order of systems and scenarios in tables and charts.
@@ -174,25 +175,13 @@ func summarize(rows []row) []cell {
 			if !seen {
 				continue
 			}
-			c.rps, c.p50us, c.p99us = median(rps), median(p50), median(p99)
-			c.rpsRatio, c.p99Ratio, c.cpuRatio = median(rr), median(pr), median(cr)
-			c.cpuUS, c.cpuUtil = median(cpu), median(util)
+			c.rps, c.p50us, c.p99us = benchline.Median(rps), benchline.Median(p50), benchline.Median(p99)
+			c.rpsRatio, c.p99Ratio, c.cpuRatio = benchline.Median(rr), benchline.Median(pr), benchline.Median(cr)
+			c.cpuUS, c.cpuUtil = benchline.Median(cpu), benchline.Median(util)
 			cells = append(cells, c)
 		}
 	}
 	return cells
-}
-
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func writeMarkdown(w io.Writer, rows []row) error {
@@ -333,7 +322,7 @@ func ownRatio(rows []row, a, b string) float64 {
 			}
 		}
 	}
-	return median(ratios)
+	return benchline.Median(ratios)
 }
 
 // writeRounds lists every measurement, so the spread between rounds shows.
