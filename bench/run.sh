@@ -597,6 +597,24 @@ mem_stop() {
 	stop_pid "$pid"
 }
 
+# await_listen: take the proxy just started in the background ($!) as
+# MEASURED_PID and wait up to 5 s for it to accept on LISTEN; 1 if it died
+# or does not.
+await_listen() {
+	local i
+	MEASURED_PID=$!
+	PIDS+=("$MEASURED_PID")
+	for i in $(seq 1 100); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$LISTEN") 2>/dev/null && break
+		running "$MEASURED_PID" || break
+		sleep 0.05
+	done
+	running "$MEASURED_PID" && ! port_free "$LISTEN"
+}
+
+# last_lines LOG: the last two non-blank lines of LOG, for an error message.
+last_lines() { grep -v '^\s*$' "$1" | tail -2; }
+
 # quote S: S as a double-quoted value of a BENCH line, on one line.
 quote() {
 	local s
@@ -608,7 +626,7 @@ quote() {
 # mem_start SYSTEM LOG: start the proxy on the proxy CPU and check that it
 # routes; sets MEASURED_PID, or MEM_ERR and returns 1.
 mem_start() {
-	local sys=$1 plog=$2 i
+	local sys=$1 plog=$2
 	MEASURED_PID= MEM_ERR=
 	TARGET=$LISTEN
 	port_free "$LISTEN" || { MEM_ERR="port $LISTEN is taken"; return 1; }
@@ -636,15 +654,8 @@ mem_start() {
 		return 1
 		;;
 	esac
-	MEASURED_PID=$!
-	PIDS+=("$MEASURED_PID")
-	for i in $(seq 1 100); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$LISTEN") 2>/dev/null && break
-		running "$MEASURED_PID" || break
-		sleep 0.05
-	done
-	if ! running "$MEASURED_PID" || port_free "$LISTEN"; then
-		MEM_ERR="did not start: $(grep -v '^\s*$' "$plog" | tail -2)"
+	if ! await_listen; then
+		MEM_ERR="did not start: $(last_lines "$plog")"
 		mem_stop "$MEASURED_PID"
 		return 1
 	fi
@@ -814,7 +825,7 @@ start_grpc_shards() {
 # grpc_start SYSTEM SCENARIO LOG: start the proxy on the proxy CPU; sets
 # TARGET and MEASURED_PID (none for direct), or GRPC_ERR and returns 1.
 grpc_start() {
-	local sys=$1 sc=$2 plog=$3 ports i proto=h2c
+	local sys=$1 sc=$2 plog=$3 ports proto=h2c
 	MEASURED_PID= GRPC_ERR=
 	TARGET=$LISTEN
 	ports=("${SHARD_PORTS[@]}")
@@ -865,16 +876,9 @@ grpc_start() {
 		return 1
 		;;
 	esac
-	MEASURED_PID=$!
-	PIDS+=("$MEASURED_PID")
-	for i in $(seq 1 100); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$LISTEN") 2>/dev/null && break
-		running "$MEASURED_PID" || break
-		sleep 0.05
-	done
-	if ! running "$MEASURED_PID" || port_free "$LISTEN"; then
+	if ! await_listen; then
 		mem_stop "$MEASURED_PID"
-		GRPC_ERR="did not start (exit status $MEM_RC): $(grep -v '^\s*$' "$plog" | tail -2)"
+		GRPC_ERR="did not start (exit status $MEM_RC): $(last_lines "$plog")"
 		return 1
 	fi
 }

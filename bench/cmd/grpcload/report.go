@@ -1,10 +1,8 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,30 +16,17 @@ import (
 // and nginx (each taken within a round, then the median), and, with more
 // than one round, every round.
 func cmdReport(args []string) error {
-	fs := flag.NewFlagSet("report", flag.ExitOnError)
-	in := fs.String("in", "", "BENCH lines, as run.sh collects them")
-	fs.Parse(args)
-	f, err := os.Open(*in)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	recs, err := parseLines(f)
-	if err != nil {
-		return err
-	}
-	if len(recs) == 0 {
-		return fmt.Errorf("%s has no BENCH lines", *in)
-	}
-	_, err = io.WriteString(os.Stdout, markdown(recs))
-	return err
+	return benchline.Report(args, lineKeys, markdown)
 }
+
+// lineKeys: the keys every BENCH line has.
+var lineKeys = []string{"system", "scenario"}
 
 // rec is one parsed line.
 type rec = benchline.Rec
 
 // parseLines reads "BENCH k=v k=\"quoted v\" ..." lines; others are ignored.
-func parseLines(rd io.Reader) ([]rec, error) { return benchline.Parse(rd, "system", "scenario") }
+func parseLines(rd io.Reader) ([]rec, error) { return benchline.Parse(rd, lineKeys...) }
 
 var (
 	systemOrder   = []string{"shard-proxy", "candidate", "haproxy", "nginx", "direct"}

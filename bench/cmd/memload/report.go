@@ -1,10 +1,8 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,30 +14,17 @@ import (
 // tables of bench/results/memory.md: one table per test, one row per
 // system, ratios against HAProxy's row of the same run.
 func cmdReport(args []string) error {
-	fs := flag.NewFlagSet("report", flag.ExitOnError)
-	in := fs.String("in", "", "BENCH lines, as run.sh collects them")
-	fs.Parse(args)
-	f, err := os.Open(*in)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	recs, err := parseLines(f)
-	if err != nil {
-		return err
-	}
-	if len(recs) == 0 {
-		return fmt.Errorf("%s has no BENCH lines", *in)
-	}
-	_, err = io.WriteString(os.Stdout, markdown(recs))
-	return err
+	return benchline.Report(args, lineKeys, markdown)
 }
+
+// lineKeys: the keys every BENCH line has.
+var lineKeys = []string{"system", "test"}
 
 // rec is one parsed line.
 type rec = benchline.Rec
 
 // parseLines reads "BENCH k=v k=\"quoted v\" ..." lines; others are ignored.
-func parseLines(rd io.Reader) ([]rec, error) { return benchline.Parse(rd, "system", "test") }
+func parseLines(rd io.Reader) ([]rec, error) { return benchline.Parse(rd, lineKeys...) }
 
 var (
 	memSystemOrder = []string{"shard-proxy", "candidate", "haproxy", "nginx"}

@@ -9,8 +9,10 @@ package benchline
 
 import (
 	"bufio"
+	"flag"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -146,4 +148,27 @@ func Median(v []float64) float64 {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// Report is a load tool's "report -in FILE" subcommand: it reads the BENCH
+// lines of FILE, each with the required keys, and writes what markdown makes
+// of them to stdout.
+func Report(args []string, required []string, markdown func([]Rec) string) error {
+	fs := flag.NewFlagSet("report", flag.ExitOnError)
+	in := fs.String("in", "", "BENCH lines, as run.sh collects them")
+	fs.Parse(args)
+	f, err := os.Open(*in)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	recs, err := Parse(f, required...)
+	if err != nil {
+		return err
+	}
+	if len(recs) == 0 {
+		return fmt.Errorf("%s has no BENCH lines", *in)
+	}
+	_, err = io.WriteString(os.Stdout, markdown(recs))
+	return err
 }
