@@ -35,6 +35,7 @@ const (
 	DefaultIdleTimeout         = 90 * time.Second
 	DefaultTunnelIdleTimeout   = time.Hour
 	DefaultOwnerWaitMax        = 1024
+	DefaultHotKeySample        = 16
 )
 
 // Config configures a Proxy. The zero value routes by the X-Shard-Key header
@@ -79,6 +80,9 @@ type Config struct {
 	// OwnerWaitMax caps the requests held at once; beyond it, 503 at once.
 	// Zero means DefaultOwnerWaitMax.
 	OwnerWaitMax int
+	// HotKeySample samples one request in this many for /hotkeys; 0 means
+	// DefaultHotKeySample, a negative value turns sampling off.
+	HotKeySample int
 	// Registerer receives the data-plane metrics; nil registers nowhere.
 	Registerer prometheus.Registerer
 	// Logger logs topology changes; nil means slog.Default().
@@ -99,6 +103,7 @@ type Proxy struct {
 	h2front h2Front
 	live    liveSet
 	waiting atomic.Int64 // requests held for their owner
+	hot     *hotKeys     // nil when sampling is off
 
 	mu       sync.Mutex // serializes Apply
 	backends map[string]*backend
@@ -193,6 +198,13 @@ func New(cfg Config) (*Proxy, error) {
 		stop:     make(chan struct{}),
 	}
 	p.janitor.Go(p.sweep)
+	if every := cmp.Or(cfg.HotKeySample, DefaultHotKeySample); every > 0 {
+		p.hot = &hotKeys{every: uint64(every), started: time.Now()}
+		for i := range p.hot.buckets {
+			p.hot.buckets[i] = map[int]*spaceSaving{}
+		}
+		p.janitor.Go(func() { p.hot.run(p.stop) })
+	}
 	return p, nil
 }
 

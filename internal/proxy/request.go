@@ -56,6 +56,7 @@ func (cc *clientConn) serveRequest() bool {
 		}
 	}
 	b := snap.backends[i]
+	p.hot.sample(i, key)
 	if prev, addr, moved := snap.table.Previous(key, shard); moved {
 		x.prevShard, x.prevAddr = prev, addr
 		b.metrics.handoff.Inc()

@@ -63,6 +63,7 @@ func (p *Proxy) routeStream(w http.ResponseWriter, r *http.Request, snap *snapsh
 		}
 	}
 	b := snap.backends[i]
+	p.hot.sample(i, key)
 	var prev previousOwner
 	if name, addr, moved := snap.table.Previous(key, shard); moved {
 		prev = previousOwner{name, addr}
