@@ -52,26 +52,28 @@ import (
 )
 
 func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: grpcload load|sanity|h2|report [flags]")
-		os.Exit(2)
-	}
-	cmds := map[string]func([]string) error{
+	benchline.Main("grpcload", "load|sanity|h2|report", map[string]func([]string) error{
 		"load":   cmdLoad,
 		"sanity": cmdSanity,
 		"h2":     cmdH2,
 		"report": cmdReport,
-	}
-	cmd, ok := cmds[os.Args[1]]
-	if !ok {
-		fmt.Fprintf(os.Stderr, "grpcload: unknown subcommand %q\n", os.Args[1])
-		os.Exit(2)
-	}
-	if err := cmd(os.Args[2:]); err != nil {
-		fmt.Fprintf(os.Stderr, "grpcload %s: %v\n", os.Args[1], err)
-		os.Exit(1)
-	}
+	})
 }
+
+// cmdReport turns the BENCH lines run.sh collected (grpc.txt) into the
+// markdown tables of grpc.md: per scenario, one row per system with the
+// medians over rounds, the ratios to HAProxy and to the better of HAProxy
+// and nginx (each taken within a round, then the median), and, with more
+// than one round, every round.
+func cmdReport(args []string) error {
+	return benchline.Report(args, lineKeys, markdown)
+}
+
+// lineKeys: the keys every BENCH line has.
+var lineKeys = []string{"system", "scenario"}
+
+// rec is one parsed line.
+type rec = benchline.Rec
 
 // --- keys ---------------------------------------------------------------------
 

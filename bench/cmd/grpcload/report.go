@@ -2,31 +2,12 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/shard-proxy/shard-proxy/bench/internal/benchline"
 )
-
-// cmdReport turns the BENCH lines run.sh collected (grpc.txt) into the
-// markdown tables of grpc.md: per scenario, one row per system with the
-// medians over rounds, the ratios to HAProxy and to the better of HAProxy
-// and nginx (each taken within a round, then the median), and, with more
-// than one round, every round.
-func cmdReport(args []string) error {
-	return benchline.Report(args, lineKeys, markdown)
-}
-
-// lineKeys: the keys every BENCH line has.
-var lineKeys = []string{"system", "scenario"}
-
-// rec is one parsed line.
-type rec = benchline.Rec
-
-// parseLines reads "BENCH k=v k=\"quoted v\" ..." lines; others are ignored.
-func parseLines(rd io.Reader) ([]rec, error) { return benchline.Parse(rd, lineKeys...) }
 
 var (
 	systemOrder   = []string{"shard-proxy", "candidate", "haproxy", "nginx", "direct"}

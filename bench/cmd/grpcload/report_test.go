@@ -3,6 +3,8 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/shard-proxy/shard-proxy/bench/internal/benchline"
 )
 
 const sampleLines = `
@@ -18,7 +20,7 @@ BENCH round=1 scenario=h2 system=haproxy calls=100 seconds=10.000 rps=5000.000 p
 `
 
 func TestReportRatiosAndMedians(t *testing.T) {
-	recs, err := parseLines(strings.NewReader(sampleLines))
+	recs, err := benchline.Parse(strings.NewReader(sampleLines), lineKeys...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,11 +45,7 @@ import (
 )
 
 func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: memload stream|download|upload|slowupload|idle|hugecl|report [flags]")
-		os.Exit(2)
-	}
-	cmds := map[string]func([]string) error{
+	benchline.Main("memload", "stream|download|upload|slowupload|idle|hugecl|report", map[string]func([]string) error{
 		"stream":      cmdStream,
 		"download":    cmdDownload,
 		"upload":      cmdUpload,
@@ -58,17 +54,21 @@ func main() {
 		"idle-worker": cmdIdleWorker,
 		"hugecl":      cmdHugeCL,
 		"report":      cmdReport,
-	}
-	cmd, ok := cmds[os.Args[1]]
-	if !ok {
-		fmt.Fprintf(os.Stderr, "memload: unknown subcommand %q\n", os.Args[1])
-		os.Exit(2)
-	}
-	if err := cmd(os.Args[2:]); err != nil {
-		fmt.Fprintf(os.Stderr, "memload %s: %v\n", os.Args[1], err)
-		os.Exit(1)
-	}
+	})
 }
+
+// cmdReport turns the BENCH lines that run.sh collected into the markdown
+// tables of bench/results/memory.md: one table per test, one row per
+// system, ratios against HAProxy's row of the same run.
+func cmdReport(args []string) error {
+	return benchline.Report(args, lineKeys, markdown)
+}
+
+// lineKeys: the keys every BENCH line has.
+var lineKeys = []string{"system", "test"}
+
+// rec is one parsed line.
+type rec = benchline.Rec
 
 // --- common flags and the result line ------------------------------------------
 

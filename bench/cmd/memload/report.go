@@ -2,29 +2,10 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/shard-proxy/shard-proxy/bench/internal/benchline"
 )
-
-// cmdReport turns the BENCH lines that run.sh collected into the markdown
-// tables of bench/results/memory.md: one table per test, one row per
-// system, ratios against HAProxy's row of the same run.
-func cmdReport(args []string) error {
-	return benchline.Report(args, lineKeys, markdown)
-}
-
-// lineKeys: the keys every BENCH line has.
-var lineKeys = []string{"system", "test"}
-
-// rec is one parsed line.
-type rec = benchline.Rec
-
-// parseLines reads "BENCH k=v k=\"quoted v\" ..." lines; others are ignored.
-func parseLines(rd io.Reader) ([]rec, error) { return benchline.Parse(rd, lineKeys...) }
 
 var (
 	memSystemOrder = []string{"shard-proxy", "candidate", "haproxy", "nginx"}
@@ -160,103 +141,141 @@ func (n *notes) add(s string) {
 }
 
 func markdown(recs []rec) string {
-	b := &strings.Builder{}
-	var ns notes
-	failedRow := func(r rec, cols int) bool {
-		if !r.Failed() {
-			return false
-		}
-		fmt.Fprintf(b, "| %s | n/a%s |\n", title(r["system"]), strings.Repeat(" |", cols-2))
-		ns.add(fmt.Sprintf("%s, %s: %s", title(r["system"]), r["test"], r["note"]))
-		return true
+	m := &mdReport{b: &strings.Builder{}, recs: recs}
+	if m.has("stream") || m.has("sse") {
+		m.write(m.stream)
 	}
-	noteDeath := func(r rec) {
-		d := strings.TrimSpace(strings.Trim(died(r), " ()"))
-		if d == "" {
-			return
-		}
-		if r["exit_status"] != "" {
-			d += fmt.Sprintf(", exit status %s", r["exit_status"])
-		}
-		if w := r["last_words"]; w != "" {
-			d += fmt.Sprintf(", its last words: `%s`", w)
-		}
-		ns.add(fmt.Sprintf("%s, %s: %s; its peak RSS is the last reading before that", title(r["system"]), r["test"], d))
+	sections := []struct {
+		test  string
+		write func()
+	}{
+		{"download", m.download}, {"download50", m.download50}, {"upload", m.upload},
+		{"slowupload", m.slowUpload}, {"idle", m.idle}, {"hugecl", m.hugeCL},
 	}
-	has := func(test string) bool {
-		return slices.ContainsFunc(recs, func(r rec) bool { return r["test"] == test })
+	for _, s := range sections {
+		if m.has(s.test) {
+			m.write(s.write)
+		}
 	}
+	if len(m.ns.list) > 0 {
+		m.b.WriteString("## Notes\n\n")
+		for _, n := range m.ns.list {
+			m.b.WriteString("- " + n + "\n")
+		}
+		m.b.WriteString("\n")
+	}
+	return m.b.String()
+}
 
-	if has("stream") || has("sse") {
-		b.WriteString("## Streaming: time to first and last body byte\n\n")
-		b.WriteString("The shard sends 10 pieces 200 ms apart. A proxy that streams passes the first at once (first byte ≈ 0)\n" +
-			"and the body arrives in 10 bursts; one that buffers holds it all until the last (first byte ≈ 1.8 s, 1 burst).\n" +
-			"Between streaming proxies, first-byte times of a few ms differ by noise, and so does their ratio.\n\n")
-		b.WriteString("| system | body | status | framing to client | headers ms | first byte ms | last byte ms | bursts | first byte ÷ HAProxy |\n")
-		b.WriteString("|---|---|---|---|---:|---:|---:|---:|---:|\n")
-		for _, test := range []string{"stream", "sse"} {
-			rows, base := table(recs, test)
-			for _, r := range rows {
-				if failedRow(r, 9) {
-					continue
-				}
-				body := "chunked"
-				if test == "sse" {
-					body = "SSE (text/event-stream)"
-				}
-				fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", title(r["system"]), body, outcome(r)+died(r),
-					r["framing"], fixed(r, "headers_ms", 1), fixed(r, "ttfb_ms", 1), fixed(r, "ttlb_ms", 1), r["bursts"],
-					against(r, base, "ttfb_ms"))
-				noteDeath(r)
-			}
-		}
-		b.WriteString("\n")
-	}
+// mdReport is memory.md being written: the tables, and the notes that
+// go below them.
+type mdReport struct {
+	b    *strings.Builder
+	ns   notes
+	recs []rec
+}
 
-	if has("download") {
-		rows, base := table(recs, "download")
-		fmt.Fprintf(b, "## %s download, one client\n\n", sizeOf(rows, "bytes"))
-		b.WriteString("| system | status | MiB/s | seconds | peak RSS MiB | MiB/s ÷ HAProxy | peak RSS ÷ HAProxy |\n")
-		b.WriteString("|---|---|---:|---:|---:|---:|---:|\n")
+func (m *mdReport) has(test string) bool {
+	return slices.ContainsFunc(m.recs, func(r rec) bool { return r["test"] == test })
+}
+
+// write writes a section, then the blank line that ends it.
+func (m *mdReport) write(section func()) {
+	section()
+	m.b.WriteString("\n")
+}
+
+// rows writes a table: the header and alignment lines, then one row per
+// system of each test in turn: "n/a" for a failed test (its note among the
+// notes), else the cells row makes of it and base (HAProxy's line), with
+// a note if the proxy died; then, if not nil, whatever more then notes.
+func (m *mdReport) rows(header, align string, tests []string, row func(r, base rec) []string, then func(r rec)) {
+	m.b.WriteString(header + "\n" + align + "\n")
+	cols := strings.Count(header, "|") - 1
+	for _, test := range tests {
+		rows, base := table(m.recs, test)
 		for _, r := range rows {
-			if failedRow(r, 7) {
+			if r.Failed() {
+				fmt.Fprintf(m.b, "| %s | n/a%s |\n", title(r["system"]), strings.Repeat(" |", cols-2))
+				m.ns.add(fmt.Sprintf("%s, %s: %s", title(r["system"]), r["test"], r["note"]))
 				continue
 			}
-			fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s |\n", title(r["system"]), statusesCell(r)+died(r),
+			m.b.WriteString("| " + strings.Join(row(r, base), " | ") + " |\n")
+			m.noteDeath(r)
+			if then != nil {
+				then(r)
+			}
+		}
+	}
+}
+
+func (m *mdReport) noteDeath(r rec) {
+	d := strings.TrimSpace(strings.Trim(died(r), " ()"))
+	if d == "" {
+		return
+	}
+	if r["exit_status"] != "" {
+		d += fmt.Sprintf(", exit status %s", r["exit_status"])
+	}
+	if w := r["last_words"]; w != "" {
+		d += fmt.Sprintf(", its last words: `%s`", w)
+	}
+	m.ns.add(fmt.Sprintf("%s, %s: %s; its peak RSS is the last reading before that", title(r["system"]), r["test"], d))
+}
+
+// rowsOf: the rows of test, for the figures a section's heading quotes.
+func (m *mdReport) rowsOf(test string) []rec {
+	rows, _ := table(m.recs, test)
+	return rows
+}
+
+func (m *mdReport) stream() {
+	m.b.WriteString("## Streaming: time to first and last body byte\n\n")
+	m.b.WriteString("The shard sends 10 pieces 200 ms apart. A proxy that streams passes the first at once (first byte ≈ 0)\n" +
+		"and the body arrives in 10 bursts; one that buffers holds it all until the last (first byte ≈ 1.8 s, 1 burst).\n" +
+		"Between streaming proxies, first-byte times of a few ms differ by noise, and so does their ratio.\n\n")
+	m.rows("| system | body | status | framing to client | headers ms | first byte ms | last byte ms | bursts | first byte ÷ HAProxy |",
+		"|---|---|---|---|---:|---:|---:|---:|---:|", []string{"stream", "sse"},
+		func(r, base rec) []string {
+			body := "chunked"
+			if r["test"] == "sse" {
+				body = "SSE (text/event-stream)"
+			}
+			return []string{title(r["system"]), body, outcome(r) + died(r),
+				r["framing"], fixed(r, "headers_ms", 1), fixed(r, "ttfb_ms", 1), fixed(r, "ttlb_ms", 1), r["bursts"],
+				against(r, base, "ttfb_ms")}
+		}, nil)
+}
+
+func (m *mdReport) download() {
+	fmt.Fprintf(m.b, "## %s download, one client\n\n", sizeOf(m.rowsOf("download"), "bytes"))
+	m.rows("| system | status | MiB/s | seconds | peak RSS MiB | MiB/s ÷ HAProxy | peak RSS ÷ HAProxy |",
+		"|---|---|---:|---:|---:|---:|---:|", []string{"download"},
+		func(r, base rec) []string {
+			return []string{title(r["system"]), statusesCell(r) + died(r),
 				okOnly(r, fixed(r, "mib_s", 0)), fixed(r, "seconds", 2), kibMiB(r, "hwm_kib"),
-				okOnly(r, against(r, base, "mib_s")), against(r, base, "hwm_kib"))
-			noteDeath(r)
-		}
-		b.WriteString("\n")
-	}
+				okOnly(r, against(r, base, "mib_s")), against(r, base, "hwm_kib")}
+		}, nil)
+}
 
-	if has("download50") {
-		rows, base := table(recs, "download50")
-		fmt.Fprintf(b, "## %s concurrent %s downloads\n\n", first(rows, "clients"), sizeOf(rows, "bytes"))
-		fmt.Fprintf(b, "RSS after: VmRSS %s s after the last client finished (what the proxy keeps).\n\n", firstFixed(rows, "after_s", 0))
-		b.WriteString("| system | complete | answers | MiB/s (all) | seconds | peak RSS MiB | RSS after MiB | peak RSS ÷ HAProxy | RSS after ÷ HAProxy |\n")
-		b.WriteString("|---|---:|---|---:|---:|---:|---:|---:|---:|\n")
-		for _, r := range rows {
-			if failedRow(r, 9) {
-				continue
-			}
-			fmt.Fprintf(b, "| %s | %s/%s | %s | %s | %s | %s | %s | %s | %s |\n", title(r["system"]), r["ok"], r["clients"],
-				statusesCell(r)+died(r), okOnly(r, fixed(r, "mib_s", 0)), fixed(r, "seconds", 2), kibMiB(r, "hwm_kib"),
-				kibMiB(r, "rss_after_kib"), against(r, base, "hwm_kib"), against(r, base, "rss_after_kib"))
-			noteDeath(r)
-		}
-		b.WriteString("\n")
-	}
+func (m *mdReport) download50() {
+	rows := m.rowsOf("download50")
+	fmt.Fprintf(m.b, "## %s concurrent %s downloads\n\n", first(rows, "clients"), sizeOf(rows, "bytes"))
+	fmt.Fprintf(m.b, "RSS after: VmRSS %s s after the last client finished (what the proxy keeps).\n\n", firstFixed(rows, "after_s", 0))
+	m.rows("| system | complete | answers | MiB/s (all) | seconds | peak RSS MiB | RSS after MiB | peak RSS ÷ HAProxy | RSS after ÷ HAProxy |",
+		"|---|---:|---|---:|---:|---:|---:|---:|---:|", []string{"download50"},
+		func(r, base rec) []string {
+			return []string{title(r["system"]), r["ok"] + "/" + r["clients"],
+				statusesCell(r) + died(r), okOnly(r, fixed(r, "mib_s", 0)), fixed(r, "seconds", 2), kibMiB(r, "hwm_kib"),
+				kibMiB(r, "rss_after_kib"), against(r, base, "hwm_kib"), against(r, base, "rss_after_kib")}
+		}, nil)
+}
 
-	if has("upload") {
-		rows, base := table(recs, "upload")
-		fmt.Fprintf(b, "## %s upload (POST with Content-Length)\n\n", sizeOf(rows, "bytes"))
-		b.WriteString("| system | status | shard received | MiB/s | seconds | peak RSS MiB | MiB/s ÷ HAProxy | peak RSS ÷ HAProxy |\n")
-		b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|\n")
-		for _, r := range rows {
-			if failedRow(r, 8) {
-				continue
-			}
+func (m *mdReport) upload() {
+	fmt.Fprintf(m.b, "## %s upload (POST with Content-Length)\n\n", sizeOf(m.rowsOf("upload"), "bytes"))
+	m.rows("| system | status | shard received | MiB/s | seconds | peak RSS MiB | MiB/s ÷ HAProxy | peak RSS ÷ HAProxy |",
+		"|---|---|---:|---:|---:|---:|---:|---:|", []string{"upload"},
+		func(r, base rec) []string {
 			recv := r["received"]
 			if recv == "-1" {
 				recv = ""
@@ -266,113 +285,88 @@ func markdown(recs []rec) string {
 			if ok {
 				mibs, ratio = fixed(r, "mib_s", 0), against(r, base, "mib_s")
 			}
-			fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", title(r["system"]), outcome(r)+died(r), recv,
-				mibs, fixed(r, "seconds", 2), kibMiB(r, "hwm_kib"), ratio, against(r, base, "hwm_kib"))
-			noteDeath(r)
-		}
-		b.WriteString("\n")
-	}
+			return []string{title(r["system"]), outcome(r) + died(r), recv,
+				mibs, fixed(r, "seconds", 2), kibMiB(r, "hwm_kib"), ratio, against(r, base, "hwm_kib")}
+		}, nil)
+}
 
-	if has("slowupload") {
-		rows, base := table(recs, "slowupload")
-		fmt.Fprintf(b, "## %s slow uploads of %s, and a fast client\n\n", first(rows, "clients"), sizeOf(rows, "bytes"))
-		fmt.Fprintf(b, "Each uploader sends the head with Content-Length, then %s every %s ms (the pace alone takes %s s).\n"+
-			"Meanwhile one client sends small GETs back to back on one keep-alive connection through the same proxy.\n\n",
-			sizeOf(rows, "chunk"), firstFixed(rows, "gap_ms", 0), paceSecs(rows))
-		b.WriteString("| system | uploads complete | answers | upload p50 s | peak RSS MiB | fast GETs | fast errors | fast p50 ms | fast p99 ms | peak RSS ÷ HAProxy | fast p99 ÷ HAProxy |\n")
-		b.WriteString("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-		for _, r := range rows {
-			if failedRow(r, 11) {
-				continue
-			}
-			fmt.Fprintf(b, "| %s | %s/%s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", title(r["system"]), r["ok"], r["clients"],
-				statusesCell(r)+died(r), fixed(r, "upload_p50_s", 2), kibMiB(r, "hwm_kib"), r["fast_n"], r["fast_err"],
-				fixed(r, "fast_p50_ms", 3), fixed(r, "fast_p99_ms", 3), against(r, base, "hwm_kib"), against(r, base, "fast_p99_ms"))
-			noteDeath(r)
+func (m *mdReport) slowUpload() {
+	rows := m.rowsOf("slowupload")
+	fmt.Fprintf(m.b, "## %s slow uploads of %s, and a fast client\n\n", first(rows, "clients"), sizeOf(rows, "bytes"))
+	fmt.Fprintf(m.b, "Each uploader sends the head with Content-Length, then %s every %s ms (the pace alone takes %s s).\n"+
+		"Meanwhile one client sends small GETs back to back on one keep-alive connection through the same proxy.\n\n",
+		sizeOf(rows, "chunk"), firstFixed(rows, "gap_ms", 0), paceSecs(rows))
+	m.rows("| system | uploads complete | answers | upload p50 s | peak RSS MiB | fast GETs | fast errors | fast p50 ms | fast p99 ms | peak RSS ÷ HAProxy | fast p99 ÷ HAProxy |",
+		"|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|", []string{"slowupload"},
+		func(r, base rec) []string {
+			return []string{title(r["system"]), r["ok"] + "/" + r["clients"],
+				statusesCell(r) + died(r), fixed(r, "upload_p50_s", 2), kibMiB(r, "hwm_kib"), r["fast_n"], r["fast_err"],
+				fixed(r, "fast_p50_ms", 3), fixed(r, "fast_p99_ms", 3), against(r, base, "hwm_kib"), against(r, base, "fast_p99_ms")}
+		},
+		func(r rec) {
 			if e := r["fast_first_err"]; e != "" {
-				ns.add(fmt.Sprintf("%s, slowupload: first error of the fast client: %s", title(r["system"]), e))
+				m.ns.add(fmt.Sprintf("%s, slowupload: first error of the fast client: %s", title(r["system"]), e))
 			}
 			if pace := paceOf(r); pace > 0 && r.F("upload_p50_s") > 1.5*pace {
-				ns.add(fmt.Sprintf("%s, slowupload: the uploads took %.1f s (median) where their pace takes %.1f s: "+
+				m.ns.add(fmt.Sprintf("%s, slowupload: the uploads took %.1f s (median) where their pace takes %.1f s: "+
 					"the proxy or the load CPU (which also runs the shards) could not keep up, and the fast client's "+
 					"latency shows that as much as the proxy", title(r["system"]), r.F("upload_p50_s"), pace))
 			}
-		}
-		b.WriteString("\n")
-	}
+		})
+}
 
-	if has("idle") {
-		rows, base := table(recs, "idle")
-		b.WriteString("## Idle keep-alive connections\n\n")
-		b.WriteString("Each connection made one small request and stays open. KiB per connection = (RSS after − RSS before) ÷ connections held;\n" +
-			"still open: connections the proxy had not closed when checked after the measurement.\n\n")
-		b.WriteString("| system | connections | held | still open | RSS before MiB | RSS after MiB | KiB per connection | proxy fds | KiB/conn ÷ HAProxy |\n")
-		b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-		for _, r := range rows {
-			if failedRow(r, 9) {
-				continue
-			}
+func (m *mdReport) idle() {
+	m.b.WriteString("## Idle keep-alive connections\n\n")
+	m.b.WriteString("Each connection made one small request and stays open. KiB per connection = (RSS after − RSS before) ÷ connections held;\n" +
+		"still open: connections the proxy had not closed when checked after the measurement.\n\n")
+	m.rows("| system | connections | held | still open | RSS before MiB | RSS after MiB | KiB per connection | proxy fds | KiB/conn ÷ HAProxy |",
+		"|---|---:|---:|---:|---:|---:|---:|---:|---:|", []string{"idle"},
+		func(r, base rec) []string {
 			perConn := ""
 			if v, ok := r.Num("per_conn_bytes"); ok {
 				perConn = fmt.Sprintf("%.1f", v/1024)
 			}
-			fmt.Fprintf(b, "| %s | %s | %s%s | %s | %s | %s | %s | %s | %s |\n", title(r["system"]), r["conns"], r["held"], died(r),
+			return []string{title(r["system"]), r["conns"], r["held"] + died(r),
 				r["still_open"], kibMiB(r, "rss_before_kib"), kibMiB(r, "rss_after_kib"), perConn, r["fds_after"],
-				against(r, base, "per_conn_bytes"))
-			noteDeath(r)
+				against(r, base, "per_conn_bytes")}
+		},
+		func(r rec) {
 			if e := r["err"]; e != "" {
-				ns.add(fmt.Sprintf("%s, idle: %s connections failed, first error: %s", title(r["system"]), r["failed"], e))
+				m.ns.add(fmt.Sprintf("%s, idle: %s connections failed, first error: %s", title(r["system"]), r["failed"], e))
 			}
-		}
-		b.WriteString("\n")
-	}
+		})
+}
 
-	if has("hugecl") {
-		rows, base := table(recs, "hugecl")
-		fmt.Fprintf(b, "## A shard declaring Content-Length: %s (%s)\n\n", first(rows, "declared"), sizeOf(rows, "declared"))
-		b.WriteString("The shard sends the head and a few bytes, stalls, then closes. Survives: the process is alive afterwards\n" +
-			"and the next request gets 200.\n\n")
-		b.WriteString("| system | client got | Content-Length to client | bytes received | client saw | seconds | proxy alive | next request | peak RSS MiB | peak RSS ÷ HAProxy |\n")
-		b.WriteString("|---|---|---:|---:|---|---:|---|---|---:|---:|\n")
-		for _, r := range rows {
-			if failedRow(r, 10) {
-				continue
-			}
-			status := r["status"]
-			if status == "0" {
-				status = "no answer"
-			}
-			cl := r["content_length"]
-			if cl == "-1" {
-				cl = ""
-			}
-			next := r["next_status"]
-			if next == "0" {
-				next = ""
-			}
-			if e := r["next_err"]; e != "" {
-				next = strings.TrimPrefix(next+", "+e, ", ")
-			}
-			clientSaw := r["client_err"]
-			if clientSaw == "" {
-				clientSaw = "complete body"
-			}
-			fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", title(r["system"]), status, cl, r["bytes"],
-				clientSaw, fixed(r, "seconds", 2), yesNo(r, "alive")+guardNote(r), next, kibMiB(r, "hwm_kib"),
-				against(r, base, "hwm_kib"))
-			noteDeath(r)
-		}
-		b.WriteString("\n")
-	}
+func (m *mdReport) hugeCL() {
+	rows := m.rowsOf("hugecl")
+	fmt.Fprintf(m.b, "## A shard declaring Content-Length: %s (%s)\n\n", first(rows, "declared"), sizeOf(rows, "declared"))
+	m.b.WriteString("The shard sends the head and a few bytes, stalls, then closes. Survives: the process is alive afterwards\n" +
+		"and the next request gets 200.\n\n")
+	m.rows("| system | client got | Content-Length to client | bytes received | client saw | seconds | proxy alive | next request | peak RSS MiB | peak RSS ÷ HAProxy |",
+		"|---|---|---:|---:|---|---:|---|---|---:|---:|", []string{"hugecl"},
+		func(r, base rec) []string {
+			return []string{title(r["system"]), replaced(r["status"], "0", "no answer"), replaced(r["content_length"], "-1", ""),
+				r["bytes"], replaced(r["client_err"], "", "complete body"), fixed(r, "seconds", 2),
+				yesNo(r, "alive") + guardNote(r), nextRequest(r), kibMiB(r, "hwm_kib"), against(r, base, "hwm_kib")}
+		}, nil)
+}
 
-	if len(ns.list) > 0 {
-		b.WriteString("## Notes\n\n")
-		for _, n := range ns.list {
-			b.WriteString("- " + n + "\n")
-		}
-		b.WriteString("\n")
+// replaced is to where s is from, else s.
+func replaced(s, from, to string) string {
+	if s == from {
+		return to
 	}
-	return b.String()
+	return s
+}
+
+// nextRequest: what the request after a hugecl test got, "200", or with an
+// error "502, read: connection reset by peer".
+func nextRequest(r rec) string {
+	next := replaced(r["next_status"], "0", "")
+	if e := r["next_err"]; e != "" {
+		next = strings.TrimPrefix(next+", "+e, ", ")
+	}
+	return next
 }
 
 func guardNote(r rec) string {

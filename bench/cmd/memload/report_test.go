@@ -5,6 +5,8 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/shard-proxy/shard-proxy/bench/internal/benchline"
 )
 
 const sampleLines = `[bench 10:00:00] noise that is not a result
@@ -18,7 +20,7 @@ BENCH system=haproxy test=hugecl declared=68719476736 status=200 content_length=
 `
 
 func TestParseLinesQuotedValues(t *testing.T) {
-	recs, err := parseLines(strings.NewReader(sampleLines))
+	recs, err := benchline.Parse(strings.NewReader(sampleLines), lineKeys...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +36,7 @@ func TestParseLinesQuotedValues(t *testing.T) {
 	if got := recs[4]["mib_s"]; got != "300" {
 		t.Errorf("a value after a quoted one: got %q", got)
 	}
-	if _, err := parseLines(strings.NewReader("BENCH system=x test=y broken\n")); err == nil {
+	if _, err := benchline.Parse(strings.NewReader("BENCH system=x test=y broken\n"), lineKeys...); err == nil {
 		t.Error("a word without = was accepted")
 	}
 }
@@ -46,7 +48,7 @@ func TestResultRoundTrip(t *testing.T) {
 	r.set("err", errors.New(`write: broken "pipe"`))
 	r.set("none", nil)
 	r.set("mib_s", 12.5)
-	recs, err := parseLines(strings.NewReader(r.String()))
+	recs, err := benchline.Parse(strings.NewReader(r.String()), lineKeys...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +63,7 @@ func TestResultRoundTrip(t *testing.T) {
 }
 
 func TestMarkdown(t *testing.T) {
-	recs, err := parseLines(strings.NewReader(sampleLines))
+	recs, err := benchline.Parse(strings.NewReader(sampleLines), lineKeys...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +131,7 @@ func TestSlowUploadPaceNote(t *testing.T) {
 	lines := `BENCH system=haproxy test=slowupload clients=500 bytes=4194304 chunk=65536 gap_ms=100.000 ok=500 statuses=200:500 upload_p50_s=12.35 hwm_kib=22000 fast_n=300 fast_err=0 fast_p50_ms=19 fast_p99_ms=312
 BENCH system=nginx test=slowupload clients=500 bytes=4194304 chunk=65536 gap_ms=100.000 ok=500 statuses=200:500 upload_p50_s=6.5 hwm_kib=24000 fast_n=9000 fast_err=0 fast_p50_ms=0.3 fast_p99_ms=4
 `
-	recs, err := parseLines(strings.NewReader(lines))
+	recs, err := benchline.Parse(strings.NewReader(lines), lineKeys...)
 	if err != nil {
 		t.Fatal(err)
 	}

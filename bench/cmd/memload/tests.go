@@ -1,22 +1,28 @@
 package main
 
 import (
-	"bufio"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
+
+// streamed is what one GET of a streamed body came to: the status, when
+// the head, the first and the last body byte arrived, the bytes, in how
+// many bursts, the framing the client saw, and the error that ended it.
+type streamed struct {
+	status           int
+	hdr, first, last time.Duration
+	n                int64
+	bursts           int
+	framing          string
+	err              error
+}
 
 // cmdStream: one GET of a body the shard sends in pieces over time. A proxy
 // that streams passes the first piece at once; one that buffers holds
@@ -30,44 +36,46 @@ func cmdStream(args []string) error {
 	fs.Parse(args)
 	r := newResult(c)
 	mon := startMonitor(c)
-	status, hdr, first, last, n, bursts, te, err := streamOnce(c, *path, *burstGap)
-	r.set("status", status)
-	r.set("headers_ms", hdr)
-	r.set("ttfb_ms", first)
-	r.set("ttlb_ms", last)
-	r.set("bytes", n)
-	r.set("bursts", bursts)
-	r.set("framing", te)
-	r.set("err", err)
+	s := streamOnce(c, *path, *burstGap)
+	r.set("status", s.status)
+	r.set("headers_ms", s.hdr)
+	r.set("ttfb_ms", s.first)
+	r.set("ttlb_ms", s.last)
+	r.set("bytes", s.n)
+	r.set("bursts", s.bursts)
+	r.set("framing", s.framing)
+	r.set("err", s.err)
 	mon.finish(r)
 	r.print()
 	return nil
 }
 
-func streamOnce(c *common, path string, burstGap time.Duration) (status int, hdr, first, last time.Duration, n int64, bursts int, framing string, err error) {
+func streamOnce(c *common, path string, burstGap time.Duration) (s streamed) {
 	cn, err := dial(c.addr, nil, 5*time.Second)
 	if err != nil {
+		s.err = err
 		return
 	}
 	defer cn.Close()
 	cn.SetDeadline(time.Now().Add(c.timeout))
 	t0 := time.Now()
-	if _, err = cn.Write(head("GET", path, c.addr, key(c.seed, 0), -1)); err != nil {
+	if _, s.err = cn.Write(head("GET", path, c.addr, key(c.seed, 0), -1)); s.err != nil {
 		return
 	}
 	resp, err := cn.readResponse("GET")
 	if err != nil {
+		s.err = err
 		return
 	}
 	defer resp.Body.Close()
-	status, hdr = resp.StatusCode, time.Since(t0)
+	s.status, s.hdr = resp.StatusCode, time.Since(t0)
 	switch {
 	case len(resp.TransferEncoding) > 0:
-		framing = strings.Join(resp.TransferEncoding, ",")
+		s.framing = strings.Join(resp.TransferEncoding, ",")
 	case resp.ContentLength >= 0:
-		framing = "content-length"
+		s.framing = "content-length"
 	default:
-		framing = "close"
+		s.framing = "close"
 	}
 	buf := make([]byte, 32<<10)
 	var prev time.Time
@@ -75,23 +83,23 @@ func streamOnce(c *common, path string, burstGap time.Duration) (status int, hdr
 		k, rerr := resp.Body.Read(buf)
 		now := time.Now()
 		if k > 0 {
-			if n == 0 {
-				first = now.Sub(t0)
+			if s.n == 0 {
+				s.first = now.Sub(t0)
 			}
 			if prev.IsZero() || now.Sub(prev) >= burstGap {
-				bursts++
+				s.bursts++
 			}
 			prev = now
-			n += int64(k)
+			s.n += int64(k)
 		}
 		if rerr != nil {
 			if rerr != io.EOF {
-				err = rerr
+				s.err = rerr
 			}
 			break
 		}
 	}
-	last = time.Since(t0)
+	s.last = time.Since(t0)
 	return
 }
 
@@ -287,105 +295,134 @@ func cmdSlowUpload(args []string) error {
 	mon := startMonitor(c)
 	deadline := time.Now().Add(c.timeout)
 
-	var st statuses
-	var ok atomic.Int64
-	var mu sync.Mutex
-	var took []time.Duration
-	var wg sync.WaitGroup
 	t0 := time.Now()
-	for i := 0; i < *clients; i++ {
+	u := startSlowUploads(c, *clients, *size, *chunk, *gap, deadline)
+	// The fast client runs until the last upload ends.
+	fast := fastClient(c, u.done)
+	secs := time.Since(t0).Seconds()
+	slices.Sort(u.took)
+	slices.Sort(fast.lat)
+	r.set("clients", *clients)
+	r.set("bytes", *size)
+	r.set("chunk", *chunk)
+	r.set("gap_ms", *gap)
+	r.set("ok", u.ok.Load())
+	r.set("statuses", u.st.String())
+	r.set("err", u.st.first)
+	r.set("seconds", secs)
+	r.set("upload_p50_s", percentile(u.took, 50).Seconds())
+	r.set("upload_max_s", percentile(u.took, 100).Seconds())
+	r.set("fast_n", len(fast.lat))
+	r.set("fast_err", fast.errs)
+	r.set("fast_first_err", fast.first)
+	r.set("fast_p50_ms", percentile(fast.lat, 50))
+	r.set("fast_p99_ms", percentile(fast.lat, 99))
+	r.set("fast_max_ms", percentile(fast.lat, 100))
+	mon.finish(r)
+	r.print()
+	return nil
+}
+
+// slowUploads are the uploaders of cmdSlowUpload: their answers, and how
+// long the complete ones took (to read once done is closed).
+type slowUploads struct {
+	st   statuses
+	ok   atomic.Int64
+	mu   sync.Mutex
+	took []time.Duration
+	done chan struct{} // closed when the last upload has ended
+}
+
+// startSlowUploads starts n uploads of size bytes, chunk bytes every gap.
+func startSlowUploads(c *common, n int, size, chunk int64, gap time.Duration, deadline time.Time) *slowUploads {
+	u := &slowUploads{done: make(chan struct{})}
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			// Spread the starts over one gap, so the chunks do not all
 			// leave at the same instant.
-			time.Sleep(time.Duration(i) * *gap / time.Duration(*clients))
-			ts := time.Now()
-			cn, err := dial(c.addr, nil, 10*time.Second)
-			if err != nil {
-				st.add(0, err)
-				return
-			}
-			defer cn.Close()
-			cn.SetDeadline(deadline)
-			status, _, received, err := upload(c, cn, key(c.seed, i), *size, *chunk, *gap)
-			if err == nil && status == 200 && received >= 0 && received != *size {
-				err = fmt.Errorf("shard received %d of %d bytes", received, *size)
-			}
-			if err == nil && status == 200 {
-				ok.Add(1)
-				mu.Lock()
-				took = append(took, time.Since(ts))
-				mu.Unlock()
-			}
-			st.add(status, err)
+			time.Sleep(time.Duration(i) * gap / time.Duration(n))
+			u.one(c, i, size, chunk, gap, deadline)
 		}()
 	}
-	uploadsDone := make(chan struct{})
-	go func() { wg.Wait(); close(uploadsDone) }()
+	go func() { wg.Wait(); close(u.done) }()
+	return u
+}
 
-	// The fast client runs until the last upload ends.
-	var lat []time.Duration
-	fastErr := 0
-	var firstFastErr error
+// one is uploader i.
+func (u *slowUploads) one(c *common, i int, size, chunk int64, gap time.Duration, deadline time.Time) {
+	ts := time.Now()
+	cn, err := dial(c.addr, nil, 10*time.Second)
+	if err != nil {
+		u.st.add(0, err)
+		return
+	}
+	defer cn.Close()
+	cn.SetDeadline(deadline)
+	status, _, received, err := upload(c, cn, key(c.seed, i), size, chunk, gap)
+	if err == nil && status == 200 && received >= 0 && received != size {
+		err = fmt.Errorf("shard received %d of %d bytes", received, size)
+	}
+	if err == nil && status == 200 {
+		u.ok.Add(1)
+		u.mu.Lock()
+		u.took = append(u.took, time.Since(ts))
+		u.mu.Unlock()
+	}
+	u.st.add(status, err)
+}
+
+// fastStats: the fast client's answer times, its errors and the first.
+type fastStats struct {
+	lat   []time.Duration
+	errs  int
+	first error
+}
+
+func (f *fastStats) fail(err error) {
+	f.errs++
+	f.first = cmp(f.first, err)
+}
+
+// fastClient sends small GETs back to back on one keep-alive connection
+// (a new one after an error) until done is closed.
+func fastClient(c *common, done <-chan struct{}) fastStats {
+	var f fastStats
 	var cn *conn
 	for i := 0; ; i++ {
 		select {
-		case <-uploadsDone:
-		default:
-			if cn == nil {
-				var err error
-				if cn, err = dial(c.addr, nil, 5*time.Second); err != nil {
-					fastErr++
-					firstFastErr = cmp(firstFastErr, err)
-					time.Sleep(10 * time.Millisecond)
-					continue
-				}
-			}
-			cn.SetDeadline(time.Now().Add(10 * time.Second))
-			ts := time.Now()
-			status, err := cn.get(c.addr, "/", key(c.seed+1, i))
-			d := time.Since(ts)
-			if err == nil && status != 200 {
-				err = fmt.Errorf("status %d", status)
-			}
-			if err != nil {
-				fastErr++
-				firstFastErr = cmp(firstFastErr, err)
+		case <-done:
+			if cn != nil {
 				cn.Close()
-				cn = nil
+			}
+			return f
+		default:
+		}
+		if cn == nil {
+			var err error
+			if cn, err = dial(c.addr, nil, 5*time.Second); err != nil {
+				f.fail(err)
+				time.Sleep(10 * time.Millisecond)
 				continue
 			}
-			lat = append(lat, d)
+		}
+		cn.SetDeadline(time.Now().Add(10 * time.Second))
+		ts := time.Now()
+		status, err := cn.get(c.addr, "/", key(c.seed+1, i))
+		d := time.Since(ts)
+		if err == nil && status != 200 {
+			err = fmt.Errorf("status %d", status)
+		}
+		if err != nil {
+			f.fail(err)
+			cn.Close()
+			cn = nil
 			continue
 		}
-		break
+		f.lat = append(f.lat, d)
 	}
-	if cn != nil {
-		cn.Close()
-	}
-	secs := time.Since(t0).Seconds()
-	slices.Sort(took)
-	slices.Sort(lat)
-	r.set("clients", *clients)
-	r.set("bytes", *size)
-	r.set("chunk", *chunk)
-	r.set("gap_ms", *gap)
-	r.set("ok", ok.Load())
-	r.set("statuses", st.String())
-	r.set("err", st.first)
-	r.set("seconds", secs)
-	r.set("upload_p50_s", percentile(took, 50).Seconds())
-	r.set("upload_max_s", percentile(took, 100).Seconds())
-	r.set("fast_n", len(lat))
-	r.set("fast_err", fastErr)
-	r.set("fast_first_err", firstFastErr)
-	r.set("fast_p50_ms", percentile(lat, 50))
-	r.set("fast_p99_ms", percentile(lat, 99))
-	r.set("fast_max_ms", percentile(lat, 100))
-	mon.finish(r)
-	r.print()
-	return nil
 }
 
 func cmp(first, err error) error {
@@ -393,226 +430,6 @@ func cmp(first, err error) error {
 		return first
 	}
 	return err
-}
-
-// cmdIdle: -conns keep-alive connections, each made one small request and
-// then left open. The file-descriptor limit of one process is often lower
-// than that, so -procs worker processes hold them, each from its own
-// loopback source address (127.0.0.<src-base+i>). Before the connections
-// and after they are all open (and -settle later) it reads the proxy's RSS
-// and open descriptors; then it checks how many connections the proxy
-// still holds open.
-func cmdIdle(args []string) error {
-	fs, c := commonFlags("idle", "idle")
-	conns := fs.Int("conns", 20000, "idle connections")
-	procs := fs.Int("procs", 4, "worker processes holding them")
-	srcBase := fs.Int("src-base", 2, "worker i connects from 127.0.0.<src-base+i>")
-	conc := fs.Int("concurrency", 64, "connections being opened at once, per worker")
-	settle := fs.Duration("settle", 2*time.Second, "wait after the last connection before reading RSS")
-	fs.Parse(args)
-	r := newResult(c)
-	mon := startMonitor(c)
-	before := mon.now()
-	fdsBefore := countFDs(c.pid)
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-
-	type worker struct {
-		cmd   *exec.Cmd
-		stdin io.WriteCloser
-		out   *bufio.Scanner
-	}
-	var ws []*worker
-	stopAll := func() {
-		for _, w := range ws {
-			w.stdin.Close()
-		}
-		for _, w := range ws {
-			w.cmd.Wait()
-		}
-	}
-	t0 := time.Now()
-	for i := 0; i < *procs; i++ {
-		n := *conns / *procs
-		if i < *conns%*procs {
-			n++
-		}
-		cmd := exec.Command(self, "idle-worker", "-addr", c.addr, "-conns", strconv.Itoa(n),
-			"-src", fmt.Sprintf("127.0.0.%d", *srcBase+i), "-concurrency", strconv.Itoa(*conc),
-			"-seed", strconv.FormatUint(c.seed+uint64(i)*1000003, 10), "-timeout", c.timeout.String())
-		cmd.Stderr = os.Stderr
-		stdin, err := cmd.StdinPipe()
-		if err != nil {
-			return err
-		}
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			return err
-		}
-		if err := cmd.Start(); err != nil {
-			stopAll()
-			return err
-		}
-		ws = append(ws, &worker{cmd, stdin, bufio.NewScanner(stdout)})
-	}
-	defer stopAll()
-
-	// Each worker answers a line per command: "READY ok=N fail=N err=..."
-	// once its connections are open, "ALIVE n=N" after "check".
-	readAll := func(prefix string) (sums map[string]int, firstErr string) {
-		sums = map[string]int{}
-		for _, w := range ws {
-			if !w.out.Scan() {
-				if firstErr == "" {
-					firstErr = "a worker exited"
-				}
-				continue
-			}
-			line := w.out.Text()
-			if !strings.HasPrefix(line, prefix) {
-				continue
-			}
-			for _, kv := range strings.Fields(strings.TrimPrefix(line, prefix)) {
-				k, v, _ := strings.Cut(kv, "=")
-				if k == "err" {
-					if s, err := strconv.Unquote(v); err == nil && s != "" && firstErr == "" {
-						firstErr = s
-					}
-					continue
-				}
-				n, _ := strconv.Atoi(v)
-				sums[k] += n
-			}
-		}
-		return sums, firstErr
-	}
-	ready, firstErr := readAll("READY ")
-	openSecs := time.Since(t0).Seconds()
-	time.Sleep(*settle)
-	after := mon.now()
-	fdsAfter := countFDs(c.pid)
-	for _, w := range ws {
-		io.WriteString(w.stdin, "check\n")
-	}
-	alive, _ := readAll("ALIVE ")
-
-	held := ready["ok"]
-	r.set("conns", *conns)
-	r.set("held", held)
-	r.set("failed", ready["fail"])
-	r.set("err", firstErr)
-	r.set("open_s", openSecs)
-	r.set("still_open", alive["n"])
-	r.set("rss_before_kib", before.rss)
-	if after.alive {
-		r.set("rss_after_kib", after.rss)
-		if held > 0 && before.rss > 0 {
-			r.set("per_conn_bytes", float64(after.rss-before.rss)*1024/float64(held))
-		}
-	}
-	r.set("fds_before", fdsBefore)
-	r.set("fds_after", fdsAfter)
-	mon.finish(r)
-	r.print()
-	return nil
-}
-
-func cmdIdleWorker(args []string) error {
-	fs, c := commonFlags("idle-worker", "idle")
-	conns := fs.Int("conns", 5000, "connections to open and hold")
-	src := fs.String("src", "", "source address")
-	conc := fs.Int("concurrency", 64, "connections being opened at once")
-	fs.Parse(args)
-	var srcIP net.IP
-	if *src != "" {
-		if srcIP = net.ParseIP(*src); srcIP == nil {
-			return fmt.Errorf("bad -src %q", *src)
-		}
-	}
-	held := make([]*conn, *conns)
-	var st statuses
-	var fail atomic.Int64
-	sem := make(chan struct{}, max(*conc, 1))
-	var wg sync.WaitGroup
-	for i := range held {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			cn, err := dial(c.addr, srcIP, 10*time.Second)
-			if err == nil {
-				cn.SetDeadline(time.Now().Add(30 * time.Second))
-				var status int
-				status, err = cn.get(c.addr, "/", key(c.seed, i))
-				if err == nil && status != 200 {
-					err = fmt.Errorf("status %d", status)
-				}
-				if err != nil {
-					cn.Close()
-				} else {
-					cn.SetDeadline(time.Time{})
-					held[i] = cn
-				}
-			}
-			if err != nil {
-				fail.Add(1)
-				st.add(0, err)
-			}
-		}()
-	}
-	wg.Wait()
-	ok := 0
-	for _, cn := range held {
-		if cn != nil {
-			ok++
-		}
-	}
-	fmt.Printf("READY ok=%d fail=%d err=%q\n", ok, fail.Load(), short(st.first))
-	in := bufio.NewScanner(os.Stdin)
-	for in.Scan() {
-		if in.Text() == "check" {
-			n := 0
-			for _, cn := range held {
-				if cn != nil && stillOpen(cn) {
-					n++
-				}
-			}
-			fmt.Printf("ALIVE n=%d\n", n)
-		}
-	}
-	for _, cn := range held {
-		if cn != nil {
-			cn.Close()
-		}
-	}
-	return nil
-}
-
-// stillOpen peeks at the socket without blocking: nothing to read means the
-// proxy still holds the connection; end of stream or an error means it
-// closed it.
-func stillOpen(cn *conn) bool {
-	if cn.br.Buffered() > 0 {
-		return true
-	}
-	tc, ok := cn.Conn.(*net.TCPConn)
-	if !ok {
-		return false
-	}
-	rc, err := tc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	open := false
-	var b [1]byte
-	rc.Read(func(fd uintptr) bool {
-		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		open = n > 0 || errors.Is(err, syscall.EAGAIN)
-		return true
-	})
-	return open
 }
 
 // cmdHugeCL: the shard declares Content-Length: -declared, sends -send

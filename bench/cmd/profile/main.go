@@ -45,29 +45,47 @@ func run() error {
 	heapOut := flag.String("heapprofile", "heap.pprof", "heap profile at the end of the window")
 	flag.Parse()
 
-	rules, err := proxy.ParseRules(*key)
+	px, reg, err := serve(*shards, *listen, *key)
 	if err != nil {
 		return err
+	}
+	start := make(chan os.Signal, 1)
+	signal.Notify(start, syscall.SIGUSR1)
+	stop, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer cancel()
+	if err := measure(stop, start, reg, *cpuOut, *heapBase, *heapOut); err != nil {
+		return err
+	}
+	ctx, done := context.WithTimeout(context.Background(), 2*time.Second)
+	defer done()
+	_ = px.Shutdown(ctx)
+	px.Close()
+	return nil
+}
+
+// serve starts the proxy on listen, routing to the static shards by the key
+// rules; reg has its metrics.
+func serve(shards, listen, key string) (*proxy.Proxy, *prometheus.Registry, error) {
+	rules, err := proxy.ParseRules(key)
+	if err != nil {
+		return nil, nil, err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	reg := prometheus.NewRegistry()
 	px, err := proxy.New(proxy.Config{Keys: rules, Registerer: reg, Logger: log})
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	src, err := static.Parse(*shards, watch.HTTP1)
+	src, err := static.Parse(shards, watch.HTTP1)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	if err := px.Apply(src.Topology()); err != nil {
-		return err
+		return nil, nil, err
 	}
-
-	// The proxy's own requests_total is the exact denominator.
-	served := func() uint64 { return requestsTotal(reg) }
-	ln, err := net.Listen("tcp", *listen)
+	ln, err := net.Listen("tcp", listen)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	go func() {
 		if err := px.Serve(ln); err != nil && !errors.Is(err, proxy.ErrServerClosed) {
@@ -75,27 +93,29 @@ func run() error {
 		}
 	}()
 	fmt.Fprintf(os.Stderr, "profile: serving on %s, GOMAXPROCS=%d\n", ln.Addr(), runtime.GOMAXPROCS(0))
+	return px, reg, nil
+}
 
-	start := make(chan os.Signal, 1)
-	signal.Notify(start, syscall.SIGUSR1)
-	stop, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer cancel()
-
+// measure profiles the window from a signal on start to the end of stop:
+// the heap profiles at both ends, the CPU profile in between, and the
+// PROFILE line on stdout.
+func measure(stop context.Context, start <-chan os.Signal, reg prometheus.Gatherer, cpuOut, heapBase, heapOut string) error {
 	select {
 	case <-start:
 	case <-stop.Done():
 		return fmt.Errorf("stopped before the measured window began (send SIGUSR1 first)")
 	}
-	if err := writeHeap(*heapBase); err != nil {
+	if err := writeHeap(heapBase); err != nil {
 		return err
 	}
-	cpu, err := os.Create(*cpuOut)
+	cpu, err := os.Create(cpuOut)
 	if err != nil {
 		return err
 	}
+	// The proxy's own requests_total is the exact denominator.
 	var m0, m1 runtime.MemStats
 	runtime.ReadMemStats(&m0)
-	n0, t0 := served(), time.Now()
+	n0, t0 := requestsTotal(reg), time.Now()
 	if err := pprof.StartCPUProfile(cpu); err != nil {
 		return err
 	}
@@ -103,14 +123,21 @@ func run() error {
 	<-stop.Done()
 	pprof.StopCPUProfile()
 	elapsed := time.Since(t0)
-	n := served() - n0
+	n := requestsTotal(reg) - n0
 	runtime.ReadMemStats(&m1)
 	if err := cpu.Close(); err != nil {
 		return err
 	}
-	if err := writeHeap(*heapOut); err != nil {
+	if err := writeHeap(heapOut); err != nil {
 		return err
 	}
+	printWindow(n, elapsed, &m0, &m1)
+	return nil
+}
+
+// printWindow writes the PROFILE line of n requests in elapsed, between
+// the memory statistics m0 and m1.
+func printWindow(n uint64, elapsed time.Duration, m0, m1 *runtime.MemStats) {
 	perReq := func(v uint64) float64 {
 		if n == 0 {
 			return 0
@@ -121,11 +148,6 @@ func run() error {
 		n, elapsed.Seconds(), float64(n)/elapsed.Seconds(),
 		perReq(m1.Mallocs-m0.Mallocs), perReq(m1.TotalAlloc-m0.TotalAlloc),
 		m1.NumGC-m0.NumGC, m1.GCCPUFraction, float64(m1.HeapInuse)/(1<<20), float64(m1.Sys)/(1<<20))
-	ctx, done := context.WithTimeout(context.Background(), 2*time.Second)
-	defer done()
-	_ = px.Shutdown(ctx)
-	px.Close()
-	return nil
 }
 
 // writeHeap writes a heap profile; its alloc_* samples count since start, so

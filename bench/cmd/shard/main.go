@@ -73,82 +73,101 @@ var fill = func() []byte {
 
 func handler(port string) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		// A small request may carry a body; drain it so the connection is
-		// kept alive.
-		io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", "text/plain")
-		w.Header().Set("Content-Length", "2")
-		io.WriteString(w, "ok")
-	})
-	mux.HandleFunc("/stream", func(w http.ResponseWriter, r *http.Request) {
-		n, gap, size := intArg(r, "chunks", 10), durArg(r, "gap", 200*time.Millisecond), intArg(r, "size", 64)
-		w.Header().Set("Content-Type", "text/plain")
-		chunk := make([]byte, max(size, 8))
-		for i := range chunk {
-			chunk[i] = 'x'
+	mux.HandleFunc("/", small)
+	mux.HandleFunc("/stream", stream)
+	mux.HandleFunc("/sse", sse)
+	mux.HandleFunc("/download", download)
+	mux.HandleFunc("/upload", upload)
+	mux.HandleFunc("/huge-cl", func(w http.ResponseWriter, r *http.Request) { hugeCL(w, r, port) })
+	return backendHeader(port, mux)
+}
+
+// small: "ok".
+func small(w http.ResponseWriter, r *http.Request) {
+	// A small request may carry a body; drain it so the connection is
+	// kept alive.
+	io.Copy(io.Discard, r.Body)
+	w.Header().Set("Content-Type", "text/plain")
+	w.Header().Set("Content-Length", "2")
+	io.WriteString(w, "ok")
+}
+
+// stream: ?chunks= chunks of ?size= bytes, ?gap= apart, each flushed.
+func stream(w http.ResponseWriter, r *http.Request) {
+	n, gap, size := intArg(r, "chunks", 10), durArg(r, "gap", 200*time.Millisecond), intArg(r, "size", 64)
+	w.Header().Set("Content-Type", "text/plain")
+	chunk := make([]byte, max(size, 8))
+	for i := range chunk {
+		chunk[i] = 'x'
+	}
+	chunk[len(chunk)-1] = '\n'
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			time.Sleep(gap)
 		}
-		chunk[len(chunk)-1] = '\n'
-		for i := 0; i < n; i++ {
-			if i > 0 {
-				time.Sleep(gap)
-			}
-			copy(chunk, fmt.Sprintf("%06d ", i))
-			if _, err := w.Write(chunk); err != nil {
-				return
-			}
-			// No Content-Length and a flush: net/http sends each write
-			// as one chunk of a chunked body.
-			http.NewResponseController(w).Flush()
-		}
-	})
-	mux.HandleFunc("/sse", func(w http.ResponseWriter, r *http.Request) {
-		n, gap := intArg(r, "events", 10), durArg(r, "gap", 200*time.Millisecond)
-		w.Header().Set("Content-Type", "text/event-stream")
-		w.Header().Set("Cache-Control", "no-cache")
-		for i := 0; i < n; i++ {
-			if i > 0 {
-				time.Sleep(gap)
-			}
-			if _, err := fmt.Fprintf(w, "id: %d\nevent: tick\ndata: {\"seq\":%d}\n\n", i, i); err != nil {
-				return
-			}
-			http.NewResponseController(w).Flush()
-		}
-	})
-	mux.HandleFunc("/download", func(w http.ResponseWriter, r *http.Request) {
-		n := int64Arg(r, "bytes", 64<<20)
-		w.Header().Set("Content-Type", "application/octet-stream")
-		w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
-		writeN(w, n)
-	})
-	mux.HandleFunc("/upload", func(w http.ResponseWriter, r *http.Request) {
-		n, err := io.Copy(io.Discard, r.Body)
-		if err != nil {
-			// The proxy gave up on the body; nothing sensible to answer.
-			panic(http.ErrAbortHandler)
-		}
-		w.Header().Set("Content-Type", "text/plain")
-		w.Header().Set("X-Received", strconv.FormatInt(n, 10))
-		fmt.Fprintf(w, "received %d\n", n)
-	})
-	mux.HandleFunc("/huge-cl", func(w http.ResponseWriter, r *http.Request) {
-		declared := int64Arg(r, "bytes", 64<<30)
-		send := int64Arg(r, "send", 64<<10)
-		stall := durArg(r, "stall", 3*time.Second)
-		// Hijack: net/http would refuse to write less than it declared
-		// and would not let a handler close mid-body on its own terms.
-		conn, buf, err := http.NewResponseController(w).Hijack()
-		if err != nil {
+		copy(chunk, fmt.Sprintf("%06d ", i))
+		if _, err := w.Write(chunk); err != nil {
 			return
 		}
-		defer conn.Close()
-		fmt.Fprintf(buf, "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\nX-Backend: %s\r\n\r\n", declared, port)
-		writeN(buf, min(send, declared))
-		buf.Flush()
-		time.Sleep(stall)
-	})
-	return backendHeader(port, mux)
+		// No Content-Length and a flush: net/http sends each write
+		// as one chunk of a chunked body.
+		http.NewResponseController(w).Flush()
+	}
+}
+
+// sse: ?events= server-sent events, ?gap= apart.
+func sse(w http.ResponseWriter, r *http.Request) {
+	n, gap := intArg(r, "events", 10), durArg(r, "gap", 200*time.Millisecond)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			time.Sleep(gap)
+		}
+		if _, err := fmt.Fprintf(w, "id: %d\nevent: tick\ndata: {\"seq\":%d}\n\n", i, i); err != nil {
+			return
+		}
+		http.NewResponseController(w).Flush()
+	}
+}
+
+// download: ?bytes= bytes with Content-Length.
+func download(w http.ResponseWriter, r *http.Request) {
+	n := int64Arg(r, "bytes", 64<<20)
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+	writeN(w, n)
+}
+
+// upload reads the body and answers how much it got (X-Received).
+func upload(w http.ResponseWriter, r *http.Request) {
+	n, err := io.Copy(io.Discard, r.Body)
+	if err != nil {
+		// The proxy gave up on the body; nothing sensible to answer.
+		panic(http.ErrAbortHandler)
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	w.Header().Set("X-Received", strconv.FormatInt(n, 10))
+	fmt.Fprintf(w, "received %d\n", n)
+}
+
+// hugeCL declares Content-Length: ?bytes=, sends ?send= bytes, stalls
+// ?stall= and closes.
+func hugeCL(w http.ResponseWriter, r *http.Request, port string) {
+	declared := int64Arg(r, "bytes", 64<<30)
+	send := int64Arg(r, "send", 64<<10)
+	stall := durArg(r, "stall", 3*time.Second)
+	// Hijack: net/http would refuse to write less than it declared
+	// and would not let a handler close mid-body on its own terms.
+	conn, buf, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	fmt.Fprintf(buf, "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\nX-Backend: %s\r\n\r\n", declared, port)
+	writeN(buf, min(send, declared))
+	buf.Flush()
+	time.Sleep(stall)
 }
 
 func backendHeader(port string, h http.Handler) http.Handler {
