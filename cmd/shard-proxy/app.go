@@ -55,7 +55,8 @@ func newApp(o *options, log *slog.Logger) (_ *app, err error) {
 	px, err := proxy.New(proxy.Config{
 		Ring: o.ringCfg, Keys: o.rules, MaxBodyBytes: int(o.maxBody), UpstreamTimeout: o.upstreamTO,
 		ClientHeaderTimeout: o.headerTO, OwnerWait: o.ownerWait, OwnerWaitMax: o.ownerWaitMax,
-		Registerer: reg, Logger: log,
+		HotKeySample: hotKeySample(o.hotSample),
+		Registerer:   reg, Logger: log,
 	})
 	if err != nil {
 		return nil, err
@@ -226,4 +227,12 @@ func newSource(o *options, px *proxy.Proxy, log *slog.Logger) (watch.Source, err
 			Domain: o.domain, Interval: o.dnsEvery, Protocol: o.shardProto, HandoffFrom: o.handoffFrom, Logger: log,
 		}, nil
 	}
+}
+
+// hotKeySample maps --hot-keys-sample (0: off) to proxy.Config's (negative: off).
+func hotKeySample(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }

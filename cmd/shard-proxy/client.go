@@ -20,10 +20,11 @@ import (
 
 // subcommands are the admin client commands, keyed by name.
 var subcommands = map[string]func(args []string, getenv func(string) string, stdout, stderr io.Writer) int{
-	"locate":    cmdLocate,
-	"shards":    cmdShards,
-	"broadcast": cmdBroadcast,
-	"plan":      cmdPlan,
+	"locate":     cmdLocate,
+	"shards":     cmdShards,
+	"broadcast":  cmdBroadcast,
+	"broadcasts": cmdBroadcasts,
+	"plan":       cmdPlan,
 }
 
 // clientOptions are the flags every client subcommand takes.
@@ -36,6 +37,7 @@ type clientOptions struct {
 	data    string
 	policy  string
 	bcastTO string
+	retry   string
 	// locate and plan: the planned N; 0 when not given
 	replicas int
 }
@@ -56,7 +58,8 @@ func clientFlags(name string, o *clientOptions, extra func(*flag.FlagSet, *clien
 func broadcastFlags(fs *flag.FlagSet, o *clientOptions) {
 	fs.StringVar(&o.data, "data", "", "request body: @FILE, - for standard input, or the text itself")
 	fs.StringVar(&o.policy, "policy", "", "all (default), quorum or any")
-	fs.StringVar(&o.bcastTO, "timeout", "", "bound per shard, e.g. 2s (default: the proxy's --broadcast-timeout)")
+	fs.StringVar(&o.bcastTO, "timeout", "", "bound per shard, e.g. 2s (default: the proxy's --broadcast-timeout; for --retry, the original's)")
+	fs.StringVar(&o.retry, "retry", "", "send broadcast `ID` again to the shards that failed in it (IDs: shard-proxy broadcasts)")
 }
 
 func replicasFlag(fs *flag.FlagSet, o *clientOptions) {
@@ -165,7 +168,8 @@ func apiError(status int, body []byte) error {
 }
 
 // clientMain runs one subcommand body with shared flag handling; fn returns
-// the exit status.
+// the exit status. nargs is the number of positional arguments, or -1 when
+// fn checks them itself.
 func clientMain(name, usageLine string, nargs int, extra func(*flag.FlagSet, *clientOptions), args []string, getenv func(string) string, stdout, stderr io.Writer,
 	fn func(c *adminClient, o *clientOptions, pos []string) (int, error)) int {
 	var o clientOptions
@@ -177,7 +181,7 @@ func clientMain(name, usageLine string, nargs int, extra func(*flag.FlagSet, *cl
 		fs.PrintDefaults()
 		return 0
 	}
-	if err == nil && len(pos) != nargs {
+	if err == nil && nargs >= 0 && len(pos) != nargs {
 		err = fmt.Errorf("want %d argument(s): %s", nargs, usageLine)
 	}
 	var c *adminClient
@@ -301,9 +305,19 @@ func exitFor(err error) int {
 }
 
 func cmdBroadcast(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	usage := "shard-proxy broadcast METHOD PATH [--data @FILE|-|TEXT] [--policy all|quorum|any] [--timeout 2s] [--admin URL] [-o json]"
-	return clientMain("broadcast", usage, 2, broadcastFlags, args, getenv, stdout, stderr,
+	const send = "shard-proxy broadcast METHOD PATH [--data @FILE|-|TEXT] [--policy all|quorum|any] [--timeout 2s] [--admin URL] [-o json]"
+	const retry = "shard-proxy broadcast --retry ID [--timeout 2s] [--admin URL] [-o json]"
+	return clientMain("broadcast", send+"\n       "+retry, -1, broadcastFlags, args, getenv, stdout, stderr,
 		func(c *adminClient, o *clientOptions, pos []string) (int, error) {
+			if o.retry != "" {
+				if len(pos) != 0 || o.data != "" || o.policy != "" {
+					return 2, errors.New("--retry takes no METHOD, PATH, --data or --policy: it sends the original request with its policy: " + retry)
+				}
+				return broadcast(c, o, "POST", retryURI(o), nil, stdout)
+			}
+			if len(pos) != 2 {
+				return 2, fmt.Errorf("want 2 argument(s): %s", send)
+			}
 			method, path := strings.ToUpper(pos[0]), pos[1]
 			if !strings.HasPrefix(path, "/") {
 				return 2, fmt.Errorf("PATH %q must start with /", path)
@@ -337,6 +351,16 @@ func broadcastURI(path string, o *clientOptions) string {
 	return uri + sep + extra.Encode()
 }
 
+// retryURI is the admin plane's target for a retry of broadcast --retry,
+// with --timeout.
+func retryURI(o *clientOptions) string {
+	uri := "/broadcasts/" + url.PathEscape(o.retry) + "/retry"
+	if o.bcastTO != "" {
+		uri += "?timeout=" + url.QueryEscape(o.bcastTO)
+	}
+	return uri
+}
+
 // broadcast sends the broadcast and prints its report. The exit status is 1
 // when the policy was not met (502) or the answer is no report.
 func broadcast(c *adminClient, o *clientOptions, method, uri string, body []byte, stdout io.Writer) (int, error) {
@@ -364,8 +388,19 @@ func printReport(w io.Writer, rep admin.BroadcastReport, met bool) error {
 	if !met {
 		verdict = "POLICY NOT MET"
 	}
-	fmt.Fprintf(w, "%s %s: %d succeeded, %d failed, policy %s: %s (%.1f ms)\n\n",
+	fmt.Fprintf(w, "%s %s: %d succeeded, %d failed, policy %s: %s (%.1f ms)\n",
 		rep.Method, rep.Path, rep.Succeeded, rep.Failed, rep.Policy, verdict, rep.DurationMS)
+	fmt.Fprintf(w, "broadcast %s", rep.ID)
+	if rep.RetryOf != "" {
+		fmt.Fprintf(w, ", a retry of %s", rep.RetryOf)
+	}
+	switch {
+	case rep.Failed > 0 && rep.Retryable:
+		fmt.Fprintf(w, "; send it again to the failed shards with: shard-proxy broadcast --retry %s", rep.ID)
+	case rep.Failed > 0:
+		fmt.Fprintf(w, "; its request is too large for the history to keep, so it cannot be retried")
+	}
+	fmt.Fprint(w, "\n\n")
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ORDINAL\tSHARD\tSTATUS\tDURATION\tRESULT")
 	for _, s := range rep.Shards {
@@ -377,6 +412,34 @@ func printReport(w io.Writer, rep admin.BroadcastReport, met bool) error {
 			}
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%.1fms\t%s\n", s.Ordinal, s.Shard, status, s.DurationMS, result)
+	}
+	return tw.Flush()
+}
+
+func cmdBroadcasts(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	return clientMain("broadcasts", "shard-proxy broadcasts [--admin URL] [-o json]", 0, nil, args, getenv, stdout, stderr,
+		func(c *adminClient, o *clientOptions, _ []string) (int, error) {
+			var a admin.BroadcastsAnswer
+			if printed, err := getJSON(c, o, "/broadcasts", stdout, &a); printed || err != nil {
+				return exitFor(err), err
+			}
+			return 0, printBroadcasts(stdout, a.Broadcasts)
+		})
+}
+
+// printBroadcasts writes the recent broadcasts as a table, newest first as
+// the admin plane lists them. An ID starts with the broadcast's start time
+// in UTC, so the table needs no time column.
+func printBroadcasts(w io.Writer, list []admin.BroadcastSummary) error {
+	if len(list) == 0 {
+		_, err := fmt.Fprintln(w, "no broadcasts yet")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tMETHOD\tPATH\tPOLICY\tSUCCEEDED\tFAILED\tDURATION\tRETRY OF")
+	for _, b := range list {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%.1fms\t%s\n",
+			b.ID, b.Method, oneLine(b.Path, 50), b.Policy, b.Succeeded, b.Failed, b.DurationMS, orDash(b.RetryOf))
 	}
 	return tw.Flush()
 }

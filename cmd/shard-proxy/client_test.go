@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -224,5 +225,94 @@ func TestClientBroadcastPolicyExitStatus(t *testing.T) {
 	var rep admin.BroadcastReport
 	if code != 0 || json.Unmarshal([]byte(out), &rep) != nil || rep.Succeeded != 2 || rep.Failed != 1 || rep.Policy != "quorum" {
 		t.Errorf("policy quorum with 2 of 3: exit %d, output %s", code, out)
+	}
+}
+
+func TestClientBroadcastsAndRetry(t *testing.T) {
+	shards := testutil.StartShards(t, 3, "shard")
+	shards[2].Handle(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) })
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startProxy(t, "--shards", shardList(shards), "--admin-token-file", tokenFile)
+	adminURL := "http://" + p.admin
+	auth := map[string]string{"SHARD_PROXY_ADMIN_TOKEN": "s3cret"}
+
+	if code, out, errOut := runCLI(t, auth, "broadcasts", "--admin", adminURL); code != 0 || out != "no broadcasts yet\n" {
+		t.Errorf("broadcasts before any: exit %d, output %q %s", code, out, errOut)
+	}
+	code, out, _ := runCLI(t, auth, "broadcast", "POST", "/flush", "--admin", adminURL, "-o", "json")
+	var orig admin.BroadcastReport
+	if code != 1 || json.Unmarshal([]byte(out), &orig) != nil || orig.ID == "" || orig.Failed != 1 {
+		t.Fatalf("broadcast with a failing shard: exit %d, output %s", code, out)
+	}
+	code, out, _ = runCLI(t, auth, "broadcasts", "--admin", adminURL)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 2 || strings.Join(strings.Fields(lines[0]), " ") != "ID METHOD PATH POLICY SUCCEEDED FAILED DURATION RETRY OF" {
+		t.Fatalf("broadcasts: exit %d, output:\n%s\nwant a header and one row", code, out)
+	}
+	if f := strings.Fields(lines[1]); len(f) != 8 || f[0] != orig.ID || strings.Join(f[1:6], " ") != "POST /flush all 2 1" || f[7] != "-" {
+		t.Errorf("row %q, want %s POST /flush all 2 1 … -", lines[1], orig.ID)
+	}
+
+	shards[2].Handle(nil)
+	code, out, errOut := runCLI(t, auth, "broadcast", "--retry", orig.ID, "--timeout", "5s", "--admin", adminURL)
+	if code != 0 || !strings.Contains(out, "1 succeeded, 0 failed, policy all: policy met") || !strings.Contains(out, ", a retry of "+orig.ID) {
+		t.Fatalf("retry: exit %d, output:\n%s%s", code, out, errOut)
+	}
+	code, out, _ = runCLI(t, auth, "broadcasts", "--admin", adminURL, "-o", "json")
+	var list admin.BroadcastsAnswer
+	if code != 0 || json.Unmarshal([]byte(out), &list) != nil || len(list.Broadcasts) != 2 || list.Broadcasts[0].RetryOf != orig.ID {
+		t.Fatalf("broadcasts -o json: exit %d, output %s; want the retry first, linked to %s", code, out, orig.ID)
+	}
+	got := shards[2].Requests()
+	if len(got) != 2 || len(shards[0].Requests()) != 1 || got[1].Header.Get("Idempotency-Key") != orig.ID || got[0].Header.Get("Idempotency-Key") != orig.ID {
+		t.Errorf("shard-2 got %d requests, shard-0 %d; want 2 and 1, with Idempotency-Key %s on both of shard-2's", len(got), len(shards[0].Requests()), orig.ID)
+	}
+
+	for _, tt := range []struct {
+		args     []string
+		env      map[string]string
+		code     int
+		inStderr string
+	}{
+		{[]string{"broadcast", "--retry", list.Broadcasts[0].ID}, auth, 1, "409 Conflict: nothing to retry"},
+		{[]string{"broadcast", "--retry", "no-such-id"}, auth, 1, "404"},
+		{[]string{"broadcasts"}, nil, 1, "401"},
+		{[]string{"broadcast", "--retry", orig.ID, "POST", "/x"}, auth, 2, "--retry takes no METHOD"},
+		{[]string{"broadcast", "--retry", orig.ID, "--policy", "any"}, auth, 2, "--retry takes no"},
+		{[]string{"broadcasts", "extra"}, auth, 2, "want 0 argument(s)"},
+	} {
+		code, _, errOut := runCLI(t, tt.env, append(tt.args, "--admin", adminURL)...)
+		if code != tt.code || !strings.Contains(errOut, tt.inStderr) || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+			t.Errorf("%q: exit %d, stderr %q; want %d and one line with %q", tt.args, code, errOut, tt.code, tt.inStderr)
+		}
+	}
+}
+
+func TestPrintReportNamesTheRetry(t *testing.T) {
+	rep := admin.BroadcastReport{ID: "20260314T091502.123Z-0001-3fa9c1d2", Policy: "all", Method: "POST", Path: "/flush",
+		Succeeded: 1, Failed: 1, DurationMS: 2.5, Retryable: true,
+		Shards: []admin.ShardResult{{Ordinal: 0, Shard: "web-0", Status: 200, DurationMS: 1, Body: "ok"}, {Ordinal: 1, Shard: "web-1", Error: "shard unreachable"}}}
+	var b bytes.Buffer
+	if err := printReport(&b, rep, false); err != nil {
+		t.Fatal(err)
+	}
+	want := "POST /flush: 1 succeeded, 1 failed, policy all: POLICY NOT MET (2.5 ms)\n" +
+		"broadcast 20260314T091502.123Z-0001-3fa9c1d2; send it again to the failed shards with: shard-proxy broadcast --retry 20260314T091502.123Z-0001-3fa9c1d2\n\n" +
+		"ORDINAL  SHARD  STATUS  DURATION  RESULT\n" +
+		"0        web-0  200     1.0ms     ok\n" +
+		"1        web-1  -       0.0ms     shard unreachable\n"
+	if got := b.String(); got != want {
+		t.Errorf("printed:\n%s\nwant:\n%s", got, want)
+	}
+	b.Reset()
+	rep.RetryOf, rep.Retryable = "20260314T091500.000Z-0000-00000001", false
+	if err := printReport(&b, rep, false); err != nil {
+		t.Fatal(err)
+	}
+	if line := strings.Split(b.String(), "\n")[1]; line != "broadcast "+rep.ID+", a retry of "+rep.RetryOf+"; its request is too large for the history to keep, so it cannot be retried" {
+		t.Errorf("second line %q", line)
 	}
 }

@@ -46,6 +46,7 @@ type options struct {
 	ownerWait    time.Duration
 	ownerWaitMax int
 	handoffFrom  int
+	hotSample    int
 	shutdownTO   time.Duration
 	tokenFile    string
 	bcastConc    int
@@ -161,6 +162,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	durationFlag(fs, &o.ownerWait, "owner-wait", 0, "hold a request whose owner is not ready up to this long for it to become ready (0: 503 at once)")
 	intFlag(fs, &o.ownerWaitMax, "owner-wait-max", proxy.DefaultOwnerWaitMax, "requests held for their owner at once; beyond it, 503 at once")
 	intFlag(fs, &o.handoffFrom, "handoff-from", 0, "with --shards or --dns-service: the previous N while data moves (requests whose key moved carry X-Shard-Previous)")
+	intFlag(fs, &o.hotSample, "hot-keys-sample", proxy.DefaultHotKeySample, "sample one request in N for /hotkeys (0: off)")
 	fs.StringVar(&o.protoName, "shard-protocol", string(watch.HTTP1), "with --shards or --dns-service: http1, or h2c for shards that speak HTTP/2 over cleartext (gRPC)")
 	fs.StringVar(&o.listen, "listen", defaultListen, "data plane address")
 	fs.StringVar(&o.adminListen, "admin-listen", defaultAdminListen, "admin plane address")
@@ -208,7 +210,7 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (fr
 		return nil, errors.New(strings.TrimPrefix(err.Error(), "flag provided but not defined: ") + hintFor(err))
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q (flags start with --; subcommands are locate, shards, plan, broadcast)", fs.Arg(0))
+		return nil, fmt.Errorf("unexpected argument %q (flags start with --; subcommands are locate, shards, plan, broadcast, broadcasts)", fs.Arg(0))
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -304,6 +306,8 @@ func (o *options) validateLimits() error {
 		return fmt.Errorf("--client-header-timeout %s: want a positive duration such as %s", o.headerTO, proxy.DefaultClientHeaderTimeout)
 	case o.ownerWait < 0:
 		return fmt.Errorf("--owner-wait %s: want a duration such as 15s, or 0 to answer 503 at once", o.ownerWait)
+	case o.hotSample < 0:
+		return fmt.Errorf("--hot-keys-sample %d: want N >= 1 (one request in N), or 0 for off", o.hotSample)
 	case o.ownerWaitMax <= 0:
 		return fmt.Errorf("--owner-wait-max %d: want a positive number (default %d)", o.ownerWaitMax, proxy.DefaultOwnerWaitMax)
 	case o.handoffFrom < 0 || o.handoffFrom > 4096:
@@ -370,6 +374,11 @@ Usage:
                                           the share of keys that moves with M shards,
                                           from which shard to which
   shard-proxy broadcast METHOD PATH [--data @file|-] [client flags]
+                                          send a request to every shard, and report
+  shard-proxy broadcast --retry ID [client flags]
+                                          send broadcast ID again to the shards
+                                          that failed in it
+  shard-proxy broadcasts [client flags]   the last 100 broadcasts, newest first
 
 Every flag can also be set as SHARD_PROXY_<FLAG> (--admin-listen is
 SHARD_PROXY_ADMIN_LISTEN); the flag wins.

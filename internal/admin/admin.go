@@ -1,5 +1,6 @@
 // Package admin is the admin plane: health, readiness, metrics, the shard
-// table, key lookups, reshard plans and broadcast, served with net/http.
+// table, key lookups, reshard plans, broadcast and the history of
+// broadcasts with their retries, served with net/http.
 package admin
 
 import (
@@ -7,6 +8,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -68,17 +70,28 @@ func New(cfg Config) *Server {
 	s.mux.Handle("GET /locate", s.guard(http.HandlerFunc(s.locate)))
 	s.mux.Handle("GET /plan", s.guard(http.HandlerFunc(s.plan)))
 	s.mux.Handle("/broadcast/", s.guard(http.HandlerFunc(s.broadcast)))
-	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		// The GET-only endpoints land here for other methods.
-		switch r.URL.Path {
-		case "/healthz", "/readyz", "/metrics", "/shards", "/locate", "/plan":
-			w.Header().Set("Allow", "GET, HEAD")
-			writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: r.Method + " is not allowed on " + r.URL.Path + ": use GET"})
-			return
-		}
-		writeJSON(w, http.StatusNotFound, errorBody{Error: "no such admin endpoint: " + r.URL.Path})
-	})
+	s.mux.Handle("GET /broadcasts", s.guard(http.HandlerFunc(s.broadcasts)))
+	s.mux.Handle("GET /broadcasts/{id}", s.guard(http.HandlerFunc(s.broadcastByID)))
+	s.mux.Handle("POST /broadcasts/{id}/retry", s.guard(http.HandlerFunc(s.retryBroadcast)))
+	s.mux.HandleFunc("/", notFound)
 	return s
+}
+
+// notFound answers what no endpoint took: 405 for an endpoint asked with
+// the wrong method, else 404.
+func notFound(w http.ResponseWriter, r *http.Request) {
+	allow, use := "GET, HEAD", "GET"
+	switch p := r.URL.Path; {
+	case p == "/healthz", p == "/readyz", p == "/metrics", p == "/shards", p == "/locate", p == "/plan", p == "/broadcasts":
+	case isBroadcastPath(p, ""):
+	case isBroadcastPath(p, "/retry"):
+		allow, use = "POST", "POST"
+	default:
+		writeJSON(w, http.StatusNotFound, errorBody{Error: "no such admin endpoint: " + r.URL.Path})
+		return
+	}
+	w.Header().Set("Allow", allow)
+	writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: r.Method + " is not allowed on " + r.URL.Path + ": use " + use})
 }
 
 // ServeHTTP implements http.Handler.
@@ -209,6 +222,13 @@ func (s *Server) locate(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, a)
+}
+
+// isBroadcastPath reports whether p is /broadcasts/<id><suffix>.
+func isBroadcastPath(p, suffix string) bool {
+	id, ok := strings.CutPrefix(p, "/broadcasts/")
+	id, found := strings.CutSuffix(id, suffix)
+	return ok && found && id != "" && !strings.Contains(id, "/")
 }
 
 // errorBody is the JSON body of admin errors.

@@ -54,7 +54,7 @@ func BenchmarkBroadcastFanOut(b *testing.B) {
 		b.ResetTimer()
 		start := time.Now()
 		for b.Loop() {
-			for _, r := range bc.fanOut(b.Context(), tbl, req, 5*time.Second) {
+			for _, r := range bc.fanOut(b.Context(), tbl.Shards, req, 5*time.Second) {
 				if r.Status != 200 {
 					b.Fatalf("%s: %+v", r.Shard, r)
 				}

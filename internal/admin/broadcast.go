@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -18,7 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/shard-proxy/shard-proxy/internal/proxy"
-	"github.com/shard-proxy/shard-proxy/internal/table"
 	"github.com/shard-proxy/shard-proxy/internal/watch"
 )
 
@@ -42,6 +42,13 @@ type BroadcastConfig struct {
 	MaxBodyBytes int
 	// Transport sends the requests; nil means a pooled transport of our own.
 	Transport http.RoundTripper
+	// History is how many reports GET /broadcasts keeps, newest first;
+	// 0 means DefaultHistory.
+	History int
+	// HistoryBytes bounds the memory the kept reports and requests take,
+	// as estimated by their sizes; the oldest go first, and the newest is
+	// always kept. 0 means DefaultHistoryBytes.
+	HistoryBytes int
 }
 
 // Policy says how many shards must answer 2xx for a broadcast to succeed.
@@ -80,15 +87,33 @@ type ShardResult struct {
 	outcome string
 }
 
-// BroadcastReport is the body of a /broadcast/ answer.
+// failed reports whether the shard did not answer 2xx: what a retry sends
+// again.
+func (r ShardResult) failed() bool {
+	return r.Error != "" || r.Status < 200 || r.Status > 299
+}
+
+// BroadcastReport is the body of a /broadcast/ answer, of
+// /broadcasts/<id> and of a retry.
 type BroadcastReport struct {
-	Policy     Policy        `json:"policy"`
-	Method     string        `json:"method"`
-	Path       string        `json:"path"`
-	Succeeded  int           `json:"succeeded"`
-	Failed     int           `json:"failed"`
-	DurationMS float64       `json:"duration_ms"`
-	Shards     []ShardResult `json:"shards"`
+	// ID names the broadcast in /broadcasts; see idSource.
+	ID   string    `json:"id"`
+	Time time.Time `json:"time"`
+	// RetryOf is the ID of the report whose failed shards this one retried.
+	RetryOf string `json:"retry_of,omitempty"`
+	// IdempotencyKey is what the shards got as Idempotency-Key: the
+	// caller's own, else the ID of the first broadcast of the request.
+	IdempotencyKey string  `json:"idempotency_key"`
+	Policy         Policy  `json:"policy"`
+	Method         string  `json:"method"`
+	Path           string  `json:"path"`
+	Succeeded      int     `json:"succeeded"`
+	Failed         int     `json:"failed"`
+	DurationMS     float64 `json:"duration_ms"`
+	// Retryable is false when the request was too large for the history
+	// to keep (see HistoryRequestLimit), so it cannot be sent again.
+	Retryable bool          `json:"retryable"`
+	Shards    []ShardResult `json:"shards"`
 }
 
 type broadcaster struct {
@@ -97,6 +122,8 @@ type broadcaster struct {
 	log     *slog.Logger
 	total   *prometheus.CounterVec
 	results *prometheus.CounterVec
+	ids     idSource
+	history *history
 }
 
 func newBroadcaster(cfg BroadcastConfig, reg prometheus.Registerer, log *slog.Logger) *broadcaster {
@@ -109,6 +136,12 @@ func newBroadcaster(cfg BroadcastConfig, reg prometheus.Registerer, log *slog.Lo
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	if cfg.History <= 0 {
+		cfg.History = DefaultHistory
+	}
+	if cfg.HistoryBytes <= 0 {
+		cfg.HistoryBytes = DefaultHistoryBytes
+	}
 	if cfg.Transport == nil {
 		cfg.Transport = &http.Transport{
 			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -119,15 +152,16 @@ func newBroadcaster(cfg BroadcastConfig, reg prometheus.Registerer, log *slog.Lo
 	b := &broadcaster{
 		cfg: cfg,
 		// Redirects are the shard's answer, reported as they are.
-		client: &http.Client{Transport: cfg.Transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
-		log:    log,
+		client:  &http.Client{Transport: cfg.Transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		log:     log,
+		history: newHistory(cfg.History, cfg.HistoryBytes),
 		total: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shard_proxy_broadcasts_total",
 			Help: "Broadcasts by outcome: success when the policy was met, failure otherwise.",
 		}, []string{"outcome"}),
 		results: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shard_proxy_broadcast_shard_results_total",
-			Help: "Per-shard results of broadcasts: success, http_error, not_ready, unreachable or timeout.",
+			Help: "Per-shard results of broadcasts: success, http_error, not_ready, unreachable, timeout, or left (a retried shard no longer in the table).",
 		}, []string{"shard", "outcome"}),
 	}
 	if reg != nil {
@@ -148,7 +182,6 @@ func (b *broadcaster) close() {
 // broadcast serves ANY /broadcast/<path>.
 func (s *Server) broadcast(w http.ResponseWriter, r *http.Request) {
 	b := s.bcast
-	start := time.Now()
 	q := r.URL.Query()
 	policy, timeout, err := b.params(q)
 	if err != nil {
@@ -164,13 +197,48 @@ func (s *Server) broadcast(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "no shards"})
 		return
 	}
-	target := shardRequest{
+	id, now := b.ids.next()
+	req := &shardRequest{
 		method: r.Method,
 		uri:    forwardedURI(r.URL, q),
 		header: shardHeader(r, s.cfg.Auth != nil),
 		body:   body,
 	}
-	rep := BroadcastReport{Policy: policy, Method: r.Method, Path: target.uri, Shards: b.fanOut(r.Context(), t, target, timeout)}
+	if req.header.Get(idempotencyKey) == "" {
+		req.header.Set(idempotencyKey, id)
+	}
+	b.run(w, r, job{id: id, start: now, policy: policy, timeout: timeout, req: req, targets: t.Shards})
+}
+
+// idempotencyKey is the header every broadcast carries, so that a shard
+// can recognise a request it already handled when it comes again in a
+// retry.
+const idempotencyKey = "Idempotency-Key"
+
+// job is one broadcast or retry to run: a request, the shards to send it
+// to, and how to judge the answers.
+type job struct {
+	id      string
+	start   time.Time
+	retryOf string
+	policy  Policy
+	timeout time.Duration
+	req     *shardRequest
+	targets []watch.Shard
+	// settled are results known without sending: shards that left the
+	// table since the report a retry repeats.
+	settled []ShardResult
+}
+
+// run sends j's request, answers with the report (200 when the policy was
+// met, else 502), logs it and keeps it in the history.
+func (b *broadcaster) run(w http.ResponseWriter, r *http.Request, j job) {
+	rep := BroadcastReport{
+		ID: j.id, Time: j.start.UTC(), RetryOf: j.retryOf, IdempotencyKey: j.req.header.Get(idempotencyKey),
+		Policy: j.policy, Method: j.req.method, Path: j.req.uri,
+		Shards: append(b.fanOut(r.Context(), j.targets, *j.req, j.timeout), j.settled...),
+	}
+	slices.SortStableFunc(rep.Shards, func(a, b ShardResult) int { return a.Ordinal - b.Ordinal })
 	for _, res := range rep.Shards {
 		if res.outcome == "success" {
 			rep.Succeeded++
@@ -179,12 +247,13 @@ func (s *Server) broadcast(w http.ResponseWriter, r *http.Request) {
 		}
 		b.results.WithLabelValues(res.Shard, res.outcome).Inc()
 	}
-	rep.DurationMS = millis(time.Since(start))
+	rep.DurationMS = millis(time.Since(j.start))
 	status, outcome := http.StatusOK, "success"
-	if !policy.met(rep.Succeeded, len(rep.Shards)) {
+	if !j.policy.met(rep.Succeeded, len(rep.Shards)) {
 		status, outcome = http.StatusBadGateway, "failure"
 	}
 	b.total.WithLabelValues(outcome).Inc()
+	rep.Retryable = b.history.add(rep, j.req, j.timeout)
 	b.audit(r, rep, outcome)
 	writeJSON(w, status, rep)
 }
@@ -235,14 +304,14 @@ type shardRequest struct {
 	body   []byte
 }
 
-// fanOut sends req to every shard of t, at most Concurrency at once, and
-// returns the results by ordinal. Shards that are not ready are not
-// contacted but reported failed.
-func (b *broadcaster) fanOut(ctx context.Context, t *table.Table, req shardRequest, timeout time.Duration) []ShardResult {
-	results := make([]ShardResult, len(t.Shards))
+// fanOut sends req to every shard of shards, at most Concurrency at once,
+// and returns their results in the same order. Shards that are not ready
+// are not contacted but reported failed.
+func (b *broadcaster) fanOut(ctx context.Context, shards []watch.Shard, req shardRequest, timeout time.Duration) []ShardResult {
+	results := make([]ShardResult, len(shards))
 	sem := make(chan struct{}, b.cfg.Concurrency)
 	var wg sync.WaitGroup
-	for i, sh := range t.Shards {
+	for i, sh := range shards {
 		results[i] = ShardResult{Ordinal: sh.Ordinal, Shard: sh.Name, Address: sh.Addr}
 		if !sh.Ready {
 			results[i].Error, results[i].outcome = proxy.ErrShardNotReady.Error(), "not_ready"
@@ -353,7 +422,7 @@ func (b *broadcaster) audit(r *http.Request, rep BroadcastReport, outcome string
 			fmt.Fprintf(&per, "%s=%d", res.Shard, res.Status)
 		}
 	}
-	b.log.Info("broadcast",
+	b.log.Info("broadcast", "id", rep.ID, "retry_of", rep.RetryOf,
 		"remote", r.RemoteAddr, "method", rep.Method, "path", rep.Path, "policy", string(rep.Policy),
 		"outcome", outcome, "succeeded", rep.Succeeded, "failed", rep.Failed,
 		"duration_ms", rep.DurationMS, "shards", per.String())
