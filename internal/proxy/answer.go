@@ -44,6 +44,9 @@ var (
 var (
 	// errNeedBody: a body rule was reached before the body was buffered.
 	errNeedBody = errors.New("the key rule needs the body")
+	// errBodyStopped: the engine stopped reading the request body (the
+	// shard answered before it ended).
+	errBodyStopped = errors.New("request body reading stopped")
 	// errBodyTimeout: the client stopped sending its request body.
 	errBodyTimeout = &Error{Status: http.StatusRequestTimeout, msg: "request body timeout"}
 )

@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shard-proxy/shard-proxy/internal/proxy/h1"
@@ -25,53 +27,90 @@ func (x *exchange) bridge() bool {
 	if x.upgrade {
 		return x.fail(nil, ErrBadRequest) // no WebSocket over an HTTP/2 shard
 	}
-	req, err := x.bridgeRequest()
+	req, body, err := x.bridgeRequest()
 	if err != nil {
 		return x.fail(nil, err)
 	}
+	// The transport reads the body, and calls the 1xx hook, on goroutines
+	// of its own: both are stopped, and waited for, before this returns.
+	defer body.stop()
+	hook := &hook1xx{x: x}
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
 	timer := time.AfterFunc(cc.p.cfg.UpstreamTimeout, func() { cancel(ErrShardTimeout) })
-	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{Got1xxResponse: x.bridge1xx})
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{Got1xxResponse: hook.got})
 	resp, err := x.b.transport().RoundTrip(req.WithContext(ctx))
 	timer.Stop()
+	hook.close()
 	if err != nil {
+		body.stop()
 		return x.fail(nil, streamUpstreamErr(ctx, err))
 	}
 	defer resp.Body.Close()
-	bodyDone := x.stopCopy()
 	// Chunked carries trailers, and a body of unknown length, to an
 	// HTTP/1.1 client; an HTTP/1.0 one sees the end as the close.
 	chunked := x.minor == 1 && (resp.ContentLength < 0 || len(resp.Trailer) > 0)
-	closing := x.clientClose || x.minor == 0 && resp.ContentLength < 0 || cc.p.srv.draining.Load()
+	closing := x.clientClose || x.minor == 0 && resp.ContentLength < 0 || cc.p.srv.draining.Load() ||
+		!body.finished() // the shard answered before the body ended
 	x.status = resp.StatusCode
 	x.headSent = true
 	if err := cc.write(bridgeHead(cc.wb[:0], resp, x.b.name, closing, chunked)); err != nil {
 		return false
 	}
-	if x.isHead || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified {
-		return !closing && bodyDone
+	if !x.isHead && resp.StatusCode != http.StatusNoContent && resp.StatusCode != http.StatusNotModified {
+		if err := x.bridgeBody(resp, chunked); err != nil {
+			return false
+		}
 	}
-	if err := x.bridgeBody(resp, chunked); err != nil {
-		return false
+	body.stop()
+	return !closing && cc.body.done
+}
+
+// hook1xx relays the shard's 1xx answers, from the transport's goroutine,
+// until close; close waits for a relay under way.
+type hook1xx struct {
+	x      *exchange
+	mu     sync.Mutex
+	closed bool
+	buf    []byte
+}
+
+func (h *hook1xx) got(code int, header textproto.MIMEHeader) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed || h.x.minor == 0 || code == http.StatusSwitchingProtocols {
+		return nil
 	}
-	return !closing && bodyDone && x.cc.body.done
+	b := append(h.buf[:0], "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(code), 10)
+	b = append(b, ' ')
+	b = append(b, http.StatusText(code)...)
+	b = append(b, "\r\n"...)
+	b = appendHeader(b, http.Header(header))
+	h.buf = append(b, "\r\n"...)
+	return h.x.cc.write(h.buf)
+}
+
+func (h *hook1xx) close() {
+	h.mu.Lock()
+	h.closed = true
+	h.mu.Unlock()
 }
 
 // bridgeRequest builds the shard's request from the HTTP/1.1 head (before
 // any body byte is read, since rb is then reused).
-func (x *exchange) bridgeRequest() (*http.Request, error) {
+func (x *exchange) bridgeRequest() (*http.Request, *h1BodyReader, error) {
 	cc := x.cc
 	h := &cc.in.head
 	u, err := url.ParseRequestURI(string(h.Target))
 	if err != nil {
-		return nil, ErrBadRequest
+		return nil, nil, ErrBadRequest
 	}
 	u.Scheme, u.Host = "http", x.b.addr
 	header := make(http.Header, len(h.Fields))
 	for i := range h.Fields {
 		f := &h.Fields[i]
-		if !h.HopByHop(f.Name) && !equalFoldASCII(f.Name, "Host") {
+		if !h.HopByHop(f.Name) && !equalFoldASCII(f.Name, "Host") && !(x.sentContinue && equalFoldASCII(f.Name, "Expect")) {
 			header.Add(string(f.Name), string(f.Value))
 		}
 	}
@@ -92,20 +131,40 @@ func (x *exchange) bridgeRequest() (*http.Request, error) {
 		if cc.body.framing == h1.FramingLength {
 			req.ContentLength = cc.body.left
 		}
-		req.Body = io.NopCloser(&h1BodyReader{cc: cc})
+		body := &h1BodyReader{cc: cc}
+		req.Body = io.NopCloser(body)
+		return req, body, nil
 	}
-	return req, nil
+	return req, nil, nil
 }
 
-// h1BodyReader reads the client's request body, decoded, for the bridge.
+// h1BodyReader reads the client's request body, decoded, for the bridge,
+// on the transport's goroutine. stop ends it and waits for a read under
+// way, so that the connection's buffers are the engine's again. A nil
+// *h1BodyReader (no body) does nothing.
 type h1BodyReader struct {
-	cc   *clientConn
-	rest []byte
+	cc      *clientConn
+	mu      sync.Mutex
+	rest    []byte
+	stopped bool
+	eof     atomic.Bool // the whole body was read
 }
+
+// finished tells, without waiting for a read under way, whether the whole
+// body was read; true without a body.
+func (r *h1BodyReader) finished() bool { return r == nil || r.eof.Load() }
 
 func (r *h1BodyReader) Read(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	for len(r.rest) == 0 {
+		if r.stopped {
+			return 0, errBodyStopped
+		}
 		_, data, err := r.cc.nextBody()
+		if err == io.EOF {
+			r.eof.Store(true)
+		}
 		if err != nil {
 			return 0, err
 		}
@@ -116,17 +175,15 @@ func (r *h1BodyReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func (x *exchange) bridge1xx(code int, header textproto.MIMEHeader) error {
-	if x.minor == 0 || code == http.StatusSwitchingProtocols {
-		return nil
+func (r *h1BodyReader) stop() {
+	if r == nil {
+		return
 	}
-	b := append(x.cc.wb[:0], "HTTP/1.1 "...)
-	b = strconv.AppendInt(b, int64(code), 10)
-	b = append(b, ' ')
-	b = append(b, http.StatusText(code)...)
-	b = append(b, "\r\n"...)
-	b = appendHeader(b, http.Header(header))
-	return x.cc.write(append(b, "\r\n"...))
+	r.cc.bodyStop.Store(true)
+	_ = r.cc.nc.SetReadDeadline(time.Unix(1, 0))
+	r.mu.Lock()
+	r.stopped, r.rest = true, nil
+	r.mu.Unlock()
 }
 
 // bridgeHead writes an HTTP/1.1 head for an answer that came over HTTP/2.

@@ -49,14 +49,17 @@ type clientConn struct {
 	rb   []byte
 	r, w int // rb[r:w] holds received bytes not yet consumed
 
-	in     inbound
-	headN  int // length of in's head in rb[r:]
-	served int // requests read so far
-	body   bodyReader
-	x      exchange
-	wb     []byte // scratch for heads we write; from the pool while active
-	wbuf   *[]byte
-	wdl    time.Time // write deadline last set
+	in    inbound
+	headN int // length of in's head in rb[r:]
+	// bodyStop asks whoever reads the request body on another goroutine
+	// (the body copy, the HTTP/2 bridge) to stop.
+	bodyStop atomic.Bool
+	served   int // requests read so far
+	body     bodyReader
+	x        exchange
+	wb       []byte // scratch for heads we write; from the pool while active
+	wbuf     *[]byte
+	wdl      time.Time // write deadline last set
 }
 
 func (p *Proxy) newClientConn(nc net.Conn) *clientConn {

@@ -20,6 +20,7 @@ const clientCheckInterval = 200 * time.Millisecond
 type exchange struct {
 	cc      *clientConn
 	b       *backend
+	uc      *upConn // while a body copy writes to it
 	arrived time.Time
 
 	// What the engine needs of the request head once rb may be reused.
@@ -189,6 +190,7 @@ func (x *exchange) send(uc *upConn) error {
 		}
 	}
 	if x.streaming {
+		x.uc = uc
 		x.copyDone = make(chan error, 1)
 		go func() {
 			err := x.copyBody(uc)
@@ -204,9 +206,15 @@ func (x *exchange) send(uc *upConn) error {
 // under the reader.
 func (x *exchange) copyBody(uc *upConn) error {
 	for {
+		if x.cc.bodyStop.Load() {
+			return errBodyStopped
+		}
 		raw, _, err := x.cc.nextBody()
 		if err == io.EOF {
 			return nil
+		}
+		if errors.Is(err, errBodyStopped) {
+			return err
 		}
 		if err != nil {
 			x.clientFailed.Store(true)
@@ -231,7 +239,14 @@ func (x *exchange) stopCopy() bool {
 	select {
 	case err = <-x.copyDone:
 	default:
-		_ = x.cc.nc.SetReadDeadline(time.Unix(1, 0)) // wake the copy
+		// Wake the copy wherever it waits: reading the client (bodyStop is
+		// looked at after each deadline nextBody sets, so this one is not
+		// lost) or writing to the shard.
+		x.cc.bodyStop.Store(true)
+		_ = x.cc.nc.SetReadDeadline(time.Unix(1, 0))
+		if x.uc != nil {
+			_ = x.uc.nc.SetWriteDeadline(time.Unix(1, 0))
+		}
 		err = <-x.copyDone
 	}
 	x.copyDone, x.copyErr = nil, err

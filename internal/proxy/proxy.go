@@ -133,14 +133,16 @@ type backend struct {
 	metrics *shardMetrics
 	dial    func(addr string) (net.Conn, error)
 
-	rtOnce sync.Once
-	rt     *http.Transport
+	rtMu sync.Mutex
+	rt   *http.Transport // made on first use
 }
 
 // transport returns the backend's net/http transport: HTTP/2 with prior
 // knowledge for an h2c shard, HTTP/1.1 otherwise.
 func (b *backend) transport() *http.Transport {
-	b.rtOnce.Do(func() {
+	b.rtMu.Lock()
+	defer b.rtMu.Unlock()
+	if b.rt == nil {
 		var protos http.Protocols
 		if b.proto == watch.H2C {
 			protos.SetUnencryptedHTTP2(true)
@@ -156,16 +158,18 @@ func (b *backend) transport() *http.Transport {
 			IdleConnTimeout:     upstreamIdleTimeout,
 			DisableCompression:  true,
 		}
-	})
+	}
 	return b.rt
 }
 
 // closeIdle closes the backend's idle connections; with stop, for good.
 func (b *backend) closeIdle(stop bool) {
 	b.up.closeIdle(0, stop)
-	b.rtOnce.Do(func() {}) // no transport is made after this point
-	if b.rt != nil {
-		b.rt.CloseIdleConnections()
+	b.rtMu.Lock()
+	rt := b.rt
+	b.rtMu.Unlock()
+	if rt != nil {
+		rt.CloseIdleConnections()
 	}
 }
 

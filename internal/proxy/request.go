@@ -16,6 +16,7 @@ func (cc *clientConn) serveRequest() bool {
 	in := &cc.in
 	x := &cc.x
 	cc.acquire()
+	cc.bodyStop.Store(false)
 	x.reset(time.Now())
 	x.minor = in.head.Minor
 	x.isHead = string(in.head.Method) == "HEAD"
@@ -79,6 +80,9 @@ func (cc *clientConn) refuse(err error, shard string) bool {
 
 // bodyReader tracks the request body on the client connection.
 type bodyReader struct {
+	// started: a body byte was consumed, so the body can no longer be
+	// skipped from rb (a chunked scan would restart mid-chunk).
+	started bool
 	framing h1.Framing
 	left    int64 // FramingLength: bytes still to come
 	chunk   h1.Chunked
@@ -114,6 +118,9 @@ func (cc *clientConn) nextBody() (raw, data []byte, err error) {
 	}
 	if cc.r == cc.w {
 		_ = cc.nc.SetReadDeadline(time.Now().Add(cc.p.cfg.ClientBodyTimeout))
+		if cc.bodyStop.Load() { // looked at after our deadline: a stop is never overwritten
+			return nil, nil, errBodyStopped
+		}
 		n, err := cc.nc.Read(cc.rb)
 		cc.r, cc.w = 0, n
 		if n == 0 {
@@ -123,6 +130,7 @@ func (cc *clientConn) nextBody() (raw, data []byte, err error) {
 			return nil, nil, errClientGone
 		}
 	}
+	b.started = true
 	if b.framing == h1.FramingLength {
 		n := min(int64(cc.w-cc.r), b.left)
 		raw = cc.rb[cc.r : cc.r+int(n)]
@@ -131,6 +139,7 @@ func (cc *clientConn) nextBody() (raw, data []byte, err error) {
 		b.done = b.left == 0
 		return raw, raw, nil
 	}
+	b.started = true
 	consumed, data, done, err := b.chunk.Next(cc.rb[cc.r:cc.w])
 	raw = cc.rb[cc.r : cc.r+consumed]
 	cc.r += consumed
@@ -171,6 +180,9 @@ func (cc *clientConn) bodyInBuffer() ([]byte, bool) {
 // skipBody consumes a body that is wholly in rb, so that the connection can
 // go on; it reports false when the body is not (the connection must close).
 func (cc *clientConn) skipBody() bool {
+	if cc.body.started && !cc.body.done {
+		return false // part of it was read: where it ends is not known here
+	}
 	raw, ok := cc.bodyInBuffer()
 	if ok {
 		cc.r += len(raw)
