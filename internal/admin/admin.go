@@ -30,6 +30,8 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Auth, if set, guards every endpoint but /healthz, /readyz and /metrics.
 	Auth *TokenAuth
+	// HotKeys answers /hotkeys: the *proxy.Proxy; nil means none are kept.
+	HotKeys HotKeySource
 	// Broadcast configures /broadcast/; see BroadcastConfig for defaults.
 	Broadcast BroadcastConfig
 	// Logger receives one line per broadcast; nil means slog.Default().
@@ -69,6 +71,7 @@ func New(cfg Config) *Server {
 	s.mux.Handle("GET /shards", s.guard(http.HandlerFunc(s.shards)))
 	s.mux.Handle("GET /locate", s.guard(http.HandlerFunc(s.locate)))
 	s.mux.Handle("GET /plan", s.guard(http.HandlerFunc(s.plan)))
+	s.mux.Handle("GET /hotkeys", s.guard(http.HandlerFunc(s.hotKeys)))
 	s.mux.Handle("/broadcast/", s.guard(http.HandlerFunc(s.broadcast)))
 	s.mux.Handle("GET /broadcasts", s.guard(http.HandlerFunc(s.broadcasts)))
 	s.mux.Handle("GET /broadcasts/{id}", s.guard(http.HandlerFunc(s.broadcastByID)))
@@ -82,7 +85,8 @@ func New(cfg Config) *Server {
 func notFound(w http.ResponseWriter, r *http.Request) {
 	allow, use := "GET, HEAD", "GET"
 	switch p := r.URL.Path; {
-	case p == "/healthz", p == "/readyz", p == "/metrics", p == "/shards", p == "/locate", p == "/plan", p == "/broadcasts":
+	case p == "/healthz", p == "/readyz", p == "/metrics", p == "/shards", p == "/locate", p == "/plan", p == "/broadcasts",
+		p == "/hotkeys":
 	case isBroadcastPath(p, ""):
 	case isBroadcastPath(p, "/retry"):
 		allow, use = "POST", "POST"

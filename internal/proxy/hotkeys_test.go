@@ -87,3 +87,14 @@ func TestHotKeysEndToEnd(t *testing.T) {
 		t.Errorf("sample rate %v window %v", a.SampleRate, a.WindowS)
 	}
 }
+
+// BenchmarkHotKeySample is the request path's cost of hot-key sampling:
+// one request in 16 stores its key.
+func BenchmarkHotKeySample(b *testing.B) {
+	h := newTestHotKeys(16)
+	key := []byte("1234567890")
+	b.ReportAllocs()
+	for b.Loop() {
+		h.sample(3, key)
+	}
+}

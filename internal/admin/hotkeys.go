@@ -1,0 +1,37 @@
+package admin
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/shard-proxy/shard-proxy/internal/proxy"
+)
+
+// HotKeySource gives the most frequent keys per shard over the last
+// minute; *proxy.Proxy is one.
+type HotKeySource interface {
+	HotKeys(n int, shard string) proxy.HotKeysAnswer
+}
+
+var _ HotKeySource = (*proxy.Proxy)(nil)
+
+// maxHotKeys bounds ?n=.
+const maxHotKeys = 1000
+
+// hotKeys serves GET /hotkeys?n=20[&shard=web-1]. Keys appear only here,
+// behind the admin token: never in metrics or logs.
+func (s *Server) hotKeys(w http.ResponseWriter, r *http.Request) {
+	n := 20
+	if v := r.URL.Query().Get("n"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 || n > maxHotKeys {
+			writeJSON(w, http.StatusBadRequest, errorBody{Error: "n: want a whole number from 1 to " + strconv.Itoa(maxHotKeys)})
+			return
+		}
+	}
+	if s.cfg.HotKeys == nil {
+		writeJSON(w, http.StatusOK, proxy.HotKeysAnswer{Shards: []proxy.ShardHotKeys{}})
+		return
+	}
+	writeJSON(w, http.StatusOK, s.cfg.HotKeys.HotKeys(n, r.URL.Query().Get("shard")))
+}
