@@ -78,7 +78,10 @@ func (cc *clientConn) serve() { cc.loop(time.Time{}) }
 
 // resume serves a parked connection again, on a new goroutine, once its
 // socket turned readable (or the server drains).
-func (cc *clientConn) resume(idleEnd time.Time) { cc.loop(idleEnd) }
+func (cc *clientConn) resume(idleEnd time.Time) {
+	cc.state.Store(connActive)
+	cc.loop(idleEnd)
+}
 
 // loop serves requests one after another. resumedIdleEnd is the idle
 // deadline of a connection coming back from the parker (zero otherwise).
@@ -192,7 +195,12 @@ func (cc *clientConn) awaitRequest() int {
 	// Shutdown's wake-up deadline is never overwritten (see Shutdown).
 	_ = cc.nc.SetReadDeadline(earlier(start.Add(hotIdle), idleEnd))
 	cc.state.Store(connIdle)
-	defer cc.state.Store(connActive)
+	parked := false
+	defer func() {
+		if !parked { // a parked connection belongs to the parker now
+			cc.state.Store(connActive)
+		}
+	}()
 	if cc.p.srv.draining.Load() {
 		return cc.drainIdle()
 	}
@@ -211,6 +219,7 @@ func (cc *clientConn) awaitRequest() int {
 	cc.release()
 	cc.in.head.Fields, cc.x.resp.Fields = nil, nil
 	if cc.p.parker.park(cc, idleEnd) {
+		parked = true
 		return waitParked
 	}
 	_ = cc.nc.SetReadDeadline(idleEnd)

@@ -27,6 +27,7 @@ type exchange struct {
 	minor           int
 	isHead, upgrade bool
 	key             string // of an upgrade only
+	websocket       bool   // the upgrade is to WebSocket
 	prevShard       string // the key's owner before a reshard (handoff), if it moved
 	prevAddr        string
 	clientClose     bool

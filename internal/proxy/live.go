@@ -62,3 +62,17 @@ func (l *liveSet) rehome(t *table.Table) {
 		s.once.Do(s.end)
 	}
 }
+
+// endIfMoved ends s at once if its key already belongs to another shard:
+// a ring change between routing the stream and tracking it would
+// otherwise be missed.
+func (p *Proxy) endIfMoved(s *liveStream) {
+	snap := p.snap.Load()
+	if snap == nil {
+		return
+	}
+	if sh, _, ok := snap.table.Owner([]byte(s.key)); !ok || sh.Name != s.shard {
+		p.live.remove(s)
+		s.once.Do(s.end)
+	}
+}

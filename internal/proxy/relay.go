@@ -21,8 +21,11 @@ func (x *exchange) relay(uc *upConn) bool {
 		}
 		return x.fail(uc, ErrBadResponse) // 101 nobody asked for, or CONNECT
 	}
+	// An answer that comes while the request body still streams ends the
+	// connection: where that body ends will not be read (RFC 9112 §9.6).
 	closing := x.clientClose || framing == h1.FramingClose ||
-		framing == h1.FramingChunked && x.minor == 0 || cc.p.srv.draining.Load()
+		framing == h1.FramingChunked && x.minor == 0 || cc.p.srv.draining.Load() ||
+		x.streaming && !x.copyEnded.Load()
 	rh := responseHead{
 		shard:        x.b.name,
 		closing:      closing,

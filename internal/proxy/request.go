@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"time"
@@ -66,6 +67,7 @@ func (cc *clientConn) serveRequest() bool {
 	x.upgrade = in.head.Flags.Has(h1.FlagUpgrade) && connectionHasUpgrade(&in.head)
 	if x.upgrade {
 		x.key = string(key) // a tunnel is tracked by key (liveSet)
+		x.websocket = upgradesTo(&in.head, "websocket")
 	}
 	return x.run()
 }
@@ -225,14 +227,20 @@ func (cc *clientConn) bufferBody() error {
 		if err != nil {
 			return err
 		}
-		raw, data = append(raw, r...), append(data, d...)
-		// Chunk framing can outweigh tiny chunks' payload; it is bounded too.
-		if len(data) > limit || len(raw) > 4*limit+bufSize {
+		data = append(data, d...)
+		if cc.body.framing == h1.FramingChunked {
+			// Chunk framing can outweigh tiny chunks' payload; bounded too.
+			raw = append(raw, r...)
+		}
+		if len(data) > limit || len(raw) > 2*limit+bufSize {
 			return BodyTooLarge(limit)
 		}
 	}
 	if data == nil {
 		data = emptyBody
+	}
+	if cc.body.framing != h1.FramingChunked {
+		raw = data // a Content-Length body is the same bytes either way
 	}
 	cc.in.body, cc.x.rawBody = data, raw
 	return nil
@@ -267,4 +275,14 @@ func connectionHasUpgrade(h *h1.Request) bool {
 func (cc *clientConn) clientGone() bool {
 	gone, _, ok := peek(cc.fd)
 	return ok && gone
+}
+
+// upgradesTo tells whether the request's Upgrade field names protocol.
+func upgradesTo(h *h1.Request, protocol string) bool {
+	for i := range h.Fields {
+		if f := &h.Fields[i]; equalFoldASCII(f.Name, "Upgrade") && bytes.Contains(bytes.ToLower(f.Value), []byte(protocol)) {
+			return true
+		}
+	}
+	return false
 }

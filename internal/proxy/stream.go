@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -30,7 +32,7 @@ func (p *Proxy) serveStream(w http.ResponseWriter, r *http.Request) {
 	s := AcquireScratch()
 	key, err := p.keys.Key(kr, s)
 	if errors.Is(err, errNeedBody) {
-		if kr.Buffered, err = p.bufferStreamBody(r); err == nil {
+		if kr.Buffered, err = p.bufferStreamBody(w, r); err == nil {
 			key, err = p.keys.Key(kr, s)
 		}
 	}
@@ -80,19 +82,37 @@ type previousOwner struct{ name, addr string }
 
 // bufferStreamBody reads a body for a body rule, up to MaxBodyBytes, and
 // leaves it in r for forwarding.
-func (p *Proxy) bufferStreamBody(r *http.Request) ([]byte, error) {
+func (p *Proxy) bufferStreamBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	limit := p.cfg.MaxBodyBytes
 	if r.ContentLength > int64(limit) {
 		return nil, BodyTooLarge(limit)
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, int64(limit)+1))
-	if err != nil {
-		return nil, ErrBadRequest
+	// Bounded in time like an HTTP/1.1 body, and read into one buffer that
+	// grows with what arrives (never sized by a declared length).
+	rc := http.NewResponseController(w)
+	var body []byte
+	for {
+		_ = rc.SetReadDeadline(time.Now().Add(p.cfg.ClientBodyTimeout))
+		if len(body) == cap(body) {
+			body = append(body, 0)[:len(body)]
+		}
+		n, err := r.Body.Read(body[len(body):min(cap(body), limit+1)])
+		body = body[:len(body)+n]
+		if len(body) > limit {
+			return nil, BodyTooLarge(limit)
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, ErrBadRequest
+		}
 	}
-	if len(body) > limit {
-		return nil, BodyTooLarge(limit)
+	_ = rc.SetReadDeadline(time.Time{})
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	if body == nil {
+		body = emptyBody
 	}
-	r.Body = io.NopCloser(strings.NewReader(string(body)))
 	return body, nil
 }
 
@@ -163,22 +183,34 @@ func (p *Proxy) forwardStream(w http.ResponseWriter, r *http.Request, b *backend
 	defer cancel(nil)
 	live := p.live.add(key, b.name, func() { cancel(ErrOwnerMoved) })
 	defer p.live.remove(live)
+	p.endIfMoved(live) // a ring change between routing and now
 	// The upstream timeout bounds waiting for the answer's head; a body
 	// (or a gRPC stream) may then flow as long as it does.
 	timer := time.AfterFunc(p.cfg.UpstreamTimeout, func() { cancel(ErrShardTimeout) })
 	out := outboundRequest(ctx, r, b, prev)
+	// 1xx answers come on the transport's goroutine: relayed under a lock,
+	// and never after RoundTrip returned (the handler may be done by then).
+	var mu sync.Mutex
+	done := false
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		Got1xxResponse: func(code int, header textproto.MIMEHeader) error {
-			if code == http.StatusSwitchingProtocols {
+			mu.Lock()
+			defer mu.Unlock()
+			if done || code == http.StatusSwitchingProtocols {
 				return nil
 			}
-			copyHeader(w.Header(), http.Header(header))
+			h := w.Header()
+			copyHeader(h, http.Header(header))
 			w.WriteHeader(code)
+			clear(h) // a 1xx's fields are not the answer's
 			return nil
 		},
 	})
 	resp, err := b.transport().RoundTrip(out.WithContext(ctx))
 	timer.Stop()
+	mu.Lock()
+	done = true
+	mu.Unlock()
 	if err != nil {
 		if r.Context().Err() != nil {
 			return 499 // the client went away first

@@ -38,13 +38,14 @@ func (x *exchange) tunnel(uc *upConn) bool {
 		_ = uc.nc.SetReadDeadline(time.Unix(1, 0)) // stops the shard-to-client copy
 	})
 	defer cc.p.live.remove(live)
+	cc.p.endIfMoved(live) // a ring change between routing and now
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		t.pipe(uc.nc, cc.nc, cc.rb, uc.nc)
 	}()
 	t.pipe(cc.nc, uc.nc, x.ub, cc.nc)
-	if t.moved.Load() {
+	if t.moved.Load() && x.websocket {
 		// The key's owner changed: a WebSocket close, 1012 "service
 		// restart", tells the client to reconnect (to the new owner). The
 		// copy towards the client has stopped, so no frame is cut.
