@@ -22,6 +22,7 @@ test-short:
 provision:
 	bash test/kube/provision.sh
 	bash test/monitoring/provision.sh
+	bash test/browser/provision.sh
 
 bench:
 	bash bench/run.sh

@@ -25,6 +25,7 @@ var subcommands = map[string]func(args []string, getenv func(string) string, std
 	"broadcast":  cmdBroadcast,
 	"broadcasts": cmdBroadcasts,
 	"plan":       cmdPlan,
+	"top":        cmdTop,
 }
 
 // clientOptions are the flags every client subcommand takes.

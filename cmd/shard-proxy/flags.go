@@ -210,7 +210,7 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (fr
 		return nil, errors.New(strings.TrimPrefix(err.Error(), "flag provided but not defined: ") + hintFor(err))
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q (flags start with --; subcommands are locate, shards, plan, broadcast, broadcasts)", fs.Arg(0))
+		return nil, fmt.Errorf("unexpected argument %q (flags start with --; subcommands are locate, shards, plan, broadcast, broadcasts, top)", fs.Arg(0))
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -379,6 +379,9 @@ Usage:
                                           send broadcast ID again to the shards
                                           that failed in it
   shard-proxy broadcasts [client flags]   the last 100 broadcasts, newest first
+  shard-proxy top [--interval 2s] [-n 5] [--once] [client flags]
+                                          per-shard request rate, 5xx share, p99
+                                          and hot keys, refreshing
 
 Every flag can also be set as SHARD_PROXY_<FLAG> (--admin-listen is
 SHARD_PROXY_ADMIN_LISTEN); the flag wins.

@@ -76,6 +76,8 @@ func New(cfg Config) *Server {
 	s.mux.Handle("GET /broadcasts", s.guard(http.HandlerFunc(s.broadcasts)))
 	s.mux.Handle("GET /broadcasts/{id}", s.guard(http.HandlerFunc(s.broadcastByID)))
 	s.mux.Handle("POST /broadcasts/{id}/retry", s.guard(http.HandlerFunc(s.retryBroadcast)))
+	s.mux.HandleFunc("GET /{$}", statusPage)
+	s.mux.HandleFunc("GET /status/{file}", statusFile)
 	s.mux.HandleFunc("/", notFound)
 	return s
 }

@@ -24,41 +24,43 @@ type metrics struct {
 	ringInfo         *prometheus.GaugeVec
 }
 
+// counterVec and gaugeVec declare a labelled series.
+func counterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+}
+
+func gaugeVec(name, help string, labels ...string) *prometheus.GaugeVec {
+	return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels)
+}
+
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "shard_proxy_requests_total",
-			Help: "Answers to requests that had an owning shard, by shard, status code (including the proxy's own 502, 503 and 504) and client protocol (http1, h2).",
-		}, []string{"shard", "code", "protocol"}),
+		requests: counterVec("shard_proxy_requests_total",
+			"Answers to requests that had an owning shard, by shard, status code (including the proxy's own 502, 503 and 504) and client protocol (http1, h2).",
+			"shard", "code", "protocol"),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "shard_proxy_request_duration_seconds",
 			Help:    "Time from receiving a request to having the shard's response, by owning shard.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"shard"}),
-		keyErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "shard_proxy_key_errors_total",
-			Help: "Requests without a usable shard key, by reason (no_key, ambiguous, bad_body, body_too_large).",
-		}, []string{"reason"}),
-		shards: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "shard_proxy_shards",
-			Help: "Shards in the current topology by state.",
-		}, []string{"state"}),
-		tunnels: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "shard_proxy_tunnels_open",
-			Help: "Upgraded connections (WebSocket) open through the proxy, by shard.",
-		}, []string{"shard"}),
-		ringInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "shard_proxy_ring_info",
-			Help: "1 for the ring in force, labelled by algorithm and fingerprint: proxy replicas that disagree show different fingerprints.",
-		}, []string{"ring", "fingerprint"}),
-		handoffs: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "shard_proxy_handoff_requests_total",
-			Help: "Requests whose key moved in a reshard, sent to the new owner with X-Shard-Previous, by owner.",
-		}, []string{"shard"}),
-		ownerWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "shard_proxy_owner_waits_total",
-			Help: "Requests held for a not-ready owner, by outcome: served, timeout, overflow, gone (the client left).",
-		}, []string{"outcome"}),
+		keyErrors: counterVec("shard_proxy_key_errors_total",
+			"Requests without a usable shard key, by reason (no_key, ambiguous, bad_body, body_too_large).",
+			"reason"),
+		shards: gaugeVec("shard_proxy_shards",
+			"Shards in the current topology by state.",
+			"state"),
+		tunnels: gaugeVec("shard_proxy_tunnels_open",
+			"Upgraded connections (WebSocket) open through the proxy, by shard.",
+			"shard"),
+		ringInfo: gaugeVec("shard_proxy_ring_info",
+			"1 for the ring in force, labelled by algorithm and fingerprint: proxy replicas that disagree show different fingerprints.",
+			"ring", "fingerprint"),
+		handoffs: counterVec("shard_proxy_handoff_requests_total",
+			"Requests whose key moved in a reshard, sent to the new owner with X-Shard-Previous, by owner.",
+			"shard"),
+		ownerWaits: counterVec("shard_proxy_owner_waits_total",
+			"Requests held for a not-ready owner, by outcome: served, timeout, overflow, gone (the client left).",
+			"outcome"),
 		ownerWaitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "shard_proxy_owner_wait_seconds",
 			Help:    "How long requests were held for a not-ready owner.",
