@@ -76,7 +76,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 		{"a request rate", `<td class="num rate">\d+\.?\d*</td>`},
 		{"42's owner", `<p id="locate-result" data-shard="` + regexp.QuoteMeta(want.Shard) + `">`},
 		{"the broadcast", `<tr data-id="[^"]+"><td><code>[^<]+</code></td><td>POST</td><td>/cache/flush</td><td class="num">3</td><td class="num">0</td></tr>`},
-		{"first topology", `first seen: ring jump, N=3`},
+		{"first topology", `N=3, 3 ready, ring rebuilt: first topology: 3 shards`},
 	} {
 		if !regexp.MustCompile(c.pattern).Match(dom) {
 			t.Errorf("rendered page shows no %s (no match for %s)", c.what, c.pattern)

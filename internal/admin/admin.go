@@ -32,6 +32,8 @@ type Config struct {
 	Auth *TokenAuth
 	// HotKeys answers /hotkeys: the *proxy.Proxy; nil means none are kept.
 	HotKeys HotKeySource
+	// Changes answers /topology: the *proxy.Proxy; nil means none are kept.
+	Changes ChangeSource
 	// Broadcast configures /broadcast/; see BroadcastConfig for defaults.
 	Broadcast BroadcastConfig
 	// Logger receives one line per broadcast; nil means slog.Default().
@@ -72,6 +74,7 @@ func New(cfg Config) *Server {
 	s.mux.Handle("GET /locate", s.guard(http.HandlerFunc(s.locate)))
 	s.mux.Handle("GET /plan", s.guard(http.HandlerFunc(s.plan)))
 	s.mux.Handle("GET /hotkeys", s.guard(http.HandlerFunc(s.hotKeys)))
+	s.mux.Handle("GET /topology", s.guard(http.HandlerFunc(s.topology)))
 	s.mux.Handle("/broadcast/", s.guard(http.HandlerFunc(s.broadcast)))
 	s.mux.Handle("GET /broadcasts", s.guard(http.HandlerFunc(s.broadcasts)))
 	s.mux.Handle("GET /broadcasts/{id}", s.guard(http.HandlerFunc(s.broadcastByID)))
@@ -88,7 +91,7 @@ func notFound(w http.ResponseWriter, r *http.Request) {
 	allow, use := "GET, HEAD", "GET"
 	switch p := r.URL.Path; {
 	case p == "/healthz", p == "/readyz", p == "/metrics", p == "/shards", p == "/locate", p == "/plan", p == "/broadcasts",
-		p == "/hotkeys":
+		p == "/hotkeys", p == "/topology":
 	case isBroadcastPath(p, ""):
 	case isBroadcastPath(p, "/retry"):
 		allow, use = "POST", "POST"

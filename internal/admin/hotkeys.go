@@ -35,3 +35,26 @@ func (s *Server) hotKeys(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, s.cfg.HotKeys.HotKeys(n, r.URL.Query().Get("shard")))
 }
+
+// ChangeSource gives the last applied topologies, newest first;
+// *proxy.Proxy is one.
+type ChangeSource interface {
+	TopologyChanges() []proxy.TopologyChange
+}
+
+var _ ChangeSource = (*proxy.Proxy)(nil)
+
+// TopologyAnswer is the body of /topology.
+type TopologyAnswer struct {
+	Changes []proxy.TopologyChange `json:"changes"`
+}
+
+// topology serves GET /topology: the last applied topologies (up to 50),
+// newest first, each with what changed shard by shard.
+func (s *Server) topology(w http.ResponseWriter, _ *http.Request) {
+	a := TopologyAnswer{Changes: []proxy.TopologyChange{}}
+	if s.cfg.Changes != nil {
+		a.Changes = s.cfg.Changes.TopologyChanges()
+	}
+	writeJSON(w, http.StatusOK, a)
+}

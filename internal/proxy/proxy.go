@@ -104,6 +104,7 @@ type Proxy struct {
 	live    liveSet
 	waiting atomic.Int64 // requests held for their owner
 	hot     *hotKeys     // nil when sampling is off
+	changes changeLog    // the last applied topologies, for /topology
 
 	mu       sync.Mutex // serializes Apply
 	backends map[string]*backend
@@ -258,6 +259,7 @@ func (p *Proxy) Apply(topo watch.Topology) error {
 		return fmt.Errorf("applying topology: %w", err)
 	}
 	p.swap(t)
+	p.changes.add(describeChange(prev, t))
 	if prev != nil && !table.SameRing(prev, t) {
 		p.live.rehome(t) // streams of keys that moved reconnect to the new owner
 	}

@@ -1,6 +1,6 @@
 // The shard-proxy status page. It reads the admin plane every two seconds
 // and draws what it finds; it keeps nothing but the last minute of
-// /metrics scrapes (for rates) and the topology changes it saw.
+// /metrics scrapes (for rates).
 "use strict";
 
 const REFRESH_MS = 2000;
@@ -10,8 +10,6 @@ const TOKEN_KEY = "shard-proxy-admin-token";
 const state = {
   token: sessionStorage.getItem(TOKEN_KEY) || "",
   scrapes: [], // {t: ms, shards: {name: {req, err, buckets: {le: count}}}}
-  table: null, // the last /shards answer
-  changes: [], // {t: Date, text}, newest first
 };
 
 class Unauthorized extends Error {}
@@ -168,28 +166,14 @@ function drawBroadcasts(b) {
   $("broadcasts").replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colspan: 5 }, "no broadcasts yet"))]));
 }
 
-// noteChanges derives topology changes from two successive /shards answers.
-function noteChanges(prev, t) {
-  const seen = [];
-  if (!prev) seen.push("first seen: ring " + t.ring + ", N=" + t.replicas + ", fingerprint " + t.fingerprint);
-  else {
-    if (prev.replicas !== t.replicas) seen.push("N " + prev.replicas + " → " + t.replicas);
-    if (prev.ring !== t.ring) seen.push("ring " + prev.ring + " → " + t.ring);
-    if (prev.fingerprint !== t.fingerprint) seen.push("fingerprint " + prev.fingerprint + " → " + t.fingerprint);
-    const before = Object.fromEntries(prev.shards.map((s) => [s.name, s]));
-    for (const s of t.shards) {
-      const p = before[s.name];
-      if (!p) seen.push(s.name + " joined (" + stateText(shardState(s)) + ")");
-      else if (shardState(p) !== shardState(s)) seen.push(s.name + ": " + stateText(shardState(p)) + " → " + stateText(shardState(s)));
-      else if (p.address !== s.address) seen.push(s.name + " moved to " + (s.address || "no address"));
-      delete before[s.name];
-    }
-    for (const name of Object.keys(before)) seen.push(name + " left");
-  }
-  const now = new Date();
-  state.changes = seen.map((text) => ({ t: now, text })).reverse().concat(state.changes).slice(0, 20);
-  $("changes").replaceChildren(...state.changes.map((c) =>
-    el("li", {}, el("time", {}, c.t.toLocaleTimeString()), c.text)));
+// drawChanges shows the topologies the proxy applied (GET /topology),
+// newest first, with what changed in each.
+function drawChanges(c) {
+  const items = (c.changes || []).slice(0, 20).map((x) =>
+    el("li", {}, el("time", {}, new Date(x.time).toLocaleTimeString()),
+      "N=" + x.replicas + ", " + x.ready + " ready" + (x.ring_rebuilt ? ", ring rebuilt" : "") + ": " +
+      (x.changes.length ? x.changes.join("; ") : "no shard changed")));
+  $("changes").replaceChildren(...(items.length ? items : [el("li", {}, "none yet")]));
 }
 
 // --- the loop --------------------------------------------------------
@@ -208,11 +192,9 @@ async function refresh() {
   try {
     // /metrics needs no token: scrape it even while waiting for one.
     addScrape(await api("/metrics"));
-    const [t, hot, b] = await Promise.all([api("/shards"), api("/hotkeys?n=5"), api("/broadcasts")]);
+    const [t, hot, b, c] = await Promise.all([api("/shards"), api("/hotkeys?n=5"), api("/broadcasts"), api("/topology")]);
     $("token-form").hidden = true;
-    drawHeader(t); drawRing(t); drawShards(t, hot); drawBroadcasts(b);
-    if (!state.table || JSON.stringify(state.table) !== JSON.stringify(t)) noteChanges(state.table, t);
-    state.table = t;
+    drawHeader(t); drawRing(t); drawShards(t, hot); drawBroadcasts(b); drawChanges(c);
     setStatus("updated " + new Date().toLocaleTimeString() + ", every " + REFRESH_MS / 1000 + " s");
   } catch (e) {
     if (e instanceof Unauthorized) askForToken(state.token ? "The token was refused." : "This admin plane needs a token.");
