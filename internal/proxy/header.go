@@ -5,6 +5,8 @@ import (
 	"net"
 	"net/http"
 	"strings"
+
+	"github.com/shard-proxy/shard-proxy/internal/proxy/h1"
 )
 
 // Headers the proxy sets.
@@ -32,26 +34,9 @@ const (
 //   - X-Forwarded-For gets the client's address appended. X-Forwarded-Proto
 //     and X-Forwarded-Host are set only when absent: an edge proxy in front
 //     knows the original scheme and host better than we do.
-var hopByHop = [...]string{
-	"Connection", "Proxy-Connection", "Keep-Alive", "TE", "Transfer-Encoding", "Upgrade",
-	"Proxy-Authenticate", "Proxy-Authorization",
-}
-
-// IsHopByHop reports whether name is hop-by-hop by itself (not counting the
-// fields a Connection header names), whatever its case.
-func IsHopByHop(name []byte) bool {
-	switch len(name) {
-	case 2, 7, 10, 16, 17, 18, 19:
-	default:
-		return false
-	}
-	for _, h := range hopByHop {
-		if len(h) == len(name) && bytes.EqualFold(name, []byte(h)) {
-			return true
-		}
-	}
-	return false
-}
+//
+// The fixed list is h1.HopByHopFields, the one the HTTP/1.1 parser flags:
+// both front ends and broadcast strip the same fields.
 
 // ConnectionTokens calls fn for each token a Connection value lists, except
 // "close" and "keep-alive", which name no field.
@@ -114,7 +99,7 @@ func StripHopByHop(h http.Header) {
 	for _, v := range h.Values("Connection") {
 		ConnectionTokens([]byte(v), func(tok []byte) { h.Del(string(tok)) })
 	}
-	for _, name := range hopByHop {
+	for _, name := range h1.HopByHopFields {
 		h.Del(name)
 	}
 }

@@ -80,6 +80,15 @@ func pick(name []byte, s string, id fieldID) fieldID {
 	return idOther
 }
 
+// HopByHopFields are the fields that are hop-by-hop by themselves (not
+// counting those a Connection field names): RFC 9110 §7.6.1's and the
+// proxy credentials. A proxy drops them before forwarding, except framing
+// it relays as it is. It is the list hopByHop below recognizes.
+var HopByHopFields = [...]string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "TE", "Transfer-Encoding", "Upgrade",
+	"Proxy-Authenticate", "Proxy-Authorization",
+}
+
 // hopByHop reports whether id is in the static hop-by-hop list: the
 // fields of RFC 9110 §7.6.1 (Connection, Proxy-Connection, Keep-Alive, TE,
 // Transfer-Encoding, Upgrade) and the proxy credentials of RFC 9110

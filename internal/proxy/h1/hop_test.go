@@ -93,3 +93,22 @@ func decodeChunkedNoAlloc(c *Chunked, p []byte) (n, payload int, done bool, err 
 	}
 	return n, payload, done, nil
 }
+
+// TestHopByHopFieldsList: the exported list (which net/http front ends
+// strip) and the parser's own recognition are the same set.
+func TestHopByHopFieldsList(t *testing.T) {
+	for _, name := range HopByHopFields {
+		if !lookupField([]byte(name)).hopByHop() {
+			t.Errorf("%s is in HopByHopFields but the parser does not take it as hop-by-hop", name)
+		}
+	}
+	n := 0
+	for id := fieldID(0); id <= idProxyAuthorization; id++ {
+		if id.hopByHop() {
+			n++
+		}
+	}
+	if n != len(HopByHopFields) {
+		t.Errorf("the parser knows %d hop-by-hop fields, HopByHopFields lists %d", n, len(HopByHopFields))
+	}
+}
