@@ -66,6 +66,10 @@ func (cc *clientConn) handOffH2() {
 	pending := append([]byte(nil), cc.rb[cc.r:cc.w]...)
 	cc.r = cc.w
 	_ = cc.nc.SetDeadline(time.Time{})
+	if cc.p.relayable() {
+		go cc.p.relayH2(cc.nc, cc.ip, pending)
+		return
+	}
 	f := cc.p.h2()
 	if f.ln == nil { // shutting down
 		_ = cc.nc.Close()

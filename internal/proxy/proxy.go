@@ -101,6 +101,7 @@ type Proxy struct {
 	srv     server
 	parker  parker
 	h2front h2Front
+	h2conns h2Conns // the HTTP/2 relay's client connections
 	live    liveSet
 	waiting atomic.Int64 // requests held for their owner
 	hot     *hotKeys     // nil when sampling is off
@@ -134,8 +135,12 @@ type backend struct {
 	metrics *shardMetrics
 	dial    func(addr string) (net.Conn, error)
 
+	// writeTimeout bounds a write to the shard on a relay connection.
+	writeTimeout time.Duration
+
 	rtMu sync.Mutex
 	rt   *http.Transport // made on first use
+	h2   *h2pool         // the HTTP/2 relay's connections, made on first use
 }
 
 // transport returns the backend's net/http transport: HTTP/2 with prior
@@ -167,10 +172,13 @@ func (b *backend) transport() *http.Transport {
 func (b *backend) closeIdle(stop bool) {
 	b.up.closeIdle(0, stop)
 	b.rtMu.Lock()
-	rt := b.rt
+	rt, h2 := b.rt, b.h2
 	b.rtMu.Unlock()
 	if rt != nil {
 		rt.CloseIdleConnections()
+	}
+	if h2 != nil {
+		h2.closeIdle(0, stop)
 	}
 }
 
@@ -226,6 +234,12 @@ func (p *Proxy) sweep() {
 		p.mu.Lock()
 		for _, b := range p.backends {
 			b.up.closeIdle(upstreamIdleTimeout, false)
+			b.rtMu.Lock()
+			h2 := b.h2
+			b.rtMu.Unlock()
+			if h2 != nil {
+				h2.closeIdle(upstreamIdleTimeout, false)
+			}
 		}
 		p.mu.Unlock()
 	}
@@ -311,7 +325,7 @@ func (p *Proxy) newBackend(s watch.Shard) *backend {
 	m := p.metrics.forShard(s.Name)
 	dial := dialer(p.cfg.UpstreamTimeout)
 	return &backend{
-		name: s.Name, addr: s.Addr, proto: s.Protocol, metrics: m, dial: dial,
+		name: s.Name, addr: s.Addr, proto: s.Protocol, metrics: m, dial: dial, writeTimeout: p.cfg.UpstreamTimeout,
 		up: &upstream{name: s.Name, addr: s.Addr, metrics: m, dial: dial, maxConns: p.cfg.MaxConnsPerShard},
 	}
 }

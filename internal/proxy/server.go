@@ -110,7 +110,15 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	p.parker.drain()
 	h2done := make(chan error, 1)
-	go func() { h2done <- p.h2front.shutdown(ctx) }()
+	go func() {
+		relayed := make(chan bool, 1)
+		go func() { relayed <- p.h2conns.shutdown(ctx.Done()) }()
+		err := p.h2front.shutdown(ctx)
+		if !<-relayed && err == nil {
+			err = ctx.Err()
+		}
+		h2done <- err
+	}()
 	done := make(chan struct{})
 	go func() {
 		s.wg.Wait()

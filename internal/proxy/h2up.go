@@ -1,0 +1,508 @@
+package proxy
+
+import (
+	"bufio"
+	"errors"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// h2up is one multiplexed h2c connection from the relay to a shard. Its
+// reader passes the shard's answers to the client streams; a shard's
+// connection window is given back as data arrives, so a client that does
+// not read holds back only its own streams (each holds at most a stream
+// window), never the connection other clients share.
+type h2up struct {
+	pool *h2pool
+	w    *h2wire
+	fr   *http2.Framer
+
+	active     atomic.Int32 // streams open or reserved
+	maxStreams atomic.Uint32
+	unusable   atomic.Bool // GOAWAY received, or closed
+
+	// guarded by w.mu
+	streams   map[uint32]*h2stream
+	nextID    uint32
+	idleSince time.Time
+}
+
+// h2pool holds a backend's relay connections.
+type h2pool struct {
+	b       *backend
+	maxConn int
+
+	mu      sync.Mutex
+	conns   []*h2up
+	dialing *h2dial
+	stopped bool
+}
+
+// h2dial is a dial in progress, which other streams wait for.
+type h2dial struct {
+	done chan struct{}
+	err  error
+}
+
+// h2pool returns the backend's relay connections.
+func (b *backend) h2pool() *h2pool {
+	b.rtMu.Lock()
+	defer b.rtMu.Unlock()
+	if b.h2 == nil {
+		b.h2 = &h2pool{b: b, maxConn: b.up.maxConns}
+	}
+	return b.h2
+}
+
+// usable returns a connection with a free stream, reserved, or nil.
+func (pl *h2pool) usable() *h2up {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	for _, u := range pl.conns {
+		if u.unusable.Load() {
+			continue
+		}
+		if n := u.active.Add(1); uint32(n) <= u.maxStreams.Load() {
+			return u
+		}
+		u.active.Add(-1)
+	}
+	return nil
+}
+
+// get returns a connection with a free stream, reserved, dialing one when
+// none has room.
+func (pl *h2pool) get() (*h2up, error) {
+	for {
+		if u := pl.usable(); u != nil {
+			return u, nil
+		}
+		pl.mu.Lock()
+		if pl.stopped {
+			pl.mu.Unlock()
+			return nil, ErrShardDown
+		}
+		if d := pl.dialing; d != nil {
+			pl.mu.Unlock()
+			<-d.done
+			if d.err != nil {
+				return nil, d.err
+			}
+			continue
+		}
+		if len(pl.conns) >= pl.maxConn {
+			pl.mu.Unlock()
+			return nil, ErrShardBusy
+		}
+		d := &h2dial{done: make(chan struct{})}
+		pl.dialing = d
+		pl.mu.Unlock()
+		u, err := pl.dial()
+		pl.mu.Lock()
+		pl.dialing, d.err = nil, err
+		if err == nil {
+			pl.conns = append(pl.conns, u)
+		}
+		pl.mu.Unlock()
+		close(d.done)
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// dial opens a connection: preface, our settings, a larger connection
+// window; it does not wait for the shard's settings (RFC 9113 §3.4).
+func (pl *h2pool) dial() (*h2up, error) {
+	nc, err := pl.b.dial(pl.b.addr)
+	if err != nil {
+		return nil, err
+	}
+	u := &h2up{pool: pl, streams: map[uint32]*h2stream{}, nextID: 1, idleSince: time.Now()}
+	u.maxStreams.Store(100) // until the shard says (RFC 9113 §6.5.2 advises at least 100)
+	u.w = newH2Wire(nc, pl.b.writeTimeout)
+	u.fr = http2.NewFramer(nil, bufio.NewReaderSize(nc, 16<<10))
+	u.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	u.fr.MaxHeaderListSize = h2MaxHeaderList
+	u.fr.SetReuseFrames()
+	u.w.mu.Lock()
+	u.w.out = append(u.w.out, h2Preface...)
+	u.w.settings(http2.Setting{ID: http2.SettingEnablePush, Val: 0},
+		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: h2MaxHeaderList})
+	u.w.windowUpdate(0, h2ConnWindow-65535)
+	u.w.recvWin = h2ConnWindow
+	u.w.signal()
+	u.w.mu.Unlock()
+	go u.w.writeLoop()
+	go u.serve()
+	return u, nil
+}
+
+// release gives back a reserved stream that was not opened.
+func (u *h2up) release() { u.active.Add(-1) }
+
+// forget drops a stream; w.mu held.
+func (u *h2up) forget(id uint32) {
+	if _, ok := u.streams[id]; !ok {
+		return
+	}
+	delete(u.streams, id)
+	u.active.Add(-1)
+	if len(u.streams) == 0 {
+		u.idleSince = time.Now()
+		if u.unusable.Load() {
+			u.w.closing = true
+			u.w.signal()
+		}
+	}
+}
+
+// open sends the stream's head to the shard over u, with what the client
+// sent meanwhile, and starts the stream's timers.
+func (s *h2stream) open(u *h2up) {
+	c := s.c
+	c.w.mu.Lock()
+	if s.done {
+		c.w.mu.Unlock()
+		u.release()
+		return
+	}
+	u.w.mu.Lock()
+	if u.w.dead || u.w.closing || u.nextID > 1<<31-1 {
+		u.w.mu.Unlock()
+		u.release()
+		s.answer(ErrShardDown, s.b.name)
+		c.w.mu.Unlock()
+		return
+	}
+	s.up, s.upID = u, u.nextID
+	u.nextID += 2
+	u.streams[s.upID] = s
+	s.resp.src, s.resp.srcID, s.resp.recvWin = u.w, s.upID, h2StreamWindow
+	r := &s.req
+	r.dst, r.pend, r.trailer, r.end = u.w, s.early, s.earlyTrailer, s.reqEnded
+	s.early, s.earlyTrailer = nil, nil
+	headEnd := r.end && len(r.pend) == 0 && r.trailer == nil
+	u.w.headers(s.upID, s.head, headEnd)
+	s.head = nil
+	r.closed = headEnd
+	sent := r.open(s.upID)
+	u.w.signal()
+	u.w.mu.Unlock()
+	s.startTimers()
+	c.w.mu.Unlock()
+	r.credit(sent)
+}
+
+// startTimers bounds the wait for the answer's head by UpstreamTimeout,
+// and the whole call by grpc-timeout when the client set one; c.w.mu
+// held.
+func (s *h2stream) startTimers() {
+	name := s.b.name
+	s.headTimer = time.AfterFunc(s.c.p.cfg.UpstreamTimeout, func() { s.fail(ErrShardTimeout, name) })
+	if s.grpcTimeout > 0 {
+		s.deadline = time.AfterFunc(s.grpcTimeout, func() { s.fail(ErrShardTimeout, name) })
+	}
+}
+
+// serve reads the shard's frames until the connection ends.
+func (u *h2up) serve() {
+	defer u.lost()
+	for {
+		f, err := u.fr.ReadFrame()
+		if err != nil {
+			var se http2.StreamError
+			if errors.As(err, &se) {
+				u.streamBroken(se.StreamID)
+				continue
+			}
+			return
+		}
+		if !u.frame(f) {
+			return
+		}
+	}
+}
+
+// frame handles one frame from the shard; false ends the connection.
+func (u *h2up) frame(f http2.Frame) bool {
+	switch f := f.(type) {
+	case *http2.MetaHeadersFrame:
+		u.w.mu.Lock()
+		s := u.streams[f.StreamID]
+		if s != nil && f.StreamEnded() {
+			s.resp.srcDone = true
+		}
+		u.w.mu.Unlock()
+		if s != nil {
+			s.onShardHeaders(f)
+		}
+	case *http2.DataFrame:
+		return u.onData(f)
+	case *http2.WindowUpdateFrame:
+		u.onWindowUpdate(f)
+	case *http2.RSTStreamFrame:
+		u.onReset(f.StreamID, f.ErrCode)
+	case *http2.SettingsFrame:
+		if !f.IsAck() {
+			u.onSettings(f)
+		}
+	case *http2.PingFrame:
+		if !f.IsAck() {
+			u.w.mu.Lock()
+			u.w.frameHeader(8, http2.FramePing, http2.FlagPingAck, 0)
+			u.w.out = append(u.w.out, f.Data[:]...)
+			u.w.signal()
+			u.w.mu.Unlock()
+		}
+	case *http2.GoAwayFrame:
+		u.onGoAway(f.LastStreamID)
+	case *http2.PushPromiseFrame:
+		return false // we said ENABLE_PUSH 0
+	}
+	return true
+}
+
+func (u *h2up) stream(id uint32) *h2stream {
+	u.w.mu.Lock()
+	defer u.w.mu.Unlock()
+	return u.streams[id]
+}
+
+func (u *h2up) onSettings(f *http2.SettingsFrame) {
+	u.w.mu.Lock()
+	old := u.w.initWin
+	if n := u.w.applySettings(f); n > 0 {
+		u.maxStreams.Store(n)
+	}
+	var credits []h2credit
+	if d := int64(u.w.initWin - old); d != 0 {
+		for _, s := range u.streams {
+			if n := s.req.windowUpdate(d); n > 0 {
+				credits = append(credits, h2credit{&s.req, n})
+			}
+		}
+	}
+	u.w.signal()
+	u.w.mu.Unlock()
+	giveCredits(credits)
+}
+
+func (u *h2up) onWindowUpdate(f *http2.WindowUpdateFrame) {
+	u.w.mu.Lock()
+	var credits []h2credit
+	if f.StreamID == 0 {
+		u.w.sendWin += int64(f.Increment)
+		credits = u.w.resume(nil)
+	} else if s := u.streams[f.StreamID]; s != nil {
+		if n := s.req.windowUpdate(int64(f.Increment)); n > 0 {
+			credits = append(credits, h2credit{&s.req, n})
+		}
+	}
+	u.w.mu.Unlock()
+	giveCredits(credits)
+}
+
+// onData passes the shard's DATA on to the client's stream.
+func (u *h2up) onData(f *http2.DataFrame) bool {
+	n := int(f.Length)
+	u.w.mu.Lock()
+	if !u.w.consumed(n) {
+		u.w.mu.Unlock()
+		return false
+	}
+	u.w.giveBack(n)
+	s := u.streams[f.StreamID]
+	if s == nil {
+		u.w.mu.Unlock()
+		return true
+	}
+	if !s.resp.received(n) {
+		u.w.mu.Unlock()
+		u.streamBroken(f.StreamID)
+		return true
+	}
+	end := f.StreamEnded()
+	s.resp.srcDone = end
+	u.w.mu.Unlock()
+	data := f.Data()
+	s.resp.push(data, end)
+	if pad := n - len(data); pad > 0 {
+		s.resp.credit(pad)
+	}
+	return true
+}
+
+// onReset: the shard reset a stream.
+func (u *h2up) onReset(id uint32, code http2.ErrCode) {
+	u.w.mu.Lock()
+	s := u.streams[id]
+	var finished bool
+	if s != nil {
+		s.shardGone = true // nothing more is sent there
+		s.req.closed, s.req.pend = true, nil
+		u.forget(id)
+		// After its whole answer, a reset only tells us to stop sending
+		// (RFC 9113 §8.1): the answer still reaches the client.
+		finished = s.resp.srcDone
+	}
+	u.w.mu.Unlock()
+	if s != nil && !finished {
+		s.shardReset(code)
+	}
+}
+
+// streamBroken: the shard broke a stream's rules (a malformed head, a
+// window overrun): the stream is reset on both sides.
+func (u *h2up) streamBroken(id uint32) {
+	if s := u.stream(id); s != nil {
+		s.fail(ErrBadResponse, s.b.name)
+	}
+}
+
+// onGoAway: the shard takes no new streams; those above last were not
+// processed and are refused to their clients, which retry them.
+func (u *h2up) onGoAway(last uint32) {
+	u.unusable.Store(true)
+	u.w.mu.Lock()
+	var refused []uint32
+	for id := range u.streams {
+		if id > last {
+			refused = append(refused, id)
+		}
+	}
+	if len(u.streams) == 0 {
+		u.w.closing = true
+		u.w.signal()
+	}
+	u.w.mu.Unlock()
+	for _, id := range refused {
+		u.onReset(id, http2.ErrCodeRefusedStream)
+	}
+}
+
+// lost ends the connection's streams when it closed, and takes it out of
+// its pool.
+func (u *h2up) lost() {
+	u.unusable.Store(true)
+	u.w.close()
+	pl := u.pool
+	pl.mu.Lock()
+	for i, x := range pl.conns {
+		if x == u {
+			pl.conns = append(pl.conns[:i], pl.conns[i+1:]...)
+			break
+		}
+	}
+	pl.mu.Unlock()
+	u.w.mu.Lock()
+	streams := make([]*h2stream, 0, len(u.streams))
+	for _, s := range u.streams {
+		s.shardGone = true
+		s.req.closed = true
+		streams = append(streams, s)
+	}
+	u.w.dead = true
+	u.w.mu.Unlock()
+	for _, s := range streams {
+		s.fail(ErrShardDown, s.b.name)
+	}
+}
+
+// closeIdle closes connections without streams idle for maxIdle; with
+// stop, every idle one, and no new one is dialed.
+func (pl *h2pool) closeIdle(maxIdle time.Duration, stop bool) {
+	pl.mu.Lock()
+	pl.stopped = pl.stopped || stop
+	conns := append([]*h2up(nil), pl.conns...)
+	pl.mu.Unlock()
+	for _, u := range conns {
+		u.w.mu.Lock()
+		if len(u.streams) == 0 && u.active.Load() == 0 && time.Since(u.idleSince) >= maxIdle {
+			u.unusable.Store(true)
+			u.w.goAway(0, http2.ErrCodeNo)
+			u.w.closing = true
+			u.w.signal()
+		} else if stop {
+			u.unusable.Store(true) // closes when its last stream ends
+		}
+		u.w.mu.Unlock()
+	}
+}
+
+// shardReset: the shard reset the stream. Before an answer, REFUSED_STREAM
+// (not processed) is passed on for the client to retry; anything else is
+// a failed call. After the answer started, the reset passes through.
+func (s *h2stream) shardReset(code http2.ErrCode) {
+	c := s.c
+	c.w.mu.Lock()
+	defer c.w.mu.Unlock()
+	if s.done {
+		return
+	}
+	switch {
+	case s.answered:
+		s.respReset(code)
+	case code == http2.ErrCodeRefusedStream:
+		s.status = 0
+		s.respReset(code)
+	default:
+		s.answer(ErrShardDown, s.b.name)
+	}
+}
+
+// onShardHeaders relays the shard's head (1xx, then the final one) or its
+// trailers.
+func (s *h2stream) onShardHeaders(f *http2.MetaHeadersFrame) {
+	c := s.c
+	c.w.mu.Lock()
+	defer c.w.mu.Unlock()
+	if s.done {
+		return
+	}
+	if s.answered { // trailers: after the data, and ending the stream
+		if !f.StreamEnded() || len(f.PseudoFields()) > 0 {
+			s.cancelShard()
+			s.endAnswered(ErrBadResponse)
+			return
+		}
+		s.resp.end, s.resp.trailer = true, appendRegular(nil, f.RegularFields())
+		s.resp.flush()
+		return
+	}
+	code, err := strconv.Atoi(f.PseudoValue("status"))
+	if err != nil || code < 100 || code > 999 || code == 101 || code < 200 && f.StreamEnded() {
+		s.cancelShard()
+		s.answer(ErrBadResponse, s.b.name)
+		return
+	}
+	fields := make([]hpack.HeaderField, 1, len(f.Fields)+1)
+	fields[0] = hpack.HeaderField{Name: ":status", Value: f.PseudoValue("status")}
+	for _, hf := range appendRegular(nil, f.RegularFields()) {
+		if hf.Name != "x-shard" {
+			fields = append(fields, hf)
+		}
+	}
+	fields = append(fields, hpack.HeaderField{Name: "x-shard", Value: s.b.name})
+	if code < 200 {
+		c.w.headers(s.id, fields, false)
+		c.w.signal()
+		return
+	}
+	stopTimer(s.headTimer)
+	s.answered, s.status = true, code
+	c.w.headers(s.id, fields, f.StreamEnded())
+	c.w.signal()
+	if f.StreamEnded() {
+		s.resp.closed = true
+		s.closed()
+		return
+	}
+	s.resp.id = s.id
+	s.resp.flush()
+}
