@@ -53,6 +53,9 @@ type h2client struct {
 	w  *h2wire
 	fr *http2.Framer
 	ip string
+	blk *h2block // the reader's header block decoder
+	// head is the reader's scratch for request heads (see route).
+	head []hpack.HeaderField
 
 	// guarded by w.mu
 	streams map[uint32]*h2stream
@@ -100,8 +103,7 @@ func (c *h2client) serve(br *bufio.Reader) error {
 		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
 	c.fr = http2.NewFramer(nil, br)
-	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	c.fr.MaxHeaderListSize = h2MaxHeaderList
+	c.blk = newH2Block()
 	c.fr.SetReuseFrames()
 	c.w.mu.Lock()
 	c.w.settings(http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: h2MaxStreams},
@@ -149,8 +151,16 @@ func (c *h2client) setReadDeadline() {
 // frame handles one frame from the client.
 func (c *h2client) frame(f http2.Frame) error {
 	switch f := f.(type) {
-	case *http2.MetaHeadersFrame:
-		return c.onHeaders(f)
+	case *http2.HeadersFrame:
+		if done, err := c.blk.start(f); err != nil || !done {
+			return err
+		}
+		return c.onHeaders(c.blk)
+	case *http2.ContinuationFrame:
+		if done, err := c.blk.more(f); err != nil || !done {
+			return err
+		}
+		return c.onHeaders(c.blk)
 	case *http2.DataFrame:
 		return c.onData(f)
 	case *http2.WindowUpdateFrame:

@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -53,8 +54,8 @@ type h2stream struct {
 
 // onHeaders takes a HEADERS frame from the client: a new request, or the
 // trailers of one.
-func (c *h2client) onHeaders(f *http2.MetaHeadersFrame) error {
-	id := f.StreamID
+func (c *h2client) onHeaders(f *h2block) error {
+	id := f.id
 	c.w.mu.Lock()
 	if s := c.streams[id]; s != nil {
 		c.w.mu.Unlock()
@@ -65,8 +66,12 @@ func (c *h2client) onHeaders(f *http2.MetaHeadersFrame) error {
 		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
 	c.lastID = id
-	if c.goAway || len(c.streams) >= h2MaxStreams {
-		c.w.rst(id, http2.ErrCodeRefusedStream)
+	if c.goAway || len(c.streams) >= h2MaxStreams || f.invalid {
+		code := http2.ErrCodeRefusedStream
+		if f.invalid {
+			code = http2.ErrCodeProtocol
+		}
+		c.w.rst(id, code)
 		c.w.signal()
 		c.w.mu.Unlock()
 		return nil
@@ -78,7 +83,7 @@ func (c *h2client) onHeaders(f *http2.MetaHeadersFrame) error {
 	return nil
 }
 
-func (c *h2client) newStream(id uint32, f *http2.MetaHeadersFrame) *h2stream {
+func (c *h2client) newStream(id uint32, f *h2block) *h2stream {
 	s := &h2stream{c: c, id: id, start: time.Now(), reqDeclared: -1, reqEnded: f.StreamEnded()}
 	s.req = h2half{src: c.w, srcID: id, recvWin: h2StreamWindow, connCredit: true, srcDone: s.reqEnded}
 	s.resp = h2half{dst: c.w, win: int64(c.w.initWin), onClose: s.closed} // id: once answered
@@ -86,8 +91,8 @@ func (c *h2client) newStream(id uint32, f *http2.MetaHeadersFrame) *h2stream {
 }
 
 // onTrailers passes the client's trailers on, after its data.
-func (c *h2client) onTrailers(s *h2stream, f *http2.MetaHeadersFrame) error {
-	if !f.StreamEnded() || len(f.PseudoFields()) > 0 {
+func (c *h2client) onTrailers(s *h2stream, f *h2block) error {
+	if !f.StreamEnded() || len(f.PseudoFields()) > 0 || f.invalid || f.truncated {
 		c.streamError(s.id, http2.ErrCodeProtocol)
 		return nil
 	}
@@ -114,10 +119,13 @@ func (c *h2client) onTrailers(s *h2stream, f *http2.MetaHeadersFrame) error {
 }
 
 // route checks the request, finds its owner and opens the stream there.
-func (s *h2stream) route(f *http2.MetaHeadersFrame) {
+func (s *h2stream) route(f *h2block) {
 	c := s.c
 	rq, err := parseH2Request(f)
 	s.grpc, s.grpcTimeout = rq.grpc, rq.timeout
+	if f.truncated {
+		err = ErrHeaderTooLarge
+	}
 	if errors.Is(err, errMalformedH2) {
 		c.streamError(s.id, http2.ErrCodeProtocol)
 		return
@@ -143,7 +151,10 @@ func (s *h2stream) route(f *http2.MetaHeadersFrame) {
 		s.fail(err, "")
 		return
 	}
-	s.head = c.outboundHead(f, rq)
+	// The head is built in the connection's scratch: on the usual path it
+	// is sent before route returns; a stream that must wait copies it.
+	s.head = c.outboundHead(c.head[:0], f, rq)
+	c.head = s.head[:0]
 	s.toOwner(snap)
 }
 
@@ -158,6 +169,7 @@ func (s *h2stream) toOwner(snap *snapshot) {
 			s.fail(ErrShardNotReady, shard.Name)
 			return
 		}
+		s.head = slices.Clone(s.head)
 		go s.awaitOwner(snap)
 		return
 	}
@@ -186,6 +198,7 @@ func (s *h2stream) toOwner(snap *snapshot) {
 		s.open(up)
 		return
 	}
+	s.head = slices.Clone(s.head)
 	go s.dialAndOpen()
 }
 
@@ -412,7 +425,7 @@ var errMalformedH2 = errors.New("malformed HTTP/2 request")
 
 // parseH2Request checks a request head (RFC 9113 §8.2, §8.3); the Framer
 // has checked field names and values and the pseudo-fields' order.
-func parseH2Request(f *http2.MetaHeadersFrame) (h2Request, error) {
+func parseH2Request(f *h2block) (h2Request, error) {
 	rq := h2Request{length: -1}
 	var method, scheme, path string
 	for _, hf := range f.PseudoFields() {
@@ -474,8 +487,7 @@ func isGRPCType(ct string) bool {
 // pseudo-fields and fields as received, under the header policy (no
 // hop-by-hop field; X-Forwarded-*; a client's own X-Shard-Previous*
 // dropped).
-func (c *h2client) outboundHead(f *http2.MetaHeadersFrame, rq h2Request) []hpack.HeaderField {
-	out := make([]hpack.HeaderField, 0, len(f.Fields)+4)
+func (c *h2client) outboundHead(out []hpack.HeaderField, f *h2block, rq h2Request) []hpack.HeaderField {
 	var authority, xff string
 	proto, host := false, false
 	for _, hf := range f.Fields {

@@ -26,6 +26,9 @@ type h2up struct {
 	maxStreams atomic.Uint32
 	unusable   atomic.Bool // GOAWAY received, or closed
 
+	fields []hpack.HeaderField // the reader's scratch for answer heads
+	blk    *h2block            // the reader's header block decoder
+
 	// guarded by w.mu
 	streams   map[uint32]*h2stream
 	nextID    uint32
@@ -127,8 +130,7 @@ func (pl *h2pool) dial() (*h2up, error) {
 	u.maxStreams.Store(100) // until the shard says (RFC 9113 §6.5.2 advises at least 100)
 	u.w = newH2Wire(nc, pl.b.writeTimeout)
 	u.fr = http2.NewFramer(nil, bufio.NewReaderSize(nc, 16<<10))
-	u.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	u.fr.MaxHeaderListSize = h2MaxHeaderList
+	u.blk = newH2Block()
 	u.fr.SetReuseFrames()
 	u.w.mu.Lock()
 	u.w.out = append(u.w.out, h2Preface...)
@@ -232,16 +234,16 @@ func (u *h2up) serve() {
 // frame handles one frame from the shard; false ends the connection.
 func (u *h2up) frame(f http2.Frame) bool {
 	switch f := f.(type) {
-	case *http2.MetaHeadersFrame:
-		u.w.mu.Lock()
-		s := u.streams[f.StreamID]
-		if s != nil && f.StreamEnded() {
-			s.resp.srcDone = true
+	case *http2.HeadersFrame:
+		if done, err := u.blk.start(f); err != nil || !done {
+			return err == nil
 		}
-		u.w.mu.Unlock()
-		if s != nil {
-			s.onShardHeaders(f)
+		u.onHeaders(u.blk)
+	case *http2.ContinuationFrame:
+		if done, err := u.blk.more(f); err != nil || !done {
+			return err == nil
 		}
+		u.onHeaders(u.blk)
 	case *http2.DataFrame:
 		return u.onData(f)
 	case *http2.WindowUpdateFrame:
@@ -266,6 +268,23 @@ func (u *h2up) frame(f http2.Frame) bool {
 		return false // we said ENABLE_PUSH 0
 	}
 	return true
+}
+
+// onHeaders passes a header block from the shard to its stream.
+func (u *h2up) onHeaders(b *h2block) {
+	u.w.mu.Lock()
+	s := u.streams[b.id]
+	if s != nil && b.StreamEnded() {
+		s.resp.srcDone = true
+	}
+	u.w.mu.Unlock()
+	switch {
+	case s == nil:
+	case b.invalid || b.truncated:
+		s.fail(ErrBadResponse, s.b.name)
+	default:
+		s.onShardHeaders(b)
+	}
 }
 
 func (u *h2up) stream(id uint32) *h2stream {
@@ -458,7 +477,7 @@ func (s *h2stream) shardReset(code http2.ErrCode) {
 
 // onShardHeaders relays the shard's head (1xx, then the final one) or its
 // trailers.
-func (s *h2stream) onShardHeaders(f *http2.MetaHeadersFrame) {
+func (s *h2stream) onShardHeaders(f *h2block) {
 	c := s.c
 	c.w.mu.Lock()
 	defer c.w.mu.Unlock()
@@ -481,14 +500,17 @@ func (s *h2stream) onShardHeaders(f *http2.MetaHeadersFrame) {
 		s.answer(ErrBadResponse, s.b.name)
 		return
 	}
-	fields := make([]hpack.HeaderField, 1, len(f.Fields)+1)
-	fields[0] = hpack.HeaderField{Name: ":status", Value: f.PseudoValue("status")}
-	for _, hf := range appendRegular(nil, f.RegularFields()) {
-		if hf.Name != "x-shard" {
-			fields = append(fields, hf)
+	u := s.up
+	fields := append(u.fields[:0], hpack.HeaderField{Name: ":status", Value: f.PseudoValue("status")})
+	fields = appendRegular(fields, f.RegularFields())
+	for i := 1; i < len(fields); i++ {
+		if fields[i].Name == "x-shard" {
+			fields = append(fields[:i], fields[i+1:]...)
+			i--
 		}
 	}
 	fields = append(fields, hpack.HeaderField{Name: "x-shard", Value: s.b.name})
+	defer func() { clear(fields); u.fields = fields[:0] }()
 	if code < 200 {
 		c.w.headers(s.id, fields, false)
 		c.w.signal()

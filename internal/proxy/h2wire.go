@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"encoding/binary"
 	"net"
 	"runtime"
@@ -51,8 +50,10 @@ type h2wire struct {
 	mu  sync.Mutex
 	nc  net.Conn
 	out []byte
-	enc *hpack.Encoder
-	hb  bytes.Buffer // encoder output
+	hb  []byte // a header block being encoded
+	// tableUpdate: the peer set SETTINGS_HEADER_TABLE_SIZE; the next
+	// header block confirms our (empty) dynamic table's size, 0.
+	tableUpdate bool
 
 	maxFrame int   // peer's SETTINGS_MAX_FRAME_SIZE
 	initWin  int32 // peer's SETTINGS_INITIAL_WINDOW_SIZE
@@ -71,7 +72,6 @@ type h2wire struct {
 func newH2Wire(nc net.Conn, writeTimeout time.Duration) *h2wire {
 	w := &h2wire{nc: nc, maxFrame: 16384, initWin: 65535, sendWin: 65535, recvWin: 65535,
 		kick: make(chan struct{}, 1), timeout: writeTimeout}
-	w.enc = hpack.NewEncoder(&w.hb)
 	return w
 }
 
@@ -95,17 +95,20 @@ func (w *h2wire) frameHeader(length int, t http2.FrameType, f http2.Flags, id ui
 }
 
 // headers queues a header block, split into HEADERS and CONTINUATION
-// frames; mu held. The encoder's state follows the order of queuing, which
-// is the order on the wire.
+// frames; mu held.
 func (w *h2wire) headers(id uint32, fields []hpack.HeaderField, end bool) {
 	if w.dead {
 		return
 	}
-	w.hb.Reset()
-	for _, f := range fields {
-		_ = w.enc.WriteField(f)
+	block := w.hb[:0]
+	if w.tableUpdate {
+		block = append(block, 0x20) // dynamic table size update: 0
+		w.tableUpdate = false
 	}
-	block := w.hb.Bytes()
+	for _, f := range fields {
+		block = appendHpackField(block, f)
+	}
+	w.hb = block
 	t := http2.FrameHeaders
 	for first := true; first || len(block) > 0; first = false {
 		n := min(len(block), w.maxFrame)
@@ -169,7 +172,7 @@ func (w *h2wire) applySettings(f *http2.SettingsFrame) (maxStreams uint32) {
 		case http2.SettingMaxFrameSize:
 			w.maxFrame = int(s.Val)
 		case http2.SettingHeaderTableSize:
-			w.enc.SetMaxDynamicTableSizeLimit(s.Val)
+			w.tableUpdate = true
 		case http2.SettingInitialWindowSize:
 			w.initWin = int32(s.Val)
 		case http2.SettingMaxConcurrentStreams:
