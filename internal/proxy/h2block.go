@@ -147,3 +147,13 @@ func (b *h2block) PseudoValue(name string) string {
 	}
 	return ""
 }
+
+// value is the value of the first regular field named name, "" if none.
+func (b *h2block) value(name string) string {
+	for _, f := range b.RegularFields() {
+		if f.Name == name {
+			return f.Value
+		}
+	}
+	return ""
+}

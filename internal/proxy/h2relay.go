@@ -82,14 +82,20 @@ func (p *Proxy) relayH2(nc net.Conn, ip string, pending []byte) {
 		return
 	}
 	defer p.h2conns.done(c)
-	br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(pending), nc), 16<<10)
+	br := bufio.NewReaderSize(&prefixConn{Conn: nc, pending: pending}, 16<<10)
 	go c.w.writeLoop()
 	err := c.serve(br)
 	c.shutdownStreams()
 	c.w.mu.Lock()
+	// The reason the connection ends: a protocol error's code, or NO_ERROR
+	// (idle, draining, the client left).
+	code := http2.ErrCodeNo
 	var ce http2.ConnectionError
 	if errors.As(err, &ce) {
-		c.w.goAway(c.lastID, http2.ErrCode(ce))
+		code = http2.ErrCode(ce)
+	}
+	if !c.w.dead {
+		c.w.goAway(c.lastID, code)
 	}
 	c.w.mu.Unlock()
 	c.w.close()
@@ -169,7 +175,7 @@ func (c *h2client) frame(f http2.Frame) error {
 		c.onReset(f)
 	case *http2.SettingsFrame:
 		if !f.IsAck() {
-			c.onSettings(f)
+			return c.onSettings(f)
 		}
 	case *http2.PingFrame:
 		if !f.IsAck() {
@@ -191,13 +197,17 @@ func (c *h2client) frame(f http2.Frame) error {
 
 // onSettings applies the client's settings; a new initial window size
 // changes the window of every open stream by the difference (§6.9.2).
-func (c *h2client) onSettings(f *http2.SettingsFrame) {
+func (c *h2client) onSettings(f *http2.SettingsFrame) error {
 	c.w.mu.Lock()
 	old := c.w.initWin
 	c.w.applySettings(f)
 	var credits []h2credit
 	if d := int64(c.w.initWin - old); d != 0 {
 		for _, s := range c.streams {
+			if s.resp.win+d > maxWindow {
+				c.w.mu.Unlock()
+				return http2.ConnectionError(http2.ErrCodeFlowControl)
+			}
 			if n := s.resp.windowUpdate(d); n > 0 {
 				credits = append(credits, h2credit{&s.resp, n})
 			}
@@ -206,19 +216,22 @@ func (c *h2client) onSettings(f *http2.SettingsFrame) {
 	c.w.signal()
 	c.w.mu.Unlock()
 	giveCredits(credits)
+	return nil
 }
 
 func (c *h2client) onWindowUpdate(f *http2.WindowUpdateFrame) error {
 	c.w.mu.Lock()
 	var credits []h2credit
 	if f.StreamID == 0 {
-		if c.w.sendWin += int64(f.Increment); c.w.sendWin > 1<<31-1 {
+		if c.w.sendWin += int64(f.Increment); c.w.sendWin > maxWindow {
 			c.w.mu.Unlock()
 			return http2.ConnectionError(http2.ErrCodeFlowControl)
 		}
 		credits = c.w.resume(nil)
 	} else if s := c.streams[f.StreamID]; s != nil {
-		if n := s.resp.windowUpdate(int64(f.Increment)); n > 0 {
+		if s.resp.win+int64(f.Increment) > maxWindow {
+			s.respReset(http2.ErrCodeFlowControl)
+		} else if n := s.resp.windowUpdate(int64(f.Increment)); n > 0 {
 			credits = append(credits, h2credit{&s.resp, n})
 		}
 	}
@@ -226,6 +239,9 @@ func (c *h2client) onWindowUpdate(f *http2.WindowUpdateFrame) error {
 	giveCredits(credits)
 	return nil
 }
+
+// maxWindow is the largest flow-control window (RFC 9113 §6.9.1).
+const maxWindow = 1<<31 - 1
 
 // onData passes a DATA frame on to the stream's shard.
 func (c *h2client) onData(f *http2.DataFrame) error {
@@ -239,7 +255,10 @@ func (c *h2client) onData(f *http2.DataFrame) error {
 	if s == nil || s.reqEnded {
 		c.w.giveBack(n) // a stream already ended or reset: dropped
 		c.w.mu.Unlock()
-		if s == nil && f.StreamID > c.lastID {
+		switch {
+		case s != nil: // half-closed (remote): the client ended it (§5.1)
+			c.streamError(s.id, http2.ErrCodeStreamClosed)
+		case f.StreamID > c.lastID:
 			return http2.ConnectionError(http2.ErrCodeProtocol) // idle stream
 		}
 		return nil

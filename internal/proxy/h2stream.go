@@ -33,6 +33,11 @@ type h2stream struct {
 	start time.Time
 
 	grpcTimeout time.Duration
+	isHead      bool // a HEAD request: its answer has no body
+
+	// The answer's declared length and the DATA so far; only the shard
+	// connection's reader uses them.
+	respDeclared, respLen int64
 
 	// guarded by c.w.mu
 	up           *h2up
@@ -122,7 +127,7 @@ func (c *h2client) onTrailers(s *h2stream, f *h2block) error {
 func (s *h2stream) route(f *h2block) {
 	c := s.c
 	rq, err := parseH2Request(f)
-	s.grpc, s.grpcTimeout = rq.grpc, rq.timeout
+	s.grpc, s.grpcTimeout, s.isHead = rq.grpc, rq.timeout, f.PseudoValue("method") == "HEAD"
 	if f.truncated {
 		err = ErrHeaderTooLarge
 	}

@@ -315,16 +315,22 @@ func (u *h2up) onSettings(f *http2.SettingsFrame) {
 func (u *h2up) onWindowUpdate(f *http2.WindowUpdateFrame) {
 	u.w.mu.Lock()
 	var credits []h2credit
+	var broken *h2stream
 	if f.StreamID == 0 {
 		u.w.sendWin += int64(f.Increment)
 		credits = u.w.resume(nil)
 	} else if s := u.streams[f.StreamID]; s != nil {
-		if n := s.req.windowUpdate(int64(f.Increment)); n > 0 {
+		if s.req.win+int64(f.Increment) > maxWindow {
+			broken = s
+		} else if n := s.req.windowUpdate(int64(f.Increment)); n > 0 {
 			credits = append(credits, h2credit{&s.req, n})
 		}
 	}
 	u.w.mu.Unlock()
 	giveCredits(credits)
+	if broken != nil {
+		broken.fail(ErrBadResponse, broken.b.name)
+	}
 }
 
 // onData passes the shard's DATA on to the client's stream.
@@ -350,6 +356,13 @@ func (u *h2up) onData(f *http2.DataFrame) bool {
 	s.resp.srcDone = end
 	u.w.mu.Unlock()
 	data := f.Data()
+	if s.respDeclared >= 0 { // a malformed answer is not passed on whole (§8.1.1)
+		if s.respLen += int64(len(data)); s.respLen > s.respDeclared || end && s.respLen != s.respDeclared {
+			s.resp.push(data, false) // what came, then the reset
+			s.fail(ErrBadResponse, s.b.name)
+			return true
+		}
+	}
 	s.resp.push(data, end)
 	if pad := n - len(data); pad > 0 {
 		s.resp.credit(pad)
@@ -481,6 +494,7 @@ func (s *h2stream) onShardHeaders(f *h2block) {
 	c := s.c
 	c.w.mu.Lock()
 	defer c.w.mu.Unlock()
+	var err error
 	if s.done {
 		return
 	}
@@ -494,8 +508,8 @@ func (s *h2stream) onShardHeaders(f *h2block) {
 		s.resp.flush()
 		return
 	}
-	code, err := strconv.Atoi(f.PseudoValue("status"))
-	if err != nil || code < 100 || code > 999 || code == 101 || code < 200 && f.StreamEnded() {
+	code := parseStatus(f.PseudoValue("status"))
+	if code < 100 || code == 101 || code < 200 && f.StreamEnded() {
 		s.cancelShard()
 		s.answer(ErrBadResponse, s.b.name)
 		return
@@ -518,6 +532,16 @@ func (s *h2stream) onShardHeaders(f *h2block) {
 	}
 	stopTimer(s.headTimer)
 	s.answered, s.status = true, code
+	// The answer's content-length, checked against its DATA (§8.1.1);
+	// the up reader alone reads it from here on.
+	s.respDeclared = -1
+	if v := f.value("content-length"); v != "" && !s.isHead && code != 204 && code != 304 {
+		if s.respDeclared, err = strconv.ParseInt(v, 10, 64); err != nil || s.respDeclared < 0 {
+			s.cancelShard()
+			s.endAnswered(ErrBadResponse)
+			return
+		}
+	}
 	c.w.headers(s.id, fields, f.StreamEnded())
 	c.w.signal()
 	if f.StreamEnded() {
@@ -527,4 +551,22 @@ func (s *h2stream) onShardHeaders(f *h2block) {
 	}
 	s.resp.id = s.id
 	s.resp.flush()
+}
+
+// parseStatus parses a :status value: exactly three digits, else -1.
+func parseStatus(v string) int {
+	if len(v) != 3 {
+		return -1
+	}
+	n := 0
+	for i := 0; i < 3; i++ {
+		if v[i] < '0' || v[i] > '9' {
+			return -1
+		}
+		n = n*10 + int(v[i]-'0')
+	}
+	if n > 599 {
+		return -1
+	}
+	return n
 }

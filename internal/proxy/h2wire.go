@@ -207,6 +207,7 @@ func (w *h2wire) resume(credits []h2credit) []h2credit {
 func (w *h2wire) writeLoop() {
 	var buf []byte
 	var credits []h2credit
+	var deadline time.Time
 	for range w.kick {
 		// Let the goroutines that are ready to run (readers with frames
 		// in hand) queue theirs first: fewer, fuller writes, for us and
@@ -217,7 +218,12 @@ func (w *h2wire) writeLoop() {
 		closing := w.closing
 		w.mu.Unlock()
 		if len(buf) > 0 {
-			_ = w.nc.SetWriteDeadline(time.Now().Add(w.timeout))
+			// The deadline moves only once half of it has passed: setting
+			// it costs about as much as a small write.
+			if now := time.Now(); deadline.Sub(now) < w.timeout/2 {
+				deadline = now.Add(w.timeout)
+				_ = w.nc.SetWriteDeadline(deadline)
+			}
 			if _, err := w.nc.Write(buf); err != nil {
 				break
 			}
