@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -249,6 +250,21 @@ func TestGRPCErrors(t *testing.T) {
 		})
 	}
 	_ = shards
+	// Each call counted once, for its shard, with the HTTP status the
+	// proxy stands for (a gRPC status of the shard's own is a 200).
+	for _, m := range []struct {
+		shard, code string
+		want        float64
+	}{{"g-0", "200", 1}, {"g-0", "504", 1}, {"g-1", "503", 1}, {"g-2", "502", 1}} {
+		if got := promtest.ToFloat64(p.metrics.requests.WithLabelValues(m.shard, m.code, "h2")); got != m.want {
+			t.Errorf(`requests_total{shard=%q,code=%q,protocol="h2"} = %v, want %v`, m.shard, m.code, got, m.want)
+		}
+	}
+	for _, reason := range []string{"no_key", "ambiguous"} {
+		if got := promtest.ToFloat64(p.metrics.keyErrors.WithLabelValues(reason)); got != 1 {
+			t.Errorf("key_errors_total{reason=%s} = %v, want 1", reason, got)
+		}
+	}
 }
 
 // TestGRPCTimeoutAndCancel: grpc-timeout reaches the shard as a deadline,

@@ -234,8 +234,7 @@ func (s *h2stream) awaitOwner(snap *snapshot) {
 func (s *h2stream) dialAndOpen() {
 	up, err := s.b.h2pool().get()
 	if err != nil {
-		s.b.metrics.countAs(http.StatusBadGateway, protoH2)
-		s.fail(ErrShardDown, s.b.name)
+		s.fail(err, s.b.name) // counted when the stream closes
 		return
 	}
 	s.open(up)

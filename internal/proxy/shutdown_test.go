@@ -8,6 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+
 	"github.com/shard-proxy/shard-proxy/internal/ring"
 	"github.com/shard-proxy/shard-proxy/internal/testutil"
 )
@@ -99,5 +104,42 @@ func TestShutdownGraceful(t *testing.T) {
 		}
 	case <-time.After(wireTimeout):
 		t.Fatal("Shutdown did not return once the last request was answered")
+	}
+}
+
+// TestShutdownRelayedHTTP2: on Shutdown a relayed HTTP/2 connection gets
+// GOAWAY; the call in flight finishes and is answered, new calls are
+// refused, and Shutdown returns once the connection closed.
+func TestShutdownRelayedHTTP2(t *testing.T) {
+	shards, topo := startGRPCShards(t, 1)
+	p := startProxy(t, Config{}, ring.Config{}, &topo)
+	c := dialGRPC(t, p.url)
+	if _, err := c.UnaryCall(withKey("warm"), &testgrpc.SimpleRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	<-shards[0].started
+	slow := make(chan error, 1)
+	go func() {
+		_, err := c.UnaryCall(withKey("slow"), &testgrpc.SimpleRequest{ResponseSize: 300}) // 300 ms at the shard
+		slow <- err
+	}()
+	<-shards[0].started // in flight at the shard
+	stopped := make(chan error, 1)
+	go func() { stopped <- p.Shutdown(context.Background()) }()
+	if err := <-slow; err != nil {
+		t.Errorf("the call in flight: %v, want it answered", err)
+	}
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Shutdown did not return within 5s of the last call")
+	}
+	ctx, cancel := context.WithTimeout(withKey("late"), 2*time.Second)
+	defer cancel()
+	if _, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{}); status.Code(err) != codes.Unavailable {
+		t.Errorf("a call after Shutdown: %v, want UNAVAILABLE", err)
 	}
 }
