@@ -51,7 +51,9 @@ func blockOf(t *testing.T, fields []hpack.HeaderField, chunk int) (*h2block, err
 // list is flagged as such, and a flood of fragments ends the connection.
 func TestH2Block(t *testing.T) {
 	req := []hpack.HeaderField{{Name: ":method", Value: "GET"}, {Name: ":scheme", Value: "http"}, {Name: ":path", Value: "/x"}}
-	with := func(extra ...hpack.HeaderField) []hpack.HeaderField { return append(append([]hpack.HeaderField(nil), req...), extra...) }
+	with := func(extra ...hpack.HeaderField) []hpack.HeaderField {
+		return append(append([]hpack.HeaderField(nil), req...), extra...)
+	}
 	tests := []struct {
 		name               string
 		fields             []hpack.HeaderField

@@ -49,10 +49,10 @@ func (p *Proxy) relayable() bool {
 
 // h2client is one client connection served by the relay.
 type h2client struct {
-	p  *Proxy
-	w  *h2wire
-	fr *http2.Framer
-	ip string
+	p   *Proxy
+	w   *h2wire
+	fr  *http2.Framer
+	ip  string
 	blk *h2block // the reader's header block decoder
 	// head is the reader's scratch for request heads (see route).
 	head []hpack.HeaderField
