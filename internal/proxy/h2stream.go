@@ -27,7 +27,6 @@ type h2stream struct {
 	key  string
 	b    *backend
 	head []hpack.HeaderField // the head for the shard, until sent
-	prev previousOwner
 	live *liveStream
 
 	start time.Time
