@@ -1816,3 +1816,46 @@ func TestRelayHalfClosed(t *testing.T) {
 	}
 	t.Fatalf("%v, want RST_STREAM STREAM_CLOSED (or a connection error)", ev)
 }
+
+// TestRelayProbesSilentShard: a shard connection that went silent (the
+// shard reads but never answers, not even a PING, as a vanished host
+// whose end was never closed) is closed once a stream on it timed out
+// and a PING went unanswered; the next request dials a new connection
+// instead of waiting on the dead one.
+func TestRelayProbesSilentShard(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	var accepted atomic.Int32
+	closedByProxy := make(chan struct{}, 8)
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			go func() {
+				defer nc.Close()
+				_, _ = io.Copy(io.Discard, nc) // reads, never writes
+				closedByProxy <- struct{}{}
+			}()
+		}
+	}()
+	topo := watch.Topology{Replicas: 1, Shards: []watch.Shard{{Name: "silent-0", Addr: ln.Addr().String(), Ready: true, Protocol: watch.H2C}}}
+	p := startProxy(t, Config{UpstreamTimeout: 200 * time.Millisecond}, ring.Config{}, &topo)
+	c := dialRelay(t, p.url, bigWindows)
+	if a := c.get(t, "/", "k"); a.status() != "504" {
+		t.Fatalf("first request: %v, want 504", a)
+	}
+	select {
+	case <-closedByProxy:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the silent connection was not closed within 10s of the timeout")
+	}
+	if a := c.get(t, "/", "k"); a.status() != "504" || accepted.Load() != 2 {
+		t.Fatalf("second request: %v over %d connection(s), want 504 over a second connection", a, accepted.Load())
+	}
+}

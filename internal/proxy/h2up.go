@@ -33,6 +33,37 @@ type h2up struct {
 	streams   map[uint32]*h2stream
 	nextID    uint32
 	idleSince time.Time
+	probing   bool // a PING is out, and not yet answered
+}
+
+// h2ProbeMax bounds how long a probed shard connection has to answer its
+// PING (see probe).
+const h2ProbeMax = 5 * time.Second
+
+// probe checks, after a stream on u timed out, that the shard still
+// answers on the connection: a PING not acknowledged within the upstream
+// timeout (at most h2ProbeMax) closes it, its streams fail, and new ones
+// dial afresh. A shard that vanished without closing its end (a node
+// lost) would otherwise draw every new stream into the same silence.
+func (u *h2up) probe() {
+	u.w.mu.Lock()
+	if u.probing || u.w.dead || u.w.closing {
+		u.w.mu.Unlock()
+		return
+	}
+	u.probing = true
+	u.w.frameHeader(8, http2.FramePing, 0, 0)
+	u.w.out = append(u.w.out, "shardprx"...)
+	u.w.signal()
+	u.w.mu.Unlock()
+	time.AfterFunc(min(u.pool.b.writeTimeout, h2ProbeMax), func() {
+		u.w.mu.Lock()
+		silent := u.probing
+		u.w.mu.Unlock()
+		if silent {
+			_ = u.w.nc.Close() // the reader fails, and lost() ends the streams
+		}
+	})
 }
 
 // h2pool holds a backend's relay connections.
@@ -205,8 +236,11 @@ func (s *h2stream) open(u *h2up) {
 // and the whole call by grpc-timeout when the client set one; c.w.mu
 // held.
 func (s *h2stream) startTimers() {
-	name := s.b.name
-	s.headTimer = time.AfterFunc(s.c.p.cfg.UpstreamTimeout, func() { s.fail(ErrShardTimeout, name) })
+	name, up := s.b.name, s.up
+	s.headTimer = time.AfterFunc(s.c.p.cfg.UpstreamTimeout, func() {
+		s.fail(ErrShardTimeout, name)
+		up.probe()
+	})
 	if s.grpcTimeout > 0 {
 		s.deadline = time.AfterFunc(s.grpcTimeout, func() { s.fail(ErrShardTimeout, name) })
 	}
@@ -255,7 +289,11 @@ func (u *h2up) frame(f http2.Frame) bool {
 			u.onSettings(f)
 		}
 	case *http2.PingFrame:
-		if !f.IsAck() {
+		if f.IsAck() {
+			u.w.mu.Lock()
+			u.probing = false
+			u.w.mu.Unlock()
+		} else {
 			u.w.mu.Lock()
 			u.w.frameHeader(8, http2.FramePing, http2.FlagPingAck, 0)
 			u.w.out = append(u.w.out, f.Data[:]...)
