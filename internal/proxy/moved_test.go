@@ -16,6 +16,7 @@ import (
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 
 	"github.com/shard-proxy/shard-proxy/internal/ring"
+	"github.com/shard-proxy/shard-proxy/internal/table"
 	"github.com/shard-proxy/shard-proxy/internal/watch"
 )
 
@@ -88,14 +89,17 @@ func wsTunnel(t *testing.T, url, key string) (net.Conn, *bufio.Reader) {
 	}
 }
 
+// echoes sends msg as one WebSocket text frame and reads it back (the
+// echo shard returns the frame as it came).
 func echoes(c net.Conn, br *bufio.Reader, msg string) bool {
 	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
-	if _, err := io.WriteString(c, msg); err != nil {
+	frame := append([]byte{0x81, byte(len(msg))}, msg...)
+	if _, err := c.Write(frame); err != nil {
 		return false
 	}
-	got := make([]byte, len(msg))
+	got := make([]byte, len(frame))
 	_, err := io.ReadFull(br, got)
-	return err == nil && string(got) == msg
+	return err == nil && bytes.Equal(got, frame)
 }
 
 // TestRingChangeEndsMovedStreams: when the ring grows, WebSockets and gRPC
@@ -193,4 +197,83 @@ func openStreams(t *testing.T, url, kind string, keys []string) []func(*testing.
 		})
 	}
 	return checks
+}
+
+// TestMovedWebSocketClosesBetweenFrames: when a key moves while its shard
+// is in the middle of a WebSocket frame, the frame is finished before the
+// close frame 1012 (never cut by it); a frame that does not finish in
+// time ends the connection without a close frame in its middle.
+func TestMovedWebSocketClosesBetweenFrames(t *testing.T) {
+	small := []byte{0x82, 0x03, 'a', 'b', 'c'} // binary frame, 3 bytes
+	bigHead := []byte{0x82, 0x7e, 0x03, 0xe8}  // binary frame, 1000 bytes
+	payload := bytes.Repeat([]byte{'p'}, 1000)
+	next := []byte{0x81, 0x05, 'l', 'a', 't', 'e', 'r'} // must not reach the client
+	for _, finish := range []bool{true, false} {
+		t.Run(fmt.Sprint("finishes=", finish), func(t *testing.T) {
+			rest := make(chan struct{})
+			topo := watch.Topology{Replicas: 2}
+			for i := range 3 {
+				ln, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { ln.Close() })
+				go func() {
+					for {
+						c, err := ln.Accept()
+						if err != nil {
+							return
+						}
+						go func() {
+							defer c.Close()
+							br := bufio.NewReader(c)
+							for line, err := br.ReadString('\n'); err == nil && line != "\r\n"; line, err = br.ReadString('\n') {
+							}
+							_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+							_, _ = c.Write(append(append(append([]byte(nil), small...), bigHead...), payload[:500]...))
+							<-rest
+							if finish {
+								_, _ = c.Write(append(append([]byte(nil), payload[500:]...), next...))
+							}
+							_, _ = io.Copy(io.Discard, c)
+						}()
+					}
+				}()
+				topo.Shards = append(topo.Shards, watch.Shard{Ordinal: i, Name: fmt.Sprintf("ws-%d", i), Addr: ln.Addr().String(), Ready: true})
+			}
+			grown := topo
+			grown.Replicas = 3
+			two, _ := table.Build(ring.Config{}, topo, nil)
+			three, _ := table.Build(ring.Config{}, grown, nil)
+			key := ""
+			for i := 0; key == ""; i++ {
+				k := fmt.Sprint("acct-", i)
+				if a, _, _ := two.Owner([]byte(k)); a.Name != func() string { b, _, _ := three.Owner([]byte(k)); return b.Name }() {
+					key = k
+				}
+			}
+			p := startProxy(t, Config{}, ring.Config{}, &topo)
+			c, br := wsTunnel(t, p.url, key)
+			got := make([]byte, len(small)+len(bigHead)+500)
+			if _, err := io.ReadFull(br, got); err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Apply(grown); err != nil { // the key moves, mid-frame
+				t.Fatal(err)
+			}
+			close(rest)
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			tail, err := io.ReadAll(br)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := []byte{}
+			if finish {
+				want = append(append(want, payload[500:]...), wsClose1012...)
+			}
+			if !bytes.Equal(tail, want) {
+				t.Errorf("after the move the client got %q, want %q", tail, want)
+			}
+		})
+	}
 }

@@ -22,7 +22,6 @@ func (x *exchange) tunnel(uc *upConn) bool {
 	if err := x.writeHead(head, x.ub[x.ur:x.uw]); err != nil {
 		return false
 	}
-	x.ur = x.uw
 	if cc.r < cc.w { // the client spoke the new protocol right away
 		if _, err := uc.nc.Write(cc.rb[cc.r:cc.w]); err != nil {
 			return false
@@ -32,10 +31,21 @@ func (x *exchange) tunnel(uc *upConn) bool {
 	m := x.b.metrics
 	m.tunnels.Inc()
 	defer m.tunnels.Dec()
-	t := &tunnelState{shard: uc.nc, idle: cc.p.cfg.TunnelIdleTimeout}
+	t := &tunnelState{shard: uc.nc, idle: cc.p.cfg.TunnelIdleTimeout, ws: x.websocket}
+	if t.ws {
+		t.frames.advance(x.ub[x.ur:x.uw], false) // what came with the 101
+	}
+	x.ur = x.uw
 	live := cc.p.live.add(x.key, x.b.name, func() {
+		// Stops the shard-to-client copy: at once, or for a WebSocket at
+		// the end of the frame under way, given wsFinishFrame to come.
+		end := time.Unix(1, 0)
+		if t.ws {
+			end = time.Now().Add(wsFinishFrame)
+		}
+		t.movedEnd.Store(end.UnixNano())
 		t.moved.Store(true)
-		_ = uc.nc.SetReadDeadline(time.Unix(1, 0)) // stops the shard-to-client copy
+		_ = uc.nc.SetReadDeadline(end)
 	})
 	defer cc.p.live.remove(live)
 	cc.p.endIfMoved(live) // a ring change between routing and now
@@ -48,9 +58,13 @@ func (x *exchange) tunnel(uc *upConn) bool {
 	if t.moved.Load() && x.websocket {
 		// The key's owner changed: a WebSocket close, 1012 "service
 		// restart", tells the client to reconnect (to the new owner). The
-		// copy towards the client has stopped, so no frame is cut.
-		_ = cc.nc.SetWriteDeadline(time.Now().Add(time.Second))
-		_, _ = cc.nc.Write(wsClose1012)
+		// copy towards the client stopped between two frames; if a frame
+		// was still incomplete after wsFinishFrame, the connection just
+		// closes, rather than put the close frame inside it.
+		if t.frames.atBoundary() {
+			_ = cc.nc.SetWriteDeadline(time.Now().Add(time.Second))
+			_, _ = cc.nc.Write(wsClose1012)
+		}
 		_ = cc.nc.Close()
 		_ = uc.nc.Close()
 	}
@@ -67,11 +81,22 @@ var wsClose1012 = []byte{0x88, 0x02, 0x03, 0xF4}
 // once one side has closed (a WebSocket close handshake, say).
 const tunnelLinger = 2 * time.Second
 
+// wsFinishFrame is how long a moved WebSocket tunnel waits for the
+// frame under way from the shard to end before its close frame.
+const wsFinishFrame = time.Second
+
 type tunnelState struct {
 	shard net.Conn // the shard side: its copy stops when the key moves
 	idle  time.Duration
-	moved atomic.Bool  // the key's owner changed (liveSet)
-	endAt atomic.Int64 // unix nanoseconds; 0 while both directions flow
+	// ws: a WebSocket tunnel; frames follows the shard's frames (only
+	// the shard-to-client copy touches it until that copy ends).
+	ws     bool
+	frames wsFrames
+	moved  atomic.Bool // the key's owner changed (liveSet)
+	// movedEnd: unix nanoseconds by which a moved tunnel's shard-to-client
+	// copy stops; set before moved.
+	movedEnd atomic.Int64
+	endAt    atomic.Int64 // unix nanoseconds; 0 while both directions flow
 }
 
 // pipe copies from src to dst until either fails or src idles past idle.
@@ -86,10 +111,22 @@ func (t *tunnelState) pipe(dst, src net.Conn, buf []byte, other net.Conn) {
 		if end := t.endAt.Load(); end != 0 {
 			_ = src.SetReadDeadline(time.Unix(0, end))
 		}
-		if t.moved.Load() && src == t.shard {
-			return
+		fromShard := src == t.shard
+		if fromShard && t.moved.Load() {
+			if !t.ws || t.frames.atBoundary() {
+				return
+			}
+			_ = src.SetReadDeadline(time.Unix(0, t.movedEnd.Load())) // the frame under way may end
 		}
 		n, err := src.Read(buf)
+		if fromShard && t.ws && n > 0 {
+			moved := t.moved.Load()
+			n = t.frames.advance(buf[:n], moved) // a moved tunnel stops at the frame's end
+			if moved && t.frames.atBoundary() {
+				_, _ = dst.Write(buf[:n])
+				return
+			}
+		}
 		if n > 0 {
 			_ = dst.SetWriteDeadline(time.Now().Add(t.idle))
 			if _, werr := dst.Write(buf[:n]); werr != nil {
