@@ -82,7 +82,7 @@ func (p *Proxy) relayH2(nc net.Conn, ip string, pending []byte) {
 		return
 	}
 	defer p.h2conns.done(c)
-	br := bufio.NewReaderSize(&prefixConn{Conn: nc, pending: pending}, 16<<10)
+	br := bufio.NewReaderSize(&prefixConn{Conn: nc, pending: pending}, h2ReadBuf)
 	go c.w.writeLoop()
 	err := c.serve(br)
 	c.shutdownStreams()

@@ -160,7 +160,7 @@ func (pl *h2pool) dial() (*h2up, error) {
 	u := &h2up{pool: pl, streams: map[uint32]*h2stream{}, nextID: 1, idleSince: time.Now()}
 	u.maxStreams.Store(100) // until the shard says (RFC 9113 §6.5.2 advises at least 100)
 	u.w = newH2Wire(nc, pl.b.writeTimeout)
-	u.fr = http2.NewFramer(nil, bufio.NewReaderSize(nc, 16<<10))
+	u.fr = http2.NewFramer(nil, bufio.NewReaderSize(nc, h2ReadBuf))
 	u.blk = newH2Block()
 	u.fr.SetReuseFrames()
 	u.w.mu.Lock()

@@ -38,6 +38,10 @@ const (
 	// h2OutCap is how much output a connection queues before the relay
 	// stops moving DATA to it (control frames and headers still go).
 	h2OutCap = 64 << 10
+	// h2ReadBuf is each connection's read buffer: small frames are read
+	// many at a time, larger DATA frames straight into the Framer's
+	// buffer; an idle connection keeps no more than this.
+	h2ReadBuf = 4 << 10
 	// h2CreditMin batches window updates: a window is given back once this
 	// much of it is free.
 	h2CreditMin = 16 << 10
