@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/shard-proxy/shard-proxy/internal/ring"
 	"github.com/shard-proxy/shard-proxy/internal/testutil"
+	"github.com/shard-proxy/shard-proxy/internal/watch"
 )
 
 // sendKey makes one request with key to p and returns the answer.
@@ -27,32 +29,43 @@ func sendKey(t *testing.T, c *http.Client, url, key string, h http.Header) testu
 // and answered by the owner as soon as a topology makes it ready (woken by
 // the change, well before --owner-wait runs out).
 func TestOwnerWaitServesWhenReady(t *testing.T) {
-	shards := testutil.StartShards(t, 2, "web")
-	topo := testutil.Topology(shards)
-	topo.Shards[1].Ready = false
-	p := startProxy(t, Config{OwnerWait: 10 * time.Second}, ring.Config{Algorithm: ring.Modulus}, &topo)
-	c := testutil.Client(t)
-	got := make(chan testutil.Answer, 1)
-	start := time.Now()
-	go func() { got <- sendKey(t, c, p.url, "1", nil) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for p.waiting.Load() == 0 { // the request is held
-		if time.Now().After(deadline) {
-			t.Fatal("the request was not held")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	ready := testutil.Topology(shards)
-	p.apply(t, ready)
-	a := <-got
-	if a.Status != 200 || a.Header.Get("X-Shard") != "web-1" {
-		t.Fatalf("held request answered %d by %q, want 200 from web-1", a.Status, a.Header.Get("X-Shard"))
-	}
-	if waited := time.Since(start); waited > 5*time.Second {
-		t.Errorf("answered after %v: not woken by the change", waited)
-	}
-	if got := promtest.ToFloat64(p.metrics.ownerWaits.WithLabelValues(waitServed)); got != 1 {
-		t.Errorf("owner_waits_total{outcome=served} = %v, want 1", got)
+	for _, relayed := range []bool{false, true} {
+		t.Run(map[bool]string{false: "http1", true: "h2 relay"}[relayed], func(t *testing.T) {
+			shards := testutil.StartShards(t, 2, "web")
+			topo := testutil.Topology(shards)
+			c := testutil.Client(t)
+			if relayed { // h2c shards, an HTTP/2 client: the relay holds the stream
+				for i := range topo.Shards {
+					topo.Shards[i].Protocol = watch.H2C
+				}
+				c = h2cClient(t)
+			}
+			ready := topo
+			ready.Shards = slices.Clone(topo.Shards)
+			topo.Shards[1].Ready = false
+			p := startProxy(t, Config{OwnerWait: 10 * time.Second}, ring.Config{Algorithm: ring.Modulus}, &topo)
+			got := make(chan testutil.Answer, 1)
+			start := time.Now()
+			go func() { got <- sendKey(t, c, p.url, "1", nil) }()
+			deadline := time.Now().Add(5 * time.Second)
+			for p.waiting.Load() == 0 { // the request is held
+				if time.Now().After(deadline) {
+					t.Fatal("the request was not held")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			p.apply(t, ready)
+			a := <-got
+			if a.Status != 200 || a.Header.Get("X-Shard") != "web-1" {
+				t.Fatalf("held request answered %d by %q, want 200 from web-1", a.Status, a.Header.Get("X-Shard"))
+			}
+			if waited := time.Since(start); waited > 5*time.Second {
+				t.Errorf("answered after %v: not woken by the change", waited)
+			}
+			if got := promtest.ToFloat64(p.metrics.ownerWaits.WithLabelValues(waitServed)); got != 1 {
+				t.Errorf("owner_waits_total{outcome=served} = %v, want 1", got)
+			}
+		})
 	}
 }
 
@@ -113,11 +126,28 @@ func TestOwnerWaitLimits(t *testing.T) {
 // carry X-Shard-Previous (and the old owner's address); the others carry
 // nothing, and a client's own values never reach the shard.
 func TestHandoffHeaders(t *testing.T) {
-	shards := testutil.StartShards(t, 3, "web")
-	topo := testutil.Topology(shards)
-	topo.HandoffFrom = 2
-	p := startProxy(t, Config{}, ring.Config{Algorithm: ring.Modulus}, &topo)
-	c := testutil.Client(t)
+	for _, relayed := range []bool{false, true} {
+		t.Run(map[bool]string{false: "http1", true: "h2 relay"}[relayed], func(t *testing.T) {
+			shards := testutil.StartShards(t, 3, "web")
+			topo := testutil.Topology(shards)
+			topo.HandoffFrom = 2
+			c := testutil.Client(t)
+			if relayed { // h2c shards, an HTTP/2 client: the relay carries it
+				for i := range topo.Shards {
+					topo.Shards[i].Protocol = watch.H2C
+				}
+				c = h2cClient(t)
+			}
+			p := startProxy(t, Config{}, ring.Config{Algorithm: ring.Modulus}, &topo)
+			checkHandoffs(t, p, c, shards)
+		})
+	}
+}
+
+// checkHandoffs: keys that moved reach their new owner with the previous
+// one named, keys that did not move without, and a client's own values
+// never reach a shard.
+func checkHandoffs(t *testing.T, p *running, c *http.Client, shards []*testutil.Shard) {
 	spoof := http.Header{HeaderPrevious: {"evil"}, HeaderPreviousAddress: {"10.9.9.9:1"}}
 	for k := range 6 {
 		key := string(rune('0' + k))

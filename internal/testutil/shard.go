@@ -61,7 +61,14 @@ func StartShards(t testing.TB, n int, prefix string) []*Shard {
 			arrived: make(chan Request, 16),
 			release: make(chan struct{}),
 		}
-		s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
+		// HTTP/1.1, and HTTP/2 with prior knowledge for tests that make
+		// the shard an h2c one.
+		s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
+		var protos http.Protocols
+		protos.SetHTTP1(true)
+		protos.SetUnencryptedHTTP2(true)
+		s.srv.Config.Protocols = &protos
+		s.srv.Start()
 		s.Addr, s.URL = s.srv.Listener.Addr().String(), s.srv.URL
 		t.Cleanup(func() {
 			s.Release()
