@@ -54,6 +54,9 @@ type h2client struct {
 	fr  *http2.Framer
 	ip  string
 	blk *h2block // the reader's header block decoder
+	// opened and cancelled count the client's streams, and those it reset
+	// before their answer (the reader's own).
+	opened, cancelled int
 	// head is the reader's scratch for request heads (see route).
 	head []hpack.HeaderField
 
@@ -86,6 +89,9 @@ func (p *Proxy) relayH2(nc net.Conn, ip string, pending []byte) {
 	go c.w.writeLoop()
 	err := c.serve(br)
 	c.shutdownStreams()
+	if err == errH2Backlog {
+		_ = nc.Close() // it does not read: no GOAWAY would reach it
+	}
 	c.w.mu.Lock()
 	// The reason the connection ends: a protocol error's code, or NO_ERROR
 	// (idle, draining, the client left).
@@ -121,7 +127,9 @@ func (c *h2client) serve(br *bufio.Reader) error {
 	c.w.signal()
 	c.w.mu.Unlock()
 	for {
-		c.setReadDeadline()
+		if !c.setReadDeadline() {
+			return errH2Backlog
+		}
 		f, err := c.fr.ReadFrame()
 		if err != nil {
 			var se http2.StreamError
@@ -139,12 +147,15 @@ func (c *h2client) serve(br *bufio.Reader) error {
 
 // setReadDeadline bounds an idle connection (no stream open) by
 // IdleTimeout; a connection with open streams may wait as long as they
-// last.
-func (c *h2client) setReadDeadline() {
+// last. False: the client leaves unread more than h2OutHardCap.
+func (c *h2client) setReadDeadline() bool {
 	c.w.mu.Lock()
 	n, idle, draining := len(c.streams), c.idle, c.goAway
+	backlog := len(c.w.out)
 	c.w.mu.Unlock()
 	switch {
+	case backlog > h2OutHardCap:
+		return false
 	case n > 0:
 		_ = c.w.nc.SetReadDeadline(time.Time{})
 	case draining:
@@ -152,6 +163,7 @@ func (c *h2client) setReadDeadline() {
 	default:
 		_ = c.w.nc.SetReadDeadline(idle.Add(c.p.cfg.IdleTimeout))
 	}
+	return true
 }
 
 // frame handles one frame from the client.
@@ -172,7 +184,7 @@ func (c *h2client) frame(f http2.Frame) error {
 	case *http2.WindowUpdateFrame:
 		return c.onWindowUpdate(f)
 	case *http2.RSTStreamFrame:
-		c.onReset(f)
+		return c.onReset(f)
 	case *http2.SettingsFrame:
 		if !f.IsAck() {
 			return c.onSettings(f)
@@ -293,16 +305,43 @@ func (c *h2client) onData(f *http2.DataFrame) error {
 }
 
 // onReset: the client cancelled a stream.
-func (c *h2client) onReset(f *http2.RSTStreamFrame) {
+func (c *h2client) onReset(f *http2.RSTStreamFrame) error {
 	c.w.mu.Lock()
-	if s := c.streams[f.StreamID]; s != nil {
-		if !s.answered {
+	s := c.streams[f.StreamID]
+	early := s != nil && !s.answered
+	if s != nil {
+		if early {
 			s.status = statusClientGone
 		}
 		s.respReset(0)
 	}
 	c.w.mu.Unlock()
+	// Rapid reset (CVE-2023-44487): streams opened and cancelled at once
+	// cost the shards work at no cost to the client. A connection that
+	// cancels most of its streams before their answer, more than a
+	// budget, is told to go away.
+	if early {
+		if c.cancelled++; c.cancelled > h2ResetBudget && 2*c.cancelled > c.opened {
+			return http2.ConnectionError(http2.ErrCodeEnhanceYourCalm)
+		}
+	}
+	return nil
 }
+
+// Abuse bounds of a client connection.
+const (
+	// h2ResetBudget is how many streams a client may cancel before their
+	// answer while they are most of what it opened.
+	h2ResetBudget = 2 * h2MaxStreams
+	// h2OutHardCap: a client whose connection has this much output queued
+	// (it does not read, yet keeps sending frames that need an answer:
+	// PINGs, SETTINGS, refused streams) is disconnected.
+	h2OutHardCap = 4 << 20
+)
+
+// errH2Backlog ends a connection whose client does not read what its
+// own frames make us send.
+var errH2Backlog = errors.New("http2: the client does not read its answers")
 
 // streamError resets a stream the client broke (§5.4.2).
 func (c *h2client) streamError(id uint32, code http2.ErrCode) {

@@ -1859,3 +1859,76 @@ func TestRelayProbesSilentShard(t *testing.T) {
 		t.Fatalf("second request: %v over %d connection(s), want 504 over a second connection", a, accepted.Load())
 	}
 }
+
+// TestRelayRapidReset: a client that opens streams and cancels them at
+// once, before any answer (CVE-2023-44487), is told to go away (GOAWAY
+// ENHANCE_YOUR_CALM) after a budget; one that cancels some of its
+// streams now and then keeps its connection.
+func TestRelayRapidReset(t *testing.T) {
+	topo := startH2CHandlers(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			<-r.Context().Done() // answers only what is not cancelled
+			return
+		}
+		fmt.Fprint(w, "ok")
+	}))
+	p := startProxy(t, Config{}, ring.Config{}, &topo)
+
+	polite := dialRelay(t, p.url, bigWindows)
+	for i := range 3 * h2ResetBudget {
+		if i%10 == 0 { // one in ten cancelled before its answer
+			id := polite.newStream()
+			polite.mustHeaders(t, id, reqHead("GET", "/slow", "k"), true)
+			if err := polite.rst(id, http2.ErrCodeCancel); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if a := polite.get(t, "/", "k"); a.status() != "200" {
+			t.Fatalf("request %d of the polite client: %v", i, a)
+		}
+	}
+
+	rapid := dialRelay(t, p.url, bigWindows)
+	for range 2 * h2ResetBudget {
+		id := rapid.newStream()
+		if rapid.headers(id, reqHead("GET", "/slow", "k"), true) != nil || rapid.rst(id, http2.ErrCodeCancel) != nil {
+			break // the proxy closed the connection
+		}
+	}
+	ev := rapid.expectConn(t, "GOAWAY", func(ev h2ev) bool { return ev.typ == http2.FrameGoAway })
+	if ev.code != http2.ErrCodeEnhanceYourCalm {
+		t.Fatalf("%v, want GOAWAY ENHANCE_YOUR_CALM", ev)
+	}
+	if a := polite.get(t, "/", "k"); a.status() != "200" {
+		t.Fatalf("the polite client afterwards: %v", a)
+	}
+}
+
+// TestRelayUnreadBacklog: a client that never reads, yet keeps sending
+// frames that need an answer (PINGs), is disconnected once a few MiB of
+// answers wait for it, instead of the proxy queuing them without bound.
+func TestRelayUnreadBacklog(t *testing.T) {
+	topo := startH2CShards(t, 1)
+	p := startProxy(t, Config{}, ring.Config{}, &topo)
+	c := dialRelay(t, p.url, dialOpts{window: 65535, connWindow: 65535, noReader: true})
+	ping := make([]byte, 0, 17*1024)
+	for range 1024 {
+		ping = append(ping, 0, 0, 8, byte(http2.FramePing), 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	sent := 0
+	for sent < 256<<20 {
+		if time.Now().After(deadline) {
+			t.Fatalf("still connected after %d MiB of PINGs in 30s", sent>>20)
+		}
+		_ = c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		n, err := c.nc.Write(ping)
+		sent += n
+		if err != nil {
+			t.Logf("disconnected after %d MiB of PINGs: %v", sent>>20, err)
+			return
+		}
+	}
+	t.Fatalf("still connected after %d MiB of PINGs whose answers it never read", sent>>20)
+}

@@ -82,6 +82,7 @@ func (c *h2client) onHeaders(f *h2block) error {
 	}
 	s := c.newStream(id, f)
 	c.streams[id] = s
+	c.opened++
 	c.w.mu.Unlock()
 	s.route(f)
 	return nil
