@@ -250,6 +250,13 @@ func (s *h2stream) startTimers() {
 func (u *h2up) serve() {
 	defer u.lost()
 	for {
+		u.w.mu.Lock()
+		backlog := len(u.w.out)
+		u.w.mu.Unlock()
+		if backlog > h2OutHardCap { // the shard does not read what it asks for
+			_ = u.w.nc.Close()
+			return
+		}
 		f, err := u.fr.ReadFrame()
 		if err != nil {
 			var se http2.StreamError
