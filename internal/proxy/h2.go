@@ -26,7 +26,7 @@ type h2Front struct {
 	ln   *handoffListener
 }
 
-// start creates the HTTP/2 server on first use.
+// h2 creates the HTTP/2 server on first use.
 func (p *Proxy) h2() *h2Front {
 	f := &p.h2front
 	f.once.Do(func() {

@@ -61,10 +61,13 @@ type h2client struct {
 	head []hpack.HeaderField
 
 	// guarded by w.mu
-	streams map[uint32]*h2stream
-	lastID  uint32 // the highest stream id the client opened
-	goAway  bool   // GOAWAY sent: no new streams
-	idle    time.Time
+	streams    map[uint32]*h2stream
+	lastID     uint32 // the highest stream id the client opened
+	goAway     bool   // no new streams: GOAWAY sent, or received
+	sentGoAway bool
+	idle       time.Time
+	// readDeadline is the read deadline last set.
+	readDeadline time.Time
 }
 
 // h2Conns tracks the relay's client connections, for Shutdown.
@@ -115,6 +118,7 @@ func (c *h2client) serve(br *bufio.Reader) error {
 		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
 	c.fr = http2.NewFramer(nil, br)
+	c.fr.SetMaxReadFrameSize(16384) // what SETTINGS_MAX_FRAME_SIZE says by default
 	c.blk = newH2Block()
 	c.fr.SetReuseFrames()
 	c.w.mu.Lock()
@@ -132,10 +136,12 @@ func (c *h2client) serve(br *bufio.Reader) error {
 		}
 		f, err := c.fr.ReadFrame()
 		if err != nil {
+			// The Framer's stream errors (a HEADERS frame with bad padding,
+			// a zero window increment) end the connection: a header block
+			// left undecoded would desynchronize HPACK (RFC 9113 §4.3).
 			var se http2.StreamError
 			if errors.As(err, &se) {
-				c.streamError(se.StreamID, se.Code)
-				continue
+				return http2.ConnectionError(se.Code)
 			}
 			return err
 		}
@@ -150,20 +156,31 @@ func (c *h2client) serve(br *bufio.Reader) error {
 // last. False: the client leaves unread more than h2OutHardCap.
 func (c *h2client) setReadDeadline() bool {
 	c.w.mu.Lock()
-	n, idle, draining := len(c.streams), c.idle, c.goAway
-	backlog := len(c.w.out)
-	c.w.mu.Unlock()
-	switch {
-	case backlog > h2OutHardCap:
+	defer c.w.mu.Unlock()
+	if len(c.w.out) > h2OutHardCap {
 		return false
-	case n > 0:
-		_ = c.w.nc.SetReadDeadline(time.Time{})
-	case draining:
-		_ = c.w.nc.SetReadDeadline(time.Now())
-	default:
-		_ = c.w.nc.SetReadDeadline(idle.Add(c.p.cfg.IdleTimeout))
 	}
+	c.idleDeadline()
 	return true
+}
+
+// idleDeadline sets the read deadline for the streams open: none while
+// some are, IdleTimeout after the last one ended, now when draining. Set
+// under w.mu, so that a stream closing on another goroutine and the
+// reader agree on the last word.
+func (c *h2client) idleDeadline() {
+	var dl time.Time
+	switch {
+	case len(c.streams) > 0:
+	case c.goAway:
+		dl = time.Now()
+	default:
+		dl = c.idle.Add(c.p.cfg.IdleTimeout)
+	}
+	if !dl.Equal(c.readDeadline) { // unchanged, as mostly under load: no call
+		c.readDeadline = dl
+		_ = c.w.nc.SetReadDeadline(dl)
+	}
 }
 
 // frame handles one frame from the client.
@@ -199,7 +216,7 @@ func (c *h2client) frame(f http2.Frame) error {
 		}
 	case *http2.GoAwayFrame:
 		c.w.mu.Lock()
-		c.goAway = true // the client opens no more streams
+		c.goAway = true // the client opens no more streams; ours go on
 		c.w.mu.Unlock()
 	case *http2.PushPromiseFrame:
 		return http2.ConnectionError(http2.ErrCodeProtocol)
@@ -212,7 +229,10 @@ func (c *h2client) frame(f http2.Frame) error {
 func (c *h2client) onSettings(f *http2.SettingsFrame) error {
 	c.w.mu.Lock()
 	old := c.w.initWin
-	c.w.applySettings(f)
+	if _, err := c.w.applySettings(f); err != nil {
+		c.w.mu.Unlock()
+		return err
+	}
 	var credits []h2credit
 	if d := int64(c.w.initWin - old); d != 0 {
 		for _, s := range c.streams {
@@ -286,10 +306,9 @@ func (c *h2client) onData(f *http2.DataFrame) error {
 	end := f.StreamEnded()
 	s.reqEnded, s.req.srcDone = end, end
 	bad := s.reqDeclared >= 0 && (s.reqLen > s.reqDeclared || end && s.reqLen != s.reqDeclared)
-	if pad := n - len(data); pad > 0 {
+	pad := n - len(data) // given back at once, stream and connection
+	if bad {             // content-length and DATA disagree: malformed (§8.1.1)
 		c.w.giveBack(pad)
-	}
-	if bad { // content-length and DATA disagree: malformed (§8.1.1)
 		c.w.mu.Unlock()
 		c.streamError(s.id, http2.ErrCodeProtocol)
 		return nil
@@ -297,9 +316,11 @@ func (c *h2client) onData(f *http2.DataFrame) error {
 	if s.up == nil { // not open on the shard yet: held (within the window)
 		s.early = append(s.early, data...)
 		c.w.mu.Unlock()
+		s.req.credit(pad)
 		return nil
 	}
 	c.w.mu.Unlock()
+	s.req.credit(pad)
 	s.req.push(data, end)
 	return nil
 }
@@ -313,7 +334,7 @@ func (c *h2client) onReset(f *http2.RSTStreamFrame) error {
 		if early {
 			s.status = statusClientGone
 		}
-		s.respReset(0)
+		s.respGone()
 	}
 	c.w.mu.Unlock()
 	// Rapid reset (CVE-2023-44487): streams opened and cancelled at once
@@ -366,7 +387,7 @@ func (c *h2client) shutdownStreams() {
 		if !s.answered {
 			s.status = statusClientGone
 		}
-		s.respReset(0)
+		s.respGone()
 	}
 }
 
@@ -374,15 +395,20 @@ func (c *h2client) shutdownStreams() {
 // the connection closes when the last one ends.
 func (c *h2client) drain() {
 	c.w.mu.Lock()
-	if !c.goAway {
-		c.goAway = true
+	c.sendGoAway()
+	c.idleDeadline()
+	c.w.mu.Unlock()
+}
+
+// sendGoAway tells the client, once, that no new stream will be taken;
+// w.mu held.
+func (c *h2client) sendGoAway() {
+	c.goAway = true
+	if !c.sentGoAway {
+		c.sentGoAway = true
 		c.w.goAway(c.lastID, http2.ErrCodeNo)
 		c.w.signal()
 	}
-	if len(c.streams) == 0 {
-		_ = c.w.nc.SetReadDeadline(time.Now())
-	}
-	c.w.mu.Unlock()
 }
 
 // statusClientGone is counted for a request whose client left first.

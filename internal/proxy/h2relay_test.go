@@ -1932,3 +1932,64 @@ func TestRelayUnreadBacklog(t *testing.T) {
 	}
 	t.Fatalf("still connected after %d MiB of PINGs whose answers it never read", sent>>20)
 }
+
+// TestRelayReviewFindings: cases a review of the relay found. A SETTINGS
+// value out of range is a connection error (a MAX_FRAME_SIZE of 0 once
+// made header encoding loop forever); a connection idle after its last
+// stream closes after IdleTimeout; an upload the shard reset before
+// taking gives its window back to the client's connection.
+func TestRelayReviewFindings(t *testing.T) {
+	t.Run("SETTINGS out of range", func(t *testing.T) {
+		topo := startH2CShards(t, 1)
+		p := startProxy(t, Config{}, ring.Config{}, &topo)
+		for _, s := range []http2.Setting{{ID: http2.SettingMaxFrameSize, Val: 0}, {ID: http2.SettingMaxFrameSize, Val: 1 << 24},
+			{ID: http2.SettingEnablePush, Val: 2}} {
+			c := dialRelay(t, p.url, bigWindows)
+			if err := c.write(func(fr *http2.Framer) error { return fr.WriteSettings(s) }); err != nil {
+				t.Fatal(err)
+			}
+			id := c.newStream()
+			_ = c.headers(id, reqHead("GET", "/", "k"), true)
+			ev := c.expectConn(t, "GOAWAY", func(ev h2ev) bool { return ev.typ == http2.FrameGoAway })
+			if ev.code != http2.ErrCodeProtocol {
+				t.Errorf("%v: %v, want GOAWAY PROTOCOL_ERROR", s, ev)
+			}
+		}
+		if a := dialRelay(t, p.url, bigWindows).get(t, "/", "k"); a.status() != "200" {
+			t.Fatalf("afterwards: %v", a)
+		}
+	})
+	t.Run("idle after a stream", func(t *testing.T) {
+		topo := startH2CShards(t, 1)
+		p := startProxy(t, Config{IdleTimeout: 300 * time.Millisecond}, ring.Config{}, &topo)
+		c := dialRelay(t, p.url, bigWindows)
+		if a := c.get(t, "/", "k"); a.status() != "200" {
+			t.Fatalf("%v", a)
+		}
+		start := time.Now()
+		c.expectConn(t, "GOAWAY", func(ev h2ev) bool { return ev.typ == http2.FrameGoAway })
+		if waited := time.Since(start); waited > 5*time.Second {
+			t.Errorf("closed %v after its last stream, want about 300ms", waited)
+		}
+	})
+	t.Run("upload reset by the shard", func(t *testing.T) {
+		// The shard gives each stream a window of 1 byte and resets it:
+		// the upload waits in the proxy, then is dropped.
+		raw := startH2RawShard(t, "raw-0", []http2.Setting{{ID: http2.SettingInitialWindowSize, Val: 1}}, func(p *h2peer, ev h2ev) {
+			if ev.typ == http2.FrameData {
+				_ = p.rst(ev.stream, http2.ErrCodeCancel)
+			}
+		})
+		topo := watch.Topology{Replicas: 1, Shards: []watch.Shard{raw.shard(0)}}
+		p := startProxy(t, Config{}, ring.Config{}, &topo)
+		c := dialRelay(t, p.url, bigWindows)
+		for i := range 24 { // 24 x 60 KB: past the 1 MiB connection window
+			id := c.newStream()
+			c.mustHeaders(t, id, reqHead("POST", "/", "k"), false)
+			c.mustData(t, id, relayBytes(60000), true)
+			if a := c.answer(t, id); a.status() != "502" {
+				t.Fatalf("upload %d: %v, want 502 (the shard reset it)", i, a)
+			}
+		}
+	})
+}

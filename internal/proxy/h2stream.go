@@ -38,10 +38,13 @@ type h2stream struct {
 	// connection's reader uses them.
 	respDeclared, respLen int64
 
+	// guarded by up.w.mu: the shard's stream is closed or forgotten
+	shardGone bool
+	retries   int // of open, on a connection that went away meanwhile
+
 	// guarded by c.w.mu
 	up           *h2up
 	upID         uint32
-	shardGone    bool                // guarded by up.w.mu: the shard's stream is closed or forgotten
 	early        []byte              // DATA received before the stream opened on the shard
 	earlyTrailer []hpack.HeaderField // and trailers
 	answered     bool                // a final head went to the client
@@ -65,9 +68,15 @@ func (c *h2client) onHeaders(f *h2block) error {
 		c.w.mu.Unlock()
 		return c.onTrailers(s, f)
 	}
-	if id%2 == 0 || id <= c.lastID {
+	if id%2 == 0 {
 		c.w.mu.Unlock()
 		return http2.ConnectionError(http2.ErrCodeProtocol)
+	}
+	if id <= c.lastID {
+		// A stream we ended or refused: its trailers may have been on
+		// their way (RFC 9113 §5.1); the block was decoded, and is dropped.
+		c.w.mu.Unlock()
+		return nil
 	}
 	c.lastID = id
 	if c.goAway || len(c.streams) >= h2MaxStreams || f.invalid {
@@ -102,9 +111,10 @@ func (c *h2client) onTrailers(s *h2stream, f *h2block) error {
 		return nil
 	}
 	c.w.mu.Lock()
-	if s.reqEnded {
+	if s.reqEnded { // half-closed (remote): a stream error (§5.1)
 		c.w.mu.Unlock()
-		return http2.ConnectionError(http2.ErrCodeStreamClosed)
+		c.streamError(s.id, http2.ErrCodeStreamClosed)
+		return nil
 	}
 	s.reqEnded, s.req.srcDone = true, true
 	bad := s.reqDeclared >= 0 && s.reqLen != s.reqDeclared
@@ -248,11 +258,7 @@ func (s *h2stream) refuse() {
 	defer c.w.mu.Unlock()
 	s.status = 0
 	s.respReset(http2.ErrCodeRefusedStream)
-	if !c.goAway {
-		c.goAway = true
-		c.w.goAway(c.lastID, http2.ErrCodeNo)
-		c.w.signal()
-	}
+	c.sendGoAway()
 }
 
 // fail answers the stream with the proxy's own error, if it can still.
@@ -329,15 +335,23 @@ func (s *h2stream) shardName() string {
 	return s.b.name
 }
 
-// respReset resets the client's stream (code 0: the client reset it, or
-// its connection is gone: nothing is sent); c.w.mu held.
+// respReset resets the client's stream with code; c.w.mu held.
 func (s *h2stream) respReset(code http2.ErrCode) {
 	if s.done {
 		return
 	}
-	if code != 0 && !s.resp.closed {
+	if !s.resp.closed {
 		s.c.w.rst(s.id, code)
 		s.c.w.signal()
+	}
+	s.respGone()
+}
+
+// respGone ends the client's stream without a word: the client reset it,
+// or its connection is gone; c.w.mu held.
+func (s *h2stream) respGone() {
+	if s.done {
+		return
 	}
 	s.rstDone = true
 	s.resp.abandon()
@@ -379,9 +393,7 @@ func (s *h2stream) closed() {
 	delete(c.streams, s.id)
 	if len(c.streams) == 0 {
 		c.idle = time.Now()
-		if c.goAway {
-			_ = c.w.nc.SetReadDeadline(time.Now())
-		}
+		c.idleDeadline() // wakes the reader, blocked without a deadline
 	}
 	if !s.reqEnded && !s.rstDone {
 		// A complete answer before the whole request: the client may stop

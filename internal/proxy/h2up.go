@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"errors"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -161,6 +160,7 @@ func (pl *h2pool) dial() (*h2up, error) {
 	u.maxStreams.Store(100) // until the shard says (RFC 9113 §6.5.2 advises at least 100)
 	u.w = newH2Wire(nc, pl.b.writeTimeout)
 	u.fr = http2.NewFramer(nil, bufio.NewReaderSize(nc, h2ReadBuf))
+	u.fr.SetMaxReadFrameSize(16384)
 	u.blk = newH2Block()
 	u.fr.SetReuseFrames()
 	u.w.mu.Lock()
@@ -200,21 +200,29 @@ func (u *h2up) forget(id uint32) {
 func (s *h2stream) open(u *h2up) {
 	c := s.c
 	c.w.mu.Lock()
-	if s.done {
+	if s.done || s.answered { // ended while it waited for a connection
 		c.w.mu.Unlock()
 		u.release()
 		return
 	}
 	u.w.mu.Lock()
-	if u.w.dead || u.w.closing || u.nextID > 1<<31-1 {
+	if u.w.dead || u.w.closing || u.unusable.Load() {
+		// Closed, or going away (GOAWAY, idle, out of stream ids) since
+		// it was picked: another connection takes the stream.
 		u.w.mu.Unlock()
 		u.release()
-		s.answer(ErrShardDown, s.b.name)
 		c.w.mu.Unlock()
+		if s.retries++; s.retries > 3 {
+			s.fail(ErrShardDown, s.b.name)
+			return
+		}
+		go s.dialAndOpen()
 		return
 	}
 	s.up, s.upID = u, u.nextID
-	u.nextID += 2
+	if u.nextID += 2; u.nextID > 1<<31-1-2*h2MaxStreams {
+		u.unusable.Store(true) // ids run out: drained, then closed (forget)
+	}
 	u.streams[s.upID] = s
 	s.resp.src, s.resp.srcID, s.resp.recvWin = u.w, s.upID, h2StreamWindow
 	r := &s.req
@@ -238,12 +246,26 @@ func (s *h2stream) open(u *h2up) {
 func (s *h2stream) startTimers() {
 	name, up := s.b.name, s.up
 	s.headTimer = time.AfterFunc(s.c.p.cfg.UpstreamTimeout, func() {
-		s.fail(ErrShardTimeout, name)
-		up.probe()
+		if s.headTimedOut(name) {
+			up.probe()
+		}
 	})
 	if s.grpcTimeout > 0 {
 		s.deadline = time.AfterFunc(s.grpcTimeout, func() { s.fail(ErrShardTimeout, name) })
 	}
+}
+
+// headTimedOut fails the stream if its answer's head has still not come
+// (the timer may fire as it arrives); it tells whether it did.
+func (s *h2stream) headTimedOut(name string) bool {
+	s.c.w.mu.Lock()
+	defer s.c.w.mu.Unlock()
+	if s.done || s.answered {
+		return false
+	}
+	s.cancelShard()
+	s.answer(ErrShardTimeout, name)
+	return true
 }
 
 // serve reads the shard's frames until the connection ends.
@@ -259,12 +281,7 @@ func (u *h2up) serve() {
 		}
 		f, err := u.fr.ReadFrame()
 		if err != nil {
-			var se http2.StreamError
-			if errors.As(err, &se) {
-				u.streamBroken(se.StreamID)
-				continue
-			}
-			return
+			return // a stream error too: HPACK may be out of step (RFC 9113 §4.3)
 		}
 		if !u.frame(f) {
 			return
@@ -341,7 +358,13 @@ func (u *h2up) stream(id uint32) *h2stream {
 func (u *h2up) onSettings(f *http2.SettingsFrame) {
 	u.w.mu.Lock()
 	old := u.w.initWin
-	if n := u.w.applySettings(f); n > 0 {
+	n, err := u.w.applySettings(f)
+	if err != nil {
+		u.w.mu.Unlock()
+		_ = u.w.nc.Close() // a shard that breaks SETTINGS: its streams fail
+		return
+	}
+	if n > 0 {
 		u.maxStreams.Store(n)
 	}
 	var credits []h2credit
@@ -420,8 +443,10 @@ func (u *h2up) onReset(id uint32, code http2.ErrCode) {
 	u.w.mu.Lock()
 	s := u.streams[id]
 	var finished bool
+	var dropped int
 	if s != nil {
 		s.shardGone = true // nothing more is sent there
+		dropped = len(s.req.pend)
 		s.req.closed, s.req.pend = true, nil
 		u.forget(id)
 		// After its whole answer, a reset only tells us to stop sending
@@ -429,7 +454,15 @@ func (u *h2up) onReset(id uint32, code http2.ErrCode) {
 		finished = s.resp.srcDone
 	}
 	u.w.mu.Unlock()
-	if s != nil && !finished {
+	if s == nil {
+		return
+	}
+	if dropped > 0 { // the client's upload that will not be sent
+		s.c.w.mu.Lock()
+		s.c.w.giveBack(dropped)
+		s.c.w.mu.Unlock()
+	}
+	if !finished {
 		s.shardReset(code)
 	}
 }
@@ -539,12 +572,11 @@ func (s *h2stream) onShardHeaders(f *h2block) {
 	c := s.c
 	c.w.mu.Lock()
 	defer c.w.mu.Unlock()
-	var err error
 	if s.done {
 		return
 	}
 	if s.answered { // trailers: after the data, and ending the stream
-		if !f.StreamEnded() || len(f.PseudoFields()) > 0 {
+		if !f.StreamEnded() || len(f.PseudoFields()) > 0 || s.respDeclared >= 0 && s.respLen != s.respDeclared {
 			s.cancelShard()
 			s.endAnswered(ErrBadResponse)
 			return
@@ -554,7 +586,8 @@ func (s *h2stream) onShardHeaders(f *h2block) {
 		return
 	}
 	code := parseStatus(f.PseudoValue("status"))
-	if code < 100 || code == 101 || code < 200 && f.StreamEnded() {
+	declared, lengthOK := s.answerLength(f, code)
+	if code < 100 || code == 101 || code < 200 && f.StreamEnded() || !lengthOK {
 		s.cancelShard()
 		s.answer(ErrBadResponse, s.b.name)
 		return
@@ -577,16 +610,7 @@ func (s *h2stream) onShardHeaders(f *h2block) {
 	}
 	stopTimer(s.headTimer)
 	s.answered, s.status = true, code
-	// The answer's content-length, checked against its DATA (§8.1.1);
-	// the up reader alone reads it from here on.
-	s.respDeclared = -1
-	if v := f.value("content-length"); v != "" && !s.isHead && code != 204 && code != 304 {
-		if s.respDeclared, err = strconv.ParseInt(v, 10, 64); err != nil || s.respDeclared < 0 {
-			s.cancelShard()
-			s.endAnswered(ErrBadResponse)
-			return
-		}
-	}
+	s.respDeclared = declared // checked against the DATA by the up reader
 	c.w.headers(s.id, fields, f.StreamEnded())
 	c.w.signal()
 	if f.StreamEnded() {
@@ -596,6 +620,21 @@ func (s *h2stream) onShardHeaders(f *h2block) {
 	}
 	s.resp.id = s.id
 	s.resp.flush()
+}
+
+// answerLength is the content-length a final answer head declares (-1:
+// none, or one its DATA need not match: HEAD, 204, 304, 1xx), and false
+// when it is malformed or the head ends a stream it says has a body.
+func (s *h2stream) answerLength(f *h2block, code int) (int64, bool) {
+	v := f.value("content-length")
+	if v == "" || s.isHead || code < 200 || code == 204 || code == 304 {
+		return -1, true
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 || n > 0 && f.StreamEnded() {
+		return -1, false
+	}
+	return n, true
 }
 
 // parseStatus parses a :status value: exactly three digits, else -1.

@@ -167,10 +167,14 @@ func (w *h2wire) settings(s ...http2.Setting) {
 	}
 }
 
-// applySettings takes the peer's SETTINGS (already validated by the
-// Framer) and acknowledges them; mu held. It returns the peer's
-// MAX_CONCURRENT_STREAMS, or 0 when the frame does not set it.
-func (w *h2wire) applySettings(f *http2.SettingsFrame) (maxStreams uint32) {
+// applySettings checks the peer's SETTINGS (RFC 9113 §6.5.2: a value out
+// of range is a connection error), takes them and acknowledges them; mu
+// held. It returns the peer's MAX_CONCURRENT_STREAMS, or 0 when the frame
+// does not set it.
+func (w *h2wire) applySettings(f *http2.SettingsFrame) (maxStreams uint32, err error) {
+	if err := f.ForeachSetting(http2.Setting.Valid); err != nil {
+		return 0, err
+	}
 	_ = f.ForeachSetting(func(s http2.Setting) error {
 		switch s.ID {
 		case http2.SettingMaxFrameSize:
@@ -185,11 +189,13 @@ func (w *h2wire) applySettings(f *http2.SettingsFrame) (maxStreams uint32) {
 		return nil
 	})
 	w.frameHeader(0, http2.FrameSettings, http2.FlagSettingsAck, 0)
-	return maxStreams
+	return maxStreams, nil
 }
 
 // resume moves what waits for connection window or room; mu held. It
-// returns the halves that sent something, with how much, to credit.
+// returns the halves that sent something, with how much, to credit. A
+// half that still cannot send all it holds puts itself back in waiting
+// (flush), which is the list kept.
 func (w *h2wire) resume(credits []h2credit) []h2credit {
 	kept := w.waiting[:0]
 	for _, h := range w.waiting {
@@ -284,13 +290,13 @@ func (w *h2wire) giveBack(n int) {
 // dst.mu, those marked src by src.mu.
 type h2half struct {
 	dst     *h2wire
-	id      uint32 // dst: stream id on dst; 0 until the stream is open there
-	win     int64  // dst: dst's window for the stream
-	pend    []byte // dst: data waiting for window or room
-	end     bool   // dst: END_STREAM once pend (and trailer) is out
-	trailer []hpack.HeaderField
-	closed  bool // dst: END_STREAM or RST_STREAM sent; nothing more goes
-	queued  bool // dst: in dst.waiting
+	id      uint32              // dst: stream id on dst; 0 until the stream is open there
+	win     int64               // dst: dst's window for the stream
+	pend    []byte              // dst: data waiting for window or room
+	end     bool                // dst: END_STREAM once pend (and trailer) is out
+	trailer []hpack.HeaderField // dst: sent with END_STREAM after pend
+	closed  bool                // dst: END_STREAM or RST_STREAM sent; nothing more goes
+	queued  bool                // dst: in dst.waiting
 	// onClose runs (dst.mu held) when END_STREAM was queued.
 	onClose func()
 
