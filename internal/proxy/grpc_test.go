@@ -302,3 +302,54 @@ func TestGRPCTimeoutAndCancel(t *testing.T) {
 	}
 	_ = errors.New
 }
+
+// TestGRPCShardDownMidStream: a shard that goes away while a bidi stream
+// is open ends the stream with UNAVAILABLE (not a clean end), and the
+// next call to it gets UNAVAILABLE with x-shard; another shard's stream
+// on the same client connection is untouched.
+func TestGRPCShardDownMidStream(t *testing.T) {
+	shards, topo := startGRPCShards(t, 1)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doomed := &grpcShard{name: "g-doomed", addr: ln.Addr().String(), started: make(chan context.Context, 64)}
+	srv := grpc.NewServer()
+	testgrpc.RegisterTestServiceServer(srv, doomed)
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(srv.Stop)
+	topo.Replicas = 2
+	topo.Shards = append(topo.Shards, watch.Shard{Ordinal: 1, Name: doomed.name, Addr: doomed.addr, Ready: true, Protocol: watch.H2C})
+	p := startProxy(t, Config{}, ring.Config{Algorithm: ring.Modulus}, &topo)
+	c := dialGRPC(t, p.url)
+
+	open := func(key string) testgrpc.TestService_FullDuplexCallClient {
+		s, err := c.FullDuplexCall(withKey(key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Send(&testgrpc.StreamingOutputCallRequest{Payload: &testgrpc.Payload{Body: []byte("x")}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Recv(); err != nil {
+			t.Fatalf("key %s: %v", key, err)
+		}
+		return s
+	}
+	survivor, victim := open("0"), open("1") // modulus: g-0 and g-doomed
+	srv.Stop()
+	if _, err := victim.Recv(); status.Code(err) != codes.Unavailable {
+		t.Errorf("the stream whose shard went away: %v, want UNAVAILABLE", err)
+	}
+	if err := survivor.Send(&testgrpc.StreamingOutputCallRequest{Payload: &testgrpc.Payload{Body: []byte("y")}}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := survivor.Recv(); err != nil || string(m.GetPayload().GetBody()) != shards[0].name+":y" {
+		t.Errorf("the other shard's stream: %v, %v", m, err)
+	}
+	var hdr, trl metadata.MD
+	_, err = c.UnaryCall(withKey("1"), &testgrpc.SimpleRequest{}, grpc.Header(&hdr), grpc.Trailer(&trl))
+	if status.Code(err) != codes.Unavailable || len(append(hdr.Get("x-shard"), trl.Get("x-shard")...)) == 0 {
+		t.Errorf("a call to the shard that is gone: %v (x-shard %v %v), want UNAVAILABLE with x-shard", err, hdr.Get("x-shard"), trl.Get("x-shard"))
+	}
+}
