@@ -110,7 +110,7 @@ func (x *exchange) bridgeRequest() (*http.Request, *h1BodyReader, error) {
 	header := make(http.Header, len(h.Fields))
 	for i := range h.Fields {
 		f := &h.Fields[i]
-		if !h.HopByHop(f.Name) && !equalFoldASCII(f.Name, "Host") && !(x.sentContinue && equalFoldASCII(f.Name, "Expect")) {
+		if !h.HopByHop(f.Name) && !h1.EqualFold(f.Name, "Host") && !(x.sentContinue && h1.EqualFold(f.Name, "Expect")) {
 			header.Add(string(f.Name), string(f.Value))
 		}
 	}

@@ -60,7 +60,7 @@ func (u *h2up) probe() {
 		silent := u.probing
 		u.w.mu.Unlock()
 		if silent {
-			_ = u.w.nc.Close() // the reader fails, and lost() ends the streams
+			u.kill() // the reader fails, and lost() ends the streams
 		}
 	})
 }
@@ -176,6 +176,13 @@ func (pl *h2pool) dial() (*h2up, error) {
 	return u, nil
 }
 
+// kill closes the connection at once; it takes no new stream from now on
+// (lost, run by its reader, ends those it has).
+func (u *h2up) kill() {
+	u.unusable.Store(true)
+	_ = u.w.nc.Close()
+}
+
 // release gives back a reserved stream that was not opened.
 func (u *h2up) release() { u.active.Add(-1) }
 
@@ -276,7 +283,7 @@ func (u *h2up) serve() {
 		backlog := len(u.w.out)
 		u.w.mu.Unlock()
 		if backlog > h2OutHardCap { // the shard does not read what it asks for
-			_ = u.w.nc.Close()
+			u.kill()
 			return
 		}
 		f, err := u.fr.ReadFrame()
@@ -361,7 +368,7 @@ func (u *h2up) onSettings(f *http2.SettingsFrame) {
 	n, err := u.w.applySettings(f)
 	if err != nil {
 		u.w.mu.Unlock()
-		_ = u.w.nc.Close() // a shard that breaks SETTINGS: its streams fail
+		u.kill() // a shard that breaks SETTINGS: its streams fail
 		return
 	}
 	if n > 0 {

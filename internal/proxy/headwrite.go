@@ -43,27 +43,27 @@ func appendRequestHead(dst []byte, h *h1.Request, rh requestHead) []byte {
 		// One length switch keeps the common field cheap to pass.
 		switch len(f.Name) {
 		case len("X-Forwarded-For"):
-			if equalFoldASCII(f.Name, "X-Forwarded-For") {
+			if h1.EqualFold(f.Name, "X-Forwarded-For") {
 				hasXFF = true
 				continue // one line with every value, below
 			}
 		case len("Content-Length"):
-			if cl && equalFoldASCII(f.Name, "Content-Length") {
+			if cl && h1.EqualFold(f.Name, "Content-Length") {
 				continue // several identical values: one canonical line below
 			}
 		case len("Expect"):
-			if rh.dropExpect && equalFoldASCII(f.Name, "Expect") {
+			if rh.dropExpect && h1.EqualFold(f.Name, "Expect") {
 				continue
 			}
 		case len("X-Forwarded-Proto"):
-			hasProto = hasProto || equalFoldASCII(f.Name, "X-Forwarded-Proto")
+			hasProto = hasProto || h1.EqualFold(f.Name, "X-Forwarded-Proto")
 		case len("X-Forwarded-Host"): // and X-Shard-Previous
-			if equalFoldASCII(f.Name, HeaderPrevious) {
+			if h1.EqualFold(f.Name, HeaderPrevious) {
 				continue // ours to set: a client must not point a shard elsewhere
 			}
-			hasHost = hasHost || equalFoldASCII(f.Name, "X-Forwarded-Host")
+			hasHost = hasHost || h1.EqualFold(f.Name, "X-Forwarded-Host")
 		case len(HeaderPreviousAddress):
-			if equalFoldASCII(f.Name, HeaderPreviousAddress) {
+			if h1.EqualFold(f.Name, HeaderPreviousAddress) {
 				continue
 			}
 		}
@@ -101,7 +101,7 @@ func appendRequestHead(dst []byte, h *h1.Request, rh requestHead) []byte {
 // keepHop tells which hop-by-hop fields still travel: the request's framing
 // (a chunked body is relayed as it is) and, for an upgrade, Upgrade.
 func keepHop(name []byte, upgrade bool) bool {
-	return equalFoldASCII(name, "Transfer-Encoding") || upgrade && equalFoldASCII(name, "Upgrade")
+	return h1.EqualFold(name, "Transfer-Encoding") || upgrade && h1.EqualFold(name, "Upgrade")
 }
 
 // appendXFF appends one X-Forwarded-For line: the values the client sent,
@@ -110,7 +110,7 @@ func appendXFF(dst []byte, h *h1.Request, prior bool, ip string) []byte {
 	dst = append(dst, "X-Forwarded-For: "...)
 	if prior {
 		for i := range h.Fields {
-			if f := &h.Fields[i]; len(f.Value) > 0 && equalFoldASCII(f.Name, "X-Forwarded-For") {
+			if f := &h.Fields[i]; len(f.Value) > 0 && h1.EqualFold(f.Name, "X-Forwarded-For") {
 				dst = append(dst, f.Value...)
 				dst = append(dst, ", "...)
 			}
@@ -152,7 +152,7 @@ func appendResponseHead(dst []byte, r *h1.Response, rh responseHead) []byte {
 		if hop && r.HopByHop(f.Name) && !keepResponseHop(f.Name, rh) {
 			continue
 		}
-		if rh.shard != "" && equalFoldASCII(f.Name, HeaderShard) {
+		if rh.shard != "" && h1.EqualFold(f.Name, HeaderShard) {
 			continue // ours is the one that counts
 		}
 		dst = append(dst, f.Line...)
@@ -172,10 +172,10 @@ func appendResponseHead(dst []byte, r *h1.Response, rh responseHead) []byte {
 }
 
 func keepResponseHop(name []byte, rh responseHead) bool {
-	if equalFoldASCII(name, "Transfer-Encoding") {
+	if h1.EqualFold(name, "Transfer-Encoding") {
 		return rh.relayChunked
 	}
-	return rh.upgrade && equalFoldASCII(name, "Upgrade")
+	return rh.upgrade && h1.EqualFold(name, "Upgrade")
 }
 
 // appendAnswer appends a complete response for one of the proxy's own

@@ -19,7 +19,7 @@ var _ KeyRequest = (*inbound)(nil)
 // HeaderValues implements KeyRequest.
 func (in *inbound) HeaderValues(dst [][]byte, name string) [][]byte {
 	for i := range in.head.Fields {
-		if f := &in.head.Fields[i]; equalFoldASCII(f.Name, name) {
+		if f := &in.head.Fields[i]; h1.EqualFold(f.Name, name) {
 			dst = append(dst, f.Value)
 		}
 	}

@@ -29,19 +29,3 @@ func (h HTTPKeyRequest) PathQuery() (path, query []byte) {
 
 // Body implements KeyRequest.
 func (h HTTPKeyRequest) Body() []byte { return h.Buffered }
-
-// equalFoldASCII compares b and s ignoring ASCII case, without allocating.
-func equalFoldASCII(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := range len(b) {
-		x, y := b[i], s[i]
-		if x|0x20 != y|0x20 || (x|0x20) < 'a' || (x|0x20) > 'z' {
-			if x != y {
-				return false
-			}
-		}
-	}
-	return true
-}

@@ -263,7 +263,7 @@ func (cc *clientConn) keepHead() error {
 // makes Upgrade a request to switch protocols (RFC 9110 §7.8).
 func connectionHasUpgrade(h *h1.Request) bool {
 	for tok := range h.ConnectionTokens() {
-		if equalFoldASCII(tok, "upgrade") {
+		if h1.EqualFold(tok, "upgrade") {
 			return true
 		}
 	}
@@ -280,7 +280,7 @@ func (cc *clientConn) clientGone() bool {
 // upgradesTo tells whether the request's Upgrade field names protocol.
 func upgradesTo(h *h1.Request, protocol string) bool {
 	for i := range h.Fields {
-		if f := &h.Fields[i]; equalFoldASCII(f.Name, "Upgrade") && bytes.Contains(bytes.ToLower(f.Value), []byte(protocol)) {
+		if f := &h.Fields[i]; h1.EqualFold(f.Name, "Upgrade") && bytes.Contains(bytes.ToLower(f.Value), []byte(protocol)) {
 			return true
 		}
 	}

@@ -72,6 +72,21 @@ func equalFold(b []byte, s string) bool {
 	return true
 }
 
+// EqualFold reports whether b and s are equal ignoring ASCII case, without
+// allocating: the one comparison of field names and tokens the proxy
+// uses outside this package.
+func EqualFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range len(b) {
+		if lower(b[i]) != lower(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
 // equalFoldBytes is equalFold for two byte slices.
 func equalFoldBytes(a, b []byte) bool {
 	if len(a) != len(b) {

@@ -112,3 +112,17 @@ func TestHopByHopFieldsList(t *testing.T) {
 		t.Errorf("the parser knows %d hop-by-hop fields, HopByHopFields lists %d", n, len(HopByHopFields))
 	}
 }
+
+// TestEqualFold: ASCII case is ignored on both sides, nothing else is.
+func TestEqualFold(t *testing.T) {
+	for _, tt := range []struct {
+		b, s string
+		want bool
+	}{{"Content-Length", "content-length", true}, {"X-FORWARDED-FOR", "X-Forwarded-For", true},
+		{"upgrade", "UPGRADE", true}, {"host", "hosts", false}, {"ho[t", "ho{t", false},
+		{"\xc3\xa9", "\xc3\x89", false}, {"", "", true}} {
+		if got := EqualFold([]byte(tt.b), tt.s); got != tt.want {
+			t.Errorf("EqualFold(%q, %q) = %v, want %v", tt.b, tt.s, got, tt.want)
+		}
+	}
+}
