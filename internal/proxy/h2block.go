@@ -20,6 +20,7 @@ type h2block struct {
 	id     uint32
 	end    bool // END_STREAM on the HEADERS frame
 	size   int  // decoded list size (RFC 9113 §6.5.2)
+	pseudo int  // how many of Fields are pseudo-fields (they come first)
 	raw    int  // encoded bytes so far
 	// invalid: a field broke the rules (a stream error); truncated: the
 	// list exceeded h2MaxHeaderList.
@@ -47,6 +48,7 @@ func (b *h2block) emit(f hpack.HeaderField) {
 	}
 	if strings.HasPrefix(f.Name, ":") {
 		b.invalid = b.sawRegular || !validPseudo(f.Name, b.Fields)
+		b.pseudo++
 	} else {
 		b.sawRegular = true
 		b.invalid = !validFieldName(f.Name)
@@ -91,7 +93,7 @@ func (b *h2block) start(f *http2.HeadersFrame) (bool, error) {
 	clear(b.Fields)
 	b.Fields = b.Fields[:0]
 	b.id, b.end = f.StreamID, f.StreamEnded()
-	b.size, b.raw = 0, 0
+	b.size, b.raw, b.pseudo = 0, 0, 0
 	b.invalid, b.truncated, b.sawRegular = false, false, false
 	return b.add(f.HeaderBlockFragment(), f.HeadersEnded())
 }
@@ -124,19 +126,10 @@ func (b *h2block) add(frag []byte, ended bool) (bool, error) {
 func (b *h2block) StreamEnded() bool { return b.end }
 
 // PseudoFields are the pseudo-fields, which come first.
-func (b *h2block) PseudoFields() []hpack.HeaderField {
-	for i, f := range b.Fields {
-		if !strings.HasPrefix(f.Name, ":") {
-			return b.Fields[:i]
-		}
-	}
-	return b.Fields
-}
+func (b *h2block) PseudoFields() []hpack.HeaderField { return b.Fields[:b.pseudo] }
 
 // RegularFields are the fields after the pseudo-fields.
-func (b *h2block) RegularFields() []hpack.HeaderField {
-	return b.Fields[len(b.PseudoFields()):]
-}
+func (b *h2block) RegularFields() []hpack.HeaderField { return b.Fields[b.pseudo:] }
 
 // PseudoValue is the value of pseudo-field ":"+name, "" if absent.
 func (b *h2block) PseudoValue(name string) string {

@@ -208,11 +208,7 @@ func (c *h2client) frame(f http2.Frame) error {
 		}
 	case *http2.PingFrame:
 		if !f.IsAck() {
-			c.w.mu.Lock()
-			c.w.frameHeader(8, http2.FramePing, http2.FlagPingAck, 0)
-			c.w.out = append(c.w.out, f.Data[:]...)
-			c.w.signal()
-			c.w.mu.Unlock()
+			c.w.pingAck(f.Data)
 		}
 	case *http2.GoAwayFrame:
 		c.w.mu.Lock()

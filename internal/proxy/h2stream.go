@@ -12,6 +12,7 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
+	"github.com/shard-proxy/shard-proxy/internal/proxy/h1"
 	"github.com/shard-proxy/shard-proxy/internal/watch"
 )
 
@@ -137,7 +138,7 @@ func (c *h2client) onTrailers(s *h2stream, f *h2block) error {
 func (s *h2stream) route(f *h2block) {
 	c := s.c
 	rq, err := parseH2Request(f)
-	s.grpc, s.grpcTimeout, s.isHead = rq.grpc, rq.timeout, f.PseudoValue("method") == "HEAD"
+	s.grpc, s.grpcTimeout, s.isHead = rq.grpc, rq.timeout, rq.method == "HEAD"
 	if f.truncated {
 		err = ErrHeaderTooLarge
 	}
@@ -428,6 +429,7 @@ func stopTimer(t *time.Timer) {
 
 // h2Request is what the relay reads of a request head.
 type h2Request struct {
+	method      string
 	path, query []byte
 	length      int64 // content-length, -1 if none
 	grpc        bool
@@ -443,11 +445,11 @@ var errMalformedH2 = errors.New("malformed HTTP/2 request")
 // has checked field names and values and the pseudo-fields' order.
 func parseH2Request(f *h2block) (h2Request, error) {
 	rq := h2Request{length: -1}
-	var method, scheme, path string
+	var scheme, path string
 	for _, hf := range f.PseudoFields() {
 		switch hf.Name {
 		case ":method":
-			method = hf.Value
+			rq.method = hf.Value
 		case ":scheme":
 			scheme = hf.Value
 		case ":path":
@@ -478,10 +480,10 @@ func parseH2Request(f *h2block) (h2Request, error) {
 			rq.timeout, _ = parseGRPCTimeout(hf.Value)
 		}
 	}
-	if method == "CONNECT" {
+	if rq.method == "CONNECT" {
 		return rq, ErrMethodNotAllowed
 	}
-	if method == "" || scheme == "" || path == "" || path[0] != '/' && path != "*" {
+	if rq.method == "" || scheme == "" || path == "" || path[0] != '/' && path != "*" {
 		return rq, errMalformedH2
 	}
 	p := unsafe.Slice(unsafe.StringData(path), len(path))
@@ -512,7 +514,7 @@ func (c *h2client) outboundHead(out []hpack.HeaderField, f *h2block, rq h2Reques
 			hf.Value = "http"
 		case ":authority":
 			authority = hf.Value
-		case "te", "proxy-authorization", "proxy-authenticate", hdrPrevious, hdrPreviousAddress:
+		case hdrPrevious, hdrPreviousAddress:
 			continue
 		case "x-forwarded-for":
 			xff = joinComma(xff, hf.Value)
@@ -521,6 +523,9 @@ func (c *h2client) outboundHead(out []hpack.HeaderField, f *h2block, rq h2Reques
 			proto = true
 		case "x-forwarded-host":
 			host = true
+		}
+		if h2HopByHop[hf.Name] {
+			continue
 		}
 		out = append(out, hf)
 	}
@@ -564,15 +569,22 @@ func joinComma(a, b string) string {
 // appendRegular appends fields minus those that are hop-by-hop.
 func appendRegular(dst, fields []hpack.HeaderField) []hpack.HeaderField {
 	for _, hf := range fields {
-		switch hf.Name {
-		case "connection", "proxy-connection", "keep-alive", "transfer-encoding", "upgrade", "te",
-			"proxy-authenticate", "proxy-authorization":
-			continue
+		if !h2HopByHop[hf.Name] {
+			dst = append(dst, hf)
 		}
-		dst = append(dst, hf)
 	}
 	return dst
 }
+
+// h2HopByHop is h1.HopByHopFields as HTTP/2 spells names (lower case):
+// the header policy's one list.
+var h2HopByHop = func() map[string]bool {
+	m := make(map[string]bool, len(h1.HopByHopFields))
+	for _, name := range h1.HopByHopFields {
+		m[strings.ToLower(name)] = true
+	}
+	return m
+}()
 
 // h2KeyRequest lets key rules read a relayed request's head.
 type h2KeyRequest struct {

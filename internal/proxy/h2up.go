@@ -51,8 +51,7 @@ func (u *h2up) probe() {
 		return
 	}
 	u.probing = true
-	u.w.frameHeader(8, http2.FramePing, 0, 0)
-	u.w.out = append(u.w.out, "shardprx"...)
+	u.w.ping(0, [8]byte{'s', 'h', 'a', 'r', 'd', 'p', 'r', 'x'})
 	u.w.signal()
 	u.w.mu.Unlock()
 	time.AfterFunc(min(u.pool.b.writeTimeout, h2ProbeMax), func() {
@@ -325,11 +324,7 @@ func (u *h2up) frame(f http2.Frame) bool {
 			u.probing = false
 			u.w.mu.Unlock()
 		} else {
-			u.w.mu.Lock()
-			u.w.frameHeader(8, http2.FramePing, http2.FlagPingAck, 0)
-			u.w.out = append(u.w.out, f.Data[:]...)
-			u.w.signal()
-			u.w.mu.Unlock()
+			u.w.pingAck(f.Data)
 		}
 	case *http2.GoAwayFrame:
 		u.onGoAway(f.LastStreamID)
@@ -592,7 +587,8 @@ func (s *h2stream) onShardHeaders(f *h2block) {
 		s.resp.flush()
 		return
 	}
-	code := parseStatus(f.PseudoValue("status"))
+	status := f.PseudoValue("status")
+	code := parseStatus(status)
 	declared, lengthOK := s.answerLength(f, code)
 	if code < 100 || code == 101 || code < 200 && f.StreamEnded() || !lengthOK {
 		s.cancelShard()
@@ -600,7 +596,7 @@ func (s *h2stream) onShardHeaders(f *h2block) {
 		return
 	}
 	u := s.up
-	fields := append(u.fields[:0], hpack.HeaderField{Name: ":status", Value: f.PseudoValue("status")})
+	fields := append(u.fields[:0], hpack.HeaderField{Name: ":status", Value: status})
 	fields = appendRegular(fields, f.RegularFields())
 	for i := 1; i < len(fields); i++ {
 		if fields[i].Name == "x-shard" {

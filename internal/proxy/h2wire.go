@@ -159,6 +159,20 @@ func (w *h2wire) goAway(last uint32, code http2.ErrCode) {
 	w.out = binary.BigEndian.AppendUint32(w.out, uint32(code))
 }
 
+// ping queues a PING (flags: 0, or the ACK flag); mu held.
+func (w *h2wire) ping(flags http2.Flags, data [8]byte) {
+	w.frameHeader(8, http2.FramePing, flags, 0)
+	w.out = append(w.out, data[:]...)
+}
+
+// pingAck answers a PING with its own payload.
+func (w *h2wire) pingAck(data [8]byte) {
+	w.mu.Lock()
+	w.ping(http2.FlagPingAck, data)
+	w.signal()
+	w.mu.Unlock()
+}
+
 func (w *h2wire) settings(s ...http2.Setting) {
 	w.frameHeader(6*len(s), http2.FrameSettings, 0, 0)
 	for _, x := range s {

@@ -116,12 +116,8 @@ func (p *Proxy) bufferStreamBody(w http.ResponseWriter, r *http.Request) ([]byte
 	return body, nil
 }
 
-// isGRPC tells a gRPC call by its content type (application/grpc,
-// application/grpc+proto, ...).
-func isGRPC(h http.Header) bool {
-	ct := h.Get("Content-Type")
-	return strings.HasPrefix(ct, "application/grpc") && (len(ct) == len("application/grpc") || ct[len("application/grpc")] == '+' || ct[len("application/grpc")] == ';')
-}
+// isGRPC tells a gRPC call by its content type.
+func isGRPC(h http.Header) bool { return isGRPCType(h.Get("Content-Type")) }
 
 // gRPC status codes the proxy answers with.
 const (
