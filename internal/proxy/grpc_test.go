@@ -99,7 +99,7 @@ func (s *grpcShard) note(ctx context.Context) {
 	}
 }
 
-func startGRPCShards(t testing.TB, n int) ([]*grpcShard, watch.Topology) {
+func startGRPCShards(t testing.TB, n int, opts ...grpc.ServerOption) ([]*grpcShard, watch.Topology) {
 	t.Helper()
 	topo := watch.Topology{Replicas: n}
 	var shards []*grpcShard
@@ -109,7 +109,7 @@ func startGRPCShards(t testing.TB, n int) ([]*grpcShard, watch.Topology) {
 			t.Fatal(err)
 		}
 		s := &grpcShard{name: fmt.Sprintf("g-%d", i), addr: ln.Addr().String(), started: make(chan context.Context, 64)}
-		srv := grpc.NewServer()
+		srv := grpc.NewServer(opts...)
 		testgrpc.RegisterTestServiceServer(srv, s)
 		go func() { _ = srv.Serve(ln) }()
 		t.Cleanup(srv.Stop)

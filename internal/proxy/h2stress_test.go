@@ -41,32 +41,17 @@ import (
 // in their handlers, so that the test can see every shard-side call end.
 func stressShards(t testing.TB, n int, active *atomic.Int64) ([]*grpcShard, watch.Topology) {
 	t.Helper()
-	topo := watch.Topology{Replicas: n}
-	var shards []*grpcShard
-	for i := range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		s := &grpcShard{name: fmt.Sprintf("g-%d", i), addr: ln.Addr().String(), started: make(chan context.Context)}
-		srv := grpc.NewServer(
-			grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-				active.Add(1)
-				defer active.Add(-1)
-				return h(ctx, req)
-			}),
-			grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-				active.Add(1)
-				defer active.Add(-1)
-				return h(srv, ss)
-			}))
-		testgrpc.RegisterTestServiceServer(srv, s)
-		go func() { _ = srv.Serve(ln) }()
-		t.Cleanup(srv.Stop)
-		shards = append(shards, s)
-		topo.Shards = append(topo.Shards, watch.Shard{Ordinal: i, Name: s.name, Addr: s.addr, Ready: true, Protocol: watch.H2C})
-	}
-	return shards, topo
+	return startGRPCShards(t, n,
+		grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			active.Add(1)
+			defer active.Add(-1)
+			return h(ctx, req)
+		}),
+		grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			active.Add(1)
+			defer active.Add(-1)
+			return h(srv, ss)
+		}))
 }
 
 // stressResult is how one call ended.

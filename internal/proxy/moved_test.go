@@ -26,23 +26,30 @@ func startUpgradeShards(t *testing.T, n int) watch.Topology {
 	t.Helper()
 	topo := watch.Topology{Replicas: n}
 	for i := range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				go echoAfterUpgrade(c)
-			}
-		}()
-		topo.Shards = append(topo.Shards, watch.Shard{Ordinal: i, Name: fmt.Sprintf("ws-%d", i), Addr: ln.Addr().String(), Ready: true})
+		topo.Shards = append(topo.Shards, watch.Shard{Ordinal: i, Name: fmt.Sprintf("ws-%d", i), Addr: serveRaw(t, echoAfterUpgrade), Ready: true})
 	}
 	return topo
+}
+
+// serveRaw accepts connections on a loopback port until the test ends,
+// each served by handle on its own goroutine; it returns the address.
+func serveRaw(t *testing.T, handle func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go handle(c)
+		}
+	}()
+	return ln.Addr().String()
 }
 
 func echoAfterUpgrade(c net.Conn) {
@@ -212,34 +219,21 @@ func TestMovedWebSocketClosesBetweenFrames(t *testing.T) {
 		t.Run(fmt.Sprint("finishes=", finish), func(t *testing.T) {
 			rest := make(chan struct{})
 			topo := watch.Topology{Replicas: 2}
-			for i := range 3 {
-				ln, err := net.Listen("tcp", "127.0.0.1:0")
-				if err != nil {
-					t.Fatal(err)
+			shard := func(c net.Conn) {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for line, err := br.ReadString('\n'); err == nil && line != "\r\n"; line, err = br.ReadString('\n') {
 				}
-				t.Cleanup(func() { ln.Close() })
-				go func() {
-					for {
-						c, err := ln.Accept()
-						if err != nil {
-							return
-						}
-						go func() {
-							defer c.Close()
-							br := bufio.NewReader(c)
-							for line, err := br.ReadString('\n'); err == nil && line != "\r\n"; line, err = br.ReadString('\n') {
-							}
-							_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-							_, _ = c.Write(append(append(append([]byte(nil), small...), bigHead...), payload[:500]...))
-							<-rest
-							if finish {
-								_, _ = c.Write(append(append([]byte(nil), payload[500:]...), next...))
-							}
-							_, _ = io.Copy(io.Discard, c)
-						}()
-					}
-				}()
-				topo.Shards = append(topo.Shards, watch.Shard{Ordinal: i, Name: fmt.Sprintf("ws-%d", i), Addr: ln.Addr().String(), Ready: true})
+				_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+				_, _ = c.Write(append(append(append([]byte(nil), small...), bigHead...), payload[:500]...))
+				<-rest
+				if finish {
+					_, _ = c.Write(append(append([]byte(nil), payload[500:]...), next...))
+				}
+				_, _ = io.Copy(io.Discard, c)
+			}
+			for i := range 3 {
+				topo.Shards = append(topo.Shards, watch.Shard{Ordinal: i, Name: fmt.Sprintf("ws-%d", i), Addr: serveRaw(t, shard), Ready: true})
 			}
 			grown := topo
 			grown.Replicas = 3
