@@ -33,7 +33,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz '^FuzzBodyKey$$'      -fuzztime $(FUZZTIME) ./internal/proxy/
 	$(GO) test -run XXX -fuzz '^FuzzHpackEncoder$$' -fuzztime $(FUZZTIME) ./internal/proxy/
 	$(GO) test -run XXX -fuzz '^FuzzRelayFrames$$'  -fuzztime $(FUZZTIME) ./internal/proxy/
-	$(GO) test -run XXX -fuzz '^FuzzModulus$$'      -fuzztime $(FUZZTIME) ./internal/ring/
+	$(GO) test -run XXX -fuzz '^FuzzModulus$$'      -fuzztime $(FUZZTIME) ./ring/
 	$(GO) test -run XXX -fuzz '^FuzzRequestDifferential$$'  -fuzztime $(FUZZTIME) ./internal/proxy/h1/
 	$(GO) test -run XXX -fuzz '^FuzzResponseDifferential$$' -fuzztime $(FUZZTIME) ./internal/proxy/h1/
 	$(GO) test -run XXX -fuzz '^FuzzChunkedDifferential$$'  -fuzztime $(FUZZTIME) ./internal/proxy/h1/

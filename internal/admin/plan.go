@@ -7,7 +7,7 @@ import (
 	"strconv"
 
 	"github.com/shard-proxy/shard-proxy/internal/proxy"
-	"github.com/shard-proxy/shard-proxy/internal/ring"
+	"github.com/shard-proxy/shard-proxy/ring"
 	"github.com/shard-proxy/shard-proxy/internal/table"
 )
 

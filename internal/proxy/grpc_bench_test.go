@@ -6,7 +6,7 @@ import (
 
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 
-	"github.com/shard-proxy/shard-proxy/internal/ring"
+	"github.com/shard-proxy/shard-proxy/ring"
 )
 
 // BenchmarkGRPCUnary measures unary calls through the proxy to h2c

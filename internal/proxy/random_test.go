@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shard-proxy/shard-proxy/internal/ring"
+	"github.com/shard-proxy/shard-proxy/ring"
 )
 
 // mutate applies a few random edits to msg, biased towards the bytes that

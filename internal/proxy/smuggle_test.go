@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shard-proxy/shard-proxy/internal/ring"
+	"github.com/shard-proxy/shard-proxy/ring"
 )
 
 // recordingShard is a raw shard that answers 200 to everything and keeps

@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/net/websocket"
 
-	"github.com/shard-proxy/shard-proxy/internal/ring"
+	"github.com/shard-proxy/shard-proxy/ring"
 	"github.com/shard-proxy/shard-proxy/internal/testutil"
 )
 

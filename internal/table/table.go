@@ -8,7 +8,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/shard-proxy/shard-proxy/internal/ring"
+	"github.com/shard-proxy/shard-proxy/ring"
 	"github.com/shard-proxy/shard-proxy/internal/watch"
 )
 

@@ -29,7 +29,7 @@ var k8sFree = []string{
 	"internal/proxy/h1",
 	"internal/table",
 	"internal/admin",
-	"internal/ring",
+	"ring",
 	"internal/watch",
 }
 
