@@ -9,6 +9,7 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY cmd/ cmd/
 COPY internal/ internal/
+COPY ring/ ring/
 RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/shard-proxy ./cmd/shard-proxy
 
 FROM gcr.io/distroless/static-debian12:nonroot

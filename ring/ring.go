@@ -1,10 +1,3 @@
-// Package ring maps request keys to shard ordinals.
-//
-// It knows nothing of HTTP or Kubernetes: the input is an algorithm and the
-// shard names in ordinal order, the output is an immutable Ring. The placement
-// formulas are part of the public contract, stated in the README, because
-// clients may compute owners themselves, so changing what any algorithm
-// returns for a key is a breaking change.
 package ring
 
 import (

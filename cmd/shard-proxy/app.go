@@ -17,6 +17,7 @@ import (
 
 	"github.com/shard-proxy/shard-proxy/internal/admin"
 	"github.com/shard-proxy/shard-proxy/internal/proxy"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/keys"
 	"github.com/shard-proxy/shard-proxy/internal/watch"
 	"github.com/shard-proxy/shard-proxy/internal/watch/demo"
 	"github.com/shard-proxy/shard-proxy/internal/watch/dns"
@@ -198,9 +199,9 @@ func sourceName(o *options) string {
 func newSource(o *options, px *proxy.Proxy, log *slog.Logger) (watch.Source, error) {
 	switch {
 	case o.demo > 0:
-		keys := px.Extractor()
+		extract := px.Keys()
 		return &demo.Source{N: o.demo, Key: func(r *http.Request, body []byte) string {
-			return keys.KeyString(proxy.HTTPKeyRequest{Req: r, Buffered: body})
+			return extract.KeyString(keys.HTTPRequest{Req: r, Buffered: body})
 		}}, nil
 	case o.shards != "":
 		src, err := static.Parse(o.shards, o.shardProto)

@@ -14,9 +14,10 @@ import (
 
 	"github.com/shard-proxy/shard-proxy/internal/admin"
 	"github.com/shard-proxy/shard-proxy/internal/proxy"
-	"github.com/shard-proxy/shard-proxy/ring"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/keys"
 	"github.com/shard-proxy/shard-proxy/internal/watch"
 	"github.com/shard-proxy/shard-proxy/internal/watch/dns"
+	"github.com/shard-proxy/shard-proxy/ring"
 )
 
 // options is everything the proxy is configured with, after flags and
@@ -60,7 +61,7 @@ type options struct {
 	// Derived by validate.
 	shardProto watch.Protocol
 	ringCfg    ring.Config
-	rules      []proxy.Rule
+	rules      []keys.Rule
 }
 
 // Defaults of the flags that no component owns.
@@ -168,7 +169,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.adminListen, "admin-listen", defaultAdminListen, "admin plane address")
 	fs.StringVar(&o.ringName, "ring", string(ring.Jump), "ring algorithm: jump, consistent or modulus")
 	intFlag(fs, &o.partitions, "partitions", ring.DefaultPartitions, "partitions of the consistent ring")
-	fs.StringVar(&o.key, "key", proxy.DefaultKeyRules, "key rules tried in order: header:NAME, query:NAME, cookie:NAME, path:TEMPLATE, body:FIELD")
+	fs.StringVar(&o.key, "key", keys.DefaultRules, "key rules tried in order: header:NAME, query:NAME, cookie:NAME, path:TEMPLATE, body:FIELD")
 	o.maxBody = proxy.DefaultMaxBodyBytes
 	fs.Var(&o.maxBody, "max-body-bytes", "largest request body a body: key rule buffers (bytes, or with KiB/MiB/GiB); other bodies stream")
 	durationFlag(fs, &o.upstreamTO, "upstream-timeout", proxy.DefaultUpstreamTimeout, "bound on waiting for a shard: for its answer's head, and between reads of its body")
@@ -341,7 +342,7 @@ func (o *options) derive() error {
 	if o.shardProto == watch.H2C && o.shards == "" && o.dnsSvc == "" {
 		return fmt.Errorf("%s goes with --shards or --dns-service (in Kubernetes the port's appProtocol says it)", o.name("shard-protocol"))
 	}
-	if o.rules, err = proxy.ParseRules(o.key); err != nil {
+	if o.rules, err = keys.ParseRules(o.key); err != nil {
 		return fmt.Errorf("%s: %w", o.name("key"), err)
 	}
 	if o.tokenFile != "" {

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shard-proxy/shard-proxy/ring"
 	"github.com/shard-proxy/shard-proxy/internal/testutil"
+	"github.com/shard-proxy/shard-proxy/ring"
 )
 
 // envOf returns a getenv that reads vars.

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/shard-proxy/shard-proxy/internal/admin"
-	"github.com/shard-proxy/shard-proxy/internal/proxy"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/hotkeys"
 )
 
 const topUsage = "shard-proxy top [--interval 2s] [-n 5] [--once] [--admin URL] [-o json]"
@@ -86,25 +86,25 @@ type topFrame struct {
 // topShardRow is one shard's line of a frame. P99S is null when the shard
 // answered nothing in the window.
 type topShardRow struct {
-	Shard      string         `json:"shard"`
-	Ready      bool           `json:"ready"`
-	OwnsKeys   bool           `json:"owns_keys"`
-	RPS        float64        `json:"rps"`
-	ErrorRatio float64        `json:"error_ratio"`
-	P99S       *float64       `json:"p99_s"`
-	HotKeys    []proxy.HotKey `json:"hot_keys"`
+	Shard      string        `json:"shard"`
+	Ready      bool          `json:"ready"`
+	OwnsKeys   bool          `json:"owns_keys"`
+	RPS        float64       `json:"rps"`
+	ErrorRatio float64       `json:"error_ratio"`
+	P99S       *float64      `json:"p99_s"`
+	HotKeys    []hotkeys.Key `json:"hot_keys"`
 }
 
 func fetchFrame(c *adminClient, n int, prev, cur metricsScrape) (topFrame, error) {
 	var shards admin.ShardsAnswer
-	var hot proxy.HotKeysAnswer
+	var hot hotkeys.Answer
 	if err := getInto(c, "/shards", &shards); err != nil {
 		return topFrame{}, err
 	}
 	if err := getInto(c, "/hotkeys?n="+strconv.Itoa(n), &hot); err != nil {
 		return topFrame{}, err
 	}
-	keys := map[string][]proxy.HotKey{}
+	keys := map[string][]hotkeys.Key{}
 	for _, h := range hot.Shards {
 		keys[h.Shard] = h.Keys
 	}
@@ -114,7 +114,7 @@ func fetchFrame(c *adminClient, n int, prev, cur metricsScrape) (topFrame, error
 		row := shardRates(s.Name, prev, cur)
 		row.Ready, row.OwnsKeys, row.HotKeys = s.Ready, s.OwnsKeys, keys[s.Name]
 		if row.HotKeys == nil {
-			row.HotKeys = []proxy.HotKey{}
+			row.HotKeys = []hotkeys.Key{}
 		}
 		f.Shards = append(f.Shards, row)
 	}
@@ -171,7 +171,7 @@ func fmtSeconds(s *float64) string {
 	}
 }
 
-func hotList(keys []proxy.HotKey) string {
+func hotList(keys []hotkeys.Key) string {
 	if len(keys) == 0 {
 		return "-"
 	}

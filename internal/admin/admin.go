@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/shard-proxy/shard-proxy/internal/proxy"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
 	"github.com/shard-proxy/shard-proxy/internal/table"
 	"github.com/shard-proxy/shard-proxy/internal/watch"
 )
@@ -163,7 +164,7 @@ type ShardsAnswer struct {
 func (s *Server) shards(w http.ResponseWriter, _ *http.Request) {
 	t := s.cfg.Tables.Table()
 	if t == nil {
-		proxy.AnswerFor(proxy.ErrNoShards, "").Write(w)
+		answer.For(answer.ErrNoShards, "").Write(w)
 		return
 	}
 	writeJSON(w, http.StatusOK, describe(t))
@@ -221,7 +222,7 @@ func (s *Server) locate(w http.ResponseWriter, r *http.Request) {
 		sh, _, ok = t.Owner(key)
 	}
 	if !ok {
-		proxy.AnswerFor(proxy.ErrNoShards, "").Write(w)
+		answer.For(answer.ErrNoShards, "").Write(w)
 		return
 	}
 	a := LocateAnswer{Key: string(key), Ordinal: sh.Ordinal, Shard: sh.Name, Address: sh.Addr, Ready: sh.Ready}

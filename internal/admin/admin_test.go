@@ -14,9 +14,9 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/shard-proxy/shard-proxy/internal/proxy"
-	"github.com/shard-proxy/shard-proxy/ring"
 	"github.com/shard-proxy/shard-proxy/internal/testutil"
 	"github.com/shard-proxy/shard-proxy/internal/watch"
+	"github.com/shard-proxy/shard-proxy/ring"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

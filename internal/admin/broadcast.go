@@ -18,7 +18,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/shard-proxy/shard-proxy/internal/proxy"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/header"
 	"github.com/shard-proxy/shard-proxy/internal/watch"
 )
 
@@ -314,7 +315,7 @@ func (b *broadcaster) fanOut(ctx context.Context, shards []watch.Shard, req shar
 	for i, sh := range shards {
 		results[i] = ShardResult{Ordinal: sh.Ordinal, Shard: sh.Name, Address: sh.Addr}
 		if !sh.Ready {
-			results[i].Error, results[i].outcome = proxy.ErrShardNotReady.Error(), "not_ready"
+			results[i].Error, results[i].outcome = answer.ErrShardNotReady.Error(), "not_ready"
 			continue
 		}
 		sem <- struct{}{} // taken before the goroutine starts: at most Concurrency exist
@@ -361,10 +362,10 @@ func (b *broadcaster) send(ctx context.Context, sh watch.Shard, req shardRequest
 		}
 	}
 	if ctx.Err() == context.DeadlineExceeded {
-		res.Error, res.outcome = proxy.ErrShardTimeout.Error(), "timeout"
+		res.Error, res.outcome = answer.ErrShardTimeout.Error(), "timeout"
 		return
 	}
-	res.Error, res.outcome = proxy.ErrShardDown.Error()+": "+rootCause(err), "unreachable"
+	res.Error, res.outcome = answer.ErrShardDown.Error()+": "+rootCause(err), "unreachable"
 }
 
 // forwardedURI is /<path>?<query> without the broadcast's own parameters.
@@ -405,7 +406,7 @@ func shardHeader(r *http.Request, dropAuth bool) http.Header {
 	if dropAuth {
 		h.Del("Authorization")
 	}
-	proxy.PrepareHeader(h, proxy.Forwarded{ClientIP: proxy.ClientIP(r.RemoteAddr), TLS: r.TLS != nil, Host: r.Host})
+	header.Prepare(h, header.Forwarded{ClientIP: header.ClientIP(r.RemoteAddr), TLS: r.TLS != nil, Host: r.Host})
 	return h
 }
 

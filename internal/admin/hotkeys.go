@@ -5,12 +5,14 @@ import (
 	"strconv"
 
 	"github.com/shard-proxy/shard-proxy/internal/proxy"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/hotkeys"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/route"
 )
 
 // HotKeySource gives the most frequent keys per shard over the last
 // minute; *proxy.Proxy is one.
 type HotKeySource interface {
-	HotKeys(n int, shard string) proxy.HotKeysAnswer
+	HotKeys(n int, shard string) hotkeys.Answer
 }
 
 var _ HotKeySource = (*proxy.Proxy)(nil)
@@ -30,7 +32,7 @@ func (s *Server) hotKeys(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if s.cfg.HotKeys == nil {
-		writeJSON(w, http.StatusOK, proxy.HotKeysAnswer{Shards: []proxy.ShardHotKeys{}})
+		writeJSON(w, http.StatusOK, hotkeys.Answer{Shards: []hotkeys.ShardKeys{}})
 		return
 	}
 	writeJSON(w, http.StatusOK, s.cfg.HotKeys.HotKeys(n, r.URL.Query().Get("shard")))
@@ -39,20 +41,20 @@ func (s *Server) hotKeys(w http.ResponseWriter, r *http.Request) {
 // ChangeSource gives the last applied topologies, newest first;
 // *proxy.Proxy is one.
 type ChangeSource interface {
-	TopologyChanges() []proxy.TopologyChange
+	TopologyChanges() []route.TopologyChange
 }
 
 var _ ChangeSource = (*proxy.Proxy)(nil)
 
 // TopologyAnswer is the body of /topology.
 type TopologyAnswer struct {
-	Changes []proxy.TopologyChange `json:"changes"`
+	Changes []route.TopologyChange `json:"changes"`
 }
 
 // topology serves GET /topology: the last applied topologies (up to 50),
 // newest first, each with what changed shard by shard.
 func (s *Server) topology(w http.ResponseWriter, _ *http.Request) {
-	a := TopologyAnswer{Changes: []proxy.TopologyChange{}}
+	a := TopologyAnswer{Changes: []route.TopologyChange{}}
 	if s.cfg.Changes != nil {
 		a.Changes = s.cfg.Changes.TopologyChanges()
 	}

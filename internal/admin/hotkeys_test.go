@@ -4,16 +4,16 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/shard-proxy/shard-proxy/internal/proxy"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/hotkeys"
 	"github.com/shard-proxy/shard-proxy/internal/testutil"
 )
 
 type fixedHotKeys struct{ n int }
 
-func (f *fixedHotKeys) HotKeys(n int, shard string) proxy.HotKeysAnswer {
+func (f *fixedHotKeys) HotKeys(n int, shard string) hotkeys.Answer {
 	f.n = n
-	return proxy.HotKeysAnswer{WindowS: 60, SampleRate: 0.0625, Shards: []proxy.ShardHotKeys{
-		{Shard: shard, Keys: []proxy.HotKey{{Key: "42", Rate: 12.5}}}}}
+	return hotkeys.Answer{WindowS: 60, SampleRate: 0.0625, Shards: []hotkeys.ShardKeys{
+		{Shard: shard, Keys: []hotkeys.Key{{Key: "42", Rate: 12.5}}}}}
 }
 
 // TestHotKeysEndpoint: /hotkeys passes n and shard on, validates n, and
@@ -22,7 +22,7 @@ func TestHotKeysEndpoint(t *testing.T) {
 	src := &fixedHotKeys{}
 	a := startAdmin(t, Config{HotKeys: src}, nil)
 	r := call(t, "GET", a.url+"/hotkeys?n=5&shard=web-1", nil, nil)
-	got := testutil.Decode[proxy.HotKeysAnswer](t, r)
+	got := testutil.Decode[hotkeys.Answer](t, r)
 	if r.Status != http.StatusOK || src.n != 5 || len(got.Shards) != 1 || got.Shards[0].Shard != "web-1" || got.Shards[0].Keys[0].Key != "42" {
 		t.Fatalf("%d %+v (n=%d)", r.Status, got, src.n)
 	}

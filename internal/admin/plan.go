@@ -6,9 +6,9 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/shard-proxy/shard-proxy/internal/proxy"
-	"github.com/shard-proxy/shard-proxy/ring"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
 	"github.com/shard-proxy/shard-proxy/internal/table"
+	"github.com/shard-proxy/shard-proxy/ring"
 )
 
 // MaxPlanReplicas bounds the M of /plan and /locate?replicas=M. A consistent
@@ -114,7 +114,7 @@ func (s *Server) plan(w http.ResponseWriter, r *http.Request) {
 	}
 	t := s.cfg.Tables.Table()
 	if t == nil || t.Ring.Len() == 0 {
-		proxy.AnswerFor(proxy.ErrNoShards, "").Write(w)
+		answer.For(answer.ErrNoShards, "").Write(w)
 		return
 	}
 	pl, err := s.planner.plan(r.Context(), t, m)

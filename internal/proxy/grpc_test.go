@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -19,8 +18,8 @@ import (
 
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 
-	"github.com/shard-proxy/shard-proxy/ring"
 	"github.com/shard-proxy/shard-proxy/internal/watch"
+	"github.com/shard-proxy/shard-proxy/ring"
 )
 
 // grpcShard is a real grpc-go server that names itself in every answer.
@@ -256,12 +255,12 @@ func TestGRPCErrors(t *testing.T) {
 		shard, code string
 		want        float64
 	}{{"g-0", "200", 1}, {"g-0", "504", 1}, {"g-1", "503", 1}, {"g-2", "502", 1}} {
-		if got := promtest.ToFloat64(p.metrics.requests.WithLabelValues(m.shard, m.code, "h2")); got != m.want {
+		if got := p.metric("shard_proxy_requests_total", "shard", m.shard, "code", m.code, "protocol", "h2"); got != m.want {
 			t.Errorf(`requests_total{shard=%q,code=%q,protocol="h2"} = %v, want %v`, m.shard, m.code, got, m.want)
 		}
 	}
 	for _, reason := range []string{"no_key", "ambiguous"} {
-		if got := promtest.ToFloat64(p.metrics.keyErrors.WithLabelValues(reason)); got != 1 {
+		if got := p.metric("shard_proxy_key_errors_total", "reason", reason); got != 1 {
 			t.Errorf("key_errors_total{reason=%s} = %v, want 1", reason, got)
 		}
 	}

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shard-proxy/shard-proxy/ring"
 	"github.com/shard-proxy/shard-proxy/internal/watch"
+	"github.com/shard-proxy/shard-proxy/ring"
 )
 
 // startH2CShards starts plain HTTP/2 (h2c, prior knowledge only) servers

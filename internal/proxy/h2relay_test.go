@@ -16,11 +16,13 @@ import (
 	"testing"
 	"time"
 
+	relay "github.com/shard-proxy/shard-proxy/internal/proxy/http2"
+
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
-	"github.com/shard-proxy/shard-proxy/ring"
 	"github.com/shard-proxy/shard-proxy/internal/watch"
+	"github.com/shard-proxy/shard-proxy/ring"
 )
 
 // The relay tests speak raw HTTP/2 frames to the proxy, so that they see
@@ -451,9 +453,9 @@ func dialRelay(t testing.TB, url string, o dialOpts) *h2peer {
 	for _, s := range ev.settings {
 		got[s.ID] = s.Val
 	}
-	if got[http2.SettingMaxConcurrentStreams] != h2MaxStreams || got[http2.SettingMaxHeaderListSize] != h2MaxHeaderList {
+	if got[http2.SettingMaxConcurrentStreams] != relay.MaxClientStreams || got[http2.SettingMaxHeaderListSize] != relay.MaxHeaderList {
 		t.Fatalf("proxy SETTINGS %v: not the relay's (want MAX_CONCURRENT_STREAMS %d, MAX_HEADER_LIST_SIZE %d)",
-			ev.settings, h2MaxStreams, h2MaxHeaderList)
+			ev.settings, relay.MaxClientStreams, relay.MaxHeaderList)
 	}
 	return p
 }
@@ -1179,22 +1181,22 @@ func TestRelayManyStreams(t *testing.T) {
 	t.Run("101st stream refused", func(t *testing.T) {
 		c := dialRelay(t, p.url, bigWindows)
 		var held []uint32
-		for range h2MaxStreams {
+		for range relay.MaxClientStreams {
 			id := c.newStream()
 			held = append(held, id)
 			c.mustHeaders(t, id, reqHead("GET", "/hold", "0"), true)
 		}
-		for i := range h2MaxStreams {
+		for i := range relay.MaxClientStreams {
 			select {
 			case <-arrived:
 			case <-time.After(relayWait):
-				t.Fatalf("%d of %d held requests reached the shard", i, h2MaxStreams)
+				t.Fatalf("%d of %d held requests reached the shard", i, relay.MaxClientStreams)
 			}
 		}
 		id := c.newStream()
 		c.mustHeaders(t, id, reqHead("GET", "/", "1"), true)
 		if a := c.answer(t, id); !a.reset || a.code != http2.ErrCodeRefusedStream || len(a.heads) > 0 {
-			t.Fatalf("stream %d: %v, want RST_STREAM REFUSED_STREAM", h2MaxStreams+1, a)
+			t.Fatalf("stream %d: %v, want RST_STREAM REFUSED_STREAM", relay.MaxClientStreams+1, a)
 		}
 		close(release)
 		for _, id := range held {
@@ -1866,7 +1868,7 @@ func TestRelayRapidReset(t *testing.T) {
 	p := startProxy(t, Config{}, ring.Config{}, &topo)
 
 	polite := dialRelay(t, p.url, bigWindows)
-	for i := range 3 * h2ResetBudget {
+	for i := range 3 * relay.ResetBudget {
 		if i%10 == 0 { // one in ten cancelled before its answer
 			id := polite.newStream()
 			polite.mustHeaders(t, id, reqHead("GET", "/slow", "k"), true)
@@ -1881,7 +1883,7 @@ func TestRelayRapidReset(t *testing.T) {
 	}
 
 	rapid := dialRelay(t, p.url, bigWindows)
-	for range 2 * h2ResetBudget {
+	for range 2 * relay.ResetBudget {
 		id := rapid.newStream()
 		if rapid.headers(id, reqHead("GET", "/slow", "k"), true) != nil || rapid.rst(id, http2.ErrCodeCancel) != nil {
 			break // the proxy closed the connection

@@ -27,10 +27,12 @@ import (
 
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 
-	"github.com/shard-proxy/shard-proxy/ring"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/route"
 	"github.com/shard-proxy/shard-proxy/internal/table"
 	"github.com/shard-proxy/shard-proxy/internal/testutil"
 	"github.com/shard-proxy/shard-proxy/internal/watch"
+	"github.com/shard-proxy/shard-proxy/ring"
 )
 
 // The relay under a storm: real grpc-go shards and clients, every kind of
@@ -68,37 +70,10 @@ type stressResult struct {
 // relayState counts what the relay still holds: tracked live streams,
 // client streams, and streams on shard connections.
 func relayState(p *Proxy) (live, client, up int) {
-	p.live.mu.Lock()
-	live = len(p.live.m)
-	p.live.mu.Unlock()
-	p.h2conns.mu.Lock()
-	for c := range p.h2conns.m {
-		c.w.mu.Lock()
-		client += len(c.streams)
-		c.w.mu.Unlock()
+	for _, b := range p.router.Backends() {
+		up += b.PoolStats(route.PoolHTTP2).Streams
 	}
-	p.h2conns.mu.Unlock()
-	p.mu.Lock()
-	var pools []*h2pool
-	for _, b := range p.backends {
-		b.rtMu.Lock()
-		if b.h2 != nil {
-			pools = append(pools, b.h2)
-		}
-		b.rtMu.Unlock()
-	}
-	p.mu.Unlock()
-	for _, pl := range pools {
-		pl.mu.Lock()
-		conns := append([]*h2up(nil), pl.conns...)
-		pl.mu.Unlock()
-		for _, u := range conns {
-			u.w.mu.Lock()
-			up += len(u.streams)
-			u.w.mu.Unlock()
-		}
-	}
-	return live, client, up
+	return p.router.LiveCount(), p.relay.Streams(), up
 }
 
 func allStacks() string {
@@ -262,7 +237,7 @@ func TestRelayStress(t *testing.T) {
 			continue
 		}
 		code := status.Code(r.err)
-		if strings.Contains(r.err.Error(), ErrOwnerMoved.Error()) {
+		if strings.Contains(r.err.Error(), answer.ErrOwnerMoved.Error()) {
 			byCode[r.kind+"/"+code.String()+"(moved)"]++
 		} else {
 			byCode[r.kind+"/"+code.String()]++
@@ -623,9 +598,7 @@ func relayGoroutines() []string {
 }
 
 func relayConns(p *Proxy) int {
-	p.h2conns.mu.Lock()
-	defer p.h2conns.mu.Unlock()
-	return len(p.h2conns.m)
+	return p.relay.Conns()
 }
 
 // isReset: the proxy closed with data unread (an RST), which ends the

@@ -11,9 +11,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
-	"github.com/shard-proxy/shard-proxy/ring"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/keys"
 	"github.com/shard-proxy/shard-proxy/internal/testutil"
 	"github.com/shard-proxy/shard-proxy/internal/watch"
+	"github.com/shard-proxy/shard-proxy/ring"
 )
 
 func TestMain(m *testing.M) {
@@ -69,9 +70,9 @@ func (r *running) apply(t testing.TB, topo watch.Topology) {
 	}
 }
 
-func mustRules(t testing.TB, spec string) []Rule {
+func mustRules(t testing.TB, spec string) []keys.Rule {
 	t.Helper()
-	rules, err := ParseRules(spec)
+	rules, err := keys.ParseRules(spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,3 +93,36 @@ func jsonString(v string) string {
 }
 
 func bufioReader(c net.Conn) *bufio.Reader { return bufio.NewReader(c) }
+
+// metric is the value of the series name with the given label pairs in the
+// proxy's registry, 0 when there is none.
+func (r *running) metric(name string, labelPairs ...string) float64 {
+	families, err := r.reg.Gather()
+	if err != nil {
+		panic(err)
+	}
+	for _, mf := range families {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			have := map[string]string{}
+			for _, l := range m.GetLabel() {
+				have[l.GetName()] = l.GetValue()
+			}
+			for i := 0; i+1 < len(labelPairs); i += 2 {
+				if have[labelPairs[i]] != labelPairs[i+1] {
+					continue series
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				return m.Counter.GetValue()
+			case m.Gauge != nil:
+				return m.Gauge.GetValue()
+			}
+		}
+	}
+	return 0
+}

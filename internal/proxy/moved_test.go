@@ -15,9 +15,9 @@ import (
 
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 
-	"github.com/shard-proxy/shard-proxy/ring"
 	"github.com/shard-proxy/shard-proxy/internal/table"
 	"github.com/shard-proxy/shard-proxy/internal/watch"
+	"github.com/shard-proxy/shard-proxy/ring"
 )
 
 // startUpgradeShards starts raw servers that accept any upgrade with 101
@@ -271,3 +271,7 @@ func TestMovedWebSocketClosesBetweenFrames(t *testing.T) {
 		})
 	}
 }
+
+// wsClose1012 is an unmasked WebSocket close frame (RFC 6455 §5.5.1) with
+// status 1012, service restart: what a moved tunnel's client receives.
+var wsClose1012 = []byte{0x88, 0x02, 0x03, 0xF4}

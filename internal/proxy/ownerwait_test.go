@@ -7,11 +7,10 @@ import (
 	"testing"
 	"time"
 
-	promtest "github.com/prometheus/client_golang/prometheus/testutil"
-
-	"github.com/shard-proxy/shard-proxy/ring"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/header"
 	"github.com/shard-proxy/shard-proxy/internal/testutil"
 	"github.com/shard-proxy/shard-proxy/internal/watch"
+	"github.com/shard-proxy/shard-proxy/ring"
 )
 
 // sendKey makes one request with key to p and returns the answer.
@@ -48,7 +47,7 @@ func TestOwnerWaitServesWhenReady(t *testing.T) {
 			start := time.Now()
 			go func() { got <- sendKey(t, c, p.url, "1", nil) }()
 			deadline := time.Now().Add(5 * time.Second)
-			for p.waiting.Load() == 0 { // the request is held
+			for p.router.Waiting() == 0 { // the request is held
 				if time.Now().After(deadline) {
 					t.Fatal("the request was not held")
 				}
@@ -62,7 +61,7 @@ func TestOwnerWaitServesWhenReady(t *testing.T) {
 			if waited := time.Since(start); waited > 5*time.Second {
 				t.Errorf("answered after %v: not woken by the change", waited)
 			}
-			if got := promtest.ToFloat64(p.metrics.ownerWaits.WithLabelValues(waitServed)); got != 1 {
+			if got := p.metric("shard_proxy_owner_waits_total", "outcome", "served"); got != 1 {
 				t.Errorf("owner_waits_total{outcome=served} = %v, want 1", got)
 			}
 		})
@@ -82,7 +81,7 @@ func TestOwnerWaitLimits(t *testing.T) {
 	start := time.Now()
 	first := make(chan testutil.Answer, 1)
 	go func() { first <- sendKey(t, c, p.url, "1", nil) }()
-	for p.waiting.Load() == 0 {
+	for p.router.Waiting() == 0 {
 		time.Sleep(2 * time.Millisecond)
 	}
 	over := sendKey(t, c, p.url, "3", nil)
@@ -93,8 +92,8 @@ func TestOwnerWaitLimits(t *testing.T) {
 	if a.Status != 503 || a.Header.Get("Retry-After") != "1" || time.Since(start) < 400*time.Millisecond {
 		t.Errorf("held past --owner-wait: %d after %v, want 503 with Retry-After after 400ms", a.Status, time.Since(start))
 	}
-	for outcome, want := range map[string]float64{waitTimeout: 1, waitOverflow: 1} {
-		if got := promtest.ToFloat64(p.metrics.ownerWaits.WithLabelValues(outcome)); got != want {
+	for outcome, want := range map[string]float64{"timeout": 1, "overflow": 1} {
+		if got := p.metric("shard_proxy_owner_waits_total", "outcome", outcome); got != want {
 			t.Errorf("owner_waits_total{outcome=%s} = %v, want %v", outcome, got, want)
 		}
 	}
@@ -103,12 +102,12 @@ func TestOwnerWaitLimits(t *testing.T) {
 	// when it becomes ready afterwards.
 	rc := dialRaw(t, p)
 	rc.send("GET /gone HTTP/1.1\r\nHost: x\r\nX-Shard-Key: 1\r\n\r\n")
-	for p.waiting.Load() == 0 {
+	for p.router.Waiting() == 0 {
 		time.Sleep(2 * time.Millisecond)
 	}
 	rc.c.Close()
 	deadline := time.Now().Add(3 * time.Second)
-	for promtest.ToFloat64(p.metrics.ownerWaits.WithLabelValues(waitGone)) != 1 {
+	for p.metric("shard_proxy_owner_waits_total", "outcome", "gone") != 1 {
 		if time.Now().After(deadline) {
 			t.Fatal("a held request whose client left was not released")
 		}
@@ -148,7 +147,7 @@ func TestHandoffHeaders(t *testing.T) {
 // one named, keys that did not move without, and a client's own values
 // never reach a shard.
 func checkHandoffs(t *testing.T, p *running, c *http.Client, shards []*testutil.Shard) {
-	spoof := http.Header{HeaderPrevious: {"evil"}, HeaderPreviousAddress: {"10.9.9.9:1"}}
+	spoof := http.Header{header.Previous: {"evil"}, header.PreviousAddress: {"10.9.9.9:1"}}
 	for k := range 6 {
 		key := string(rune('0' + k))
 		a := sendKey(t, c, p.url, key, spoof)
@@ -161,15 +160,15 @@ func checkHandoffs(t *testing.T, p *running, c *http.Client, shards []*testutil.
 		was := shards[k%2]
 		switch {
 		case k%3 != k%2:
-			if h.Get(HeaderPrevious) != was.Name || h.Get(HeaderPreviousAddress) != was.Addr {
+			if h.Get(header.Previous) != was.Name || h.Get(header.PreviousAddress) != was.Addr {
 				t.Errorf("key %s moved from %s: shard saw %s=%q %s=%q", key, was.Name,
-					HeaderPrevious, h.Get(HeaderPrevious), HeaderPreviousAddress, h.Get(HeaderPreviousAddress))
+					header.Previous, h.Get(header.Previous), header.PreviousAddress, h.Get(header.PreviousAddress))
 			}
-		case h.Get(HeaderPrevious) != "" || h.Get(HeaderPreviousAddress) != "":
+		case h.Get(header.Previous) != "" || h.Get(header.PreviousAddress) != "":
 			t.Errorf("key %s did not move, but the shard saw %v", key, h)
 		}
 	}
-	if got := promtest.ToFloat64(p.metrics.handoffs.WithLabelValues("web-2")); got != 2 {
+	if got := p.metric("shard_proxy_handoff_requests_total", "shard", "web-2"); got != 2 {
 		t.Errorf("handoff_requests_total{shard=web-2} = %v, want 2 (keys 2 and 5)", got)
 	}
 }

@@ -1,41 +1,45 @@
-// Package proxy is the data plane: it takes each request's shard key, finds
-// the owner on one routing snapshot and forwards the request to it. Its
-// HTTP/1.1 engine owns the wire: request and response heads are parsed once
-// (package h1) and forwarded as received except for the header policy, and
-// bodies stream through fixed, pooled buffers.
+// Package proxy is the data plane's facade: New builds the routing step
+// (package route) and the front ends, Serve accepts client connections,
+// Shutdown drains them. Each connection starts on the HTTP/1.1 engine
+// (package http1); one whose first bytes are the HTTP/2 preface is handed,
+// through a callback, to the HTTP/2 relay (package http2) or, when the
+// relay cannot serve it, to the net/http path (package h2std). The front
+// ends never import each other; every one of them asks route for each
+// request's owner, and answers errors from package answer under the header
+// policy of package header.
 package proxy
 
 import (
 	"cmp"
-	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/shard-proxy/shard-proxy/ring"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/h2std"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/hotkeys"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/http1"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/http2"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/keys"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/route"
 	"github.com/shard-proxy/shard-proxy/internal/table"
 	"github.com/shard-proxy/shard-proxy/internal/watch"
+	"github.com/shard-proxy/shard-proxy/ring"
 )
 
 // Defaults of Config.
 const (
 	DefaultMaxBodyBytes        = 4 << 20
-	DefaultUpstreamTimeout     = 30 * time.Second
-	DefaultMaxConnsPerShard    = 8192
+	DefaultUpstreamTimeout     = route.DefaultUpstreamTimeout
+	DefaultMaxConnsPerShard    = route.DefaultMaxConnsPerShard
 	DefaultClientHeaderTimeout = 10 * time.Second
 	DefaultClientBodyTimeout   = 60 * time.Second
 	DefaultClientWriteTimeout  = 60 * time.Second
 	DefaultIdleTimeout         = 90 * time.Second
 	DefaultTunnelIdleTimeout   = time.Hour
-	DefaultOwnerWaitMax        = 1024
-	DefaultHotKeySample        = 16
+	DefaultOwnerWaitMax        = route.DefaultOwnerWaitMax
+	DefaultHotKeySample        = route.DefaultHotKeySample
 )
 
 // Config configures a Proxy. The zero value routes by the X-Shard-Key header
@@ -44,8 +48,8 @@ type Config struct {
 	// Ring is the ring algorithm and its parameters; the zero value is the
 	// default jump ring.
 	Ring ring.Config
-	// Keys are the key rules, tried in order. Nil means DefaultKeyRules.
-	Keys []Rule
+	// Keys are the key rules, tried in order. Nil means keys.DefaultRules.
+	Keys []keys.Rule
 	// MaxBodyBytes caps what a body rule buffers of a request body; larger
 	// bodies get 413. Bodies that no rule reads stream, whatever their
 	// size. Zero means DefaultMaxBodyBytes.
@@ -89,109 +93,41 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Proxy is the data plane. Serve, Apply and Table are safe for concurrent
-// use; requests keep routing on the old snapshot until Apply swaps in the
-// new one.
+// Proxy is the data plane. Serve, Apply and the accessors are safe for
+// concurrent use; requests keep routing on the old snapshot until Apply
+// swaps in the new one.
 type Proxy struct {
-	cfg     Config
-	keys    *Extractor
-	metrics *metrics
-	log     *slog.Logger
-	snap    atomic.Pointer[snapshot]
-	srv     server
-	parker  parker
-	h2front h2Front
-	h2conns h2Conns // the HTTP/2 relay's client connections
-	live    liveSet
-	waiting atomic.Int64 // requests held for their owner
-	hot     *hotKeys     // nil when sampling is off
-	changes changeLog    // the last applied topologies, for /topology
-
-	mu       sync.Mutex // serializes Apply
-	backends map[string]*backend
-	stop     chan struct{} // ends the janitor
-	janitor  sync.WaitGroup
-}
-
-// snapshot is what one request routes with: a table and, for each of its
-// shards by ring index, the backend that forwards to it.
-type snapshot struct {
-	table    *table.Table
-	backends []*backend
-	// next is closed when a newer snapshot replaces this one: requests
-	// held for a not-ready owner wait on it.
-	next chan struct{}
-}
-
-// backend is one shard at one address: its connection pools and metrics.
-// HTTP/1.1 requests to an HTTP/1.1 shard use up, the engine's own pool;
-// HTTP/2 streams, and anything bound for an h2c shard, use rt, a net/http
-// transport made on first use.
-type backend struct {
-	name    string
-	addr    string
-	proto   watch.Protocol
-	up      *upstream
-	metrics *shardMetrics
-	dial    func(addr string) (net.Conn, error)
-
-	// writeTimeout bounds a write to the shard on a relay connection.
-	writeTimeout time.Duration
-
-	rtMu sync.Mutex
-	rt   *http.Transport // made on first use
-	h2   *h2pool         // the HTTP/2 relay's connections, made on first use
-}
-
-// transport returns the backend's net/http transport: HTTP/2 with prior
-// knowledge for an h2c shard, HTTP/1.1 otherwise.
-func (b *backend) transport() *http.Transport {
-	b.rtMu.Lock()
-	defer b.rtMu.Unlock()
-	if b.rt == nil {
-		var protos http.Protocols
-		if b.proto == watch.H2C {
-			protos.SetUnencryptedHTTP2(true)
-		} else {
-			protos.SetHTTP1(true)
-		}
-		b.rt = &http.Transport{
-			Protocols: &protos,
-			DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-				return b.dial(addr)
-			},
-			MaxIdleConnsPerHost: 64,
-			IdleConnTimeout:     upstreamIdleTimeout,
-			DisableCompression:  true,
-		}
-	}
-	return b.rt
-}
-
-// closeIdle closes the backend's idle connections; with stop, for good.
-func (b *backend) closeIdle(stop bool) {
-	b.up.closeIdle(0, stop)
-	b.rtMu.Lock()
-	rt, h2 := b.rt, b.h2
-	b.rtMu.Unlock()
-	if rt != nil {
-		rt.CloseIdleConnections()
-	}
-	if h2 != nil {
-		h2.closeIdle(0, stop)
-	}
+	router *route.Router
+	http1  *http1.Server
+	relay  *http2.Relay
+	h2std  *h2std.Server
+	srv    listeners
 }
 
 // New returns a Proxy that answers 503 "no shards" until the first Apply.
 // Close releases what it holds.
 func New(cfg Config) (*Proxy, error) {
-	if cfg.Keys == nil {
-		rules, err := ParseRules(DefaultKeyRules)
-		if err != nil {
-			return nil, err
-		}
-		cfg.Keys = rules
+	cfg = withDefaults(cfg)
+	r, err := route.New(route.Config{Ring: cfg.Ring, Keys: cfg.Keys, UpstreamTimeout: cfg.UpstreamTimeout,
+		MaxConnsPerShard: cfg.MaxConnsPerShard, OwnerWait: cfg.OwnerWait, OwnerWaitMax: cfg.OwnerWaitMax,
+		HotKeySample: cfg.HotKeySample, Registerer: cfg.Registerer, Logger: cfg.Logger})
+	if err != nil {
+		return nil, err
 	}
+	p := &Proxy{router: r}
+	p.relay = http2.New(http2.Config{Router: r, UpstreamTimeout: cfg.UpstreamTimeout,
+		ClientHeaderTimeout: cfg.ClientHeaderTimeout, ClientWriteTimeout: cfg.ClientWriteTimeout,
+		IdleTimeout: cfg.IdleTimeout, Logger: cfg.Logger})
+	p.h2std = h2std.New(h2std.Config{Router: r, MaxBodyBytes: cfg.MaxBodyBytes, UpstreamTimeout: cfg.UpstreamTimeout,
+		ClientHeaderTimeout: cfg.ClientHeaderTimeout, ClientBodyTimeout: cfg.ClientBodyTimeout, IdleTimeout: cfg.IdleTimeout})
+	p.http1 = http1.New(http1.Config{Router: r, MaxBodyBytes: cfg.MaxBodyBytes, UpstreamTimeout: cfg.UpstreamTimeout,
+		ClientHeaderTimeout: cfg.ClientHeaderTimeout, ClientBodyTimeout: cfg.ClientBodyTimeout,
+		ClientWriteTimeout: cfg.ClientWriteTimeout, IdleTimeout: cfg.IdleTimeout,
+		TunnelIdleTimeout: cfg.TunnelIdleTimeout, HandOff: p.handOff, Logger: cfg.Logger})
+	return p, nil
+}
+
+func withDefaults(cfg Config) Config {
 	cfg.MaxBodyBytes = cmp.Or(max(cfg.MaxBodyBytes, 0), DefaultMaxBodyBytes)
 	cfg.UpstreamTimeout = cmp.Or(max(cfg.UpstreamTimeout, 0), DefaultUpstreamTimeout)
 	cfg.MaxConnsPerShard = cmp.Or(max(cfg.MaxConnsPerShard, 0), DefaultMaxConnsPerShard)
@@ -200,164 +136,61 @@ func New(cfg Config) (*Proxy, error) {
 	cfg.ClientWriteTimeout = cmp.Or(max(cfg.ClientWriteTimeout, 0), DefaultClientWriteTimeout)
 	cfg.IdleTimeout = cmp.Or(max(cfg.IdleTimeout, 0), DefaultIdleTimeout)
 	cfg.TunnelIdleTimeout = cmp.Or(max(cfg.TunnelIdleTimeout, 0), DefaultTunnelIdleTimeout)
-	cfg.OwnerWaitMax = cmp.Or(max(cfg.OwnerWaitMax, 0), DefaultOwnerWaitMax)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
-	p := &Proxy{
-		cfg:      cfg,
-		keys:     NewExtractor(cfg.Keys),
-		metrics:  newMetrics(cfg.Registerer),
-		log:      cfg.Logger,
-		backends: map[string]*backend{},
-		stop:     make(chan struct{}),
-	}
-	p.janitor.Go(p.sweep)
-	if every := cmp.Or(cfg.HotKeySample, DefaultHotKeySample); every > 0 {
-		p.hot = &hotKeys{every: uint64(every), started: time.Now()}
-		for i := range p.hot.buckets {
-			p.hot.buckets[i] = map[int]*spaceSaving{}
-		}
-		p.janitor.Go(func() { p.hot.run(p.stop) })
-	}
-	return p, nil
+	return cfg
 }
 
-// sweep closes shard connections that idled too long, until Close.
-func (p *Proxy) sweep() {
-	t := time.NewTicker(upstreamIdleTimeout / 5)
-	defer t.Stop()
-	for {
-		select {
-		case <-p.stop:
-			return
-		case <-t.C:
-		}
-		p.mu.Lock()
-		for _, b := range p.backends {
-			b.up.closeIdle(upstreamIdleTimeout, false)
-			b.rtMu.Lock()
-			h2 := b.h2
-			b.rtMu.Unlock()
-			if h2 != nil {
-				h2.closeIdle(upstreamIdleTimeout, false)
-			}
-		}
-		p.mu.Unlock()
+// handOff takes a connection whose first bytes are the HTTP/2 preface
+// from the HTTP/1.1 engine: to the relay when it can serve every stream
+// (no key rule reads the body, and every shard speaks h2c), else to the
+// net/http path.
+func (p *Proxy) handOff(nc net.Conn, ip string, pending []byte) bool {
+	if !http2.IsPreface(pending) {
+		return false
 	}
+	if p.relayable() {
+		go p.relay.ServeConn(nc, ip, pending)
+		return true
+	}
+	p.h2std.ServeConn(nc, pending)
+	return true
 }
+
+// relayable tells whether a new HTTP/2 connection can be relayed.
+func (p *Proxy) relayable() bool {
+	if p.router.Keys().NeedsBody() {
+		return false
+	}
+	t := p.router.Table()
+	if t == nil {
+		return true
+	}
+	for i := range t.Shards {
+		if t.Shards[i].Protocol != watch.H2C {
+			return false
+		}
+	}
+	return true
+}
+
+// Apply makes topo the routing snapshot (see route.Router.Apply).
+func (p *Proxy) Apply(topo watch.Topology) error { return p.router.Apply(topo) }
 
 // Table returns the routing table in force, or nil before the first
-// topology was applied. Other components (the admin plane) read it, so they
-// see exactly the snapshot the data plane routes with.
-func (p *Proxy) Table() *table.Table {
-	if snap := p.snap.Load(); snap != nil {
-		return snap.table
-	}
-	return nil
-}
+// topology was applied: exactly the snapshot the data plane routes with.
+func (p *Proxy) Table() *table.Table { return p.router.Table() }
 
-// Extractor returns the proxy's key extractor.
-func (p *Proxy) Extractor() *Extractor { return p.keys }
+// Keys returns the proxy's key extractor.
+func (p *Proxy) Keys() *keys.Extractor { return p.router.Keys() }
 
-// Apply is the one place where a Topology becomes the routing snapshot:
-// it builds the table (reusing the ring when only addresses or readiness
-// changed), pairs each shard with its upstream, swaps the snapshot in, and
-// logs the change. It returns an error, and keeps the previous snapshot,
-// when the Topology is invalid. Apply calls are serialized; requests keep
-// routing with the old snapshot until the swap.
-func (p *Proxy) Apply(topo watch.Topology) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	prev := p.Table()
-	t, err := table.Build(p.cfg.Ring, topo, prev)
-	if err != nil {
-		return fmt.Errorf("applying topology: %w", err)
-	}
-	p.swap(t)
-	p.changes.add(describeChange(prev, t))
-	if prev != nil && !table.SameRing(prev, t) {
-		p.live.rehome(t) // streams of keys that moved reconnect to the new owner
-	}
-	p.log.Info("topology applied", "replicas", t.Replicas(), "ready", t.Ready(),
-		"fingerprint", t.Fingerprint, "ring_rebuilt", !table.SameRing(prev, t),
-		"shards", t.Summary(16))
-	return nil
-}
+// TopologyChanges returns the applied topologies, newest first.
+func (p *Proxy) TopologyChanges() []route.TopologyChange { return p.router.TopologyChanges() }
 
-// swap publishes t with its backends. Backends of unchanged shards keep
-// their pooled connections; those of shards that moved or left are closed
-// once idle. p.mu is held.
-func (p *Proxy) swap(t *table.Table) {
-	next := &snapshot{table: t, backends: make([]*backend, len(t.Shards)), next: make(chan struct{})}
-	keep := make(map[string]*backend, len(t.Shards))
-	for i, s := range t.Shards {
-		id := s.Name + "@" + s.Addr + "/" + string(s.Protocol)
-		b := p.backends[id]
-		if b == nil {
-			b = p.newBackend(s)
-		}
-		next.backends[i], keep[id] = b, b
-	}
-	if old := p.snap.Swap(next); old != nil {
-		close(old.next) // wakes requests held for their owner
-	}
-	present := make(map[string]bool, len(t.Shards))
-	for _, s := range t.Shards {
-		present[s.Name] = true
-	}
-	for id, b := range p.backends {
-		if keep[id] == nil {
-			b.closeIdle(true)
-			if !present[b.name] {
-				p.metrics.forget(b.name)
-			}
-		}
-	}
-	p.backends = keep
-	p.metrics.topologyUpdates.Inc()
-	p.metrics.ringInfo.Reset()
-	p.metrics.ringInfo.WithLabelValues(string(t.Config.Algorithm), t.Fingerprint).Set(1)
-	ready := t.Ready()
-	p.metrics.shards.WithLabelValues("ready").Set(float64(ready))
-	p.metrics.shards.WithLabelValues("not_ready").Set(float64(len(t.Shards) - ready))
-}
+// HotKeys returns the n most frequent keys per shard over the last minute
+// (only shard's, when not ""), for the admin plane. Keys appear nowhere
+// else: not in metrics, not in logs.
+func (p *Proxy) HotKeys(n int, shard string) hotkeys.Answer { return p.router.HotKeys(n, shard) }
 
-func (p *Proxy) newBackend(s watch.Shard) *backend {
-	m := p.metrics.forShard(s.Name)
-	dial := dialer(p.cfg.UpstreamTimeout)
-	return &backend{
-		name: s.Name, addr: s.Addr, proto: s.Protocol, metrics: m, dial: dial, writeTimeout: p.cfg.UpstreamTimeout,
-		up: &upstream{name: s.Name, addr: s.Addr, metrics: m, dial: dial, maxConns: p.cfg.MaxConnsPerShard},
-	}
-}
-
-// dialer bounds connecting by the smaller of timeout and 5s. A connect that
-// fails, timing out included, means the shard is unreachable (502), not
-// slow (504).
-func dialer(timeout time.Duration) func(addr string) (net.Conn, error) {
-	d := &net.Dialer{Timeout: min(timeout, 5*time.Second), KeepAlive: 30 * time.Second}
-	return func(addr string) (net.Conn, error) {
-		c, err := d.Dial("tcp", addr)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %v", errDial, err)
-		}
-		return c, nil
-	}
-}
-
-var errDial = errors.New("connecting to the shard")
-
-// Close closes idle shard connections and stops the background sweep. Call
-// it after Shutdown.
-func (p *Proxy) Close() {
-	p.mu.Lock()
-	select {
-	case <-p.stop:
-	default:
-		close(p.stop)
-	}
-	for _, b := range p.backends {
-		b.closeIdle(false)
-	}
-	p.mu.Unlock()
-	p.janitor.Wait()
-}
+// Close closes idle shard connections and stops the background loops.
+// Call it after Shutdown.
+func (p *Proxy) Close() { p.router.Close() }

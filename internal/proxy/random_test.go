@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shard-proxy/shard-proxy/internal/proxy/header"
 	"github.com/shard-proxy/shard-proxy/ring"
 )
 
@@ -215,7 +216,7 @@ func TestRandomShardBytes(t *testing.T) {
 				}
 				break
 			}
-			if v := m.Values(HeaderShard); m.Status() >= 200 && (len(v) != 1 || v[0] != "raw-0") {
+			if v := m.Values(header.Shard); m.Status() >= 200 && (len(v) != 1 || v[0] != "raw-0") {
 				t.Errorf("shard sent %q: the client got head %q without its one X-Shard", sent, m.Head)
 			}
 			statuses[m.Status()]++

@@ -9,9 +9,10 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/shard-proxy/shard-proxy/ring"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/header"
 	"github.com/shard-proxy/shard-proxy/internal/testutil"
 	"github.com/shard-proxy/shard-proxy/internal/watch"
+	"github.com/shard-proxy/shard-proxy/ring"
 )
 
 // keyCase puts key k into a request the way one rule reads it.
@@ -98,7 +99,7 @@ func TestRoutingEveryRingAndRule(t *testing.T) {
 					if a.Status != 200 {
 						t.Fatalf("key %q: status %d, body %s", k, a.Status, a.Body)
 					}
-					if got := a.Header.Get(HeaderShard); got != shards[owner].Name {
+					if got := a.Header.Get(header.Shard); got != shards[owner].Name {
 						t.Errorf("key %q: X-Shard %q, want %q", k, got, shards[owner].Name)
 					}
 					if got := a.JSON(t)["shard"]; got != shards[owner].Name {
@@ -125,7 +126,7 @@ func TestModulusAcceptance(t *testing.T) {
 	for key, want := range map[string]string{"42": "shard-0", "43": "shard-1", "-1": "shard-2", "12345678901234567890123": bigOwner} {
 		r := testutil.NewRequest(t, "GET", p.url+"/", nil)
 		r.Header.Set("X-Shard-Key", key)
-		if got := testutil.Do(t, c, r).Header.Get(HeaderShard); got != want {
+		if got := testutil.Do(t, c, r).Header.Get(header.Shard); got != want {
 			t.Errorf("key %s: routed to %q, want %q", key, got, want)
 		}
 	}
@@ -153,7 +154,7 @@ func TestRuleFallbackOrder(t *testing.T) {
 				r.Header.Set("X-Shard-Key", tt.header)
 			}
 			a := testutil.Do(t, c, r)
-			if got := a.Header.Get(HeaderShard); got != shards[tt.want].Name {
+			if got := a.Header.Get(header.Shard); got != shards[tt.want].Name {
 				t.Errorf("routed to %q (status %d), want %q", got, a.Status, shards[tt.want].Name)
 			}
 		})
@@ -185,7 +186,7 @@ func TestReplicasAgreeWhateverTheOrder(t *testing.T) {
 					ra.Header.Set("X-Shard-Key", key)
 					rb := testutil.NewRequest(t, "GET", b.url+"/", nil)
 					rb.Header.Set("X-Shard-Key", key)
-					if x, y := testutil.Do(t, c, ra).Header.Get(HeaderShard), testutil.Do(t, c, rb).Header.Get(HeaderShard); x != y || x == "" {
+					if x, y := testutil.Do(t, c, ra).Header.Get(header.Shard), testutil.Do(t, c, rb).Header.Get(header.Shard); x != y || x == "" {
 						t.Fatalf("key %s: proxy a routes to %q, b to %q", key, x, y)
 					}
 				}
@@ -206,8 +207,8 @@ func TestBroadcastPathIsKeyedOnDataPort(t *testing.T) {
 	p := startProxy(t, Config{}, ring.Config{Algorithm: ring.Modulus}, &topo)
 	r := testutil.NewRequest(t, "POST", p.url+"/broadcast/cache/evict", []byte("x"))
 	r.Header.Set("X-Shard-Key", "6")
-	if a := testutil.Do(t, testutil.Client(t), r); a.Status != 200 || a.Header.Get(HeaderShard) != "web-2" {
-		t.Fatalf("status %d X-Shard %q, want 200 from web-2 only", a.Status, a.Header.Get(HeaderShard))
+	if a := testutil.Do(t, testutil.Client(t), r); a.Status != 200 || a.Header.Get(header.Shard) != "web-2" {
+		t.Fatalf("status %d X-Shard %q, want 200 from web-2 only", a.Status, a.Header.Get(header.Shard))
 	}
 	for i, s := range shards {
 		want := 0

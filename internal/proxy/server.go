@@ -5,48 +5,43 @@ import (
 	"errors"
 	"net"
 	"sync"
-	"sync/atomic"
+	"syscall"
 	"time"
 )
 
-// server tracks the data plane's listeners and client connections so that
-// Shutdown can stop accepting, wake idle connections and wait for busy ones.
-type server struct {
-	mu        sync.Mutex
-	listeners map[net.Listener]struct{}
-	conns     map[*clientConn]struct{}
-	draining  atomic.Bool
-	// forced: the shutdown timeout passed; exchanges still waiting on a
-	// shard give up at their next look (every clientCheckInterval).
-	forced atomic.Bool
-	wg     sync.WaitGroup
-}
-
 // ErrServerClosed is returned by Serve after Shutdown.
 var ErrServerClosed = errors.New("proxy: server closed")
+
+// errTooManyFiles is what Accept fails with when the process is out of file
+// descriptors; Serve backs off instead of giving up.
+var errTooManyFiles error = syscall.EMFILE
+
+// listeners tracks the listeners Serve accepts on, for Shutdown.
+type listeners struct {
+	mu     sync.Mutex
+	m      map[net.Listener]struct{}
+	closed bool
+}
+
+// frontEnd is what Shutdown asks of each front end: stop taking
+// connections, let those it has finish until ctx ends, then close them.
+type frontEnd interface {
+	Shutdown(ctx context.Context) error
+}
 
 // Serve accepts client connections on ln and serves each on its own
 // goroutine until Shutdown. It always returns a non-nil error; after
 // Shutdown, ErrServerClosed.
 func (p *Proxy) Serve(ln net.Listener) error {
-	s := &p.srv
-	s.mu.Lock()
-	if s.draining.Load() {
-		s.mu.Unlock()
+	if !p.srv.add(ln) {
 		_ = ln.Close()
 		return ErrServerClosed
 	}
-	if s.listeners == nil {
-		s.listeners = map[net.Listener]struct{}{}
-		s.conns = map[*clientConn]struct{}{}
-	}
-	s.listeners[ln] = struct{}{}
-	s.mu.Unlock()
 	var delay time.Duration
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
-			if s.draining.Load() {
+			if p.srv.isClosed() {
 				return ErrServerClosed
 			}
 			var ne net.Error
@@ -60,81 +55,58 @@ func (p *Proxy) Serve(ln net.Listener) error {
 			return err
 		}
 		delay = 0
-		cc := p.newClientConn(nc)
-		if !s.track(cc) {
+		if !p.http1.ServeConn(nc) {
 			_ = nc.Close()
 			return ErrServerClosed
 		}
-		go cc.serve()
 	}
 }
 
-func (s *server) track(cc *clientConn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.draining.Load() {
+// Shutdown stops the data plane gracefully: listeners close, and every
+// front end drains at once (HTTP/1.1: each connection's next answer carries
+// "Connection: close" and idle ones close; HTTP/2: GOAWAY, open streams
+// finish), until ctx ends; then what remains is closed.
+func (p *Proxy) Shutdown(ctx context.Context) error {
+	p.srv.close()
+	fronts := []frontEnd{p.http1, p.relay, p.h2std}
+	errs := make([]error, len(fronts))
+	var wg sync.WaitGroup
+	for i, f := range fronts {
+		wg.Go(func() { errs[i] = f.Shutdown(ctx) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err // ctx's error, the same for every front end
+		}
+	}
+	return nil
+}
+
+func (l *listeners) add(ln net.Listener) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
 		return false
 	}
-	s.conns[cc] = struct{}{}
-	s.wg.Add(1)
+	if l.m == nil {
+		l.m = map[net.Listener]struct{}{}
+	}
+	l.m[ln] = struct{}{}
 	return true
 }
 
-func (s *server) forget(cc *clientConn) {
-	s.mu.Lock()
-	delete(s.conns, cc)
-	s.mu.Unlock()
-	s.wg.Done()
+func (l *listeners) isClosed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closed
 }
 
-// Shutdown stops the data plane gracefully: listeners close, every
-// connection's next answer carries "Connection: close", idle connections
-// are closed once nothing is waiting on them (a request already sent is
-// still served), and Shutdown waits for the rest until ctx ends, then
-// closes what remains.
-func (p *Proxy) Shutdown(ctx context.Context) error {
-	s := &p.srv
-	s.mu.Lock()
-	s.draining.Store(true)
-	for ln := range s.listeners {
+func (l *listeners) close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.closed = true
+	for ln := range l.m {
 		_ = ln.Close()
 	}
-	// Idle connections wait in a read with a deadline; moving it to now
-	// wakes them to look at draining. A connection that goes idle after
-	// this loop sees draining itself.
-	for cc := range s.conns {
-		if cc.state.Load() == connIdle {
-			_ = cc.nc.SetReadDeadline(time.Now())
-		}
-	}
-	s.mu.Unlock()
-	p.parker.drain()
-	h2done := make(chan error, 1)
-	go func() {
-		relayed := make(chan bool, 1)
-		go func() { relayed <- p.h2conns.shutdown(ctx.Done()) }()
-		err := p.h2front.shutdown(ctx)
-		if !<-relayed && err == nil {
-			err = ctx.Err()
-		}
-		h2done <- err
-	}()
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return <-h2done
-	case <-ctx.Done():
-	}
-	s.forced.Store(true)
-	s.mu.Lock()
-	for cc := range s.conns {
-		_ = cc.nc.Close()
-	}
-	s.mu.Unlock()
-	<-done
-	return ctx.Err()
 }

@@ -13,8 +13,8 @@ import (
 
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 
-	"github.com/shard-proxy/shard-proxy/ring"
 	"github.com/shard-proxy/shard-proxy/internal/testutil"
+	"github.com/shard-proxy/shard-proxy/ring"
 )
 
 // Shutdown: the answer in flight says Connection: close; requests already

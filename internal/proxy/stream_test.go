@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shard-proxy/shard-proxy/ring"
 	"github.com/shard-proxy/shard-proxy/internal/testutil"
+	"github.com/shard-proxy/shard-proxy/ring"
 )
 
 // Bytes a shard writes reach the client as they are written, whatever the

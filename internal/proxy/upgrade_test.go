@@ -14,8 +14,9 @@ import (
 
 	"golang.org/x/net/websocket"
 
-	"github.com/shard-proxy/shard-proxy/ring"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/header"
 	"github.com/shard-proxy/shard-proxy/internal/testutil"
+	"github.com/shard-proxy/shard-proxy/ring"
 )
 
 // wsFrame writes one masked client frame (RFC 6455 §5.2) with a short
@@ -104,7 +105,7 @@ func TestWebSocketTunnel(t *testing.T) {
 			"Sec-WebSocket-Key: " + key + "\r\nSec-WebSocket-Version: 13\r\nOrigin: http://chat.example\r\nX-Shard-Key: 1\r\n\r\n")
 		a := rc.response("GET")
 		sum := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
-		if a.Status() != 101 || a.Get(HeaderShard) != "web-1" || !a.connTokens("upgrade") ||
+		if a.Status() != 101 || a.Get(header.Shard) != "web-1" || !a.connTokens("upgrade") ||
 			a.Get("Upgrade") != "websocket" || a.Get("Sec-WebSocket-Accept") != base64.StdEncoding.EncodeToString(sum[:]) {
 			t.Fatalf("answer %q, want web-1's 101 with Upgrade, Connection: Upgrade and the right accept key", a.Raw())
 		}

@@ -13,11 +13,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
-	promtest "github.com/prometheus/client_golang/prometheus/testutil"
-
+	"github.com/shard-proxy/shard-proxy/internal/proxy/route"
 	"github.com/shard-proxy/shard-proxy/internal/watch"
 )
 
@@ -423,25 +423,20 @@ func waitUntil(t testing.TB, timeout time.Duration, what string, cond func() boo
 
 // tunnelsOpen reads shard_proxy_tunnels_open for a shard.
 func (r *running) tunnelsOpen(shard string) float64 {
-	return promtest.ToFloat64(r.metrics.tunnels.WithLabelValues(shard))
+	return r.metric("shard_proxy_tunnels_open", "shard", shard)
 }
 
 // idleUpstreams counts the pooled idle connections to the shard at ring
 // index i.
 func (r *running) idleUpstreams(i int) int {
-	u := r.snap.Load().backends[i].up
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return len(u.idle)
+	return r.router.Snapshot().Backends[i].PoolStats(route.PoolHTTP1).Idle
 }
 
 // upstreamsAllIdle reports whether every connection to the shard at ring
 // index i is back in the pool (and there is one).
 func (r *running) upstreamsAllIdle(i int) bool {
-	u := r.snap.Load().backends[i].up
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return len(u.idle) > 0 && len(u.idle) == u.open
+	st := r.router.Snapshot().Backends[i].PoolStats(route.PoolHTTP1)
+	return st.Idle > 0 && st.Idle == st.Open
 }
 
 // memStats returns the memory statistics after a full collection.
@@ -491,4 +486,8 @@ func recv[T any](t testing.TB, ch <-chan T) T {
 		t.Fatalf("nothing on %T within %v", ch, wireTimeout)
 		panic("unreachable")
 	}
+}
+
+func isEOF(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
 }

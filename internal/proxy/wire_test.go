@@ -10,8 +10,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/shard-proxy/shard-proxy/ring"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/header"
 	"github.com/shard-proxy/shard-proxy/internal/testutil"
+	"github.com/shard-proxy/shard-proxy/ring"
 )
 
 // wantJSON checks that m is the proxy's own answer: status, JSON type and
@@ -104,7 +105,7 @@ func TestInformationalAnswersRelayed(t *testing.T) {
 		c := dialRaw(t, p)
 		c.send("GET " + path + " HTTP/1.1\r\nHost: h\r\nX-Shard-Key: k\r\n\r\n")
 		final, interim := c.final("GET")
-		if string(final.Payload) != "answer for "+path || final.Get(HeaderShard) != "raw-0" {
+		if string(final.Payload) != "answer for "+path || final.Get(header.Shard) != "raw-0" {
 			t.Errorf("%s: answer %q, want its own answer from raw-0", path, final.Raw())
 		}
 		want := map[string]int{"/hints": 2, "/continue": 1, "/plain": 0}[path[:strings.LastIndexByte(path, '/')]]
@@ -237,14 +238,14 @@ func TestResponseBytesReachClientVerbatim(t *testing.T) {
 	rc := dialRaw(t, p)
 	for path, sent := range answers {
 		a := rc.roundTrip("GET "+path+" HTTP/1.1\r\nHost: h\r\nX-Shard-Key: k\r\n\r\n", "GET")
-		if v := a.Values(HeaderShard); len(v) != 1 || v[0] != "raw-0" {
+		if v := a.Values(header.Shard); len(v) != 1 || v[0] != "raw-0" {
 			t.Errorf("%s: X-Shard %q, want one raw-0", path, v)
 		}
 		want := sent
 		if path == "/spoofed" {
-			want = withoutFields(sent, HeaderShard)
+			want = withoutFields(sent, header.Shard)
 		}
-		if got := withoutFields(a.Raw(), HeaderShard); got != want {
+		if got := withoutFields(a.Raw(), header.Shard); got != want {
 			t.Errorf("%s: the client got\n%q\nwant what the shard sent\n%q", path, got, want)
 		}
 	}
@@ -454,7 +455,7 @@ func TestExpectContinue(t *testing.T) {
 		}
 		rc.send(body)
 		a, interim := rc.final("POST")
-		if a.Status() != 200 || a.Get(HeaderShard) != "web-0" || len(interim) != 0 {
+		if a.Status() != 200 || a.Get(header.Shard) != "web-0" || len(interim) != 0 {
 			t.Fatalf("answer %q after %d interim, want 200 from web-0 and no second 100", a.Raw(), len(interim))
 		}
 		var got testutil.Request
@@ -508,7 +509,7 @@ func TestPipelinedRequests(t *testing.T) {
 		"GET /c HTTP/1.1\r\nHost: h\r\nX-Shard-Key: 1\r\n\r\n")
 	for _, want := range []string{"web-2", "web-0", "web-1"} {
 		a := rc.response("GET")
-		if a.Status() != 200 || a.Get(HeaderShard) != want || string(a.Payload) != `{"shard":"`+want+`"}` {
+		if a.Status() != 200 || a.Get(header.Shard) != want || string(a.Payload) != `{"shard":"`+want+`"}` {
 			t.Errorf("answer %q, want 200 from %s", a.Raw(), want)
 		}
 	}
@@ -526,8 +527,8 @@ func TestAmbiguousHeaderKey(t *testing.T) {
 	rc := dialRaw(t, p)
 	a := rc.roundTrip("GET / HTTP/1.1\r\nHost: h\r\nX-Shard-Key: 1\r\nx-shard-key: 2\r\n\r\n", "GET")
 	wantJSON(t, a, 400, `{"error":"ambiguous shard key","rule":"header:X-Shard-Key"}`)
-	if a.Has(HeaderShard) {
-		t.Errorf("X-Shard %q on an answer without an owner", a.Get(HeaderShard))
+	if a.Has(header.Shard) {
+		t.Errorf("X-Shard %q on an answer without an owner", a.Get(header.Shard))
 	}
 	if a := rc.roundTrip("GET / HTTP/1.1\r\nHost: h\r\nX-Shard-Key: 1\r\nx-shard-key: 1\r\n\r\n", "GET"); a.Status() != 200 {
 		t.Errorf("identical repeats: answer %q, want 200", a.Raw())
@@ -601,7 +602,7 @@ func TestBodilessAnswersKeepStep(t *testing.T) {
 		if len(tc.path) > 2 { // the bodiless ones
 			want = ""
 		}
-		if string(a.Payload) != want || a.Get(HeaderShard) != "raw-0" {
+		if string(a.Payload) != want || a.Get(header.Shard) != "raw-0" {
 			t.Errorf("%s %s: answer %q, want body %q", tc.method, tc.path, a.Raw(), want)
 		}
 	}

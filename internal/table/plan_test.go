@@ -6,8 +6,8 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/shard-proxy/shard-proxy/ring"
 	"github.com/shard-proxy/shard-proxy/internal/watch"
+	"github.com/shard-proxy/shard-proxy/ring"
 )
 
 // named is a topology of shards with the given ordinals and names.

@@ -8,8 +8,8 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/shard-proxy/shard-proxy/ring"
 	"github.com/shard-proxy/shard-proxy/internal/watch"
+	"github.com/shard-proxy/shard-proxy/ring"
 )
 
 // Table is one immutable routing snapshot: the ring over the shard names and

@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/shard-proxy/shard-proxy/ring"
 	"github.com/shard-proxy/shard-proxy/internal/watch"
+	"github.com/shard-proxy/shard-proxy/ring"
 )
 
 func topo(n int) watch.Topology {

@@ -134,19 +134,36 @@ func isClientGoUser(pkg string) bool {
 	return false
 }
 
+// lengthChecked are the directories, relative to the root, whose Go files
+// TestFunctionLength reads, each walked as a module of its own: the main
+// module and the bench module, which follows the same rule although it has
+// a go.mod of its own. test/tools/ is left out: it only pins tool versions.
+var lengthChecked = []string{".", "bench"}
+
 // TestFunctionLength checks that no function or method outside tests is
-// longer than maxFuncLines. It reads every non-test .go file of this
-// module; directories with a go.mod of their own (bench/, test/tools/) are
-// other modules and are left out, as are testdata directories.
+// longer than maxFuncLines. It reads every non-test .go file of each module
+// in lengthChecked; within a walk, directories with a go.mod of their own
+// are other modules and are left out, as are testdata directories.
 func TestFunctionLength(t *testing.T) {
 	dir := root(t)
+	for _, m := range lengthChecked {
+		if files := checkFuncLengths(t, dir, filepath.Join(dir, m)); files == 0 {
+			t.Errorf("no Go files found in %s", m)
+		}
+	}
+}
+
+// checkFuncLengths reports every long function in the module at mod, with
+// paths relative to root, and returns how many files it read.
+func checkFuncLengths(t *testing.T, root, mod string) int {
+	t.Helper()
 	files := 0
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(mod, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		if d.IsDir() {
-			if path != dir && skipDir(path) {
+			if path != mod && skipDir(path) {
 				return filepath.SkipDir
 			}
 			return nil
@@ -155,7 +172,7 @@ func TestFunctionLength(t *testing.T) {
 			return nil
 		}
 		files++
-		rel, _ := filepath.Rel(dir, path)
+		rel, _ := filepath.Rel(root, path)
 		for _, f := range longFuncs(t, path) {
 			t.Errorf("%s:%d: %s is %d lines long, want at most %d", rel, f.line, f.name, f.lines, maxFuncLines)
 		}
@@ -164,9 +181,7 @@ func TestFunctionLength(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if files == 0 {
-		t.Fatal("no Go files found")
-	}
+	return files
 }
 
 // skipDir reports whether the walk leaves out the directory at path.

@@ -22,10 +22,11 @@ import (
 // affinity and priority.
 func cmdH2(args []string) error {
 	fs, c := commonFlags("h2", "h2")
-	h2load := fs.String("h2load", "h2load", "the h2load binary")
-	clients := fs.Int("clients", 4, "h2load connections (-c)")
-	streams := fs.Int("streams", 16, "concurrent streams per connection (-m)")
-	nkeys := fs.Int("keys", 4096, "distinct keys in the URI file")
+	var o h2Opts
+	fs.StringVar(&o.h2load, "h2load", "h2load", "the h2load binary")
+	fs.IntVar(&o.clients, "clients", 4, "h2load connections (-c)")
+	fs.IntVar(&o.streams, "streams", 16, "concurrent streams per connection (-m)")
+	fs.IntVar(&o.keys, "keys", 4096, "distinct keys in the URI file")
 	fs.Parse(args)
 
 	dir, err := os.MkdirTemp("", "grpcload-h2-")
@@ -33,68 +34,91 @@ func cmdH2(args []string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	uris := filepath.Join(dir, "uris")
-	var b bytes.Buffer
-	keys := newKeyGen(c.seed, 0)
-	for range *nkeys {
-		fmt.Fprintf(&b, "http://%s/accounts/%s\n", c.addr, keys.next())
-	}
-	if err := os.WriteFile(uris, b.Bytes(), 0o644); err != nil {
+	o.uris = filepath.Join(dir, "uris")
+	if err := writeURIs(o.uris, c.addr, c.seed, o.keys); err != nil {
 		return err
 	}
-	run := func(d time.Duration, extra ...string) ([]byte, error) {
-		a := []string{"-c", strconv.Itoa(*clients), "-m", strconv.Itoa(*streams), "-t", "1",
-			"-D", strconv.FormatInt(max(d.Milliseconds(), 1), 10) + "ms", "-i", uris}
-		ctx, cancel := context.WithTimeout(context.Background(), d+30*time.Second)
-		defer cancel()
-		out, err := exec.CommandContext(ctx, *h2load, append(a, extra...)...).CombinedOutput()
-		if err != nil {
-			return out, fmt.Errorf("h2load: %v: %s", err, lastLines(out, 3))
-		}
-		return out, nil
-	}
 	if c.warmup > 0 {
-		if _, err := run(c.warmup); err != nil {
+		if _, err := o.run(c.warmup); err != nil {
 			return err
 		}
 	}
-	logFile := filepath.Join(dir, "log")
-	w := window{pid: c.pid}
-	w.start()
-	out, err := run(c.duration, "--log-file", logFile)
-	w.stop()
+	st, h, w, err := o.measure(c, filepath.Join(dir, "log"))
 	if err != nil {
 		return err
+	}
+	printH2Line(c, o, st, h, w)
+	return nil
+}
+
+// h2Opts are the flags of "grpcload h2" beyond the common ones, and the
+// URI file h2load reads.
+type h2Opts struct {
+	h2load           string
+	clients, streams int
+	keys             int
+	uris             string
+}
+
+// writeURIs writes n URIs of /accounts/<key> at addr to path, one a line,
+// the keys from the generator seeded with seed.
+func writeURIs(path, addr string, seed uint64, n int) error {
+	var b bytes.Buffer
+	keys := newKeyGen(seed, 0)
+	for range n {
+		fmt.Fprintf(&b, "http://%s/accounts/%s\n", addr, keys.next())
+	}
+	return os.WriteFile(path, b.Bytes(), 0o644)
+}
+
+// run runs h2load for d with extra arguments and returns its output.
+func (o h2Opts) run(d time.Duration, extra ...string) ([]byte, error) {
+	a := []string{"-c", strconv.Itoa(o.clients), "-m", strconv.Itoa(o.streams), "-t", "1",
+		"-D", strconv.FormatInt(max(d.Milliseconds(), 1), 10) + "ms", "-i", o.uris}
+	ctx, cancel := context.WithTimeout(context.Background(), d+30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, o.h2load, append(a, extra...)...).CombinedOutput()
+	if err != nil {
+		return out, fmt.Errorf("h2load: %v: %s", err, lastLines(out, 3))
+	}
+	return out, nil
+}
+
+// measure runs h2load for the measured window with its per-request log at
+// logFile, and returns its summary, the latencies from the log and the
+// proxy's measurements over the window.
+func (o h2Opts) measure(c *common, logFile string) (h2stats, *hist, window, error) {
+	w := window{pid: c.pid}
+	w.start()
+	out, err := o.run(c.duration, "--log-file", logFile)
+	w.stop()
+	if err != nil {
+		return h2stats{}, nil, w, err
 	}
 	st, err := parseH2load(out)
 	if err != nil {
-		return err
+		return st, nil, w, err
 	}
 	h, err := readH2log(logFile)
-	if err != nil {
-		return err
-	}
+	return st, h, w, err
+}
+
+// printH2Line prints the BENCH line of an h2 run.
+func printH2Line(c *common, o h2Opts, st h2stats, h *hist, w window) {
 	l := newLine(c.round, c.scenario, c.system)
 	l.set("calls", st.succeeded)
 	l.set("seconds", st.seconds)
 	l.set("rps", float64(st.succeeded)/st.seconds)
-	for _, q := range []struct {
-		name string
-		q    float64
-	}{{"p50_us", 0.50}, {"p90_us", 0.90}, {"p99_us", 0.99}, {"p999_us", 0.999}} {
-		l.set(q.name, h.quantile(q.q))
-	}
-	l.set("max_us", time.Duration(h.max))
+	l.setLatencies(h)
 	l.set("errors", st.failed)
 	if st.failed > 0 {
 		l.set("first_error", fmt.Sprintf("h2load: %d failed, %d errored, %d timeout; status codes %s",
 			st.failed, st.errored, st.timeout, st.statuses))
 	}
-	l.set("callers", *clients**streams)
-	l.set("conns", *clients)
+	l.set("callers", o.clients*o.streams)
+	l.set("conns", o.clients)
 	w.report(l, st.succeeded)
 	fmt.Println(l)
-	return nil
 }
 
 type h2stats struct {

@@ -234,90 +234,133 @@ type callerResult struct {
 	firstErr error
 }
 
+// loadOpts are the flags of "grpcload load" beyond the common ones.
+type loadOpts struct {
+	callers, conns      int
+	reqBytes, respBytes int
+}
+
 func cmdLoad(args []string) error {
 	fs, c := commonFlags("load", "grpc")
-	callers := fs.Int("callers", 64, "concurrent callers, each one call at a time (closed loop)")
-	nconns := fs.Int("conns", 4, "client connections the callers share (1: one multiplexed client)")
-	reqBytes := fs.Int("req-bytes", 32, "payload of each request")
-	respBytes := fs.Int("resp-bytes", 32, "payload of each answer (ResponseSize)")
+	var o loadOpts
+	fs.IntVar(&o.callers, "callers", 64, "concurrent callers, each one call at a time (closed loop)")
+	fs.IntVar(&o.conns, "conns", 4, "client connections the callers share (1: one multiplexed client)")
+	fs.IntVar(&o.reqBytes, "req-bytes", 32, "payload of each request")
+	fs.IntVar(&o.respBytes, "resp-bytes", 32, "payload of each answer (ResponseSize)")
 	fs.Parse(args)
-	if *callers < 1 || *nconns < 1 {
+	if o.callers < 1 || o.conns < 1 {
 		return errors.New("-callers and -conns must be at least 1")
 	}
-	conns, err := dial(c.addr, *nconns, 10*time.Second)
+	conns, err := dial(c.addr, o.conns, 10*time.Second)
 	if err != nil {
 		return err
 	}
 	defer closeAll(conns)
+	results, w := runCallers(c, o, conns)
+	printLoadLine(c, o, mergeResults(results), w)
+	return nil
+}
 
-	// phase: 0 warm-up, 1 measured, 2 done. A call is counted when it
-	// completes in the measured window.
+// Phases of a load run. A call is counted when it completes in the
+// measured window.
+const (
+	phaseWarmup int32 = iota
+	phaseMeasured
+	phaseDone
+)
+
+// runCallers runs o.callers closed-loop callers over conns through the
+// warm-up and the measured window, and returns what each saw in the window
+// and the proxy's measurements over it.
+func runCallers(c *common, o loadOpts, conns []*grpc.ClientConn) ([]callerResult, window) {
 	var phase atomic.Int32
-	results := make([]callerResult, *callers)
+	results := make([]callerResult, o.callers)
 	var wg sync.WaitGroup
-	for i := range *callers {
+	for i := range o.callers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res := &results[i]
-			res.errs = map[codes.Code]int64{}
 			client := testgrpc.NewTestServiceClient(conns[i%len(conns)])
-			keys := newKeyGen(c.seed, uint64(i))
-			req := &testgrpc.SimpleRequest{
-				ResponseSize: int32(*respBytes),
-				Payload:      &testgrpc.Payload{Body: make([]byte, *reqBytes)},
-			}
-			for phase.Load() < 2 {
-				ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-				ctx = metadata.AppendToOutgoingContext(ctx, "x-shard-key", keys.next())
-				t0 := time.Now()
-				_, err := client.UnaryCall(ctx, req)
-				d := time.Since(t0)
-				cancel()
-				if phase.Load() != 1 {
-					continue
-				}
-				if err != nil {
-					res.errs[status.Code(err)]++
-					if res.firstErr == nil {
-						res.firstErr = err
-					}
-					continue
-				}
-				res.calls++
-				res.h.record(d)
-			}
+			callUntilDone(&results[i], client, newKeyGen(c.seed, uint64(i)), c.timeout, o, &phase)
 		}()
 	}
 	time.Sleep(c.warmup)
 	w := window{pid: c.pid}
 	w.start()
-	phase.Store(1)
+	phase.Store(phaseMeasured)
 	time.Sleep(c.duration)
-	phase.Store(2)
+	phase.Store(phaseDone)
 	w.stop()
 	wg.Wait()
+	return results, w
+}
 
-	var h hist
-	var calls, nerr int64
-	errs := map[codes.Code]int64{}
-	var firstErr error
+// callUntilDone is one caller: one call at a time until phase is done,
+// recording into res the calls that complete in the measured window.
+func callUntilDone(res *callerResult, client testgrpc.TestServiceClient, keys *keyGen,
+	timeout time.Duration, o loadOpts, phase *atomic.Int32) {
+	res.errs = map[codes.Code]int64{}
+	req := &testgrpc.SimpleRequest{
+		ResponseSize: int32(o.respBytes),
+		Payload:      &testgrpc.Payload{Body: make([]byte, o.reqBytes)},
+	}
+	for phase.Load() < phaseDone {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		ctx = metadata.AppendToOutgoingContext(ctx, "x-shard-key", keys.next())
+		t0 := time.Now()
+		_, err := client.UnaryCall(ctx, req)
+		d := time.Since(t0)
+		cancel()
+		if phase.Load() != phaseMeasured {
+			continue
+		}
+		if err != nil {
+			res.errs[status.Code(err)]++
+			if res.firstErr == nil {
+				res.firstErr = err
+			}
+			continue
+		}
+		res.calls++
+		res.h.record(d)
+	}
+}
+
+// mergeResults adds up the callers' results; the first error is the first
+// caller's that has one.
+func mergeResults(results []callerResult) *callerResult {
+	sum := &callerResult{errs: map[codes.Code]int64{}}
 	for i := range results {
 		r := &results[i]
-		h.merge(&r.h)
-		calls += r.calls
+		sum.h.merge(&r.h)
+		sum.calls += r.calls
 		for code, n := range r.errs {
-			errs[code] += n
-			nerr += n
+			sum.errs[code] += n
 		}
-		if firstErr == nil {
-			firstErr = r.firstErr
+		if sum.firstErr == nil {
+			sum.firstErr = r.firstErr
 		}
 	}
+	return sum
+}
+
+// printLoadLine prints the BENCH line of a load run from the callers'
+// merged result and the window.
+func printLoadLine(c *common, o loadOpts, r *callerResult, w window) {
 	l := newLine(c.round, c.scenario, c.system)
-	l.set("calls", calls)
+	l.set("calls", r.calls)
 	l.set("seconds", w.wall.Seconds())
-	l.set("rps", float64(calls)/w.wall.Seconds())
+	l.set("rps", float64(r.calls)/w.wall.Seconds())
+	l.setLatencies(&r.h)
+	l.setCallErrors(r)
+	l.set("callers", o.callers)
+	l.set("conns", o.conns)
+	w.report(l, r.calls)
+	fmt.Println(l)
+}
+
+// setLatencies puts h's percentiles and maximum on l.
+func (l *line) setLatencies(h *hist) {
 	for _, q := range []struct {
 		name string
 		q    float64
@@ -325,21 +368,23 @@ func cmdLoad(args []string) error {
 		l.set(q.name, h.quantile(q.q))
 	}
 	l.set("max_us", time.Duration(h.max))
+}
+
+// setCallErrors puts the number of failed calls on l and, if there were
+// any, their counts by status code and the first one's message.
+func (l *line) setCallErrors(r *callerResult) {
+	var nerr int64
+	var parts []string
+	for code, n := range r.errs {
+		nerr += n
+		parts = append(parts, fmt.Sprintf("%s:%d", code, n))
+	}
 	l.set("errors", nerr)
 	if nerr > 0 {
-		var parts []string
-		for code, n := range errs {
-			parts = append(parts, fmt.Sprintf("%s:%d", code, n))
-		}
 		sort.Strings(parts)
 		l.set("error_codes", strings.Join(parts, ","))
-		l.set("first_error", oneLine(firstErr.Error()))
+		l.set("first_error", oneLine(r.firstErr.Error()))
 	}
-	l.set("callers", *callers)
-	l.set("conns", *nconns)
-	w.report(l, calls)
-	fmt.Println(l)
-	return nil
 }
 
 func oneLine(s string) string {

@@ -167,6 +167,8 @@ func orDash(v float64, format string) string {
 	return fmt.Sprintf(format, v)
 }
 
+// markdown is grpc.md: per scenario, the summary table, its notes and,
+// with more than one round, every round.
 func markdown(recs []rec) string {
 	var b strings.Builder
 	var scenarios []string
@@ -178,7 +180,6 @@ func markdown(recs []rec) string {
 		rounds = max(rounds, r.Int("round"))
 	}
 	for _, sc := range ordered(scenarioOrder, scenarios) {
-		cells := summarize(recs, sc)
 		fmt.Fprintf(&b, "## %s\n\n", title(scenarioTitle, sc))
 		if n := scenarioNote[sc]; n != "" {
 			fmt.Fprintf(&b, "%s\n\n", n)
@@ -186,57 +187,69 @@ func markdown(recs []rec) string {
 		if rounds > 1 {
 			fmt.Fprintf(&b, "Medians over %d rounds; each ratio is taken within a round, then the median.\n\n", rounds)
 		}
-		b.WriteString("| system | calls/s | p50 ms | p99 ms | errors | CPU µs/call | core used | calls/s ÷ HAProxy | p99 ÷ HAProxy | CPU ÷ HAProxy | calls/s ÷ best of HAProxy, nginx | p99 ÷ best | CPU ÷ best | peak RSS MiB |\n")
-		b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
-		var notes []string
-		for _, c := range cells {
-			name := title(systemTitle, c.system)
-			if c.rounds == 0 {
-				fmt.Fprintf(&b, "| %s | n/a | | | | | | | | | | | | |\n", name)
-			} else {
-				fmt.Fprintf(&b, "| %s | %.0f | %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-					name, c.rps, ms(c.p50), ms(c.p99), c.errors,
-					orDash(c.cpu, "%.1f"), orDash(c.util*100, "%.0f%%"),
-					x(c.vsHA.rps), x(c.vsHA.p99), x(c.vsHA.cpu),
-					x(c.vsBest.rps), x(c.vsBest.p99), x(c.vsBest.cpu),
-					orDash(c.hwmKiB/1024, "%.1f"))
-			}
-			for _, n := range c.notes {
-				notes = append(notes, fmt.Sprintf("%s: %s", name, n))
-			}
-			for _, e := range c.errs {
-				notes = append(notes, fmt.Sprintf("%s: %s", name, e))
-			}
-		}
-		b.WriteString("\n")
-		if len(notes) > 0 {
-			for _, n := range notes {
-				fmt.Fprintf(&b, "- %s\n", n)
-			}
-			b.WriteString("\n")
-		}
+		writeSummary(&b, summarize(recs, sc))
 		if rounds > 1 {
-			b.WriteString("Every round:\n\n| round | system | calls/s | p50 ms | p99 ms | errors | CPU µs/call | core used | load (1 min) |\n|--:|---|--:|--:|--:|--:|--:|--:|--:|\n")
-			for round := 1; round <= rounds; round++ {
-				for _, sys := range ordered(systemOrder, systemsOf(recs, sc)) {
-					for _, r := range recs {
-						if r["scenario"] != sc || r["system"] != sys || r.Int("round") != round {
-							continue
-						}
-						if r.Failed() {
-							fmt.Fprintf(&b, "| %d | %s | n/a | | | | | | |\n", round, title(systemTitle, sys))
-							continue
-						}
-						fmt.Fprintf(&b, "| %d | %s | %.0f | %s | %s | %s | %s | %s | %s |\n", round, title(systemTitle, sys),
-							r.F("rps"), ms(r.F("p50_us")), ms(r.F("p99_us")), r["errors"],
-							orDash(r.F("cpu_us"), "%.1f"), orDash(r.F("cpu_util")*100, "%.0f%%"), r["load1"])
-					}
-				}
-			}
-			b.WriteString("\n")
+			writeRounds(&b, recs, sc, rounds)
 		}
 	}
 	return b.String()
+}
+
+// writeSummary writes the table of one scenario's cells, one row per
+// system, then the failed rounds and errors as a list.
+func writeSummary(b *strings.Builder, cells []cell) {
+	b.WriteString("| system | calls/s | p50 ms | p99 ms | errors | CPU µs/call | core used | calls/s ÷ HAProxy | p99 ÷ HAProxy | CPU ÷ HAProxy | calls/s ÷ best of HAProxy, nginx | p99 ÷ best | CPU ÷ best | peak RSS MiB |\n")
+	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	var notes []string
+	for _, c := range cells {
+		name := title(systemTitle, c.system)
+		if c.rounds == 0 {
+			fmt.Fprintf(b, "| %s | n/a | | | | | | | | | | | | |\n", name)
+		} else {
+			fmt.Fprintf(b, "| %s | %.0f | %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+				name, c.rps, ms(c.p50), ms(c.p99), c.errors,
+				orDash(c.cpu, "%.1f"), orDash(c.util*100, "%.0f%%"),
+				x(c.vsHA.rps), x(c.vsHA.p99), x(c.vsHA.cpu),
+				x(c.vsBest.rps), x(c.vsBest.p99), x(c.vsBest.cpu),
+				orDash(c.hwmKiB/1024, "%.1f"))
+		}
+		for _, n := range c.notes {
+			notes = append(notes, fmt.Sprintf("%s: %s", name, n))
+		}
+		for _, e := range c.errs {
+			notes = append(notes, fmt.Sprintf("%s: %s", name, e))
+		}
+	}
+	b.WriteString("\n")
+	if len(notes) > 0 {
+		for _, n := range notes {
+			fmt.Fprintf(b, "- %s\n", n)
+		}
+		b.WriteString("\n")
+	}
+}
+
+// writeRounds writes the table of every round of one scenario, round by
+// round, the systems of each in their order.
+func writeRounds(b *strings.Builder, recs []rec, sc string, rounds int) {
+	b.WriteString("Every round:\n\n| round | system | calls/s | p50 ms | p99 ms | errors | CPU µs/call | core used | load (1 min) |\n|--:|---|--:|--:|--:|--:|--:|--:|--:|\n")
+	for round := 1; round <= rounds; round++ {
+		for _, sys := range ordered(systemOrder, systemsOf(recs, sc)) {
+			for _, r := range recs {
+				if r["scenario"] != sc || r["system"] != sys || r.Int("round") != round {
+					continue
+				}
+				if r.Failed() {
+					fmt.Fprintf(b, "| %d | %s | n/a | | | | | | |\n", round, title(systemTitle, sys))
+					continue
+				}
+				fmt.Fprintf(b, "| %d | %s | %.0f | %s | %s | %s | %s | %s | %s |\n", round, title(systemTitle, sys),
+					r.F("rps"), ms(r.F("p50_us")), ms(r.F("p99_us")), r["errors"],
+					orDash(r.F("cpu_us"), "%.1f"), orDash(r.F("cpu_util")*100, "%.0f%%"), r["load1"])
+			}
+		}
+	}
+	b.WriteString("\n")
 }
 
 func systemsOf(recs []rec, scenario string) []string {

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/shard-proxy/shard-proxy/internal/proxy"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/keys"
 	"github.com/shard-proxy/shard-proxy/internal/watch"
 	"github.com/shard-proxy/shard-proxy/internal/watch/static"
 )
@@ -39,7 +40,7 @@ func main() {
 func run() error {
 	shards := flag.String("shards", "", "static shards, as shard-proxy --shards")
 	listen := flag.String("listen", "127.0.0.1:18080", "data-plane listen address")
-	key := flag.String("key", proxy.DefaultKeyRules, "key rules, as shard-proxy --key")
+	key := flag.String("key", keys.DefaultRules, "key rules, as shard-proxy --key")
 	cpuOut := flag.String("cpuprofile", "cpu.pprof", "CPU profile of the measured window")
 	heapBase := flag.String("heapbase", "heap-base.pprof", "heap profile at the start of the window (pprof -base)")
 	heapOut := flag.String("heapprofile", "heap.pprof", "heap profile at the end of the window")
@@ -66,7 +67,7 @@ func run() error {
 // serve starts the proxy on listen, routing to the static shards by the key
 // rules; reg has its metrics.
 func serve(shards, listen, key string) (*proxy.Proxy, *prometheus.Registry, error) {
-	rules, err := proxy.ParseRules(key)
+	rules, err := keys.ParseRules(key)
 	if err != nil {
 		return nil, nil, err
 	}

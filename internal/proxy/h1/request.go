@@ -1,5 +1,7 @@
 package h1
 
+import "bytes"
+
 // maxEmptyLines is how many empty lines may precede a request line. RFC
 // 9112 §2.2 asks servers to ignore at least one (old clients send a CRLF
 // after a POST body); a few more cost nothing, an endless stream is not a
@@ -195,4 +197,40 @@ func (r *Request) Framing() Framing {
 		return FramingLength
 	}
 	return FramingNone
+}
+
+// Values appends the value of every field named name (case-insensitive) to
+// dst, in order, and returns it. The values alias the parsed buffer.
+func (h *Request) Values(dst [][]byte, name string) [][]byte {
+	for i := range h.Fields {
+		if f := &h.Fields[i]; EqualFold(f.Name, name) {
+			dst = append(dst, f.Value)
+		}
+	}
+	return dst
+}
+
+// PathQuery returns the target's path and query (without '?'), still
+// percent-encoded. An absolute-form target's path starts after its
+// authority; "*" and authority-form have no path.
+func (h *Request) PathQuery() (path, query []byte) {
+	t := h.Target
+	switch h.Form {
+	case FormAbsolute:
+		if i := bytes.Index(t, []byte("://")); i >= 0 {
+			t = t[i+3:]
+			j := bytes.IndexAny(t, "/?")
+			if j < 0 {
+				return []byte("/"), nil
+			}
+			t = t[j:]
+		}
+	case FormOrigin:
+	default:
+		return nil, nil
+	}
+	if i := bytes.IndexByte(t, '?'); i >= 0 {
+		return t[:i], t[i+1:]
+	}
+	return t, nil
 }

@@ -1,3 +1,6 @@
+// Package demo is the zero-setup source (--demo N): shards served in this
+// process on loopback, each answering with its name and what it received,
+// so routing can be watched at work without a cluster.
 package demo
 
 import (
@@ -14,7 +17,7 @@ import (
 	"github.com/shard-proxy/shard-proxy/internal/watch"
 )
 
-// Demo runs N in-process HTTP shards on loopback (--demo N), named demo-0…,
+// Source runs N in-process HTTP shards on loopback (--demo N), named demo-0…,
 // that answer with JSON saying which shard answered and what it received.
 // It is the zero-setup way to watch routing at work.
 type Source struct {
@@ -27,7 +30,7 @@ type Source struct {
 
 var _ watch.Source = (*Source)(nil)
 
-// DemoAnswer is the JSON body a demo shard answers with.
+// Answer is the JSON body a demo shard answers with.
 type Answer struct {
 	Shard  string `json:"shard"`
 	Method string `json:"method"`

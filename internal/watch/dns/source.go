@@ -1,3 +1,6 @@
+// Package dns discovers shards without API access (--dns-service) by
+// resolving the per-pod names a headless Service publishes; N is given, since
+// DNS cannot tell a scaled StatefulSet from dead pods.
 package dns
 
 import (
@@ -16,7 +19,7 @@ import (
 	"github.com/shard-proxy/shard-proxy/internal/watch"
 )
 
-// Defaults of DNS.
+// Defaults of Source.
 const (
 	DefaultInterval      = 5 * time.Second
 	DefaultLookupTimeout = 2 * time.Second
@@ -28,7 +31,7 @@ type Resolver interface {
 	LookupHost(ctx context.Context, host string) ([]string, error)
 }
 
-// DNS discovers shards without API access (--dns-service): shard i is
+// Source discovers shards without API access (--dns-service): shard i is
 // <statefulset>-<i>.<service>.<namespace>.svc.<domain>, which a headless
 // Service publishes for each pod. N is given, since DNS cannot tell a scaled
 // StatefulSet from dead pods. A name that does not resolve is a shard that

@@ -1,3 +1,7 @@
+// Package kube discovers shards from the Kubernetes API (--kube-service):
+// the StatefulSet gives N and the shard names, the EndpointSlices of its
+// headless Service give addresses and readiness. It is the only internal
+// package that links client-go, and nothing past it sees an API object.
 package kube
 
 import (
@@ -23,27 +27,31 @@ import (
 	"k8s.io/client-go/tools/cache"
 )
 
-// DefaultKubeCoalesce is how long Kube waits after a change for more changes
-// before it builds a Topology.
+// DefaultCoalesce is how long a Source waits after a change for more
+// changes before it builds a Topology.
 const DefaultCoalesce = 20 * time.Millisecond
 
-// Kube discovers shards from the Kubernetes API (--kube-service): N is the
-// StatefulSet's spec.replicas, shard i is pod <statefulset>-<start+i> where
-// start is spec.ordinals.start, and each shard's address and readiness come
-// from the EndpointSlices of the headless Service. It needs get, list and
-// watch on statefulsets and endpointslices in Namespace.
+// Source discovers shards from the Kubernetes API (--kube-service): N is the
+// StatefulSet's spec.replicas, or the N its AnnotationReplicas pins; shard i
+// is pod <statefulset>-<start+i> where start is spec.ordinals.start, and
+// each shard's address and readiness come from the EndpointSlices of the
+// headless Service. Its informers list and watch statefulsets and
+// endpointslices in Namespace (the example Role, and the message logged
+// when access is refused, ask for get as well).
 //
 // It keeps client-go informers on the one StatefulSet and on the Service's
 // EndpointSlices. Their caches keep the last state through watch errors and
-// API server restarts, so an outage never shrinks the ring: Kube keeps
-// quiet until the API answers again. client-go retries a refused watch with
-// a backoff that grows from 0.8 s to 30 s, so a change made just after a
-// long outage can take up to about 30 s to arrive, and the two informers
-// may resume a moment apart. A StatefulSet that does not exist (never
-// created, or deleted) means no shards: Kube publishes Replicas 0, and the
+// API server restarts, so an outage never shrinks the ring: the Source
+// publishes nothing until the API answers again. client-go retries a
+// refused watch with a backoff that grows from 0.8 s to 30 s, each delay
+// stretched by a random jitter of up to as much again, so a change made
+// just after a long outage can take up to about a minute to arrive; each
+// informer has a backoff of its own, so the two may resume many seconds
+// apart. A StatefulSet that does not exist (never created, or deleted)
+// means no shards: the Source publishes a Topology with Replicas 0, and the
 // proxy answers 503 until it appears.
 type Source struct {
-	// Client talks to the API server. Required; see NewKubeClient.
+	// Client talks to the API server. Required; see NewClient.
 	Client kubernetes.Interface
 	// Namespace of the Service and the StatefulSet. Required.
 	Namespace string
@@ -62,7 +70,7 @@ type Source struct {
 	Resync time.Duration
 	// Coalesce is how long to wait after a change for more before building a
 	// Topology, so that a burst (a scale, a rollout) yields few publishes;
-	// 0 means DefaultKubeCoalesce.
+	// 0 means DefaultCoalesce.
 	Coalesce time.Duration
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger

@@ -1,3 +1,6 @@
+// Package static is a fixed list of shard addresses (--shards), for shards
+// outside Kubernetes: nothing is watched, so the ring stays as given for the
+// proxy's whole life.
 package static
 
 import (
@@ -11,7 +14,7 @@ import (
 	"github.com/shard-proxy/shard-proxy/internal/watch"
 )
 
-// Static is a fixed list of shards (--shards). Shard i is named "shard-i"
+// Source is a fixed list of shards (--shards). Shard i is named "shard-i"
 // and is always ready: without a health signal, a dead shard shows up as 502
 // for its keys, never as a smaller ring.
 type Source struct {

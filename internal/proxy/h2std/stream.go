@@ -1,0 +1,252 @@
+package h2std
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/header"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/keys"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/route"
+)
+
+// serveStream routes one HTTP/2 stream (or gRPC call): the routing step,
+// then the request goes to the shard over its own protocol, and the
+// answer, 1xx and trailers included, comes back as it streams.
+func (f *Server) serveStream(w http.ResponseWriter, r *http.Request) {
+	grpc := isGRPC(r.Header)
+	var d route.Decision
+	d.Begin(route.HTTP2, time.Now())
+	defer f.router.Done(&d)
+	kr := keys.HTTPRequest{Req: r}
+	if grpc || r.ContentLength == 0 && r.Body == http.NoBody {
+		kr.Buffered = emptyBody // body rules never read protobuf
+	}
+	s := keys.AcquireScratch()
+	defer keys.ReleaseScratch(s)
+	err := f.router.Route(&d, kr, s)
+	if errors.Is(err, keys.ErrNeedBody) {
+		if kr.Buffered, err = f.bufferStreamBody(w, r); err != nil {
+			f.router.KeyError(err)
+		} else {
+			err = f.router.Route(&d, kr, s)
+		}
+	}
+	if errors.Is(err, route.ErrMustWait) {
+		err = f.router.Wait(&d, r.Context().Done(), nil)
+	}
+	switch {
+	case errors.Is(err, answer.ErrClientGone):
+	case err != nil && d.Status != 0: // the owner was chosen, and is not ready
+		streamError(w, grpc, err, d.Shard.Name)
+	case err != nil:
+		streamError(w, grpc, err, "")
+	default:
+		d.Status = f.forwardStream(w, r, &d, grpc)
+	}
+}
+
+var emptyBody = []byte{}
+
+// bufferStreamBody reads a body for a body rule, up to MaxBodyBytes, and
+// leaves it in r for forwarding.
+func (f *Server) bufferStreamBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	limit := f.cfg.MaxBodyBytes
+	if r.ContentLength > int64(limit) {
+		return nil, answer.BodyTooLarge(limit)
+	}
+	// Bounded in time like an HTTP/1.1 body, and read into one buffer that
+	// grows with what arrives (never sized by a declared length).
+	rc := http.NewResponseController(w)
+	var body []byte
+	for {
+		_ = rc.SetReadDeadline(time.Now().Add(f.cfg.ClientBodyTimeout))
+		if len(body) == cap(body) {
+			body = append(body, 0)[:len(body)]
+		}
+		n, err := r.Body.Read(body[len(body):min(cap(body), limit+1)])
+		body = body[:len(body)+n]
+		if len(body) > limit {
+			return nil, answer.BodyTooLarge(limit)
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, answer.ErrBadRequest
+		}
+	}
+	_ = rc.SetReadDeadline(time.Time{})
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	if body == nil {
+		body = emptyBody
+	}
+	return body, nil
+}
+
+// isGRPC tells a gRPC call by its content type.
+func isGRPC(h http.Header) bool { return header.IsGRPCType(h.Get("Content-Type")) }
+
+// streamError answers an HTTP/2 stream with the proxy's own error: JSON as
+// for HTTP/1.1, or for a gRPC call a gRPC status in a trailers-only answer.
+func streamError(w http.ResponseWriter, grpc bool, err error, shard string) {
+	a := answer.For(err, shard)
+	if !grpc {
+		a.Write(w)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/grpc")
+	h.Set("Grpc-Status", strconv.Itoa(a.GRPCCode()))
+	h.Set("Grpc-Message", a.GRPCMessage())
+	if shard != "" {
+		h.Set(header.Shard, shard)
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// forwardStream sends r to b and streams the answer to w. It returns the
+// status counted for the shard.
+func (f *Server) forwardStream(w http.ResponseWriter, r *http.Request, d *route.Decision, grpc bool) int {
+	b := d.Backend
+	ctx, cancel := streamContext(r)
+	defer cancel(nil)
+	live := f.router.Track(string(d.Key), b.Name, func() { cancel(answer.ErrOwnerMoved) })
+	defer f.router.Untrack(live)
+	// The upstream timeout bounds waiting for the answer's head; a body
+	// (or a gRPC stream) may then flow as long as it does.
+	timer := time.AfterFunc(f.cfg.UpstreamTimeout, func() { cancel(answer.ErrShardTimeout) })
+	out := outboundRequest(ctx, r, d)
+	// 1xx answers come on the transport's goroutine: relayed under a lock,
+	// and never after RoundTrip returned (the handler may be done by then).
+	var mu sync.Mutex
+	done := false
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		Got1xxResponse: func(code int, header textproto.MIMEHeader) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if done || code == http.StatusSwitchingProtocols {
+				return nil
+			}
+			h := w.Header()
+			copyHeader(h, http.Header(header))
+			w.WriteHeader(code)
+			clear(h) // a 1xx's fields are not the answer's
+			return nil
+		},
+	})
+	resp, err := b.Transport().RoundTrip(out.WithContext(ctx))
+	timer.Stop()
+	mu.Lock()
+	done = true
+	mu.Unlock()
+	if err != nil {
+		if r.Context().Err() != nil {
+			return answer.StatusClientGone
+		}
+		err = answer.FromTransport(ctx, err)
+		streamError(w, grpc, err, b.Name)
+		return answer.For(err, b.Name).Status
+	}
+	defer resp.Body.Close()
+	h := w.Header()
+	clear(h)
+	copyHeader(h, resp.Header)
+	header.StripHopByHop(h)
+	h.Set(header.Shard, b.Name)
+	w.WriteHeader(resp.StatusCode)
+	copyStreaming(w, resp.Body)
+	if errors.Is(context.Cause(ctx), answer.ErrOwnerMoved) {
+		endMovedStream(w, grpc)
+		return resp.StatusCode
+	}
+	for k, vv := range resp.Trailer {
+		h[http.TrailerPrefix+k] = vv
+	}
+	return resp.StatusCode
+}
+
+// endMovedStream ends a stream cut short because its key moved: a gRPC
+// call gets UNAVAILABLE in its trailers (clients retry, and reach the new
+// owner); any other stream is reset, so the client cannot take the cut
+// body for a whole one.
+func endMovedStream(w http.ResponseWriter, grpc bool) {
+	if !grpc {
+		panic(http.ErrAbortHandler)
+	}
+	h := w.Header()
+	h.Set(http.TrailerPrefix+"Grpc-Status", strconv.Itoa(answer.GRPCUnavailable))
+	h.Set(http.TrailerPrefix+"Grpc-Message", answer.GRPCEscape(answer.ErrOwnerMoved.Error()))
+}
+
+// streamContext is the call's context: the client's, bounded by
+// grpc-timeout when the client set one.
+func streamContext(r *http.Request) (context.Context, context.CancelCauseFunc) {
+	ctx, cancel := context.WithCancelCause(r.Context())
+	if d, ok := header.ParseGRPCTimeout(r.Header.Get("Grpc-Timeout")); ok {
+		tctx, tcancel := context.WithTimeoutCause(ctx, d, answer.ErrShardTimeout)
+		return tctx, func(cause error) { tcancel(); cancel(cause) }
+	}
+	return ctx, cancel
+}
+
+// outboundRequest is r as the shard gets it: same method, target, header
+// fields (under the header policy), body and trailers.
+func outboundRequest(ctx context.Context, r *http.Request, d *route.Decision) *http.Request {
+	u := &url.URL{Scheme: "http", Host: d.Backend.Addr, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
+	out := (&http.Request{
+		Method: r.Method, URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: r.Header.Clone(), Body: r.Body, ContentLength: r.ContentLength,
+		Host: r.Host, Trailer: r.Trailer,
+	}).WithContext(ctx)
+	if r.ContentLength == 0 {
+		out.Body = nil
+	}
+	te := r.Header.Get("Te")
+	header.Prepare(out.Header, header.Forwarded{ClientIP: header.ClientIP(r.RemoteAddr), TLS: r.TLS != nil, Host: r.Host})
+	if strings.EqualFold(te, "trailers") {
+		out.Header.Set("Te", "trailers") // gRPC needs it end to end
+	}
+	header.SetPrevious(out.Header, d.Previous, d.PreviousAddr)
+	return out
+}
+
+func copyHeader(dst, src http.Header) {
+	for k, vv := range src {
+		dst[k] = append(dst[k][:0:0], vv...)
+	}
+}
+
+// copyStreaming copies the body, flushing after every read so that each
+// message reaches the client as soon as the shard sent it.
+func copyStreaming(w http.ResponseWriter, body io.Reader) {
+	rc := http.NewResponseController(w)
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	for {
+		n, err := body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return
+			}
+			_ = rc.Flush()
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// bufPool holds the buffers answers are copied through.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}

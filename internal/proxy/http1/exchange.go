@@ -1,0 +1,331 @@
+package http1
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/h1"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/route"
+	"github.com/shard-proxy/shard-proxy/internal/watch"
+)
+
+// clientCheckInterval is how often, while waiting for a shard, the engine
+// looks whether the client has gone; a client that left cancels its request.
+const clientCheckInterval = 200 * time.Millisecond
+
+// exchange is one request forwarded to a shard and its answer relayed. It
+// lives in its clientConn and is reused for every request.
+type exchange struct {
+	cc *clientConn
+	// d is the request's routing decision; b is its owner's backend.
+	d  route.Decision
+	b  *route.Backend
+	uc *upConn // while a body copy writes to it
+
+	// What the engine needs of the request head once rb may be reused.
+	minor           int
+	isHead, upgrade bool
+	key             string // of an upgrade only
+	websocket       bool   // the upgrade is to WebSocket
+	clientClose     bool
+	sentContinue    bool
+	rawBody         []byte // buffered body as received; nil when it streams
+	hbuf            *[]byte
+	streaming       bool
+	copyDone        chan error
+	copyEnded       atomic.Bool // copyBody returned: it no longer reads the client
+	copyErr         error       // why copyBody stopped early, once stopCopy has it
+	clientFailed    atomic.Bool
+	ubuf            *[]byte
+	ub              []byte
+	ur, uw          int
+	resp            h1.Response
+	headSent        bool
+	status          int
+	uClean          bool
+}
+
+func (x *exchange) reset(now time.Time) {
+	*x = exchange{cc: x.cc, hbuf: x.hbuf, ubuf: x.ubuf, resp: h1.Response{Head: h1.Head{Fields: x.resp.Fields[:0]}}}
+	x.d.Begin(route.HTTP1, now)
+}
+
+// run forwards the request to x.b and relays the answer. It returns whether
+// the client connection may carry another request.
+func (x *exchange) run() bool {
+	if x.b.Protocol == watch.H2C {
+		return x.bridge()
+	}
+	for attempt := 0; ; attempt++ {
+		uc, err := poolOf(x.b).get()
+		if err != nil {
+			return x.fail(nil, err)
+		}
+		err = x.send(uc)
+		if err == nil {
+			err = x.readFinalHead(uc)
+		}
+		if err != nil && x.retryable(uc, err, attempt) {
+			poolOf(x.b).discard(uc)
+			continue
+		}
+		if err != nil {
+			return x.fail(uc, err)
+		}
+		return x.relay(uc)
+	}
+}
+
+// finish returns the exchange's buffers and ends the request's record.
+func (x *exchange) finish() {
+	if x.ubuf != nil {
+		putBuf(x.ubuf)
+		x.ubuf, x.ub = nil, nil
+	}
+	if x.hbuf != nil {
+		putBuf(x.hbuf)
+		x.hbuf = nil
+	}
+	x.cc.s.router.Done(&x.d)
+}
+
+// retryable: a request whose pooled connection failed before any answer
+// byte arrived (typically one the shard had just closed) goes once more, on
+// a new connection, to the same shard, if its method allows and its body
+// was not streamed away.
+func (x *exchange) retryable(uc *upConn, err error, attempt int) bool {
+	if attempt > 0 || !uc.reused || x.streaming || x.uw > 0 || x.headSent {
+		return false
+	}
+	if !errors.Is(err, errUpstreamIO) {
+		return false
+	}
+	switch string(x.cc.in.head.Method) {
+	case "GET", "HEAD", "PUT", "OPTIONS", "DELETE":
+		return true
+	}
+	return false
+}
+
+// fail ends an exchange that went wrong: the shard connection is closed,
+// and the client gets the proxy's answer if no answer started yet.
+func (x *exchange) fail(uc *upConn, err error) bool {
+	if uc != nil {
+		poolOf(x.b).discard(uc)
+	}
+	// Looked at before stopCopy, which wakes a running copy by failing its
+	// read of the client: a shard that fails mid-upload is still answered.
+	clientGone := errors.Is(err, answer.ErrClientGone) || x.clientFailed.Load()
+	bodyDone := x.stopCopy()
+	if errors.Is(x.copyErr, answer.ErrBadRequest) {
+		// The client broke its body's chunked framing; the shard got
+		// none of the bad bytes, and its connection is closed.
+		err, clientGone = answer.ErrBadRequest, false
+	}
+	if clientGone {
+		x.d.Status = answer.StatusClientGone
+		return false
+	}
+	if x.headSent {
+		return false // mid-body: closing is all that is left to say
+	}
+	err = answer.FromShard(err)
+	x.d.Status = answer.For(err, x.b.Name).Status
+	keep := bodyDone && !x.clientClose && x.cc.skipBody()
+	x.cc.writeAnswer(answer.For(err, x.b.Name), !keep)
+	return keep
+}
+
+// errUpstreamIO marks a failed read or write on a shard connection.
+var errUpstreamIO = errors.New("shard connection failed")
+
+// send writes the request head, and the body when it is buffered or
+// already wholly received; a body still arriving is streamed by copyBody
+// on its own goroutine while the answer is awaited.
+func (x *exchange) send(uc *upConn) error {
+	cc := x.cc
+	rh := requestHead{clientIP: cc.ip, hostFallback: x.b.Addr, upgrade: x.upgrade, dropExpect: x.sentContinue,
+		previous: x.d.Previous, previousAddr: x.d.PreviousAddr}
+	wb := appendRequestHead(cc.wb[:0], &cc.in.head, rh)
+	body := x.rawBody
+	if body == nil && !cc.body.done {
+		if raw, ok := cc.bodyInBuffer(); ok {
+			// Kept, so that a retry on a fresh connection sends it again.
+			body, x.rawBody = raw, raw
+			cc.r += len(raw)
+			cc.body.done = true
+		} else {
+			x.streaming = true
+		}
+	}
+	_ = uc.nc.SetWriteDeadline(time.Now().Add(x.cc.s.cfg.UpstreamTimeout))
+	if len(wb)+len(body) <= cap(wb) {
+		wb = append(wb, body...)
+		body = nil
+	}
+	cc.wb = wb[:0]
+	if _, err := uc.nc.Write(wb); err != nil {
+		return errors.Join(errUpstreamIO, err)
+	}
+	if len(body) > 0 {
+		if _, err := uc.nc.Write(body); err != nil {
+			return errors.Join(errUpstreamIO, err)
+		}
+	}
+	if x.streaming {
+		x.uc = uc
+		x.copyDone = make(chan error, 1)
+		go func() {
+			err := x.copyBody(uc)
+			x.copyEnded.Store(true)
+			x.copyDone <- err
+		}()
+	}
+	return nil
+}
+
+// copyBody streams the rest of the request body to the shard. When the
+// client fails it aborts the exchange, by closing the shard connection
+// under the reader.
+func (x *exchange) copyBody(uc *upConn) error {
+	for {
+		if x.cc.bodyStop.Load() {
+			return errBodyStopped
+		}
+		raw, _, err := x.cc.nextBody()
+		if err == io.EOF {
+			return nil
+		}
+		if errors.Is(err, errBodyStopped) {
+			return err
+		}
+		if err != nil {
+			x.clientFailed.Store(true)
+			_ = uc.nc.SetReadDeadline(time.Unix(1, 0))
+			return err
+		}
+		_ = uc.nc.SetWriteDeadline(time.Now().Add(x.cc.s.cfg.UpstreamTimeout))
+		if _, err := uc.nc.Write(raw); err != nil {
+			// The shard stopped reading; its answer, if any, still counts.
+			return errors.Join(errUpstreamIO, err)
+		}
+	}
+}
+
+// stopCopy ends the body copy, if one runs, and reports whether the whole
+// request body was read from the client.
+func (x *exchange) stopCopy() bool {
+	if x.copyDone == nil {
+		return x.cc.body.done
+	}
+	var err error
+	select {
+	case err = <-x.copyDone:
+	default:
+		// Wake the copy wherever it waits: reading the client (bodyStop is
+		// looked at after each deadline nextBody sets, so this one is not
+		// lost) or writing to the shard.
+		x.cc.bodyStop.Store(true)
+		_ = x.cc.nc.SetReadDeadline(time.Unix(1, 0))
+		if x.uc != nil {
+			_ = x.uc.nc.SetWriteDeadline(time.Unix(1, 0))
+		}
+		err = <-x.copyDone
+	}
+	x.copyDone, x.copyErr = nil, err
+	return err == nil && x.cc.body.done
+}
+
+// readUp reads from the shard, within the upstream timeout, and gives up
+// early when the client has gone (looked at every clientCheckInterval,
+// unless the body copy is reading the client and will notice itself).
+// While the request body still streams, the shard's time runs from its
+// end: a slow upload is the client's pace, not a slow shard.
+func (x *exchange) readUp(uc *upConn, p []byte) (int, error) {
+	timeout := x.cc.s.cfg.UpstreamTimeout
+	deadline := time.Now().Add(timeout)
+	for {
+		copying := x.streaming && !x.copyEnded.Load()
+		if copying {
+			deadline = time.Now().Add(timeout)
+		}
+		_ = uc.nc.SetReadDeadline(earlier(deadline, time.Now().Add(clientCheckInterval)))
+		n, err := uc.nc.Read(p)
+		if n > 0 {
+			return n, nil
+		}
+		if x.clientFailed.Load() || x.cc.s.forced.Load() {
+			return 0, answer.ErrClientGone
+		}
+		if !answer.IsTimeout(err) {
+			if err == nil {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, errors.Join(errUpstreamIO, err)
+		}
+		if !copying && !time.Now().Before(deadline) {
+			return 0, answer.ErrShardTimeout
+		}
+		if gone, _, ok := peek(x.cc.fd); ok && gone && !copying {
+			return 0, answer.ErrClientGone
+		}
+	}
+}
+
+// readFinalHead reads response heads until the final one, relaying
+// informational (1xx) answers to the client on the way.
+func (x *exchange) readFinalHead(uc *upConn) error {
+	if x.ubuf == nil {
+		x.ubuf = getBuf()
+		x.ub = *x.ubuf
+	}
+	for {
+		n, err := x.resp.Parse(x.ub[x.ur:x.uw])
+		if err == nil {
+			x.ur += n
+			if !x.resp.Informational() {
+				return nil
+			}
+			if err := x.relayInformational(); err != nil {
+				return err
+			}
+			continue
+		}
+		if !errors.Is(err, h1.ErrIncomplete) {
+			x.cc.s.log.Debug("bad response from shard", "shard", x.b.Name, "err", err)
+			return answer.ErrBadResponse
+		}
+		if x.ur > 0 {
+			x.uw = copy(x.ub, x.ub[x.ur:x.uw])
+			x.ur = 0
+		}
+		if x.uw == len(x.ub) {
+			return answer.ErrBadResponse // a head larger than the buffer
+		}
+		m, err := x.readUp(uc, x.ub[x.uw:])
+		if err != nil {
+			return err
+		}
+		x.uw += m
+	}
+}
+
+// relayInformational passes a 1xx answer on (never to an HTTP/1.0 client,
+// which would take it as final; RFC 9110 §15.2).
+func (x *exchange) relayInformational() error {
+	if x.minor == 0 {
+		return nil
+	}
+	wb := appendResponseHead(x.cc.wb[:0], &x.resp, responseHead{})
+	x.cc.wb = wb[:0]
+	return x.cc.write(wb)
+}
+
+// isUpgradeConn is for net.Conn values that can half-close.
+type closeWriter interface{ CloseWrite() error }
+
+var _ closeWriter = (*net.TCPConn)(nil)

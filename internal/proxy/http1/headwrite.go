@@ -1,0 +1,208 @@
+package http1
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/h1"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/header"
+)
+
+// Heads are forwarded as they were received, field line by field line,
+// except for the header policy (package header): hop-by-hop fields dropped,
+// X-Forwarded-* added, X-Shard on answers. Everything here appends to a
+// caller's buffer and does not allocate once the buffer has grown.
+
+// requestHead says what the engine decided about a request it forwards.
+type requestHead struct {
+	clientIP string
+	// hostFallback is the Host to send when the client sent none (HTTP/1.0).
+	hostFallback string
+	// upgrade keeps Upgrade and says "Connection: Upgrade" (WebSocket).
+	upgrade bool
+	// dropExpect drops Expect: the proxy answered 100-continue itself.
+	dropExpect bool
+	// previous and previousAddr name the key's owner before a reshard
+	// (X-Shard-Previous, X-Shard-Previous-Address); "" when it did not move.
+	previous, previousAddr string
+}
+
+// appendRequestHead appends the head the shard receives for h.
+func appendRequestHead(dst []byte, h *h1.Request, rh requestHead) []byte {
+	dst = append(dst, h.Method...)
+	dst = append(dst, ' ')
+	dst = append(dst, h.Target...)
+	dst = append(dst, " HTTP/1.1\r\n"...)
+	var hasXFF, hasProto, hasHost bool
+	hop := h.Flags&(h1.FlagHopByHop|h1.FlagConnOther) != 0
+	cl := h.Flags.Has(h1.FlagContentLengthRepeated)
+	for i := range h.Fields {
+		f := &h.Fields[i]
+		switch header.Classify(f.Name) {
+		case header.HopByHop:
+			if !keepHop(f.Name, rh.upgrade) {
+				continue
+			}
+		case header.ForwardedFor:
+			hasXFF = true
+			continue // one line with every value, below
+		case header.ForwardedProto:
+			hasProto = true
+		case header.ForwardedHost:
+			hasHost = true
+		case header.PreviousOwner:
+			continue // ours to set: a client must not point a shard elsewhere
+		default:
+			if hop && h.HopByHop(f.Name) {
+				continue // named by Connection
+			}
+			if cl && h1.EqualFold(f.Name, "Content-Length") {
+				continue // several identical values: one canonical line below
+			}
+			if rh.dropExpect && h1.EqualFold(f.Name, "Expect") {
+				continue
+			}
+		}
+		dst = append(dst, f.Line...)
+	}
+	if h.Host == nil && rh.hostFallback != "" {
+		dst = appendField(dst, "Host", rh.hostFallback)
+	}
+	if cl {
+		dst = append(dst, "Content-Length: "...)
+		dst = strconv.AppendInt(dst, h.ContentLength, 10)
+		dst = append(dst, "\r\n"...)
+	}
+	dst = appendXFF(dst, h, hasXFF, rh.clientIP)
+	if !hasProto {
+		dst = append(dst, "X-Forwarded-Proto: http\r\n"...)
+	}
+	if !hasHost && len(h.Host) > 0 {
+		dst = append(dst, "X-Forwarded-Host: "...)
+		dst = append(dst, h.Host...)
+		dst = append(dst, "\r\n"...)
+	}
+	if rh.previous != "" {
+		dst = appendField(dst, header.Previous, rh.previous)
+		if rh.previousAddr != "" {
+			dst = appendField(dst, header.PreviousAddress, rh.previousAddr)
+		}
+	}
+	if rh.upgrade {
+		dst = append(dst, "Connection: Upgrade\r\n"...)
+	}
+	return append(dst, "\r\n"...)
+}
+
+// keepHop tells which hop-by-hop fields still travel: the request's framing
+// (a chunked body is relayed as it is) and, for an upgrade, Upgrade.
+func keepHop(name []byte, upgrade bool) bool {
+	return h1.EqualFold(name, "Transfer-Encoding") || upgrade && h1.EqualFold(name, "Upgrade")
+}
+
+// appendXFF appends one X-Forwarded-For line: the values the client sent,
+// in order, then the client's address.
+func appendXFF(dst []byte, h *h1.Request, prior bool, ip string) []byte {
+	dst = append(dst, "X-Forwarded-For: "...)
+	if prior {
+		for i := range h.Fields {
+			if f := &h.Fields[i]; len(f.Value) > 0 && h1.EqualFold(f.Name, "X-Forwarded-For") {
+				dst = append(dst, f.Value...)
+				dst = append(dst, ", "...)
+			}
+		}
+	}
+	dst = append(dst, ip...)
+	return append(dst, "\r\n"...)
+}
+
+func appendField(dst []byte, name, value string) []byte {
+	dst = append(dst, name...)
+	dst = append(dst, ": "...)
+	dst = append(dst, value...)
+	return append(dst, "\r\n"...)
+}
+
+// responseHead says how a response head is rewritten for the client.
+type responseHead struct {
+	shard string
+	// closing adds "Connection: close"; keepAlive10 adds
+	// "Connection: keep-alive" for an HTTP/1.0 client that asked for it.
+	closing, keepAlive10 bool
+	// relayChunked keeps Transfer-Encoding (the chunked body goes on as
+	// it is); otherwise the body is decoded (HTTP/1.0 client).
+	relayChunked bool
+	upgrade      bool
+}
+
+// appendResponseHead appends the head the client receives for r.
+func appendResponseHead(dst []byte, r *h1.Response, rh responseHead) []byte {
+	dst = append(dst, "HTTP/1.1 "...)
+	dst = strconv.AppendInt(dst, int64(r.Status), 10)
+	dst = append(dst, ' ')
+	dst = append(dst, r.Reason...)
+	dst = append(dst, "\r\n"...)
+	hop := r.Flags&(h1.FlagHopByHop|h1.FlagConnOther|h1.FlagTransferEncoding) != 0
+	for i := range r.Fields {
+		f := &r.Fields[i]
+		switch header.Classify(f.Name) {
+		case header.HopByHop:
+			if !keepResponseHop(f.Name, rh) {
+				continue
+			}
+		case header.ShardName:
+			if rh.shard != "" {
+				continue // ours is the one that counts
+			}
+		default:
+			if hop && r.HopByHop(f.Name) {
+				continue // named by Connection
+			}
+		}
+		dst = append(dst, f.Line...)
+	}
+	if rh.shard != "" {
+		dst = appendField(dst, header.Shard, rh.shard)
+	}
+	switch {
+	case rh.upgrade:
+		dst = append(dst, "Connection: Upgrade\r\n"...)
+	case rh.closing:
+		dst = append(dst, "Connection: close\r\n"...)
+	case rh.keepAlive10:
+		dst = append(dst, "Connection: keep-alive\r\n"...)
+	}
+	return append(dst, "\r\n"...)
+}
+
+func keepResponseHop(name []byte, rh responseHead) bool {
+	if h1.EqualFold(name, "Transfer-Encoding") {
+		return rh.relayChunked
+	}
+	return rh.upgrade && h1.EqualFold(name, "Upgrade")
+}
+
+// appendAnswer appends a complete response for one of the proxy's own
+// answers.
+func appendAnswer(dst []byte, a answer.Answer, closing bool) []byte {
+	body := a.JSON()
+	dst = append(dst, "HTTP/1.1 "...)
+	dst = strconv.AppendInt(dst, int64(a.Status), 10)
+	dst = append(dst, ' ')
+	dst = append(dst, http.StatusText(a.Status)...)
+	dst = append(dst, "\r\nContent-Type: application/json\r\nContent-Length: "...)
+	dst = strconv.AppendInt(dst, int64(len(body)), 10)
+	dst = append(dst, "\r\n"...)
+	if a.RetryAfter {
+		dst = append(dst, "Retry-After: 1\r\n"...)
+	}
+	if a.Body.Shard != "" {
+		dst = appendField(dst, header.Shard, a.Body.Shard)
+	}
+	if closing {
+		dst = append(dst, "Connection: close\r\n"...)
+	}
+	dst = append(dst, "\r\n"...)
+	return append(dst, body...)
+}

@@ -1,0 +1,285 @@
+package http1
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"time"
+
+	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/h1"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/keys"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/route"
+)
+
+// serveRequest answers the request whose head is in cc.in: the routing
+// step, then the exchange with the shard. It returns whether the
+// connection may carry another request.
+func (cc *clientConn) serveRequest() bool {
+	in := &cc.in
+	x := &cc.x
+	cc.acquire()
+	cc.bodyStop.Store(false)
+	x.reset(time.Now())
+	defer x.finish()
+	x.minor = in.head.Minor
+	x.isHead = string(in.head.Method) == "HEAD"
+	x.clientClose = in.head.Flags.Has(h1.FlagConnClose) ||
+		(in.head.Minor == 0 && !in.head.Flags.Has(h1.FlagConnKeepAlive)) || cc.s.draining.Load()
+	cc.startBody()
+	if string(in.head.Method) == "CONNECT" {
+		return cc.refuse(answer.ErrMethodNotAllowed, "")
+	}
+	s := keys.AcquireScratch()
+	defer keys.ReleaseScratch(s)
+	if err := cc.route(s); err != nil {
+		if errors.Is(err, answer.ErrClientGone) {
+			return false
+		}
+		shard := ""
+		if x.d.Status != 0 { // the owner was chosen, and is not ready
+			shard = x.d.Shard.Name
+		}
+		return cc.refuse(err, shard)
+	}
+	x.b = x.d.Backend
+	x.upgrade = in.head.Flags.Has(h1.FlagUpgrade) && connectionHasUpgrade(&in.head)
+	if x.upgrade {
+		x.key = string(x.d.Key) // a tunnel is tracked by key
+		x.websocket = upgradesTo(&in.head, "websocket")
+	}
+	return x.run()
+}
+
+// route takes the request's routing step: buffering the body when a body
+// rule asks for it, holding the request for a not-ready owner.
+func (cc *clientConn) route(s *keys.Scratch) error {
+	r, d := cc.s.router, &cc.x.d
+	err := r.Route(d, &cc.in, s)
+	if errors.Is(err, keys.ErrNeedBody) {
+		if err = cc.bufferBody(); err != nil {
+			r.KeyError(err)
+			return err
+		}
+		err = r.Route(d, &cc.in, s)
+	}
+	if errors.Is(err, route.ErrMustWait) {
+		err = r.Wait(d, nil, cc.clientGone)
+	}
+	return err
+}
+
+// refuse answers the proxy's own error. The connection stays open only if
+// the request's body is behind us, so the next request can be found.
+func (cc *clientConn) refuse(err error, shard string) bool {
+	keep := !cc.x.clientClose && cc.skipBody()
+	cc.writeAnswer(answer.For(err, shard), !keep)
+	return keep
+}
+
+// bodyReader tracks the request body on the client connection.
+type bodyReader struct {
+	// started: a body byte was consumed, so the body can no longer be
+	// skipped from rb (a chunked scan would restart mid-chunk).
+	started bool
+	framing h1.Framing
+	left    int64 // FramingLength: bytes still to come
+	chunk   h1.Chunked
+	done    bool
+}
+
+// startBody consumes the head from rb and sets up reading the body.
+func (cc *clientConn) startBody() {
+	h := &cc.in.head
+	cc.r += cc.headN
+	cc.body = bodyReader{framing: h.Framing(), left: h.ContentLength}
+	switch {
+	case cc.body.framing == h1.FramingNone,
+		cc.body.framing == h1.FramingLength && h.ContentLength == 0:
+		cc.body.done = true
+		cc.in.body = emptyBody // a body rule finds no key in it
+	default:
+		cc.in.body = nil // not buffered (yet)
+	}
+}
+
+var emptyBody = []byte{}
+
+// nextBody returns the next piece of the request body as received (raw)
+// and the payload in it (data; the same bytes unless chunked). It consumes
+// rb[r:w] and, when that is empty, reads the client into rb from its
+// start: whatever the head pointed into must not be needed any more.
+// Pieces stay valid until the next call. At the end it returns io.EOF.
+func (cc *clientConn) nextBody() (raw, data []byte, err error) {
+	b := &cc.body
+	if b.done {
+		return nil, nil, io.EOF
+	}
+	if cc.r == cc.w {
+		_ = cc.nc.SetReadDeadline(time.Now().Add(cc.s.cfg.ClientBodyTimeout))
+		if cc.bodyStop.Load() { // looked at after our deadline: a stop is never overwritten
+			return nil, nil, errBodyStopped
+		}
+		n, err := cc.nc.Read(cc.rb)
+		cc.r, cc.w = 0, n
+		if n == 0 {
+			if answer.IsTimeout(err) {
+				return nil, nil, answer.ErrBodyTimeout
+			}
+			return nil, nil, answer.ErrClientGone
+		}
+	}
+	b.started = true
+	if b.framing == h1.FramingLength {
+		n := min(int64(cc.w-cc.r), b.left)
+		raw = cc.rb[cc.r : cc.r+int(n)]
+		cc.r += int(n)
+		b.left -= n
+		b.done = b.left == 0
+		return raw, raw, nil
+	}
+	b.started = true
+	consumed, data, done, err := b.chunk.Next(cc.rb[cc.r:cc.w])
+	raw = cc.rb[cc.r : cc.r+consumed]
+	cc.r += consumed
+	b.done = done
+	if err != nil {
+		return nil, nil, answer.ErrBadRequest
+	}
+	return raw, data, nil
+}
+
+// bodyInBuffer reports whether the whole body is already in rb, and its
+// raw bytes; it consumes nothing.
+func (cc *clientConn) bodyInBuffer() ([]byte, bool) {
+	b := &cc.body
+	switch {
+	case b.done:
+		return nil, true
+	case b.framing == h1.FramingLength:
+		if int64(cc.w-cc.r) >= b.left {
+			return cc.rb[cc.r : cc.r+int(b.left)], true
+		}
+	case b.framing == h1.FramingChunked:
+		var c h1.Chunked
+		for i := cc.r; i < cc.w; {
+			n, _, done, err := c.Next(cc.rb[i:cc.w])
+			if err != nil {
+				return nil, false
+			}
+			i += n
+			if done {
+				return cc.rb[cc.r:i], true
+			}
+		}
+	}
+	return nil, false
+}
+
+// skipBody consumes a body that is wholly in rb, so that the connection can
+// go on; it reports false when the body is not (the connection must close).
+func (cc *clientConn) skipBody() bool {
+	if cc.body.started && !cc.body.done {
+		return false // part of it was read: where it ends is not known here
+	}
+	raw, ok := cc.bodyInBuffer()
+	if ok {
+		cc.r += len(raw)
+		cc.body.done = true
+	}
+	return ok
+}
+
+// bufferBody reads the whole body for a body rule, at most MaxBodyBytes of
+// payload, answering 100 Continue first when the client waits for it. The
+// head is moved out of rb first, since reading the body reuses rb.
+func (cc *clientConn) bufferBody() error {
+	h := &cc.in.head
+	limit := cc.s.cfg.MaxBodyBytes
+	if h.Flags.Has(h1.FlagContentLength) && h.ContentLength > int64(limit) {
+		return answer.BodyTooLarge(limit)
+	}
+	if raw, ok := cc.bodyInBuffer(); ok && cc.body.framing == h1.FramingLength {
+		// The usual case: a small body came with the head. No copy.
+		cc.r += len(raw)
+		cc.body.done = true
+		cc.in.body, cc.x.rawBody = raw, raw
+		return nil
+	}
+	if h.Flags.Has(h1.FlagExpectContinue) && h.Minor == 1 {
+		if err := cc.write([]byte("HTTP/1.1 100 Continue\r\n\r\n")); err != nil {
+			return err
+		}
+		cc.x.sentContinue = true
+	}
+	if err := cc.keepHead(); err != nil {
+		return err
+	}
+	var raw, data []byte
+	for {
+		r, d, err := cc.nextBody()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		data = append(data, d...)
+		if cc.body.framing == h1.FramingChunked {
+			// Chunk framing can outweigh tiny chunks' payload; bounded too.
+			raw = append(raw, r...)
+		}
+		if len(data) > limit || len(raw) > 2*limit+bufSize {
+			return answer.BodyTooLarge(limit)
+		}
+	}
+	if data == nil {
+		data = emptyBody
+	}
+	if cc.body.framing != h1.FramingChunked {
+		raw = data // a Content-Length body is the same bytes either way
+	}
+	cc.in.body, cc.x.rawBody = data, raw
+	return nil
+}
+
+// keepHead copies the request head out of rb into the exchange's own
+// buffer and parses it again there, so that rb can be reused for the body.
+func (cc *clientConn) keepHead() error {
+	x := &cc.x
+	if x.hbuf == nil {
+		x.hbuf = getBuf()
+	}
+	start := cc.r - cc.headN
+	n := copy(*x.hbuf, cc.rb[start:cc.r])
+	_, err := cc.in.head.Parse((*x.hbuf)[:n])
+	return err
+}
+
+// connectionHasUpgrade reports whether Connection lists "upgrade", which
+// makes Upgrade a request to switch protocols (RFC 9110 §7.8).
+func connectionHasUpgrade(h *h1.Request) bool {
+	for tok := range h.ConnectionTokens() {
+		if h1.EqualFold(tok, "upgrade") {
+			return true
+		}
+	}
+	return false
+}
+
+// clientGone tells whether the client closed its connection (for a request
+// held for its owner).
+func (cc *clientConn) clientGone() bool {
+	gone, _, ok := peek(cc.fd)
+	return ok && gone
+}
+
+// upgradesTo tells whether the request's Upgrade field names protocol.
+func upgradesTo(h *h1.Request, protocol string) bool {
+	for i := range h.Fields {
+		if f := &h.Fields[i]; h1.EqualFold(f.Name, "Upgrade") && bytes.Contains(bytes.ToLower(f.Value), []byte(protocol)) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,83 @@
+package http1
+
+import (
+	"net"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// sockFD returns the socket descriptor of nc, or -1 when nc is not a plain
+// socket. It is looked up once per connection: the descriptor stays the
+// same while the connection is open, and only its owner closes it.
+func sockFD(nc net.Conn) int {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return -1
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return -1
+	}
+	fd := -1
+	if raw.Control(func(f uintptr) { fd = int(f) }) != nil {
+		return -1
+	}
+	return fd
+}
+
+// peek reports, without blocking or consuming anything, whether the peer
+// of socket fd has closed (or reset) its side (gone) and whether bytes are
+// waiting to be read (data). ok is false when fd is not known. It does not
+// allocate: it is on the request path.
+func peek(fd int) (gone, data, ok bool) {
+	if fd < 0 {
+		return false, false, false
+	}
+	gone, data, _ = peekFD(uintptr(fd))
+	return gone, data, true
+}
+
+// peekFD looks at a socket without consuming: gone when the peer closed or
+// reset it, data when bytes wait, wait when neither (it would block).
+func peekFD(fd uintptr) (gone, data, wait bool) {
+	var b [1]byte
+	// A raw system call: MSG_DONTWAIT never blocks, and unix.Recvfrom
+	// would allocate the address it does not need.
+	n, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
+		unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+	switch {
+	case errno == unix.EAGAIN || errno == unix.EINTR:
+		return false, false, true
+	case errno != 0, n == 0:
+		return true, false, false
+	}
+	return false, true, false
+}
+
+// waitReadable blocks until nc has bytes (or a close) to read, or its read
+// deadline passes, without reading and without a buffer: an idle
+// connection then costs its goroutine and socket only.
+func waitReadable(nc net.Conn) bool {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return true // the caller reads with a buffer instead
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	err = raw.Read(func(fd uintptr) bool {
+		_, _, wait := peekFD(fd)
+		return !wait
+	})
+	return err == nil
+}
+
+// idleConnUsable tells whether a pooled connection can carry a request: the
+// shard has neither closed it nor sent bytes nobody asked for.
+func idleConnUsable(fd int) bool {
+	gone, data, ok := peek(fd)
+	return !ok || (!gone && !data)
+}

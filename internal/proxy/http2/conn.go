@@ -1,0 +1,368 @@
+package http2
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// clientConn is one client connection served by the relay.
+type clientConn struct {
+	r   *Relay
+	w   *wire
+	fr  *http2.Framer
+	ip  string
+	blk *block // the reader's header block decoder
+	// opened and cancelled count the client's streams, and those it reset
+	// before their answer (the reader's own).
+	opened, cancelled int
+	// head is the reader's scratch for request heads (see route).
+	head []hpack.HeaderField
+
+	// guarded by w.mu
+	streams    map[uint32]*stream
+	lastID     uint32 // the highest stream id the client opened
+	goAway     bool   // no new streams: GOAWAY sent, or received
+	sentGoAway bool
+	idle       time.Time
+	// readDeadline is the read deadline last set.
+	readDeadline time.Time
+}
+
+// ServeConn serves a client connection that sent the HTTP/2 preface;
+// pending holds the bytes read from it so far. It returns when the
+// connection is closed (at once, closing it, after Shutdown began).
+func (r *Relay) ServeConn(nc net.Conn, ip string, pending []byte) {
+	c := &clientConn{r: r, ip: ip, streams: map[uint32]*stream{}}
+	c.w = newWire(nc, r.cfg.ClientWriteTimeout)
+	if !r.conns.add(c) {
+		_ = nc.Close()
+		return
+	}
+	defer r.conns.done(c)
+	br := bufio.NewReaderSize(&prefixConn{Conn: nc, pending: pending}, readBufSize)
+	go c.w.writeLoop()
+	err := c.serve(br)
+	c.shutdownStreams()
+	if err == errBacklog {
+		_ = nc.Close() // it does not read: no GOAWAY would reach it
+	}
+	c.w.mu.Lock()
+	// The reason the connection ends: a protocol error's code, or NO_ERROR
+	// (idle, draining, the client left).
+	code := http2.ErrCodeNo
+	var ce http2.ConnectionError
+	if errors.As(err, &ce) {
+		code = http2.ErrCode(ce)
+	}
+	if !c.w.dead {
+		c.w.goAway(c.lastID, code)
+	}
+	c.w.mu.Unlock()
+	c.w.close()
+}
+
+// serve reads the client's frames until the connection ends.
+func (c *clientConn) serve(br *bufio.Reader) error {
+	got := make([]byte, len(preface))
+	_ = c.w.nc.SetReadDeadline(time.Now().Add(c.r.cfg.ClientHeaderTimeout))
+	if _, err := io.ReadFull(br, got); err != nil || !bytes.Equal(got, preface) {
+		return http2.ConnectionError(http2.ErrCodeProtocol)
+	}
+	c.fr = http2.NewFramer(nil, br)
+	c.fr.SetMaxReadFrameSize(16384) // what SETTINGS_MAX_FRAME_SIZE says by default
+	c.blk = newBlock()
+	c.fr.SetReuseFrames()
+	c.w.mu.Lock()
+	c.w.settings(http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: MaxClientStreams},
+		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: MaxHeaderList},
+		http2.Setting{ID: http2.SettingEnablePush, Val: 0})
+	c.w.windowUpdate(0, connWindow-65535)
+	c.w.recvWin = connWindow
+	c.idle = time.Now()
+	c.w.signal()
+	c.w.mu.Unlock()
+	for {
+		if !c.setReadDeadline() {
+			return errBacklog
+		}
+		f, err := c.fr.ReadFrame()
+		if err != nil {
+			// The Framer's stream errors (a HEADERS frame with bad padding,
+			// a zero window increment) end the connection: a header block
+			// left undecoded would desynchronize HPACK (RFC 9113 §4.3).
+			var se http2.StreamError
+			if errors.As(err, &se) {
+				return http2.ConnectionError(se.Code)
+			}
+			return err
+		}
+		if err := c.frame(f); err != nil {
+			return err
+		}
+	}
+}
+
+// setReadDeadline bounds an idle connection (no stream open) by
+// IdleTimeout; a connection with open streams may wait as long as they
+// last. False: the client leaves unread more than outHardCap.
+func (c *clientConn) setReadDeadline() bool {
+	c.w.mu.Lock()
+	defer c.w.mu.Unlock()
+	if len(c.w.out) > outHardCap {
+		return false
+	}
+	c.idleDeadline()
+	return true
+}
+
+// idleDeadline sets the read deadline for the streams open: none while
+// some are, IdleTimeout after the last one ended, now when draining. Set
+// under w.mu, so that a stream closing on another goroutine and the
+// reader agree on the last word.
+func (c *clientConn) idleDeadline() {
+	var dl time.Time
+	switch {
+	case len(c.streams) > 0:
+	case c.goAway:
+		dl = time.Now()
+	default:
+		dl = c.idle.Add(c.r.cfg.IdleTimeout)
+	}
+	if !dl.Equal(c.readDeadline) { // unchanged, as mostly under load: no call
+		c.readDeadline = dl
+		_ = c.w.nc.SetReadDeadline(dl)
+	}
+}
+
+// frame handles one frame from the client.
+func (c *clientConn) frame(f http2.Frame) error {
+	switch f := f.(type) {
+	case *http2.HeadersFrame:
+		if done, err := c.blk.start(f); err != nil || !done {
+			return err
+		}
+		return c.onHeaders(c.blk)
+	case *http2.ContinuationFrame:
+		if done, err := c.blk.more(f); err != nil || !done {
+			return err
+		}
+		return c.onHeaders(c.blk)
+	case *http2.DataFrame:
+		return c.onData(f)
+	case *http2.WindowUpdateFrame:
+		return c.onWindowUpdate(f)
+	case *http2.RSTStreamFrame:
+		return c.onReset(f)
+	case *http2.SettingsFrame:
+		if !f.IsAck() {
+			return c.onSettings(f)
+		}
+	case *http2.PingFrame:
+		if !f.IsAck() {
+			c.w.pingAck(f.Data)
+		}
+	case *http2.GoAwayFrame:
+		c.w.mu.Lock()
+		c.goAway = true // the client opens no more streams; ours go on
+		c.w.mu.Unlock()
+	case *http2.PushPromiseFrame:
+		return http2.ConnectionError(http2.ErrCodeProtocol)
+	}
+	return nil // PRIORITY and unknown frames are ignored (RFC 9113 §5.5)
+}
+
+// onSettings applies the client's settings; a new initial window size
+// changes the window of every open stream by the difference (§6.9.2).
+func (c *clientConn) onSettings(f *http2.SettingsFrame) error {
+	c.w.mu.Lock()
+	old := c.w.initWin
+	if _, err := c.w.applySettings(f); err != nil {
+		c.w.mu.Unlock()
+		return err
+	}
+	var credits []credit
+	if d := int64(c.w.initWin - old); d != 0 {
+		for _, s := range c.streams {
+			if s.resp.win+d > maxWindow {
+				c.w.mu.Unlock()
+				return http2.ConnectionError(http2.ErrCodeFlowControl)
+			}
+			if n := s.resp.windowUpdate(d); n > 0 {
+				credits = append(credits, credit{&s.resp, n})
+			}
+		}
+	}
+	c.w.signal()
+	c.w.mu.Unlock()
+	giveCredits(credits)
+	return nil
+}
+
+func (c *clientConn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
+	c.w.mu.Lock()
+	var credits []credit
+	if f.StreamID == 0 {
+		if c.w.sendWin += int64(f.Increment); c.w.sendWin > maxWindow {
+			c.w.mu.Unlock()
+			return http2.ConnectionError(http2.ErrCodeFlowControl)
+		}
+		credits = c.w.resume(nil)
+	} else if s := c.streams[f.StreamID]; s != nil {
+		if s.resp.win+int64(f.Increment) > maxWindow {
+			s.respReset(http2.ErrCodeFlowControl)
+		} else if n := s.resp.windowUpdate(int64(f.Increment)); n > 0 {
+			credits = append(credits, credit{&s.resp, n})
+		}
+	}
+	c.w.mu.Unlock()
+	giveCredits(credits)
+	return nil
+}
+
+// maxWindow is the largest flow-control window (RFC 9113 §6.9.1).
+const maxWindow = 1<<31 - 1
+
+// onData passes a DATA frame on to the stream's shard.
+func (c *clientConn) onData(f *http2.DataFrame) error {
+	n := int(f.Length) // padding included, for flow control
+	c.w.mu.Lock()
+	if !c.w.consumed(n) {
+		c.w.mu.Unlock()
+		return http2.ConnectionError(http2.ErrCodeFlowControl)
+	}
+	s := c.streams[f.StreamID]
+	if s == nil || s.reqEnded {
+		c.w.giveBack(n) // a stream already ended or reset: dropped
+		c.w.mu.Unlock()
+		switch {
+		case s != nil: // half-closed (remote): the client ended it (§5.1)
+			c.streamError(s.id, http2.ErrCodeStreamClosed)
+		case f.StreamID > c.lastID:
+			return http2.ConnectionError(http2.ErrCodeProtocol) // idle stream
+		}
+		return nil
+	}
+	data := f.Data()
+	if !s.req.received(n) {
+		c.w.giveBack(n)
+		c.w.mu.Unlock()
+		c.streamError(s.id, http2.ErrCodeFlowControl)
+		return nil
+	}
+	s.reqLen += int64(len(data))
+	end := f.StreamEnded()
+	s.reqEnded, s.req.srcDone = end, end
+	bad := s.reqDeclared >= 0 && (s.reqLen > s.reqDeclared || end && s.reqLen != s.reqDeclared)
+	pad := n - len(data) // given back at once, stream and connection
+	if bad {             // content-length and DATA disagree: malformed (§8.1.1)
+		c.w.giveBack(pad)
+		c.w.mu.Unlock()
+		c.streamError(s.id, http2.ErrCodeProtocol)
+		return nil
+	}
+	if s.up == nil { // not open on the shard yet: held (within the window)
+		s.early = append(s.early, data...)
+		c.w.mu.Unlock()
+		s.req.credit(pad)
+		return nil
+	}
+	c.w.mu.Unlock()
+	s.req.credit(pad)
+	s.req.push(data, end)
+	return nil
+}
+
+// onReset: the client cancelled a stream.
+func (c *clientConn) onReset(f *http2.RSTStreamFrame) error {
+	c.w.mu.Lock()
+	s := c.streams[f.StreamID]
+	early := s != nil && !s.answered
+	if s != nil {
+		if early {
+			s.status = answer.StatusClientGone
+		}
+		s.respGone()
+	}
+	c.w.mu.Unlock()
+	// Rapid reset (CVE-2023-44487): streams opened and cancelled at once
+	// cost the shards work at no cost to the client. A connection that
+	// cancels most of its streams before their answer, more than a
+	// budget, is told to go away.
+	if early {
+		if c.cancelled++; c.cancelled > ResetBudget && 2*c.cancelled > c.opened {
+			return http2.ConnectionError(http2.ErrCodeEnhanceYourCalm)
+		}
+	}
+	return nil
+}
+
+// Abuse bounds of a client connection.
+const (
+	// ResetBudget is how many streams a client may cancel before their
+	// answer while they are most of what it opened.
+	ResetBudget = 2 * MaxClientStreams
+	// outHardCap: a client whose connection has this much output queued
+	// (it does not read, yet keeps sending frames that need an answer:
+	// PINGs, SETTINGS, refused streams) is disconnected.
+	outHardCap = 4 << 20
+)
+
+// errBacklog ends a connection whose client does not read what its
+// own frames make us send.
+var errBacklog = errors.New("http2: the client does not read its answers")
+
+// streamError resets a stream the client broke (§5.4.2).
+func (c *clientConn) streamError(id uint32, code http2.ErrCode) {
+	c.w.mu.Lock()
+	defer c.w.mu.Unlock()
+	if s := c.streams[id]; s != nil {
+		if !s.answered {
+			s.status = http.StatusBadRequest
+		}
+		s.respReset(code)
+		return
+	}
+	c.w.rst(id, code)
+	c.w.signal()
+}
+
+// shutdownStreams ends every stream of a connection that closed.
+func (c *clientConn) shutdownStreams() {
+	c.w.mu.Lock()
+	defer c.w.mu.Unlock()
+	for _, s := range c.streams {
+		if !s.answered {
+			s.status = answer.StatusClientGone
+		}
+		s.respGone()
+	}
+}
+
+// drain sends GOAWAY: streams already open finish, no new ones start, and
+// the connection closes when the last one ends.
+func (c *clientConn) drain() {
+	c.w.mu.Lock()
+	c.sendGoAway()
+	c.idleDeadline()
+	c.w.mu.Unlock()
+}
+
+// sendGoAway tells the client, once, that no new stream will be taken;
+// w.mu held.
+func (c *clientConn) sendGoAway() {
+	c.goAway = true
+	if !c.sentGoAway {
+		c.sentGoAway = true
+		c.w.goAway(c.lastID, http2.ErrCodeNo)
+		c.w.signal()
+	}
+}

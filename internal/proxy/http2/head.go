@@ -1,0 +1,178 @@
+package http2
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+	"unsafe"
+
+	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/header"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/keys"
+	"golang.org/x/net/http2/hpack"
+)
+
+// requestHead is what the relay reads of a request head.
+type requestHead struct {
+	method      string
+	path, query []byte
+	length      int64 // content-length, -1 if none
+	grpc        bool
+	te          bool          // "te: trailers"
+	timeout     time.Duration // grpc-timeout, 0 if none
+}
+
+// errMalformed is a request RFC 9113 §8.1.1 calls malformed: the stream
+// is reset with PROTOCOL_ERROR.
+var errMalformed = errors.New("malformed HTTP/2 request")
+
+// parseRequest checks a request head (RFC 9113 §8.2, §8.3); the Framer
+// has checked field names and values and the pseudo-fields' order.
+func parseRequest(f *block) (requestHead, error) {
+	rq := requestHead{length: -1}
+	var scheme, path string
+	for _, hf := range f.PseudoFields() {
+		switch hf.Name {
+		case ":method":
+			rq.method = hf.Value
+		case ":scheme":
+			scheme = hf.Value
+		case ":path":
+			path = hf.Value
+		case ":authority":
+		default: // :status, :protocol (no extended CONNECT here)
+			return rq, errMalformed
+		}
+	}
+	for _, hf := range f.RegularFields() {
+		switch hf.Name {
+		case "connection", "proxy-connection", "keep-alive", "transfer-encoding", "upgrade":
+			return rq, errMalformed
+		case "te":
+			if hf.Value != "trailers" {
+				return rq, errMalformed
+			}
+			rq.te = true
+		case "content-length":
+			n, err := strconv.ParseInt(hf.Value, 10, 64)
+			if err != nil || n < 0 || rq.length >= 0 && rq.length != n {
+				return rq, errMalformed
+			}
+			rq.length = n
+		case "content-type":
+			rq.grpc = header.IsGRPCType(hf.Value)
+		case "grpc-timeout":
+			rq.timeout, _ = header.ParseGRPCTimeout(hf.Value)
+		}
+	}
+	if rq.method == "CONNECT" {
+		return rq, answer.ErrMethodNotAllowed
+	}
+	if rq.method == "" || scheme == "" || path == "" || path[0] != '/' && path != "*" {
+		return rq, errMalformed
+	}
+	p := unsafe.Slice(unsafe.StringData(path), len(path))
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		rq.path, rq.query = p[:i], p[i+1:]
+	} else {
+		rq.path = p
+	}
+	return rq, nil
+}
+
+// outboundHead is the request head as the shard gets it: the
+// pseudo-fields and fields as received, under the header policy (package
+// header): no hop-by-hop field, X-Forwarded-*, a client's own
+// X-Shard-Previous* dropped.
+func (c *clientConn) outboundHead(out []hpack.HeaderField, f *block, rq requestHead) []hpack.HeaderField {
+	var authority, xff string
+	proto, host := false, false
+	for _, hf := range f.Fields {
+		switch hf.Name {
+		case ":scheme":
+			hf.Value = "http"
+		case ":authority":
+			authority = hf.Value
+		}
+		switch header.Classify(hf.Name) {
+		case header.HopByHop, header.PreviousOwner:
+			continue
+		case header.ForwardedFor:
+			xff = header.JoinComma(xff, hf.Value)
+			continue
+		case header.ForwardedProto:
+			proto = true
+		case header.ForwardedHost:
+			host = true
+		}
+		out = append(out, hf)
+	}
+	if rq.te {
+		out = append(out, hpack.HeaderField{Name: "te", Value: "trailers"}) // gRPC needs it end to end
+	}
+	out = append(out, hpack.HeaderField{Name: "x-forwarded-for", Value: header.JoinComma(xff, c.ip)})
+	if !proto {
+		out = append(out, hpack.HeaderField{Name: "x-forwarded-proto", Value: "http"})
+	}
+	if !host && authority != "" {
+		out = append(out, hpack.HeaderField{Name: "x-forwarded-host", Value: authority})
+	}
+	return out
+}
+
+// appendPrevious appends the handoff fields when the key moved (name is
+// the previous owner, "" when it did not).
+func appendPrevious(h []hpack.HeaderField, name, addr string) []hpack.HeaderField {
+	if name == "" {
+		return h
+	}
+	h = append(h, hpack.HeaderField{Name: header.PreviousLower, Value: name})
+	if addr != "" {
+		h = append(h, hpack.HeaderField{Name: header.PreviousAddressLower, Value: addr})
+	}
+	return h
+}
+
+// appendAnswerFields appends an answer's or trailer's fields under the
+// header policy: hop-by-hop fields dropped, and a shard's own X-Shard
+// when the proxy sets its own.
+func appendAnswerFields(dst, fields []hpack.HeaderField, dropShard bool) []hpack.HeaderField {
+	for _, hf := range fields {
+		switch header.Classify(hf.Name) {
+		case header.HopByHop:
+			continue
+		case header.ShardName:
+			if dropShard {
+				continue
+			}
+		}
+		dst = append(dst, hf)
+	}
+	return dst
+}
+
+// keyRequest lets key rules read a relayed request's head.
+type keyRequest struct {
+	fields      []hpack.HeaderField
+	path, query []byte
+}
+
+var _ keys.Request = keyRequest{}
+
+// HeaderValues implements keys.Request. The values point into the decoded
+// strings, which the rules only read.
+func (r keyRequest) HeaderValues(dst [][]byte, name string) [][]byte {
+	for _, hf := range r.fields {
+		if len(hf.Name) == len(name) && strings.EqualFold(hf.Name, name) {
+			dst = append(dst, unsafe.Slice(unsafe.StringData(hf.Value), len(hf.Value)))
+		}
+	}
+	return dst
+}
+
+// PathQuery implements keys.Request.
+func (r keyRequest) PathQuery() (path, query []byte) { return r.path, r.query }
+
+// Body implements keys.Request: relayed requests are routed on their head.
+func (r keyRequest) Body() []byte { return nil }

@@ -1,0 +1,169 @@
+// Package http2 is the HTTP/2 relay: a client connection is relayed frame
+// by frame. Each request's head is decoded (HPACK, by x/net/http2), checked,
+// routed by package route, and re-encoded on a multiplexed h2c connection
+// to the owner (shardConn); DATA, trailers and resets then pass between the
+// two streams with flow control on each side. One goroutine reads each
+// connection and one writes it; a stream has a goroutine of its own only
+// while it is held for a not-ready owner or waits for a new shard
+// connection to be dialled.
+//
+// A stream whose owner speaks HTTP/1.1 is refused (REFUSED_STREAM, which
+// clients retry) and the connection told to go away; the facade sends such
+// connections to the net/http path (package h2std) instead.
+//
+// Files: relay.go (the front end and its connections), conn.go (a client
+// connection), stream.go (a relayed stream), shard.go (a shard connection
+// and its pool), wire.go (the sending side and flow control), block.go
+// (header blocks), hpack.go (the encoder).
+package http2
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/shard-proxy/shard-proxy/internal/proxy/route"
+)
+
+// Config configures a Relay. Every field is required: the facade (package
+// proxy) fills in the documented defaults.
+type Config struct {
+	// Router takes each stream's routing step.
+	Router *route.Router
+	// UpstreamTimeout bounds the wait for an answer's head, and a write
+	// to a shard.
+	UpstreamTimeout time.Duration
+	// ClientHeaderTimeout bounds receiving the connection preface.
+	ClientHeaderTimeout time.Duration
+	// ClientWriteTimeout bounds a write to a client that does not read.
+	ClientWriteTimeout time.Duration
+	// IdleTimeout closes a connection without streams this long.
+	IdleTimeout time.Duration
+	// Logger logs at debug level what peers get wrong.
+	Logger *slog.Logger
+}
+
+// Relay is the HTTP/2 front end. Safe for concurrent use.
+type Relay struct {
+	cfg    Config
+	router *route.Router
+	conns  connSet
+}
+
+// New returns a Relay for cfg.
+func New(cfg Config) *Relay { return &Relay{cfg: cfg, router: cfg.Router} }
+
+// Shutdown sends GOAWAY on every connection and waits for their streams to
+// finish until ctx ends; then it closes what is left and returns ctx's
+// error.
+func (r *Relay) Shutdown(ctx context.Context) error {
+	if !r.conns.shutdown(ctx.Done()) {
+		return ctx.Err()
+	}
+	return nil
+}
+
+// Conns is how many client connections the relay serves now.
+func (r *Relay) Conns() int {
+	r.conns.mu.Lock()
+	defer r.conns.mu.Unlock()
+	return len(r.conns.m)
+}
+
+// Streams is how many client streams the relay has open now.
+func (r *Relay) Streams() int {
+	r.conns.mu.Lock()
+	defer r.conns.mu.Unlock()
+	n := 0
+	for c := range r.conns.m {
+		c.w.mu.Lock()
+		n += len(c.streams)
+		c.w.mu.Unlock()
+	}
+	return n
+}
+
+// IsPreface tells whether b starts with the HTTP/2 connection preface;
+// with fewer bytes than the preface, whether they could be its start.
+func IsPreface(b []byte) bool {
+	n := min(len(b), len(preface))
+	return n >= len("PRI * HTTP/2.0") && bytes.Equal(b[:n], preface[:n])
+}
+
+// preface starts every HTTP/2 connection (RFC 9113 §3.4). Its first line
+// parses as an HTTP/1 head with version HTTP/2.0, which the HTTP/1.1
+// engine then offers to the facade.
+var preface = []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+
+// connSet tracks the relay's client connections, for Shutdown.
+type connSet struct {
+	mu       sync.Mutex
+	m        map[*clientConn]struct{}
+	draining bool
+	wg       sync.WaitGroup
+}
+
+func (h *connSet) add(c *clientConn) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.draining {
+		return false
+	}
+	if h.m == nil {
+		h.m = map[*clientConn]struct{}{}
+	}
+	h.m[c] = struct{}{}
+	h.wg.Add(1)
+	return true
+}
+
+func (h *connSet) done(c *clientConn) {
+	h.mu.Lock()
+	delete(h.m, c)
+	h.mu.Unlock()
+	h.wg.Done()
+}
+
+// shutdown sends GOAWAY on every relayed connection and waits for their
+// streams to finish, until done closes; then it closes what is left. It
+// reports whether they all finished.
+func (h *connSet) shutdown(done <-chan struct{}) bool {
+	h.mu.Lock()
+	h.draining = true
+	for c := range h.m {
+		c.drain()
+	}
+	h.mu.Unlock()
+	finished := make(chan struct{})
+	go func() { h.wg.Wait(); close(finished) }()
+	select {
+	case <-finished:
+		return true
+	case <-done:
+	}
+	h.mu.Lock()
+	for c := range h.m {
+		_ = c.w.nc.Close()
+	}
+	h.mu.Unlock()
+	<-finished
+	return false
+}
+
+// prefixConn replays bytes already read before reading the socket.
+type prefixConn struct {
+	net.Conn
+	pending []byte
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) {
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}

@@ -1,0 +1,670 @@
+package http2
+
+import (
+	"bufio"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/header"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/route"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// shardConn is one multiplexed h2c connection from the relay to a shard. Its
+// reader passes the shard's answers to the client streams; a shard's
+// connection window is given back as data arrives, so a client that does
+// not read holds back only its own streams (each holds at most a stream
+// window), never the connection other clients share.
+type shardConn struct {
+	pool *shardPool
+	w    *wire
+	fr   *http2.Framer
+
+	active     atomic.Int32 // streams open or reserved
+	maxStreams atomic.Uint32
+	unusable   atomic.Bool // GOAWAY received, or closed
+
+	fields []hpack.HeaderField // the reader's scratch for answer heads
+	blk    *block              // the reader's header block decoder
+
+	// guarded by w.mu
+	streams   map[uint32]*stream
+	nextID    uint32
+	idleSince time.Time
+	probing   bool // a PING is out, and not yet answered
+}
+
+// probeMax bounds how long a probed shard connection has to answer its
+// PING (see probe).
+const probeMax = 5 * time.Second
+
+// probe checks, after a stream on u timed out, that the shard still
+// answers on the connection: a PING not acknowledged within the upstream
+// timeout (at most probeMax) closes it, its streams fail, and new ones
+// dial afresh. A shard that vanished without closing its end (a node
+// lost) would otherwise draw every new stream into the same silence.
+func (u *shardConn) probe() {
+	u.w.mu.Lock()
+	if u.probing || u.w.dead || u.w.closing {
+		u.w.mu.Unlock()
+		return
+	}
+	u.probing = true
+	u.w.ping(0, [8]byte{'s', 'h', 'a', 'r', 'd', 'p', 'r', 'x'})
+	u.w.signal()
+	u.w.mu.Unlock()
+	time.AfterFunc(min(u.pool.relay.cfg.UpstreamTimeout, probeMax), func() {
+		u.w.mu.Lock()
+		silent := u.probing
+		u.w.mu.Unlock()
+		if silent {
+			u.kill() // the reader fails, and lost() ends the streams
+		}
+	})
+}
+
+// shardPool holds the relay's connections to one backend.
+type shardPool struct {
+	b     *route.Backend
+	relay *Relay
+
+	mu      sync.Mutex
+	conns   []*shardConn
+	dialing *dialing
+	stopped bool
+}
+
+// dialing is a dial in progress, which other streams wait for.
+type dialing struct {
+	done chan struct{}
+	err  error
+}
+
+var _ route.Pool = (*shardPool)(nil)
+
+// poolOf returns the relay's pool for b, made on first use.
+func poolOf(r *Relay, b *route.Backend) *shardPool {
+	return b.Pool(route.PoolHTTP2, func(b *route.Backend) route.Pool { return &shardPool{b: b, relay: r} }).(*shardPool)
+}
+
+// usable returns a connection with a free stream, reserved, or nil.
+func (pl *shardPool) usable() *shardConn {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	for _, u := range pl.conns {
+		if u.unusable.Load() {
+			continue
+		}
+		if n := u.active.Add(1); uint32(n) <= u.maxStreams.Load() {
+			return u
+		}
+		u.active.Add(-1)
+	}
+	return nil
+}
+
+// get returns a connection with a free stream, reserved, dialing one when
+// none has room.
+func (pl *shardPool) get() (*shardConn, error) {
+	for {
+		if u := pl.usable(); u != nil {
+			return u, nil
+		}
+		pl.mu.Lock()
+		if pl.stopped {
+			pl.mu.Unlock()
+			return nil, answer.ErrShardDown
+		}
+		if d := pl.dialing; d != nil {
+			pl.mu.Unlock()
+			<-d.done
+			if d.err != nil {
+				return nil, d.err
+			}
+			continue
+		}
+		if len(pl.conns) >= pl.b.MaxConns {
+			pl.mu.Unlock()
+			return nil, answer.ErrShardBusy
+		}
+		d := &dialing{done: make(chan struct{})}
+		pl.dialing = d
+		pl.mu.Unlock()
+		u, err := pl.dial()
+		pl.mu.Lock()
+		pl.dialing, d.err = nil, err
+		if err == nil {
+			pl.conns = append(pl.conns, u)
+		}
+		pl.mu.Unlock()
+		close(d.done)
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// dial opens a connection: preface, our settings, a larger connection
+// window; it does not wait for the shard's settings (RFC 9113 §3.4).
+func (pl *shardPool) dial() (*shardConn, error) {
+	nc, err := pl.b.Dial()
+	if err != nil {
+		return nil, err
+	}
+	u := &shardConn{pool: pl, streams: map[uint32]*stream{}, nextID: 1, idleSince: time.Now()}
+	u.maxStreams.Store(100) // until the shard says (RFC 9113 §6.5.2 advises at least 100)
+	u.w = newWire(nc, pl.relay.cfg.UpstreamTimeout)
+	u.fr = http2.NewFramer(nil, bufio.NewReaderSize(nc, readBufSize))
+	u.fr.SetMaxReadFrameSize(16384)
+	u.blk = newBlock()
+	u.fr.SetReuseFrames()
+	u.w.mu.Lock()
+	u.w.out = append(u.w.out, preface...)
+	u.w.settings(http2.Setting{ID: http2.SettingEnablePush, Val: 0},
+		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: MaxHeaderList})
+	u.w.windowUpdate(0, connWindow-65535)
+	u.w.recvWin = connWindow
+	u.w.signal()
+	u.w.mu.Unlock()
+	go u.w.writeLoop()
+	go u.serve()
+	return u, nil
+}
+
+// kill closes the connection at once; it takes no new stream from now on
+// (lost, run by its reader, ends those it has).
+func (u *shardConn) kill() {
+	u.unusable.Store(true)
+	_ = u.w.nc.Close()
+}
+
+// release gives back a reserved stream that was not opened.
+func (u *shardConn) release() { u.active.Add(-1) }
+
+// forget drops a stream; w.mu held.
+func (u *shardConn) forget(id uint32) {
+	if _, ok := u.streams[id]; !ok {
+		return
+	}
+	delete(u.streams, id)
+	u.active.Add(-1)
+	if len(u.streams) == 0 {
+		u.idleSince = time.Now()
+		if u.unusable.Load() {
+			u.w.closing = true
+			u.w.signal()
+		}
+	}
+}
+
+// open sends the stream's head to the shard over u, with what the client
+// sent meanwhile, and starts the stream's timers.
+func (s *stream) open(u *shardConn) {
+	c := s.c
+	c.w.mu.Lock()
+	if s.done || s.answered { // ended while it waited for a connection
+		c.w.mu.Unlock()
+		u.release()
+		return
+	}
+	u.w.mu.Lock()
+	if u.w.dead || u.w.closing || u.unusable.Load() {
+		// Closed, or going away (GOAWAY, idle, out of stream ids) since
+		// it was picked: another connection takes the stream.
+		u.w.mu.Unlock()
+		u.release()
+		c.w.mu.Unlock()
+		if s.retries++; s.retries > 3 {
+			s.fail(answer.ErrShardDown, s.b.Name)
+			return
+		}
+		go s.dialAndOpen()
+		return
+	}
+	s.up, s.upID = u, u.nextID
+	if u.nextID += 2; u.nextID > 1<<31-1-2*MaxClientStreams {
+		u.unusable.Store(true) // ids run out: drained, then closed (forget)
+	}
+	u.streams[s.upID] = s
+	s.resp.src, s.resp.srcID, s.resp.recvWin = u.w, s.upID, streamWindow
+	r := &s.req
+	r.dst, r.pend, r.trailer, r.end = u.w, s.early, s.earlyTrailer, s.reqEnded
+	s.early, s.earlyTrailer = nil, nil
+	headEnd := r.end && len(r.pend) == 0 && r.trailer == nil
+	u.w.headers(s.upID, s.head, headEnd)
+	s.head = nil
+	r.closed = headEnd
+	sent := r.open(s.upID)
+	u.w.signal()
+	u.w.mu.Unlock()
+	s.startTimers()
+	c.w.mu.Unlock()
+	r.credit(sent)
+}
+
+// startTimers bounds the wait for the answer's head by UpstreamTimeout,
+// and the whole call by grpc-timeout when the client set one; c.w.mu
+// held.
+func (s *stream) startTimers() {
+	name, up := s.b.Name, s.up
+	s.headTimer = time.AfterFunc(s.c.r.cfg.UpstreamTimeout, func() {
+		if s.headTimedOut(name) {
+			up.probe()
+		}
+	})
+	if s.grpcTimeout > 0 {
+		s.deadline = time.AfterFunc(s.grpcTimeout, func() { s.fail(answer.ErrShardTimeout, name) })
+	}
+}
+
+// headTimedOut fails the stream if its answer's head has still not come
+// (the timer may fire as it arrives); it tells whether it did.
+func (s *stream) headTimedOut(name string) bool {
+	s.c.w.mu.Lock()
+	defer s.c.w.mu.Unlock()
+	if s.done || s.answered {
+		return false
+	}
+	s.cancelShard()
+	s.answer(answer.ErrShardTimeout, name)
+	return true
+}
+
+// serve reads the shard's frames until the connection ends.
+func (u *shardConn) serve() {
+	defer u.lost()
+	for {
+		u.w.mu.Lock()
+		backlog := len(u.w.out)
+		u.w.mu.Unlock()
+		if backlog > outHardCap { // the shard does not read what it asks for
+			u.kill()
+			return
+		}
+		f, err := u.fr.ReadFrame()
+		if err != nil {
+			return // a stream error too: HPACK may be out of step (RFC 9113 §4.3)
+		}
+		if !u.frame(f) {
+			return
+		}
+	}
+}
+
+// frame handles one frame from the shard; false ends the connection.
+func (u *shardConn) frame(f http2.Frame) bool {
+	switch f := f.(type) {
+	case *http2.HeadersFrame:
+		if done, err := u.blk.start(f); err != nil || !done {
+			return err == nil
+		}
+		u.onHeaders(u.blk)
+	case *http2.ContinuationFrame:
+		if done, err := u.blk.more(f); err != nil || !done {
+			return err == nil
+		}
+		u.onHeaders(u.blk)
+	case *http2.DataFrame:
+		return u.onData(f)
+	case *http2.WindowUpdateFrame:
+		u.onWindowUpdate(f)
+	case *http2.RSTStreamFrame:
+		u.onReset(f.StreamID, f.ErrCode)
+	case *http2.SettingsFrame:
+		if !f.IsAck() {
+			u.onSettings(f)
+		}
+	case *http2.PingFrame:
+		if f.IsAck() {
+			u.w.mu.Lock()
+			u.probing = false
+			u.w.mu.Unlock()
+		} else {
+			u.w.pingAck(f.Data)
+		}
+	case *http2.GoAwayFrame:
+		u.onGoAway(f.LastStreamID)
+	case *http2.PushPromiseFrame:
+		return false // we said ENABLE_PUSH 0
+	}
+	return true
+}
+
+// onHeaders passes a header block from the shard to its stream.
+func (u *shardConn) onHeaders(b *block) {
+	u.w.mu.Lock()
+	s := u.streams[b.id]
+	if s != nil && b.StreamEnded() {
+		s.resp.srcDone = true
+	}
+	u.w.mu.Unlock()
+	switch {
+	case s == nil:
+	case b.invalid || b.truncated:
+		s.fail(answer.ErrBadResponse, s.b.Name)
+	default:
+		s.onShardHeaders(b)
+	}
+}
+
+func (u *shardConn) stream(id uint32) *stream {
+	u.w.mu.Lock()
+	defer u.w.mu.Unlock()
+	return u.streams[id]
+}
+
+func (u *shardConn) onSettings(f *http2.SettingsFrame) {
+	u.w.mu.Lock()
+	old := u.w.initWin
+	n, err := u.w.applySettings(f)
+	if err != nil {
+		u.w.mu.Unlock()
+		u.kill() // a shard that breaks SETTINGS: its streams fail
+		return
+	}
+	if n > 0 {
+		u.maxStreams.Store(n)
+	}
+	var credits []credit
+	if d := int64(u.w.initWin - old); d != 0 {
+		for _, s := range u.streams {
+			if n := s.req.windowUpdate(d); n > 0 {
+				credits = append(credits, credit{&s.req, n})
+			}
+		}
+	}
+	u.w.signal()
+	u.w.mu.Unlock()
+	giveCredits(credits)
+}
+
+func (u *shardConn) onWindowUpdate(f *http2.WindowUpdateFrame) {
+	u.w.mu.Lock()
+	var credits []credit
+	var broken *stream
+	if f.StreamID == 0 {
+		u.w.sendWin += int64(f.Increment)
+		credits = u.w.resume(nil)
+	} else if s := u.streams[f.StreamID]; s != nil {
+		if s.req.win+int64(f.Increment) > maxWindow {
+			broken = s
+		} else if n := s.req.windowUpdate(int64(f.Increment)); n > 0 {
+			credits = append(credits, credit{&s.req, n})
+		}
+	}
+	u.w.mu.Unlock()
+	giveCredits(credits)
+	if broken != nil {
+		broken.fail(answer.ErrBadResponse, broken.b.Name)
+	}
+}
+
+// onData passes the shard's DATA on to the client's stream.
+func (u *shardConn) onData(f *http2.DataFrame) bool {
+	n := int(f.Length)
+	u.w.mu.Lock()
+	if !u.w.consumed(n) {
+		u.w.mu.Unlock()
+		return false
+	}
+	u.w.giveBack(n)
+	s := u.streams[f.StreamID]
+	if s == nil {
+		u.w.mu.Unlock()
+		return true
+	}
+	if !s.resp.received(n) {
+		u.w.mu.Unlock()
+		u.streamBroken(f.StreamID)
+		return true
+	}
+	end := f.StreamEnded()
+	s.resp.srcDone = end
+	u.w.mu.Unlock()
+	data := f.Data()
+	if s.respDeclared >= 0 { // a malformed answer is not passed on whole (§8.1.1)
+		if s.respLen += int64(len(data)); s.respLen > s.respDeclared || end && s.respLen != s.respDeclared {
+			s.resp.push(data, false) // what came, then the reset
+			s.fail(answer.ErrBadResponse, s.b.Name)
+			return true
+		}
+	}
+	s.resp.push(data, end)
+	if pad := n - len(data); pad > 0 {
+		s.resp.credit(pad)
+	}
+	return true
+}
+
+// onReset: the shard reset a stream.
+func (u *shardConn) onReset(id uint32, code http2.ErrCode) {
+	u.w.mu.Lock()
+	s := u.streams[id]
+	var finished bool
+	var dropped int
+	if s != nil {
+		s.shardGone = true // nothing more is sent there
+		dropped = len(s.req.pend)
+		s.req.closed, s.req.pend = true, nil
+		u.forget(id)
+		// After its whole answer, a reset only tells us to stop sending
+		// (RFC 9113 §8.1): the answer still reaches the client.
+		finished = s.resp.srcDone
+	}
+	u.w.mu.Unlock()
+	if s == nil {
+		return
+	}
+	if dropped > 0 { // the client's upload that will not be sent
+		s.c.w.mu.Lock()
+		s.c.w.giveBack(dropped)
+		s.c.w.mu.Unlock()
+	}
+	if !finished {
+		s.shardReset(code)
+	}
+}
+
+// streamBroken: the shard broke a stream's rules (a malformed head, a
+// window overrun): the stream is reset on both sides.
+func (u *shardConn) streamBroken(id uint32) {
+	if s := u.stream(id); s != nil {
+		s.fail(answer.ErrBadResponse, s.b.Name)
+	}
+}
+
+// onGoAway: the shard takes no new streams; those above last were not
+// processed and are refused to their clients, which retry them.
+func (u *shardConn) onGoAway(last uint32) {
+	u.unusable.Store(true)
+	u.w.mu.Lock()
+	var refused []uint32
+	for id := range u.streams {
+		if id > last {
+			refused = append(refused, id)
+		}
+	}
+	if len(u.streams) == 0 {
+		u.w.closing = true
+		u.w.signal()
+	}
+	u.w.mu.Unlock()
+	for _, id := range refused {
+		u.onReset(id, http2.ErrCodeRefusedStream)
+	}
+}
+
+// lost ends the connection's streams when it closed, and takes it out of
+// its pool.
+func (u *shardConn) lost() {
+	u.unusable.Store(true)
+	u.w.close()
+	pl := u.pool
+	pl.mu.Lock()
+	for i, x := range pl.conns {
+		if x == u {
+			pl.conns = append(pl.conns[:i], pl.conns[i+1:]...)
+			break
+		}
+	}
+	pl.mu.Unlock()
+	u.w.mu.Lock()
+	streams := make([]*stream, 0, len(u.streams))
+	for _, s := range u.streams {
+		s.shardGone = true
+		s.req.closed = true
+		streams = append(streams, s)
+	}
+	u.w.dead = true
+	u.w.mu.Unlock()
+	for _, s := range streams {
+		s.fail(answer.ErrShardDown, s.b.Name)
+	}
+}
+
+// Stats implements route.Pool.
+func (pl *shardPool) Stats() route.PoolStats {
+	pl.mu.Lock()
+	conns := append([]*shardConn(nil), pl.conns...)
+	pl.mu.Unlock()
+	st := route.PoolStats{Open: len(conns)}
+	for _, u := range conns {
+		u.w.mu.Lock()
+		st.Streams += len(u.streams)
+		if len(u.streams) == 0 {
+			st.Idle++
+		}
+		u.w.mu.Unlock()
+	}
+	return st
+}
+
+// CloseIdle implements route.Pool: it closes connections without streams
+// idle for maxIdle; with stop, every idle one, and no new one is dialed.
+func (pl *shardPool) CloseIdle(maxIdle time.Duration, stop bool) {
+	pl.mu.Lock()
+	pl.stopped = pl.stopped || stop
+	conns := append([]*shardConn(nil), pl.conns...)
+	pl.mu.Unlock()
+	for _, u := range conns {
+		u.w.mu.Lock()
+		if len(u.streams) == 0 && u.active.Load() == 0 && time.Since(u.idleSince) >= maxIdle {
+			u.unusable.Store(true)
+			u.w.goAway(0, http2.ErrCodeNo)
+			u.w.closing = true
+			u.w.signal()
+		} else if stop {
+			u.unusable.Store(true) // closes when its last stream ends
+		}
+		u.w.mu.Unlock()
+	}
+}
+
+// shardReset: the shard reset the stream. Before an answer, REFUSED_STREAM
+// (not processed) is passed on for the client to retry; anything else is
+// a failed call. After the answer started, the reset passes through.
+func (s *stream) shardReset(code http2.ErrCode) {
+	c := s.c
+	c.w.mu.Lock()
+	defer c.w.mu.Unlock()
+	if s.done {
+		return
+	}
+	switch {
+	case s.answered:
+		s.respReset(code)
+	case code == http2.ErrCodeRefusedStream:
+		s.status = 0
+		s.respReset(code)
+	default:
+		s.answer(answer.ErrShardDown, s.b.Name)
+	}
+}
+
+// onShardHeaders relays the shard's head (1xx, then the final one) or its
+// trailers.
+func (s *stream) onShardHeaders(f *block) {
+	c := s.c
+	c.w.mu.Lock()
+	defer c.w.mu.Unlock()
+	if s.done {
+		return
+	}
+	if s.answered { // trailers: after the data, and ending the stream
+		if !f.StreamEnded() || len(f.PseudoFields()) > 0 || s.respDeclared >= 0 && s.respLen != s.respDeclared {
+			s.cancelShard()
+			s.endAnswered(answer.ErrBadResponse)
+			return
+		}
+		s.resp.end, s.resp.trailer = true, appendAnswerFields(nil, f.RegularFields(), false)
+		s.resp.flush()
+		return
+	}
+	status := f.PseudoValue("status")
+	code := parseStatus(status)
+	declared, lengthOK := s.answerLength(f, code)
+	if code < 100 || code == 101 || code < 200 && f.StreamEnded() || !lengthOK {
+		s.cancelShard()
+		s.answer(answer.ErrBadResponse, s.b.Name)
+		return
+	}
+	u := s.up
+	fields := append(u.fields[:0], hpack.HeaderField{Name: ":status", Value: status})
+	fields = appendAnswerFields(fields, f.RegularFields(), true)
+	fields = append(fields, hpack.HeaderField{Name: header.ShardLower, Value: s.b.Name})
+	defer func() { clear(fields); u.fields = fields[:0] }()
+	if code < 200 {
+		c.w.headers(s.id, fields, false)
+		c.w.signal()
+		return
+	}
+	stopTimer(s.headTimer)
+	s.answered, s.status = true, code
+	s.respDeclared = declared // checked against the DATA by the up reader
+	c.w.headers(s.id, fields, f.StreamEnded())
+	c.w.signal()
+	if f.StreamEnded() {
+		s.resp.closed = true
+		s.closed()
+		return
+	}
+	s.resp.id = s.id
+	s.resp.flush()
+}
+
+// answerLength is the content-length a final answer head declares (-1:
+// none, or one its DATA need not match: HEAD, 204, 304, 1xx), and false
+// when it is malformed or the head ends a stream it says has a body.
+func (s *stream) answerLength(f *block, code int) (int64, bool) {
+	v := f.value("content-length")
+	if v == "" || s.isHead || code < 200 || code == 204 || code == 304 {
+		return -1, true
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 || n > 0 && f.StreamEnded() {
+		return -1, false
+	}
+	return n, true
+}
+
+// parseStatus parses a :status value: exactly three digits, else -1.
+func parseStatus(v string) int {
+	if len(v) != 3 {
+		return -1
+	}
+	n := 0
+	for i := 0; i < 3; i++ {
+		if v[i] < '0' || v[i] > '9' {
+			return -1
+		}
+		n = n*10 + int(v[i]-'0')
+	}
+	if n > 599 {
+		return -1
+	}
+	return n
+}

@@ -1,0 +1,331 @@
+package keys
+
+import (
+	"bytes"
+	"errors"
+	"sync"
+	"unsafe"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
+)
+
+// Request is what key rules read from a request, whatever protocol it came
+// in on (HTTP/1.1, HTTP/2, a net/http request).
+type Request interface {
+	// HeaderValues appends the values of every field named name (matched
+	// case-insensitively) to dst, in order, and returns it.
+	HeaderValues(dst [][]byte, name string) [][]byte
+	// PathQuery returns the path and the query (without '?') as received,
+	// still percent-encoded.
+	PathQuery() (path, query []byte)
+	// Body returns the buffered body, or nil when none was buffered.
+	Body() []byte
+}
+
+// Extractor finds a request's shard key by trying its rules in order. It is
+// safe for concurrent use.
+type Extractor struct {
+	rules []Rule
+	tried []string
+	// NeedsBody tells whether some rule reads the body, which a front end
+	// must then buffer (up to its limit) before asking for the key.
+	needsBody bool
+}
+
+// Scratch holds per-request buffers so that extraction does not allocate.
+// A key returned by Extractor.Key may point into it: keep the Scratch until
+// the key is no longer needed. The zero value is ready to use.
+type Scratch struct {
+	vals [][]byte
+	buf  []byte
+	cmp  []byte
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(Scratch) }}
+
+// AcquireScratch returns a Scratch from a pool; give it back with ReleaseScratch.
+func AcquireScratch() *Scratch { return scratchPool.Get().(*Scratch) }
+
+// ReleaseScratch returns s to the pool; keys taken with it become invalid.
+func ReleaseScratch(s *Scratch) {
+	clear(s.vals) // drop references into request buffers
+	s.vals = s.vals[:0]
+	scratchPool.Put(s)
+}
+
+// NewExtractor returns an Extractor for rules (at least one).
+func NewExtractor(rules []Rule) *Extractor {
+	e := &Extractor{rules: rules}
+	for _, r := range rules {
+		e.tried = append(e.tried, r.text)
+		e.needsBody = e.needsBody || r.kind == ruleBody
+	}
+	return e
+}
+
+// NeedsBody tells whether a rule reads the body.
+func (e *Extractor) NeedsBody() bool { return e.needsBody }
+
+// Key returns the shard key of req and the rule that yielded it (as
+// written), or an error wrapping answer.ErrNoKey, answer.ErrAmbiguousKey or
+// answer.ErrBadBody; ErrNeedBody when a body rule is reached before the
+// body was buffered. The key aliases memory of req and s.
+func (e *Extractor) Key(req Request, s *Scratch) (key []byte, rule string, err error) {
+	for i := range e.rules {
+		key, err := e.rules[i].extract(req, s)
+		if err != nil || len(key) > 0 {
+			return key, e.rules[i].text, err
+		}
+	}
+	return nil, "", answer.KeyError(answer.ErrNoKey, "", e.tried)
+}
+
+// ErrNeedBody: a body rule was reached before the body was buffered; the
+// front end buffers it (up to its limit) and asks again.
+var ErrNeedBody = errors.New("the key rule needs the body")
+
+// KeyString returns the shard key of req as a string, or "" when there is
+// none or it is ambiguous. It is meant for code off the hot path, such as
+// the demo shards.
+func (e *Extractor) KeyString(req Request) string {
+	s := AcquireScratch()
+	defer ReleaseScratch(s)
+	key, _, _ := e.Key(req, s)
+	return string(key)
+}
+
+func (r *Rule) extract(req Request, s *Scratch) ([]byte, error) {
+	switch r.kind {
+	case ruleHeader:
+		s.vals = req.HeaderValues(s.vals[:0], r.name)
+		return r.single(s.vals)
+	case ruleCookie:
+		s.vals = req.HeaderValues(s.vals[:0], "Cookie")
+		return r.cookie(s)
+	case ruleQuery:
+		_, q := req.PathQuery()
+		return r.query(q, s)
+	case rulePath:
+		// The path as received, which is also what the shard receives; only
+		// the key segment is percent-decoded, so %2F stays inside a key.
+		p, _ := req.PathQuery()
+		return r.matchPath(p, s), nil
+	case ruleBody:
+		return r.bodyKey(req.Body(), s)
+	}
+	return nil, nil
+}
+
+// single returns the one non-empty value of vals; identical repeats count
+// as one, different ones are ambiguous: guessing would misroute.
+func (r *Rule) single(vals [][]byte) ([]byte, error) {
+	var key []byte
+	for _, v := range vals {
+		v = bytes.Trim(v, " \t")
+		switch {
+		case len(v) == 0:
+		case key == nil:
+			key = v
+		case !bytes.Equal(key, v):
+			return nil, answer.KeyError(answer.ErrAmbiguousKey, r.text, nil)
+		}
+	}
+	return key, nil
+}
+
+// cookie finds the rule's cookie in the Cookie fields held in s.vals.
+func (r *Rule) cookie(s *Scratch) ([]byte, error) {
+	var key []byte
+	for _, line := range s.vals {
+		for len(line) > 0 {
+			var pair []byte
+			if i := bytes.IndexByte(line, ';'); i >= 0 {
+				pair, line = line[:i], line[i+1:]
+			} else {
+				pair, line = line, nil
+			}
+			name, value, ok := bytes.Cut(bytes.Trim(pair, " \t"), []byte("="))
+			if !ok || string(name) != r.name {
+				continue
+			}
+			if len(value) >= 2 && value[0] == '"' && value[len(value)-1] == '"' {
+				value = value[1 : len(value)-1]
+			}
+			switch {
+			case len(value) == 0:
+			case key == nil:
+				key = value
+			case !bytes.Equal(key, value):
+				return nil, answer.KeyError(answer.ErrAmbiguousKey, r.text, nil)
+			}
+		}
+	}
+	return key, nil
+}
+
+// query finds the rule's parameter in a raw query. Names and values are
+// form-decoded ('+' is a space); the query itself is forwarded untouched.
+func (r *Rule) query(q []byte, s *Scratch) ([]byte, error) {
+	found := false
+	s.buf = s.buf[:0]
+	for len(q) > 0 {
+		var pair []byte
+		if i := bytes.IndexByte(q, '&'); i >= 0 {
+			pair, q = q[:i], q[i+1:]
+		} else {
+			pair, q = q, nil
+		}
+		name, value, _ := bytes.Cut(pair, []byte("="))
+		if !r.queryNameIs(name, s) {
+			continue
+		}
+		if len(value) == 0 {
+			continue
+		}
+		if !found {
+			s.buf = unescapeQuery(s.buf[:0], value)
+			found = true
+			continue
+		}
+		s.cmp = unescapeQuery(s.cmp[:0], value)
+		if !bytes.Equal(s.buf, s.cmp) {
+			return nil, answer.KeyError(answer.ErrAmbiguousKey, r.text, nil)
+		}
+	}
+	if !found {
+		return nil, nil
+	}
+	return s.buf, nil
+}
+
+func (r *Rule) queryNameIs(name []byte, s *Scratch) bool {
+	if bytes.IndexByte(name, '%') < 0 && bytes.IndexByte(name, '+') < 0 {
+		return string(name) == r.name
+	}
+	s.cmp = unescapeQuery(s.cmp[:0], name)
+	return string(s.cmp) == r.name
+}
+
+// unescapeQuery appends v form-decoded: %XX escapes and '+' as space; a
+// malformed escape is kept as it is.
+func unescapeQuery(dst, v []byte) []byte {
+	for i := 0; i < len(v); i++ {
+		switch {
+		case v[i] == '+':
+			dst = append(dst, ' ')
+		case v[i] == '%' && i+2 < len(v) && isHex(v[i+1]) && isHex(v[i+2]):
+			dst = append(dst, unhex(v[i+1])<<4|unhex(v[i+2]))
+			i += 2
+		default:
+			dst = append(dst, v[i])
+		}
+	}
+	return dst
+}
+
+// matchPath returns the percent-decoded {key} segment of the raw path when
+// the path starts with the template's segments, or nil. A decoded key is
+// written to s.buf.
+func (r *Rule) matchPath(path []byte, s *Scratch) []byte {
+	if len(path) == 0 || path[0] != '/' {
+		return nil
+	}
+	rest := path[1:]
+	var key []byte
+	for i, want := range r.segments {
+		if rest == nil {
+			return nil
+		}
+		seg := rest
+		if j := bytes.IndexByte(rest, '/'); j >= 0 {
+			seg, rest = rest[:j], rest[j+1:]
+		} else {
+			rest = nil
+		}
+		switch {
+		case i == r.keyAt:
+			key = seg
+		case want == "{}":
+			if len(seg) == 0 {
+				return nil
+			}
+		case string(seg) != want:
+			return nil
+		}
+	}
+	if bytes.IndexByte(key, '%') < 0 {
+		return key
+	}
+	s.buf = unescapePath(s.buf[:0], key)
+	return s.buf
+}
+
+// unescapePath appends seg with %XX escapes decoded; a malformed escape is
+// kept as it is. '+' means '+' in a path.
+func unescapePath(dst, seg []byte) []byte {
+	for i := 0; i < len(seg); i++ {
+		if seg[i] == '%' && i+2 < len(seg) && isHex(seg[i+1]) && isHex(seg[i+2]) {
+			dst = append(dst, unhex(seg[i+1])<<4|unhex(seg[i+2]))
+			i += 2
+			continue
+		}
+		dst = append(dst, seg[i])
+	}
+	return dst
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c >= 'a':
+		return c - 'a' + 10
+	case c >= 'A':
+		return c - 'A' + 10
+	}
+	return c - '0'
+}
+
+// bodyKey reads the rule's field from a JSON body. An empty body yields no
+// key (so a later rule may match); a body that is not JSON is an error,
+// because guessing would misroute.
+func (r *Rule) bodyKey(body []byte, s *Scratch) ([]byte, error) {
+	if body == nil {
+		return nil, ErrNeedBody
+	}
+	if len(body) == 0 {
+		return nil, nil
+	}
+	// The body outlives this call, so a string view of it is safe and lets
+	// gjson return results that point into it instead of copies.
+	doc := unsafe.String(unsafe.SliceData(body), len(body))
+	if !gjson.Valid(doc) {
+		return nil, answer.KeyError(answer.ErrBadBody, r.text, nil)
+	}
+	res := gjson.Get(doc, r.jsonPath)
+	switch res.Type {
+	case gjson.Number:
+		return rawOf(body, res), nil
+	case gjson.String:
+		raw := rawOf(body, res)
+		if len(raw) >= 2 && bytes.IndexByte(raw, '\\') < 0 {
+			return raw[1 : len(raw)-1], nil
+		}
+		s.buf = append(s.buf[:0], res.Str...)
+		return s.buf, nil
+	}
+	return nil, nil
+}
+
+// rawOf returns res.Raw as a slice of body when gjson reports where it found
+// it, avoiding a copy.
+func rawOf(body []byte, res gjson.Result) []byte {
+	if res.Index > 0 && res.Index+len(res.Raw) <= len(body) {
+		return body[res.Index : res.Index+len(res.Raw)]
+	}
+	return []byte(res.Raw)
+}

@@ -1,0 +1,142 @@
+package route
+
+import (
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/keys"
+	"github.com/shard-proxy/shard-proxy/internal/watch"
+)
+
+// Proto is the protocol a request came in on (the protocol label of
+// requests_total).
+type Proto uint8
+
+// Client protocols.
+const (
+	HTTP1 Proto = iota
+	HTTP2
+)
+
+var protoNames = [...]string{HTTP1: "http1", HTTP2: "h2"}
+
+// Decision is the record of one request's routing (an HTTP/1.1 exchange,
+// an HTTP/2 stream, a gRPC call), whatever front end took it: the key rule
+// that matched, the owner, the hold for it, the previous owner, and what
+// the client was answered. Route fills it, Done counts it; the access log
+// line and the span of a request are made from it.
+type Decision struct {
+	// Start is when the request arrived.
+	Start time.Time
+	// Proto is the protocol the client spoke.
+	Proto Proto
+	// Rule is the key rule that yielded the key, as written.
+	Rule string
+	// Key is the shard key. It aliases the front end's memory (its
+	// keys.Scratch or request), which must outlive its use.
+	Key []byte
+	// Snapshot is the one snapshot the request routes with.
+	Snapshot *Snapshot
+	// Index is the owner's index in Snapshot (-1 before an owner was
+	// chosen); Shard and Backend are the owner's.
+	Index   int
+	Shard   *watch.Shard
+	Backend *Backend
+	// Previous and PreviousAddr name the key's owner before a reshard,
+	// when the key moved (handoff); "" otherwise.
+	Previous, PreviousAddr string
+	// OwnerWait is how long the request was held for its owner.
+	OwnerWait time.Duration
+	// Status is what the client was answered: the shard's status, the
+	// proxy's own, or answer.StatusClientGone; 0 while unknown.
+	Status int
+}
+
+// Begin starts a decision for a request that arrived at start.
+func (d *Decision) Begin(proto Proto, start time.Time) {
+	*d = Decision{Start: start, Proto: proto, Index: -1}
+}
+
+// ErrMustWait is Route's answer when the owner is not ready and
+// --owner-wait allows holding the request: the front end calls Wait, on
+// whatever goroutine may block.
+var ErrMustWait = errors.New("the owner is not ready: hold the request")
+
+// Route is the routing step: on the snapshot in force, the request's key
+// (keys.ErrNeedBody when a body rule needs the body buffered first; then
+// call again), then its owner. With nil, d names a ready owner, sampled
+// for hot keys, with the previous owner when the key moved. A not-ready
+// owner gives ErrMustWait when requests may be held, else
+// answer.ErrShardNotReady. Any other error is the proxy's answer.
+func (r *Router) Route(d *Decision, req keys.Request, s *keys.Scratch) error {
+	snap := r.snap.Load()
+	if snap == nil || len(snap.Backends) == 0 {
+		return answer.ErrNoShards
+	}
+	key, rule, err := r.keys.Key(req, s)
+	if err != nil {
+		if !errors.Is(err, keys.ErrNeedBody) {
+			r.metrics.keyErrorFor(err)
+		}
+		return err
+	}
+	d.Rule, d.Key = rule, key
+	return r.owner(d, snap)
+}
+
+// owner chooses the key's owner on snap.
+func (r *Router) owner(d *Decision, snap *Snapshot) error {
+	sh, i, _ := snap.Table.Owner(d.Key)
+	d.Snapshot, d.Index, d.Shard, d.Backend = snap, i, sh, snap.Backends[i]
+	if !sh.Ready {
+		if r.cfg.OwnerWait > 0 {
+			return ErrMustWait
+		}
+		d.Status = http.StatusServiceUnavailable
+		return answer.ErrShardNotReady
+	}
+	r.hot.Sample(i, d.Key)
+	if name, addr, moved := snap.Table.Previous(d.Key, sh); moved {
+		d.Previous, d.PreviousAddr = name, addr
+		d.Backend.Metrics.handoff.Inc()
+	}
+	return nil
+}
+
+// Wait holds a request Route answered ErrMustWait for, up to --owner-wait,
+// until a topology change makes the key's owner ready (a pod restarting).
+// It is woken by the change itself, not by polling the table; the key is
+// looked up again on every change, so a scale that moves the key routes it
+// to its new owner. It ends early when done closes or gone says so (the
+// client left: answer.ErrClientGone). With nil, d names the ready owner as
+// after Route; otherwise answer.ErrShardNotReady (d.Status 503) or
+// answer.ErrClientGone.
+func (r *Router) Wait(d *Decision, done <-chan struct{}, gone func() bool) error {
+	start := time.Now()
+	snap, outcome := r.awaitOwner(d.Snapshot, d.Key, done, gone)
+	d.OwnerWait = time.Since(start)
+	switch outcome {
+	case waitServed:
+		return r.owner(d, snap)
+	case waitGone:
+		return answer.ErrClientGone
+	}
+	d.Status = http.StatusServiceUnavailable
+	return answer.ErrShardNotReady
+}
+
+// Done ends a request's record: requests_total and the duration for the
+// owner, when one was chosen and the request was answered (d.Status).
+func (r *Router) Done(d *Decision) {
+	if d.Backend == nil || d.Status == 0 {
+		return
+	}
+	d.Backend.Metrics.count(d.Status, d.Proto)
+	d.Backend.Metrics.duration.Observe(time.Since(d.Start).Seconds())
+}
+
+// KeyError counts a request that got no owner because of its key, for a
+// front end that found the error itself (a body over its limit).
+func (r *Router) KeyError(err error) { r.metrics.keyErrorFor(err) }
