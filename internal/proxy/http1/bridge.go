@@ -56,7 +56,7 @@ func (x *exchange) bridge() bool {
 		!body.finished() // the shard answered before the body ended
 	x.d.Status = resp.StatusCode
 	x.headSent = true
-	if err := cc.write(bridgeHead(cc.wb[:0], resp, x.b.Name, closing, chunked)); err != nil {
+	if err := cc.write(bridgeHead(cc.scratch(), resp, x.b.Name, closing, chunked)); err != nil {
 		return false
 	}
 	if !x.isHead && resp.StatusCode != http.StatusNoContent && resp.StatusCode != http.StatusNotModified {
@@ -65,7 +65,7 @@ func (x *exchange) bridge() bool {
 		}
 	}
 	body.stop()
-	return !closing && cc.body.done
+	return !closing && cc.bodyDone()
 }
 
 // hook1xx relays the shard's 1xx answers, from the transport's goroutine,
@@ -112,7 +112,7 @@ func (x *exchange) bridgeRequest() (*http.Request, *h1BodyReader, error) {
 	hdr := make(http.Header, len(h.Fields))
 	for i := range h.Fields {
 		f := &h.Fields[i]
-		if !h.HopByHop(f.Name) && !h1.EqualFold(f.Name, "Host") && !(x.sentContinue && h1.EqualFold(f.Name, "Expect")) {
+		if !h.HopByHop(f.Name) && !h1.EqualFold(f.Name, "Host") && !(cc.in.continued && h1.EqualFold(f.Name, "Expect")) {
 			hdr.Add(string(f.Name), string(f.Value))
 		}
 	}
@@ -125,14 +125,12 @@ func (x *exchange) bridgeRequest() (*http.Request, *h1BodyReader, error) {
 	req := &http.Request{Method: string(h.Method), URL: u, Header: hdr, Host: host,
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, ContentLength: -1}
 	switch {
-	case cc.body.done && x.rawBody == nil:
+	case cc.bodyDone() && cc.in.raw == nil:
 		req.ContentLength = 0
-	case x.rawBody != nil:
+	case cc.in.raw != nil:
 		req.Body, req.ContentLength = io.NopCloser(bytes.NewReader(cc.in.body)), int64(len(cc.in.body))
 	default:
-		if cc.body.framing == h1.FramingLength {
-			req.ContentLength = cc.body.left
-		}
+		req.ContentLength = cc.bodyLength()
 		body := &h1BodyReader{cc: cc}
 		req.Body = io.NopCloser(body)
 		return req, body, nil
@@ -244,7 +242,7 @@ func (x *exchange) bridgeBody(resp *http.Response, chunked bool) error {
 		if n > 0 {
 			out := buf[:n]
 			if chunked {
-				out = append(strconv.AppendInt(cc.wb[:0], int64(n), 16), "\r\n"...)
+				out = append(strconv.AppendInt(cc.scratch(), int64(n), 16), "\r\n"...)
 				out = append(append(out, buf[:n]...), "\r\n"...)
 			}
 			if werr := cc.write(out); werr != nil {
@@ -261,7 +259,7 @@ func (x *exchange) bridgeBody(resp *http.Response, chunked bool) error {
 	if !chunked {
 		return nil
 	}
-	end := append(cc.wb[:0], "0\r\n"...)
+	end := append(cc.scratch(), "0\r\n"...)
 	end = appendHeader(end, resp.Trailer)
 	return cc.write(append(end, "\r\n"...))
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/h1"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/header"
-	"github.com/shard-proxy/shard-proxy/internal/proxy/route"
 )
 
 // Connection states, for Shutdown.
@@ -176,16 +175,11 @@ func (cc *clientConn) release() {
 		putBuf(cc.wbuf)
 		cc.wbuf, cc.wb = nil, nil
 	}
-	if cc.x.hbuf != nil { // kept by a body rule's request that was refused
-		putBuf(cc.x.hbuf)
-		cc.x.hbuf = nil
-	}
 	// The last request's and answer's parsed heads (and a buffered body)
 	// alias the buffers just given back: an idle connection that kept them
 	// would keep those buffers from being collected.
 	cc.in = inbound{}
-	cc.x.rawBody, cc.x.resp = nil, h1.Response{}
-	cc.x.d = route.Decision{} // its key aliases the read buffer
+	cc.x.forget()
 }
 
 // What awaitRequest found.
@@ -235,7 +229,8 @@ func (cc *clientConn) awaitRequest() int {
 	}
 	// Cold: nothing allocated to the connection while it waits.
 	cc.release()
-	cc.in.head.Fields, cc.x.resp.Fields = nil, nil
+	cc.in.head.Fields = nil
+	cc.x.forget()
 	if cc.s.parker.park(cc, idleEnd) {
 		parked = true
 		return waitParked
@@ -346,6 +341,24 @@ func (cc *clientConn) writeAnswer(a answer.Answer, closing bool) {
 	b := appendAnswer(cc.wb[:0], a, closing)
 	_ = cc.write(b)
 }
+
+// scratch returns the connection's write buffer, empty, for a head or a
+// piece of body to be built in; keepScratch takes it back once it grew.
+func (cc *clientConn) scratch() []byte { return cc.wb[:0] }
+
+// keepScratch keeps b, built from scratch, as the write buffer.
+func (cc *clientConn) keepScratch(b []byte) { cc.wb = b[:0] }
+
+// takeUnread consumes and returns what was read from the client and not
+// yet used (after an upgrade: the new protocol's first bytes).
+func (cc *clientConn) takeUnread() []byte {
+	p := cc.rb[cc.r:cc.w]
+	cc.r, cc.w = 0, 0
+	return p
+}
+
+// readBuffer is the connection's read buffer, for a tunnel to copy with.
+func (cc *clientConn) readBuffer() []byte { return cc.rb }
 
 // write sends p to the client, within the client write timeout.
 func (cc *clientConn) write(p []byte) error {

@@ -32,9 +32,7 @@ type exchange struct {
 	key             string // of an upgrade only
 	websocket       bool   // the upgrade is to WebSocket
 	clientClose     bool
-	sentContinue    bool
-	rawBody         []byte // buffered body as received; nil when it streams
-	hbuf            *[]byte
+	dbuf            *[]byte // decodes a chunked answer for an HTTP/1.0 client
 	streaming       bool
 	copyDone        chan error
 	copyEnded       atomic.Bool // copyBody returned: it no longer reads the client
@@ -50,7 +48,7 @@ type exchange struct {
 }
 
 func (x *exchange) reset(now time.Time) {
-	*x = exchange{cc: x.cc, hbuf: x.hbuf, ubuf: x.ubuf, resp: h1.Response{Head: h1.Head{Fields: x.resp.Fields[:0]}}}
+	*x = exchange{cc: x.cc, ubuf: x.ubuf, resp: h1.Response{Head: h1.Head{Fields: x.resp.Fields[:0]}}}
 	x.d.Begin(route.HTTP1, now)
 }
 
@@ -80,15 +78,23 @@ func (x *exchange) run() bool {
 	}
 }
 
+// forget drops what aliases the connection's buffers (the answer's parsed
+// head, the routing record's key) and the answer's field list, once the
+// connection is idle.
+func (x *exchange) forget() {
+	x.resp = h1.Response{}
+	x.d = route.Decision{}
+}
+
 // finish returns the exchange's buffers and ends the request's record.
 func (x *exchange) finish() {
 	if x.ubuf != nil {
 		putBuf(x.ubuf)
 		x.ubuf, x.ub = nil, nil
 	}
-	if x.hbuf != nil {
-		putBuf(x.hbuf)
-		x.hbuf = nil
+	if x.dbuf != nil {
+		putBuf(x.dbuf)
+		x.dbuf = nil
 	}
 	x.cc.s.router.Done(&x.d)
 }
@@ -148,26 +154,17 @@ var errUpstreamIO = errors.New("shard connection failed")
 // on its own goroutine while the answer is awaited.
 func (x *exchange) send(uc *upConn) error {
 	cc := x.cc
-	rh := requestHead{clientIP: cc.ip, hostFallback: x.b.Addr, upgrade: x.upgrade, dropExpect: x.sentContinue,
+	rh := requestHead{clientIP: cc.ip, hostFallback: x.b.Addr, upgrade: x.upgrade, dropExpect: cc.in.continued,
 		previous: x.d.Previous, previousAddr: x.d.PreviousAddr}
-	wb := appendRequestHead(cc.wb[:0], &cc.in.head, rh)
-	body := x.rawBody
-	if body == nil && !cc.body.done {
-		if raw, ok := cc.bodyInBuffer(); ok {
-			// Kept, so that a retry on a fresh connection sends it again.
-			body, x.rawBody = raw, raw
-			cc.r += len(raw)
-			cc.body.done = true
-		} else {
-			x.streaming = true
-		}
-	}
+	wb := appendRequestHead(cc.scratch(), &cc.in.head, rh)
+	body, whole := cc.takeBody()
+	x.streaming = !whole
 	_ = uc.nc.SetWriteDeadline(time.Now().Add(x.cc.s.cfg.UpstreamTimeout))
 	if len(wb)+len(body) <= cap(wb) {
 		wb = append(wb, body...)
 		body = nil
 	}
-	cc.wb = wb[:0]
+	cc.keepScratch(wb)
 	if _, err := uc.nc.Write(wb); err != nil {
 		return errors.Join(errUpstreamIO, err)
 	}
@@ -220,7 +217,7 @@ func (x *exchange) copyBody(uc *upConn) error {
 // request body was read from the client.
 func (x *exchange) stopCopy() bool {
 	if x.copyDone == nil {
-		return x.cc.body.done
+		return x.cc.bodyDone()
 	}
 	var err error
 	select {
@@ -237,7 +234,7 @@ func (x *exchange) stopCopy() bool {
 		err = <-x.copyDone
 	}
 	x.copyDone, x.copyErr = nil, err
-	return err == nil && x.cc.body.done
+	return err == nil && x.cc.bodyDone()
 }
 
 // readUp reads from the shard, within the upstream timeout, and gives up
@@ -320,8 +317,8 @@ func (x *exchange) relayInformational() error {
 	if x.minor == 0 {
 		return nil
 	}
-	wb := appendResponseHead(x.cc.wb[:0], &x.resp, responseHead{})
-	x.cc.wb = wb[:0]
+	wb := appendResponseHead(x.cc.scratch(), &x.resp, responseHead{})
+	x.cc.keepScratch(wb)
 	return x.cc.write(wb)
 }
 

@@ -26,13 +26,14 @@ func (cc *clientConn) holdings() []string {
 	add("read buffer", cc.rbuf != nil || cc.rb != nil)
 	add("write buffer", cc.wbuf != nil || cc.wb != nil)
 	add("shard read buffer", cc.x.ubuf != nil || cc.x.ub != nil)
-	add("head copy buffer", cc.x.hbuf != nil)
+	add("head copy buffer", cc.in.headBuf != nil)
+	add("decode buffer", cc.x.dbuf != nil)
 	h := &cc.in.head
 	add("request method, target or host", h.Method != nil || h.Target != nil || h.Host != nil)
 	for _, f := range h.Fields[:cap(h.Fields)] {
 		add("request field "+string(f.Name), f.Line != nil)
 	}
-	add("request body", cc.in.body != nil || cc.x.rawBody != nil)
+	add("request body", cc.in.body != nil || cc.in.raw != nil)
 	r := &cc.x.resp
 	add("response reason", r.Reason != nil)
 	for _, f := range r.Fields[:cap(r.Fields)] {

@@ -10,7 +10,16 @@ import (
 // the engine buffer it. Key rules read it as a keys.Request.
 type inbound struct {
 	head h1.Request
-	body []byte
+	body []byte // the payload, when buffered for a body rule
+	// raw is the body as received (chunk framing included), once it was
+	// buffered or found whole in the read buffer; nil while it streams.
+	raw []byte
+	// continued: the engine answered 100 Continue itself (Expect is then
+	// not forwarded).
+	continued bool
+	// headBuf holds a copy of the head when the read buffer had to be
+	// reused for the body (a body rule); from the pool, for one request.
+	headBuf *[]byte
 }
 
 var _ keys.Request = (*inbound)(nil)

@@ -21,6 +21,7 @@ func (cc *clientConn) serveRequest() bool {
 	cc.acquire()
 	cc.bodyStop.Store(false)
 	x.reset(time.Now())
+	defer cc.endRequest()
 	defer x.finish()
 	x.minor = in.head.Minor
 	x.isHead = string(in.head.Method) == "HEAD"
@@ -93,6 +94,7 @@ func (cc *clientConn) startBody() {
 	h := &cc.in.head
 	cc.r += cc.headN
 	cc.body = bodyReader{framing: h.Framing(), left: h.ContentLength}
+	cc.in.raw, cc.in.continued = nil, false
 	switch {
 	case cc.body.framing == h1.FramingNone,
 		cc.body.framing == h1.FramingLength && h.ContentLength == 0:
@@ -182,12 +184,44 @@ func (cc *clientConn) skipBody() bool {
 	if cc.body.started && !cc.body.done {
 		return false // part of it was read: where it ends is not known here
 	}
-	raw, ok := cc.bodyInBuffer()
-	if ok {
+	_, ok := cc.takeBody()
+	return ok
+}
+
+// takeBody consumes the request body when it is wholly in rb (or was
+// taken already) and returns it as received; ok is false while some of it
+// is still to come (it then streams).
+func (cc *clientConn) takeBody() (raw []byte, ok bool) {
+	if cc.in.raw != nil || cc.body.done {
+		return cc.in.raw, true
+	}
+	if raw, ok = cc.bodyInBuffer(); ok {
 		cc.r += len(raw)
 		cc.body.done = true
+		cc.in.raw = raw // kept, so that a retry on a fresh connection sends it again
 	}
-	return ok
+	return raw, ok
+}
+
+// bodyDone tells whether the whole request body was read from the client.
+func (cc *clientConn) bodyDone() bool { return cc.body.done }
+
+// bodyLength is the declared length of a request body still to come, -1
+// when it is chunked.
+func (cc *clientConn) bodyLength() int64 {
+	if cc.body.framing == h1.FramingLength {
+		return cc.body.left
+	}
+	return -1
+}
+
+// endRequest gives back what the request held beyond the exchange: the
+// copy of its head.
+func (cc *clientConn) endRequest() {
+	if cc.in.headBuf != nil {
+		putBuf(cc.in.headBuf)
+		cc.in.headBuf = nil
+	}
 }
 
 // bufferBody reads the whole body for a body rule, at most MaxBodyBytes of
@@ -199,18 +233,17 @@ func (cc *clientConn) bufferBody() error {
 	if h.Flags.Has(h1.FlagContentLength) && h.ContentLength > int64(limit) {
 		return answer.BodyTooLarge(limit)
 	}
-	if raw, ok := cc.bodyInBuffer(); ok && cc.body.framing == h1.FramingLength {
-		// The usual case: a small body came with the head. No copy.
-		cc.r += len(raw)
-		cc.body.done = true
-		cc.in.body, cc.x.rawBody = raw, raw
-		return nil
+	if cc.body.framing == h1.FramingLength {
+		if raw, ok := cc.takeBody(); ok {
+			cc.in.body = raw // the usual case: a small body came with the head; no copy
+			return nil
+		}
 	}
 	if h.Flags.Has(h1.FlagExpectContinue) && h.Minor == 1 {
 		if err := cc.write([]byte("HTTP/1.1 100 Continue\r\n\r\n")); err != nil {
 			return err
 		}
-		cc.x.sentContinue = true
+		cc.in.continued = true
 	}
 	if err := cc.keepHead(); err != nil {
 		return err
@@ -239,20 +272,19 @@ func (cc *clientConn) bufferBody() error {
 	if cc.body.framing != h1.FramingChunked {
 		raw = data // a Content-Length body is the same bytes either way
 	}
-	cc.in.body, cc.x.rawBody = data, raw
+	cc.in.body, cc.in.raw = data, raw
 	return nil
 }
 
-// keepHead copies the request head out of rb into the exchange's own
-// buffer and parses it again there, so that rb can be reused for the body.
+// keepHead copies the request head out of rb into a buffer of its own
+// and parses it again there, so that rb can be reused for the body.
 func (cc *clientConn) keepHead() error {
-	x := &cc.x
-	if x.hbuf == nil {
-		x.hbuf = getBuf()
+	if cc.in.headBuf == nil {
+		cc.in.headBuf = getBuf()
 	}
 	start := cc.r - cc.headN
-	n := copy(*x.hbuf, cc.rb[start:cc.r])
-	_, err := cc.in.head.Parse((*x.hbuf)[:n])
+	n := copy(*cc.in.headBuf, cc.rb[start:cc.r])
+	_, err := cc.in.head.Parse((*cc.in.headBuf)[:n])
 	return err
 }
 

@@ -34,8 +34,8 @@ func (x *exchange) relay(uc *upConn) bool {
 		relayChunked: x.minor == 1,
 	}
 	x.d.Status = r.Status
-	head := appendResponseHead(cc.wb[:0], r, rh)
-	cc.wb = head[:0]
+	head := appendResponseHead(cc.scratch(), r, rh)
+	cc.keepScratch(head)
 	var err error
 	switch framing {
 	case h1.FramingNone:
@@ -114,14 +114,14 @@ func (x *exchange) relayLength(uc *upConn, head []byte, n int64) error {
 func (x *exchange) relayChunked(uc *upConn, head []byte) error {
 	var c h1.Chunked
 	decode := x.minor == 0
-	if decode && x.hbuf == nil {
-		x.hbuf = getBuf()
+	if decode && x.dbuf == nil {
+		x.dbuf = getBuf()
 	}
 	for first := true; ; first = false {
 		start, done := x.ur, false
 		var out []byte
 		if decode {
-			out = (*x.hbuf)[:0]
+			out = (*x.dbuf)[:0]
 		}
 		for x.ur < x.uw && !done {
 			n, data, fin, err := c.Next(x.ub[x.ur:x.uw])

@@ -13,20 +13,19 @@ import (
 func (x *exchange) tunnel(uc *upConn) bool {
 	cc := x.cc
 	x.d.Status = 101
-	head := appendResponseHead(cc.wb[:0], &x.resp, responseHead{shard: x.b.Name, upgrade: true})
-	cc.wb = head[:0]
+	head := appendResponseHead(cc.scratch(), &x.resp, responseHead{shard: x.b.Name, upgrade: true})
+	cc.keepScratch(head)
 	defer poolOf(x.b).discard(uc)
-	if x.stopCopy(); !cc.body.done {
+	if x.stopCopy(); !cc.bodyDone() {
 		return false // an upgrade request with a body still arriving
 	}
 	if err := x.writeHead(head, x.ub[x.ur:x.uw]); err != nil {
 		return false
 	}
-	if cc.r < cc.w { // the client spoke the new protocol right away
-		if _, err := uc.nc.Write(cc.rb[cc.r:cc.w]); err != nil {
+	if early := cc.takeUnread(); len(early) > 0 { // the client spoke the new protocol right away
+		if _, err := uc.nc.Write(early); err != nil {
 			return false
 		}
-		cc.r = cc.w
 	}
 	x.b.Metrics.Tunnels.Inc()
 	defer x.b.Metrics.Tunnels.Dec()
@@ -50,7 +49,7 @@ func (x *exchange) tunnel(uc *upConn) bool {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		t.pipe(uc.nc, cc.nc, cc.rb, uc.nc)
+		t.pipe(uc.nc, cc.nc, cc.readBuffer(), uc.nc)
 	}()
 	t.pipe(cc.nc, uc.nc, x.ub, cc.nc)
 	if t.moved.Load() && x.websocket {
@@ -67,7 +66,7 @@ func (x *exchange) tunnel(uc *upConn) bool {
 		_ = uc.nc.Close()
 	}
 	<-done
-	cc.r, cc.w = 0, 0
+	cc.takeUnread() // the tunnel's bytes were no request
 	return false
 }
 

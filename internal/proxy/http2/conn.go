@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/route"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 )
@@ -180,6 +181,84 @@ func (c *clientConn) frame(f http2.Frame) error {
 	return nil // PRIORITY and unknown frames are ignored (RFC 9113 §5.5)
 }
 
+// onHeaders takes a HEADERS frame from the client: a new request, or the
+// trailers of one.
+func (c *clientConn) onHeaders(f *block) error {
+	id := f.id
+	c.w.mu.Lock()
+	if s := c.streams[id]; s != nil {
+		c.w.mu.Unlock()
+		return c.onTrailers(s, f)
+	}
+	if id%2 == 0 {
+		c.w.mu.Unlock()
+		return http2.ConnectionError(http2.ErrCodeProtocol)
+	}
+	if id <= c.lastID {
+		// A stream we ended or refused: its trailers may have been on
+		// their way (RFC 9113 §5.1); the block was decoded, and is dropped.
+		c.w.mu.Unlock()
+		return nil
+	}
+	c.lastID = id
+	if c.goAway || len(c.streams) >= MaxClientStreams || f.invalid {
+		code := http2.ErrCodeRefusedStream
+		if f.invalid {
+			code = http2.ErrCodeProtocol
+		}
+		c.w.rst(id, code)
+		c.w.signal()
+		c.w.mu.Unlock()
+		return nil
+	}
+	s := c.newStream(id, f)
+	c.streams[id] = s
+	c.opened++
+	c.w.mu.Unlock()
+	s.route(f)
+	return nil
+}
+
+func (c *clientConn) newStream(id uint32, f *block) *stream {
+	s := &stream{c: c, id: id, reqDeclared: -1}
+	s.d.Begin(route.HTTP2, time.Now())
+	s.req = half{src: c.w, srcID: id, recvWin: streamWindow, connCredit: true}
+	s.resp = half{dst: c.w, win: int64(c.w.initWin), onClose: s.ended} // id: once answered
+	if f.StreamEnded() {
+		s.endRemote()
+	}
+	return s
+}
+
+// onTrailers passes the client's trailers on, after its data.
+func (c *clientConn) onTrailers(s *stream, f *block) error {
+	if !f.StreamEnded() || len(f.PseudoFields()) > 0 || f.invalid || f.truncated {
+		c.streamError(s.id, http2.ErrCodeProtocol)
+		return nil
+	}
+	c.w.mu.Lock()
+	if s.state == stateHalfClosedRemote { // a stream error (§5.1)
+		c.w.mu.Unlock()
+		c.streamError(s.id, http2.ErrCodeStreamClosed)
+		return nil
+	}
+	s.endRemote()
+	bad := s.reqDeclared >= 0 && s.reqLen != s.reqDeclared
+	trailer := appendAnswerFields(nil, f.RegularFields(), false)
+	if !bad && s.up == nil {
+		s.earlyTrailer = trailer
+		c.w.mu.Unlock()
+		return nil
+	}
+	c.w.mu.Unlock()
+	if bad {
+		c.streamError(s.id, http2.ErrCodeProtocol)
+		return nil
+	}
+	s.req.finish(trailer)
+	return nil
+}
+
 // onSettings applies the client's settings; a new initial window size
 // changes the window of every open stream by the difference (§6.9.2).
 func (c *clientConn) onSettings(f *http2.SettingsFrame) error {
@@ -240,7 +319,7 @@ func (c *clientConn) onData(f *http2.DataFrame) error {
 		return http2.ConnectionError(http2.ErrCodeFlowControl)
 	}
 	s := c.streams[f.StreamID]
-	if s == nil || s.reqEnded {
+	if s == nil || s.state == stateHalfClosedRemote {
 		c.w.giveBack(n) // a stream already ended or reset: dropped
 		c.w.mu.Unlock()
 		switch {
@@ -260,7 +339,9 @@ func (c *clientConn) onData(f *http2.DataFrame) error {
 	}
 	s.reqLen += int64(len(data))
 	end := f.StreamEnded()
-	s.reqEnded, s.req.srcDone = end, end
+	if end {
+		s.endRemote()
+	}
 	bad := s.reqDeclared >= 0 && (s.reqLen > s.reqDeclared || end && s.reqLen != s.reqDeclared)
 	pad := n - len(data) // given back at once, stream and connection
 	if bad {             // content-length and DATA disagree: malformed (§8.1.1)

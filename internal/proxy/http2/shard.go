@@ -2,13 +2,11 @@ package http2
 
 import (
 	"bufio"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
-	"github.com/shard-proxy/shard-proxy/internal/proxy/header"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/route"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -199,79 +197,6 @@ func (u *shardConn) forget(id uint32) {
 			u.w.signal()
 		}
 	}
-}
-
-// open sends the stream's head to the shard over u, with what the client
-// sent meanwhile, and starts the stream's timers.
-func (s *stream) open(u *shardConn) {
-	c := s.c
-	c.w.mu.Lock()
-	if s.done || s.answered { // ended while it waited for a connection
-		c.w.mu.Unlock()
-		u.release()
-		return
-	}
-	u.w.mu.Lock()
-	if u.w.dead || u.w.closing || u.unusable.Load() {
-		// Closed, or going away (GOAWAY, idle, out of stream ids) since
-		// it was picked: another connection takes the stream.
-		u.w.mu.Unlock()
-		u.release()
-		c.w.mu.Unlock()
-		if s.retries++; s.retries > 3 {
-			s.fail(answer.ErrShardDown, s.b.Name)
-			return
-		}
-		go s.dialAndOpen()
-		return
-	}
-	s.up, s.upID = u, u.nextID
-	if u.nextID += 2; u.nextID > 1<<31-1-2*MaxClientStreams {
-		u.unusable.Store(true) // ids run out: drained, then closed (forget)
-	}
-	u.streams[s.upID] = s
-	s.resp.src, s.resp.srcID, s.resp.recvWin = u.w, s.upID, streamWindow
-	r := &s.req
-	r.dst, r.pend, r.trailer, r.end = u.w, s.early, s.earlyTrailer, s.reqEnded
-	s.early, s.earlyTrailer = nil, nil
-	headEnd := r.end && len(r.pend) == 0 && r.trailer == nil
-	u.w.headers(s.upID, s.head, headEnd)
-	s.head = nil
-	r.closed = headEnd
-	sent := r.open(s.upID)
-	u.w.signal()
-	u.w.mu.Unlock()
-	s.startTimers()
-	c.w.mu.Unlock()
-	r.credit(sent)
-}
-
-// startTimers bounds the wait for the answer's head by UpstreamTimeout,
-// and the whole call by grpc-timeout when the client set one; c.w.mu
-// held.
-func (s *stream) startTimers() {
-	name, up := s.b.Name, s.up
-	s.headTimer = time.AfterFunc(s.c.r.cfg.UpstreamTimeout, func() {
-		if s.headTimedOut(name) {
-			up.probe()
-		}
-	})
-	if s.grpcTimeout > 0 {
-		s.deadline = time.AfterFunc(s.grpcTimeout, func() { s.fail(answer.ErrShardTimeout, name) })
-	}
-}
-
-// headTimedOut fails the stream if its answer's head has still not come
-// (the timer may fire as it arrives); it tells whether it did.
-func (s *stream) headTimedOut(name string) bool {
-	s.c.w.mu.Lock()
-	defer s.c.w.mu.Unlock()
-	if s.done || s.answered {
-		return false
-	}
-	s.cancelShard()
-	s.answer(answer.ErrShardTimeout, name)
-	return true
 }
 
 // serve reads the shard's frames until the connection ends.
@@ -562,109 +487,4 @@ func (pl *shardPool) CloseIdle(maxIdle time.Duration, stop bool) {
 		}
 		u.w.mu.Unlock()
 	}
-}
-
-// shardReset: the shard reset the stream. Before an answer, REFUSED_STREAM
-// (not processed) is passed on for the client to retry; anything else is
-// a failed call. After the answer started, the reset passes through.
-func (s *stream) shardReset(code http2.ErrCode) {
-	c := s.c
-	c.w.mu.Lock()
-	defer c.w.mu.Unlock()
-	if s.done {
-		return
-	}
-	switch {
-	case s.answered:
-		s.respReset(code)
-	case code == http2.ErrCodeRefusedStream:
-		s.status = 0
-		s.respReset(code)
-	default:
-		s.answer(answer.ErrShardDown, s.b.Name)
-	}
-}
-
-// onShardHeaders relays the shard's head (1xx, then the final one) or its
-// trailers.
-func (s *stream) onShardHeaders(f *block) {
-	c := s.c
-	c.w.mu.Lock()
-	defer c.w.mu.Unlock()
-	if s.done {
-		return
-	}
-	if s.answered { // trailers: after the data, and ending the stream
-		if !f.StreamEnded() || len(f.PseudoFields()) > 0 || s.respDeclared >= 0 && s.respLen != s.respDeclared {
-			s.cancelShard()
-			s.endAnswered(answer.ErrBadResponse)
-			return
-		}
-		s.resp.end, s.resp.trailer = true, appendAnswerFields(nil, f.RegularFields(), false)
-		s.resp.flush()
-		return
-	}
-	status := f.PseudoValue("status")
-	code := parseStatus(status)
-	declared, lengthOK := s.answerLength(f, code)
-	if code < 100 || code == 101 || code < 200 && f.StreamEnded() || !lengthOK {
-		s.cancelShard()
-		s.answer(answer.ErrBadResponse, s.b.Name)
-		return
-	}
-	u := s.up
-	fields := append(u.fields[:0], hpack.HeaderField{Name: ":status", Value: status})
-	fields = appendAnswerFields(fields, f.RegularFields(), true)
-	fields = append(fields, hpack.HeaderField{Name: header.ShardLower, Value: s.b.Name})
-	defer func() { clear(fields); u.fields = fields[:0] }()
-	if code < 200 {
-		c.w.headers(s.id, fields, false)
-		c.w.signal()
-		return
-	}
-	stopTimer(s.headTimer)
-	s.answered, s.status = true, code
-	s.respDeclared = declared // checked against the DATA by the up reader
-	c.w.headers(s.id, fields, f.StreamEnded())
-	c.w.signal()
-	if f.StreamEnded() {
-		s.resp.closed = true
-		s.closed()
-		return
-	}
-	s.resp.id = s.id
-	s.resp.flush()
-}
-
-// answerLength is the content-length a final answer head declares (-1:
-// none, or one its DATA need not match: HEAD, 204, 304, 1xx), and false
-// when it is malformed or the head ends a stream it says has a body.
-func (s *stream) answerLength(f *block, code int) (int64, bool) {
-	v := f.value("content-length")
-	if v == "" || s.isHead || code < 200 || code == 204 || code == 304 {
-		return -1, true
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < 0 || n > 0 && f.StreamEnded() {
-		return -1, false
-	}
-	return n, true
-}
-
-// parseStatus parses a :status value: exactly three digits, else -1.
-func parseStatus(v string) int {
-	if len(v) != 3 {
-		return -1
-	}
-	n := 0
-	for i := 0; i < 3; i++ {
-		if v[i] < '0' || v[i] > '9' {
-			return -1
-		}
-		n = n*10 + int(v[i]-'0')
-	}
-	if n > 599 {
-		return -1
-	}
-	return n
 }

@@ -17,125 +17,74 @@ import (
 	"github.com/shard-proxy/shard-proxy/internal/watch"
 )
 
+// streamState is a client stream's state (RFC 9113 §5.1) as the relay
+// keeps it. Idle streams are not kept (a HEADERS frame opens one), nor is
+// half-closed (local): when the relay ends its side first (a complete
+// answer before the whole request), it resets the client's side at once
+// with NO_ERROR (§8.1), which closes the stream.
+type streamState uint8
+
+const (
+	// stateOpen: both sides may send.
+	stateOpen streamState = iota
+	// stateHalfClosedRemote: the client sent END_STREAM; only the answer
+	// flows, and DATA from the client is a stream error (STREAM_CLOSED).
+	stateHalfClosedRemote
+	// stateClosed: both sides ended, or a RST_STREAM went either way; the
+	// stream is out of its connection's map, and its shard stream ended.
+	stateClosed
+)
+
 // stream is one relayed stream: the client's stream and, once opened,
 // the shard's. Lock order: the client connection's w.mu, then the shard
 // connection's; never the other way.
+//
+// The fields fall in four groups by who may touch them: set before the
+// stream is shared and read-only after; the routing record, owned by
+// whichever goroutine routes the stream until b is set; fields under the
+// shard connection's lock (up.w.mu); and fields under the client
+// connection's lock (c.w.mu). The two halves (req, resp) say in half's
+// doc which lock guards which of their fields.
 type stream struct {
+	// set before the stream is shared
 	c    *clientConn
 	id   uint32
 	req  half // client -> shard
 	resp half // shard -> client
-	grpc bool
-	key  string              // the shard key, kept for a stream held or dialled later
-	b    *route.Backend      // the owner, once the stream goes there (c.w.mu)
-	head []hpack.HeaderField // the head for the shard, until sent
-	live *route.Live
-	// d is the stream's routing record: written by whichever goroutine
-	// routes the stream (the reader, or one holding it for its owner) until
-	// b is set under c.w.mu; closed reads it after that.
-	d route.Decision
 
+	// the routing, owned by the goroutine that routes the stream (the
+	// client connection's reader, or one holding the stream for its owner
+	// or dialling for it) until b is set under c.w.mu
+	grpc        bool
 	grpcTimeout time.Duration
-	isHead      bool // a HEAD request: its answer has no body
+	isHead      bool                // a HEAD request: its answer has no body
+	key         string              // the shard key, kept for a stream held or dialled later
+	head        []hpack.HeaderField // the head for the shard, until sent
+	d           route.Decision      // the routing record; close reads it once b is set
+	retries     int                 // of open, on a connection that went away meanwhile
 
-	// The answer's declared length and the DATA so far; only the shard
-	// connection's reader uses them.
+	// owned by the shard connection's reader: the answer's declared length
+	// and the DATA so far
 	respDeclared, respLen int64
 
 	// guarded by up.w.mu: the shard's stream is closed or forgotten
 	shardGone bool
-	retries   int // of open, on a connection that went away meanwhile
 
 	// guarded by c.w.mu
+	b            *route.Backend // the owner, once the stream goes there
+	live         *route.Live
+	state        streamState
 	up           *shardConn
 	upID         uint32
 	early        []byte              // DATA received before the stream opened on the shard
 	earlyTrailer []hpack.HeaderField // and trailers
 	answered     bool                // a final head went to the client
 	status       int                 // counted for the shard; 0: not counted
-	done         bool
-	rstDone      bool  // the client's stream was reset (by either side)
-	reqEnded     bool  // the client sent END_STREAM
-	reqLen       int64 // DATA bytes received
+	reqLen       int64               // DATA bytes received
 	reqDeclared  int64 // content-length, -1 if none
 	headTimer    *time.Timer
 	deadline     *time.Timer
 	gone         chan struct{} // closed when done, for a held stream
-}
-
-// onHeaders takes a HEADERS frame from the client: a new request, or the
-// trailers of one.
-func (c *clientConn) onHeaders(f *block) error {
-	id := f.id
-	c.w.mu.Lock()
-	if s := c.streams[id]; s != nil {
-		c.w.mu.Unlock()
-		return c.onTrailers(s, f)
-	}
-	if id%2 == 0 {
-		c.w.mu.Unlock()
-		return http2.ConnectionError(http2.ErrCodeProtocol)
-	}
-	if id <= c.lastID {
-		// A stream we ended or refused: its trailers may have been on
-		// their way (RFC 9113 §5.1); the block was decoded, and is dropped.
-		c.w.mu.Unlock()
-		return nil
-	}
-	c.lastID = id
-	if c.goAway || len(c.streams) >= MaxClientStreams || f.invalid {
-		code := http2.ErrCodeRefusedStream
-		if f.invalid {
-			code = http2.ErrCodeProtocol
-		}
-		c.w.rst(id, code)
-		c.w.signal()
-		c.w.mu.Unlock()
-		return nil
-	}
-	s := c.newStream(id, f)
-	c.streams[id] = s
-	c.opened++
-	c.w.mu.Unlock()
-	s.route(f)
-	return nil
-}
-
-func (c *clientConn) newStream(id uint32, f *block) *stream {
-	s := &stream{c: c, id: id, reqDeclared: -1, reqEnded: f.StreamEnded()}
-	s.d.Begin(route.HTTP2, time.Now())
-	s.req = half{src: c.w, srcID: id, recvWin: streamWindow, connCredit: true, srcDone: s.reqEnded}
-	s.resp = half{dst: c.w, win: int64(c.w.initWin), onClose: s.closed} // id: once answered
-	return s
-}
-
-// onTrailers passes the client's trailers on, after its data.
-func (c *clientConn) onTrailers(s *stream, f *block) error {
-	if !f.StreamEnded() || len(f.PseudoFields()) > 0 || f.invalid || f.truncated {
-		c.streamError(s.id, http2.ErrCodeProtocol)
-		return nil
-	}
-	c.w.mu.Lock()
-	if s.reqEnded { // half-closed (remote): a stream error (§5.1)
-		c.w.mu.Unlock()
-		c.streamError(s.id, http2.ErrCodeStreamClosed)
-		return nil
-	}
-	s.reqEnded, s.req.srcDone = true, true
-	bad := s.reqDeclared >= 0 && s.reqLen != s.reqDeclared
-	trailer := appendAnswerFields(nil, f.RegularFields(), false)
-	if !bad && s.up == nil {
-		s.earlyTrailer = trailer
-		c.w.mu.Unlock()
-		return nil
-	}
-	c.w.mu.Unlock()
-	if bad {
-		c.streamError(s.id, http2.ErrCodeProtocol)
-		return nil
-	}
-	s.req.finish(trailer)
-	return nil
 }
 
 // route checks the request and takes its routing step, then sends it to
@@ -187,7 +136,7 @@ func (s *stream) failRouting(err error) {
 		return
 	}
 	s.c.w.mu.Lock()
-	if !s.done {
+	if s.state != stateClosed {
 		s.b = s.d.Backend // counted for the owner when the stream closes
 	}
 	s.c.w.mu.Unlock()
@@ -204,7 +153,7 @@ func (s *stream) toOwner() {
 	s.head = appendPrevious(s.head, s.d.Previous, s.d.PreviousAddr)
 	c, r := s.c, s.c.r.router
 	c.w.mu.Lock()
-	if s.done {
+	if s.state == stateClosed {
 		c.w.mu.Unlock()
 		return
 	}
@@ -212,7 +161,7 @@ func (s *stream) toOwner() {
 	c.w.mu.Unlock()
 	live := r.Track(s.key, b.Name, s.moved) // may end the stream at once: no lock held
 	c.w.mu.Lock()
-	if s.done {
+	if s.state == stateClosed {
 		c.w.mu.Unlock()
 		r.Untrack(live)
 		return
@@ -231,7 +180,7 @@ func (s *stream) toOwner() {
 func (s *stream) awaitOwner() {
 	gone := make(chan struct{})
 	s.c.w.mu.Lock()
-	if s.done {
+	if s.state == stateClosed {
 		s.c.w.mu.Unlock()
 		return
 	}
@@ -272,7 +221,7 @@ func (s *stream) fail(err error, shard string) {
 	c := s.c
 	c.w.mu.Lock()
 	defer c.w.mu.Unlock()
-	if s.done {
+	if s.state == stateClosed {
 		return
 	}
 	s.cancelShard()
@@ -297,7 +246,7 @@ func (s *stream) answer(err error, shard string) {
 		w.headers(s.id, fields, true)
 		s.resp.closed = true
 		w.signal()
-		s.closed()
+		s.ended()
 		return
 	}
 	s.resp.id = s.id
@@ -343,7 +292,7 @@ func (s *stream) shardName() string {
 
 // respReset resets the client's stream with code; c.w.mu held.
 func (s *stream) respReset(code http2.ErrCode) {
-	if s.done {
+	if s.state == stateClosed {
 		return
 	}
 	if !s.resp.closed {
@@ -356,12 +305,11 @@ func (s *stream) respReset(code http2.ErrCode) {
 // respGone ends the client's stream without a word: the client reset it,
 // or its connection is gone; c.w.mu held.
 func (s *stream) respGone() {
-	if s.done {
+	if s.state == stateClosed {
 		return
 	}
-	s.rstDone = true
 	s.resp.abandon()
-	s.closed()
+	s.close(true)
 }
 
 // cancelShard ends the shard's stream: a reset unless both sides already
@@ -387,21 +335,34 @@ func (s *stream) cancelShard() {
 	}
 }
 
-// closed runs once the client's stream is closed on our side (END_STREAM
-// or RST_STREAM sent): it ends the shard's stream, stops the timers and
-// counts the request; c.w.mu held.
-func (s *stream) closed() {
-	if s.done {
+// ended closes the stream once the relay queued its END_STREAM; c.w.mu
+// held.
+func (s *stream) ended() { s.close(false) }
+
+// endRemote takes the client's END_STREAM; c.w.mu held.
+func (s *stream) endRemote() {
+	if s.state == stateOpen {
+		s.state = stateHalfClosedRemote
+	}
+	s.req.srcDone = true
+}
+
+// close closes the client's stream on our side (END_STREAM queued, or,
+// with reset, RST_STREAM sent or received): it ends the shard's stream,
+// stops the timers and counts the request; c.w.mu held.
+func (s *stream) close(reset bool) {
+	if s.state == stateClosed {
 		return
 	}
-	s.done = true
+	wasOpen := s.state == stateOpen
+	s.state = stateClosed
 	c := s.c
 	delete(c.streams, s.id)
 	if len(c.streams) == 0 {
 		c.idle = time.Now()
 		c.idleDeadline() // wakes the reader, blocked without a deadline
 	}
-	if !s.reqEnded && !s.rstDone {
+	if wasOpen && !reset {
 		// A complete answer before the whole request: the client may stop
 		// sending (RFC 9113 §8.1).
 		c.w.rst(s.id, http2.ErrCodeNo)
@@ -428,4 +389,182 @@ func stopTimer(t *time.Timer) {
 	if t != nil {
 		t.Stop()
 	}
+}
+
+// open sends the stream's head to the shard over u, with what the client
+// sent meanwhile, and starts the stream's timers.
+func (s *stream) open(u *shardConn) {
+	c := s.c
+	c.w.mu.Lock()
+	if s.state == stateClosed || s.answered { // ended while it waited for a connection
+		c.w.mu.Unlock()
+		u.release()
+		return
+	}
+	u.w.mu.Lock()
+	if u.w.dead || u.w.closing || u.unusable.Load() {
+		// Closed, or going away (GOAWAY, idle, out of stream ids) since
+		// it was picked: another connection takes the stream.
+		u.w.mu.Unlock()
+		u.release()
+		c.w.mu.Unlock()
+		if s.retries++; s.retries > 3 {
+			s.fail(answer.ErrShardDown, s.b.Name)
+			return
+		}
+		go s.dialAndOpen()
+		return
+	}
+	s.up, s.upID = u, u.nextID
+	if u.nextID += 2; u.nextID > 1<<31-1-2*MaxClientStreams {
+		u.unusable.Store(true) // ids run out: drained, then closed (forget)
+	}
+	u.streams[s.upID] = s
+	s.resp.src, s.resp.srcID, s.resp.recvWin = u.w, s.upID, streamWindow
+	r := &s.req
+	r.dst, r.pend, r.trailer, r.end = u.w, s.early, s.earlyTrailer, s.state == stateHalfClosedRemote
+	s.early, s.earlyTrailer = nil, nil
+	headEnd := r.end && len(r.pend) == 0 && r.trailer == nil
+	u.w.headers(s.upID, s.head, headEnd)
+	s.head = nil
+	r.closed = headEnd
+	sent := r.open(s.upID)
+	u.w.signal()
+	u.w.mu.Unlock()
+	s.startTimers()
+	c.w.mu.Unlock()
+	r.credit(sent)
+}
+
+// startTimers bounds the wait for the answer's head by UpstreamTimeout,
+// and the whole call by grpc-timeout when the client set one; c.w.mu
+// held.
+func (s *stream) startTimers() {
+	name, up := s.b.Name, s.up
+	s.headTimer = time.AfterFunc(s.c.r.cfg.UpstreamTimeout, func() {
+		if s.headTimedOut(name) {
+			up.probe()
+		}
+	})
+	if s.grpcTimeout > 0 {
+		s.deadline = time.AfterFunc(s.grpcTimeout, func() { s.fail(answer.ErrShardTimeout, name) })
+	}
+}
+
+// headTimedOut fails the stream if its answer's head has still not come
+// (the timer may fire as it arrives); it tells whether it did.
+func (s *stream) headTimedOut(name string) bool {
+	s.c.w.mu.Lock()
+	defer s.c.w.mu.Unlock()
+	if s.state == stateClosed || s.answered {
+		return false
+	}
+	s.cancelShard()
+	s.answer(answer.ErrShardTimeout, name)
+	return true
+}
+
+// shardReset: the shard reset the stream. Before an answer, REFUSED_STREAM
+// (not processed) is passed on for the client to retry; anything else is
+// a failed call. After the answer started, the reset passes through.
+func (s *stream) shardReset(code http2.ErrCode) {
+	c := s.c
+	c.w.mu.Lock()
+	defer c.w.mu.Unlock()
+	if s.state == stateClosed {
+		return
+	}
+	switch {
+	case s.answered:
+		s.respReset(code)
+	case code == http2.ErrCodeRefusedStream:
+		s.status = 0
+		s.respReset(code)
+	default:
+		s.answer(answer.ErrShardDown, s.b.Name)
+	}
+}
+
+// onShardHeaders relays the shard's head (1xx, then the final one) or its
+// trailers.
+func (s *stream) onShardHeaders(f *block) {
+	c := s.c
+	c.w.mu.Lock()
+	defer c.w.mu.Unlock()
+	if s.state == stateClosed {
+		return
+	}
+	if s.answered { // trailers: after the data, and ending the stream
+		if !f.StreamEnded() || len(f.PseudoFields()) > 0 || s.respDeclared >= 0 && s.respLen != s.respDeclared {
+			s.cancelShard()
+			s.endAnswered(answer.ErrBadResponse)
+			return
+		}
+		s.resp.end, s.resp.trailer = true, appendAnswerFields(nil, f.RegularFields(), false)
+		s.resp.flush()
+		return
+	}
+	status := f.PseudoValue("status")
+	code := parseStatus(status)
+	declared, lengthOK := s.answerLength(f, code)
+	if code < 100 || code == 101 || code < 200 && f.StreamEnded() || !lengthOK {
+		s.cancelShard()
+		s.answer(answer.ErrBadResponse, s.b.Name)
+		return
+	}
+	u := s.up
+	fields := append(u.fields[:0], hpack.HeaderField{Name: ":status", Value: status})
+	fields = appendAnswerFields(fields, f.RegularFields(), true)
+	fields = append(fields, hpack.HeaderField{Name: header.ShardLower, Value: s.b.Name})
+	defer func() { clear(fields); u.fields = fields[:0] }()
+	if code < 200 {
+		c.w.headers(s.id, fields, false)
+		c.w.signal()
+		return
+	}
+	stopTimer(s.headTimer)
+	s.answered, s.status = true, code
+	s.respDeclared = declared // checked against the DATA by the up reader
+	c.w.headers(s.id, fields, f.StreamEnded())
+	c.w.signal()
+	if f.StreamEnded() {
+		s.resp.closed = true
+		s.ended()
+		return
+	}
+	s.resp.id = s.id
+	s.resp.flush()
+}
+
+// answerLength is the content-length a final answer head declares (-1:
+// none, or one its DATA need not match: HEAD, 204, 304, 1xx), and false
+// when it is malformed or the head ends a stream it says has a body.
+func (s *stream) answerLength(f *block, code int) (int64, bool) {
+	v := f.value("content-length")
+	if v == "" || s.isHead || code < 200 || code == 204 || code == 304 {
+		return -1, true
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 || n > 0 && f.StreamEnded() {
+		return -1, false
+	}
+	return n, true
+}
+
+// parseStatus parses a :status value: exactly three digits, else -1.
+func parseStatus(v string) int {
+	if len(v) != 3 {
+		return -1
+	}
+	n := 0
+	for i := 0; i < 3; i++ {
+		if v[i] < '0' || v[i] > '9' {
+			return -1
+		}
+		n = n*10 + int(v[i]-'0')
+	}
+	if n > 599 {
+		return -1
+	}
+	return n
 }
