@@ -10,7 +10,9 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -127,6 +129,17 @@ func TestRelayStress(t *testing.T) {
 
 	stop := make(chan struct{})
 	loadEnd := time.Now().Add(load)
+	// One seed for the churn and every caller, logged so that a failure can
+	// be replayed (SHARD_PROXY_STRESS_SEED=<seed>); the timing of calls and
+	// topology changes still varies from run to run.
+	seed := uint64(time.Now().UnixNano())
+	if v := os.Getenv("SHARD_PROXY_STRESS_SEED"); v != "" {
+		var err error
+		if seed, err = strconv.ParseUint(v, 10, 64); err != nil {
+			t.Fatalf("SHARD_PROXY_STRESS_SEED=%q: %v", v, err)
+		}
+	}
+	t.Logf("seed %d (replay with SHARD_PROXY_STRESS_SEED=%d)", seed, seed)
 
 	// The topology churn: 3 or 4 replicas, one shard not ready, or the
 	// same topology again.
@@ -134,7 +147,7 @@ func TestRelayStress(t *testing.T) {
 	churnDone := make(chan struct{})
 	go func() {
 		defer close(churnDone)
-		rng := rand.New(rand.NewPCG(1, uint64(time.Now().UnixNano())))
+		rng := rand.New(rand.NewPCG(1, seed))
 		cur := base
 		tick := time.NewTicker(50 * time.Millisecond)
 		defer tick.Stop()
@@ -183,7 +196,7 @@ func TestRelayStress(t *testing.T) {
 		callers.Add(1)
 		go func() {
 			defer callers.Done()
-			rng := rand.New(rand.NewPCG(uint64(i), uint64(time.Now().UnixNano())))
+			rng := rand.New(rand.NewPCG(uint64(i)+2, seed))
 			for time.Now().Before(loadEnd) {
 				c := clients[rng.IntN(nClients)]
 				key := keys[rng.IntN(nKeys)]
