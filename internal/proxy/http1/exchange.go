@@ -3,7 +3,6 @@ package http1
 import (
 	"errors"
 	"io"
-	"net"
 	"sync/atomic"
 	"time"
 
@@ -43,7 +42,6 @@ type exchange struct {
 	ur, uw          int
 	resp            h1.Response
 	headSent        bool
-	status          int
 	uClean          bool
 }
 
@@ -321,8 +319,3 @@ func (x *exchange) relayInformational() error {
 	x.cc.keepScratch(wb)
 	return x.cc.write(wb)
 }
-
-// isUpgradeConn is for net.Conn values that can half-close.
-type closeWriter interface{ CloseWrite() error }
-
-var _ closeWriter = (*net.TCPConn)(nil)

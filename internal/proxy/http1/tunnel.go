@@ -142,3 +142,9 @@ func (t *tunnelState) pipe(dst, src net.Conn, buf []byte, other net.Conn) {
 		}
 	}
 }
+
+// closeWriter is a connection that can half-close (TCP): a tunnel closes
+// one direction and lets the other finish.
+type closeWriter interface{ CloseWrite() error }
+
+var _ closeWriter = (*net.TCPConn)(nil)

@@ -163,8 +163,7 @@ func (r *Router) HotKeys(n int, shard string) hotkeys.Answer {
 	return r.hot.Top(n, shard, names)
 }
 
-// Backends returns the backends of the snapshot in force (by ring index)
-// and those of shards that left it but may still hold connections.
+// Backends returns the backends of the snapshot in force, in no order.
 func (r *Router) Backends() []*Backend {
 	r.mu.Lock()
 	defer r.mu.Unlock()
