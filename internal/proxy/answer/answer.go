@@ -31,6 +31,7 @@ func (e *Error) Error() string { return e.msg }
 var (
 	ErrNoKey            = &Error{Status: http.StatusBadRequest, msg: "no shard key"}
 	ErrAmbiguousKey     = &Error{Status: http.StatusBadRequest, msg: "ambiguous shard key"}
+	ErrInvalidKey       = &Error{Status: http.StatusBadRequest, msg: "invalid shard key"}
 	ErrBadBody          = &Error{Status: http.StatusBadRequest, msg: "request body is not valid JSON"}
 	ErrBadRequest       = &Error{Status: http.StatusBadRequest, msg: "malformed request"}
 	ErrBodyTooLarge     = &Error{Status: http.StatusRequestEntityTooLarge, msg: "request body too large"}

@@ -108,187 +108,22 @@ func (r *Rule) extract(req Request, s *Scratch) ([]byte, error) {
 		_, q := req.PathQuery()
 		return r.query(q, s)
 	case rulePath:
-		// The path as received, which is also what the shard receives; only
-		// the key segment is percent-decoded, so %2F stays inside a key.
 		p, _ := req.PathQuery()
-		return r.matchPath(p, s), nil
+		return r.matchPath(p, s)
 	case ruleBody:
 		return r.bodyKey(req.Body(), s)
 	}
 	return nil, nil
 }
 
-// single returns the one non-empty value of vals; identical repeats count
-// as one, different ones are ambiguous: guessing would misroute.
-func (r *Rule) single(vals [][]byte) ([]byte, error) {
-	var key []byte
-	for _, v := range vals {
-		v = bytes.Trim(v, " \t")
-		switch {
-		case len(v) == 0:
-		case key == nil:
-			key = v
-		case !bytes.Equal(key, v):
-			return nil, answer.KeyError(answer.ErrAmbiguousKey, r.text, nil)
-		}
-	}
-	return key, nil
-}
 
-// cookie finds the rule's cookie in the Cookie fields held in s.vals.
-func (r *Rule) cookie(s *Scratch) ([]byte, error) {
-	var key []byte
-	for _, line := range s.vals {
-		for len(line) > 0 {
-			var pair []byte
-			if i := bytes.IndexByte(line, ';'); i >= 0 {
-				pair, line = line[:i], line[i+1:]
-			} else {
-				pair, line = line, nil
-			}
-			name, value, ok := bytes.Cut(bytes.Trim(pair, " \t"), []byte("="))
-			if !ok || string(name) != r.name {
-				continue
-			}
-			if len(value) >= 2 && value[0] == '"' && value[len(value)-1] == '"' {
-				value = value[1 : len(value)-1]
-			}
-			switch {
-			case len(value) == 0:
-			case key == nil:
-				key = value
-			case !bytes.Equal(key, value):
-				return nil, answer.KeyError(answer.ErrAmbiguousKey, r.text, nil)
-			}
-		}
-	}
-	return key, nil
-}
 
-// query finds the rule's parameter in a raw query. Names and values are
-// form-decoded ('+' is a space); the query itself is forwarded untouched.
-func (r *Rule) query(q []byte, s *Scratch) ([]byte, error) {
-	found := false
-	s.buf = s.buf[:0]
-	for len(q) > 0 {
-		var pair []byte
-		if i := bytes.IndexByte(q, '&'); i >= 0 {
-			pair, q = q[:i], q[i+1:]
-		} else {
-			pair, q = q, nil
-		}
-		name, value, _ := bytes.Cut(pair, []byte("="))
-		if !r.queryNameIs(name, s) {
-			continue
-		}
-		if len(value) == 0 {
-			continue
-		}
-		if !found {
-			s.buf = unescapeQuery(s.buf[:0], value)
-			found = true
-			continue
-		}
-		s.cmp = unescapeQuery(s.cmp[:0], value)
-		if !bytes.Equal(s.buf, s.cmp) {
-			return nil, answer.KeyError(answer.ErrAmbiguousKey, r.text, nil)
-		}
-	}
-	if !found {
-		return nil, nil
-	}
-	return s.buf, nil
-}
 
-func (r *Rule) queryNameIs(name []byte, s *Scratch) bool {
-	if bytes.IndexByte(name, '%') < 0 && bytes.IndexByte(name, '+') < 0 {
-		return string(name) == r.name
-	}
-	s.cmp = unescapeQuery(s.cmp[:0], name)
-	return string(s.cmp) == r.name
-}
 
-// unescapeQuery appends v form-decoded: %XX escapes and '+' as space; a
-// malformed escape is kept as it is.
-func unescapeQuery(dst, v []byte) []byte {
-	for i := 0; i < len(v); i++ {
-		switch {
-		case v[i] == '+':
-			dst = append(dst, ' ')
-		case v[i] == '%' && i+2 < len(v) && isHex(v[i+1]) && isHex(v[i+2]):
-			dst = append(dst, unhex(v[i+1])<<4|unhex(v[i+2]))
-			i += 2
-		default:
-			dst = append(dst, v[i])
-		}
-	}
-	return dst
-}
 
-// matchPath returns the percent-decoded {key} segment of the raw path when
-// the path starts with the template's segments, or nil. A decoded key is
-// written to s.buf.
-func (r *Rule) matchPath(path []byte, s *Scratch) []byte {
-	if len(path) == 0 || path[0] != '/' {
-		return nil
-	}
-	rest := path[1:]
-	var key []byte
-	for i, want := range r.segments {
-		if rest == nil {
-			return nil
-		}
-		seg := rest
-		if j := bytes.IndexByte(rest, '/'); j >= 0 {
-			seg, rest = rest[:j], rest[j+1:]
-		} else {
-			rest = nil
-		}
-		switch {
-		case i == r.keyAt:
-			key = seg
-		case want == "{}":
-			if len(seg) == 0 {
-				return nil
-			}
-		case string(seg) != want:
-			return nil
-		}
-	}
-	if bytes.IndexByte(key, '%') < 0 {
-		return key
-	}
-	s.buf = unescapePath(s.buf[:0], key)
-	return s.buf
-}
 
-// unescapePath appends seg with %XX escapes decoded; a malformed escape is
-// kept as it is. '+' means '+' in a path.
-func unescapePath(dst, seg []byte) []byte {
-	for i := 0; i < len(seg); i++ {
-		if seg[i] == '%' && i+2 < len(seg) && isHex(seg[i+1]) && isHex(seg[i+2]) {
-			dst = append(dst, unhex(seg[i+1])<<4|unhex(seg[i+2]))
-			i += 2
-			continue
-		}
-		dst = append(dst, seg[i])
-	}
-	return dst
-}
 
-func isHex(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
-}
 
-func unhex(c byte) byte {
-	switch {
-	case c >= 'a':
-		return c - 'a' + 10
-	case c >= 'A':
-		return c - 'A' + 10
-	}
-	return c - '0'
-}
 
 // bodyKey reads the rule's field from a JSON body. An empty body yields no
 // key (so a later rule may match); a body that is not JSON is an error,

@@ -76,9 +76,13 @@ func parseRule(text string) (Rule, error) {
 	}
 	r := Rule{kind: kind, text: text, name: arg}
 	switch kind {
-	case ruleHeader, ruleQuery, ruleCookie:
+	case ruleQuery:
 		if strings.ContainsAny(arg, " \t\r\n") {
 			return Rule{}, fmt.Errorf("key rule %q: name must not contain white space", text)
+		}
+	case ruleHeader, ruleCookie:
+		if !isToken(arg) {
+			return Rule{}, fmt.Errorf("key rule %q: %s name must be a token (letters, digits and !#$%%&'*+-.^_`|~)", text, kindName)
 		}
 	case rulePath:
 		segs, at, err := parseTemplate(arg)
@@ -152,4 +156,18 @@ func jsonPathOf(field string) (string, error) {
 
 func isPlainFieldByte(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c >= 0x80
+}
+
+// isToken tells an RFC 9110 token: what header field and cookie names are.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
 }

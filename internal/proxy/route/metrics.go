@@ -46,7 +46,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"shard"}),
 		keyErrors: counterVec("shard_proxy_key_errors_total",
-			"Requests without a usable shard key, by reason (no_key, ambiguous, bad_body, body_too_large).",
+			"Requests without a usable shard key, by reason (no_key, ambiguous, invalid, bad_body, body_too_large, too_deep).",
 			"reason"),
 		shards: gaugeVec("shard_proxy_shards",
 			"Shards in the current topology by state.",
@@ -80,7 +80,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, o := range []string{waitServed, waitTimeout, waitOverflow, waitGone} {
 		m.ownerWaits.WithLabelValues(o)
 	}
-	for _, r := range []string{"no_key", "ambiguous", "bad_body", "body_too_large"} {
+	for _, r := range []string{"no_key", "ambiguous", "invalid", "bad_body", "body_too_large", "too_deep"} {
 		m.keyErrors.WithLabelValues(r)
 	}
 	return m
@@ -105,6 +105,8 @@ func (m *metrics) keyErrorFor(err error) {
 		m.keyError("no_key")
 	case errors.Is(err, answer.ErrAmbiguousKey):
 		m.keyError("ambiguous")
+	case errors.Is(err, answer.ErrInvalidKey):
+		m.keyError("invalid")
 	case errors.Is(err, answer.ErrBadBody):
 		m.keyError("bad_body")
 	case errors.Is(err, answer.ErrBodyTooLarge):
