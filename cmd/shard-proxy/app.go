@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -55,6 +56,7 @@ func newApp(o *options, log *slog.Logger) (_ *app, err error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	px, err := proxy.New(proxy.Config{
 		Ring: o.ringCfg, Keys: o.rules, MaxBodyBytes: int(o.maxBody), UpstreamTimeout: o.upstreamTO,
+		MaxRequestBodyBytes: int64(o.maxReqBody), MaxBodyDepth: o.maxDepth, UpgradeProtocols: upgradeList(o.upgrades),
 		ClientHeaderTimeout: o.headerTO, OwnerWait: o.ownerWait, OwnerWaitMax: o.ownerWaitMax,
 		HotKeySample: hotKeySample(o.hotSample),
 		Registerer:   reg, Logger: log,
@@ -236,4 +238,15 @@ func hotKeySample(n int) int {
 		return -1
 	}
 	return n
+}
+
+// upgradeList is the --upgrade-protocols list: "" allows none.
+func upgradeList(v string) []string {
+	out := []string{}
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }

@@ -41,6 +41,9 @@ type options struct {
 	partitions   int
 	key          string
 	maxBody      byteSize
+	maxReqBody   largeByteSize
+	maxDepth     int
+	upgrades     string
 	upstreamTO   time.Duration
 	headerTO     time.Duration
 	protoName    string
@@ -93,6 +96,32 @@ func (b *byteSize) Set(s string) error {
 		return fmt.Errorf("want a positive number of bytes up to 2GiB such as 4194304 or 4MiB")
 	}
 	*b = byteSize(n * mult)
+	return nil
+}
+
+// largeByteSize is a flag value in bytes, 0 or more, with KiB, MiB, GiB
+// and TiB suffixes, for limits beyond 2 GiB.
+type largeByteSize int64
+
+func (b *largeByteSize) String() string { return strconv.FormatInt(int64(*b), 10) }
+
+func (b *largeByteSize) Set(s string) error {
+	mult := int64(1)
+	num := s
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"T", 1 << 40}} {
+		if strings.HasSuffix(s, u.suffix) {
+			num, mult = strings.TrimSuffix(s, u.suffix), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64/mult {
+		return fmt.Errorf("want a number of bytes such as 0 (no limit), 104857600 or 100MiB")
+	}
+	*b = largeByteSize(n * mult)
 	return nil
 }
 
@@ -172,6 +201,9 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.key, "key", keys.DefaultRules, "key rules tried in order: header:NAME, query:NAME, cookie:NAME, path:TEMPLATE, body:FIELD")
 	o.maxBody = proxy.DefaultMaxBodyBytes
 	fs.Var(&o.maxBody, "max-body-bytes", "largest request body a body: key rule buffers (bytes, or with KiB/MiB/GiB); other bodies stream")
+	fs.Var(&o.maxReqBody, "max-request-body-bytes", "largest request body of any request (bytes, or with KiB/MiB/GiB/TiB; 0: no limit); over it, 413 and no shard is contacted")
+	intFlag(fs, &o.maxDepth, "max-body-depth", keys.DefaultMaxBodyDepth, "body: key rules: deepest JSON nesting read (deeper is 400)")
+	fs.StringVar(&o.upgrades, "upgrade-protocols", strings.Join(proxy.DefaultUpgradeProtocols, ","), "protocols an Upgrade request may switch to, comma-separated (\"\": none); the Upgrade field of others is not forwarded")
 	durationFlag(fs, &o.upstreamTO, "upstream-timeout", proxy.DefaultUpstreamTimeout, "bound on waiting for a shard: for its answer's head, and between reads of its body")
 	durationFlag(fs, &o.headerTO, "client-header-timeout", proxy.DefaultClientHeaderTimeout, "bound on receiving a request head from its first byte (408 after)")
 	durationFlag(fs, &o.shutdownTO, "shutdown-timeout", defaultShutdownTimeout, "on SIGTERM, how long in-flight requests may take to finish")

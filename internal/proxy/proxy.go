@@ -42,6 +42,11 @@ const (
 	DefaultHotKeySample        = route.DefaultHotKeySample
 )
 
+// DefaultUpgradeProtocols are the upgrades the proxy can route: a
+// WebSocket is one stream of one key. (h2c is not: its streams, of any
+// key, would all reach the first key's shard.)
+var DefaultUpgradeProtocols = []string{"websocket"}
+
 // Config configures a Proxy. The zero value routes by the X-Shard-Key header
 // with the defaults below.
 type Config struct {
@@ -51,9 +56,20 @@ type Config struct {
 	// Keys are the key rules, tried in order. Nil means keys.DefaultRules.
 	Keys []keys.Rule
 	// MaxBodyBytes caps what a body rule buffers of a request body; larger
-	// bodies get 413. Bodies that no rule reads stream, whatever their
-	// size. Zero means DefaultMaxBodyBytes.
+	// bodies get 413. Bodies that no rule reads stream, up to
+	// MaxRequestBodyBytes. Zero means DefaultMaxBodyBytes.
 	MaxBodyBytes int
+	// MaxRequestBodyBytes caps every request body: a declared length over
+	// it gets 413 before any 100 Continue and before a shard is contacted;
+	// a body without one that passes it is cut. Zero means no limit.
+	MaxRequestBodyBytes int64
+	// MaxBodyDepth is the deepest JSON nesting a body rule reads; deeper
+	// bodies get 400. Zero means keys.DefaultMaxBodyDepth.
+	MaxBodyDepth int
+	// UpgradeProtocols are the protocols an Upgrade request may switch to
+	// (names, case-insensitive); the Upgrade field of any other request is
+	// not forwarded. Nil means DefaultUpgradeProtocols; empty, none.
+	UpgradeProtocols []string
 	// UpstreamTimeout bounds waiting for a shard: for the answer's head
 	// after the request was sent, and between two reads of its body. Zero
 	// means DefaultUpstreamTimeout.
@@ -108,7 +124,7 @@ type Proxy struct {
 // Close releases what it holds.
 func New(cfg Config) (*Proxy, error) {
 	cfg = withDefaults(cfg)
-	r, err := route.New(route.Config{Ring: cfg.Ring, Keys: cfg.Keys, UpstreamTimeout: cfg.UpstreamTimeout,
+	r, err := route.New(route.Config{Ring: cfg.Ring, Keys: cfg.Keys, MaxBodyDepth: cfg.MaxBodyDepth, UpstreamTimeout: cfg.UpstreamTimeout,
 		MaxConnsPerShard: cfg.MaxConnsPerShard, OwnerWait: cfg.OwnerWait, OwnerWaitMax: cfg.OwnerWaitMax,
 		HotKeySample: cfg.HotKeySample, Registerer: cfg.Registerer, Logger: cfg.Logger})
 	if err != nil {
@@ -123,7 +139,8 @@ func New(cfg Config) (*Proxy, error) {
 	p.http1 = http1.New(http1.Config{Router: r, MaxBodyBytes: cfg.MaxBodyBytes, UpstreamTimeout: cfg.UpstreamTimeout,
 		ClientHeaderTimeout: cfg.ClientHeaderTimeout, ClientBodyTimeout: cfg.ClientBodyTimeout,
 		ClientWriteTimeout: cfg.ClientWriteTimeout, IdleTimeout: cfg.IdleTimeout,
-		TunnelIdleTimeout: cfg.TunnelIdleTimeout, HandOff: p.handOff, Logger: cfg.Logger})
+		TunnelIdleTimeout: cfg.TunnelIdleTimeout, UpgradeProtocols: cfg.UpgradeProtocols,
+		MaxRequestBodyBytes: cfg.MaxRequestBodyBytes, HandOff: p.handOff, Logger: cfg.Logger})
 	return p, nil
 }
 
@@ -137,6 +154,10 @@ func withDefaults(cfg Config) Config {
 	cfg.IdleTimeout = cmp.Or(max(cfg.IdleTimeout, 0), DefaultIdleTimeout)
 	cfg.TunnelIdleTimeout = cmp.Or(max(cfg.TunnelIdleTimeout, 0), DefaultTunnelIdleTimeout)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
+	if cfg.UpgradeProtocols == nil {
+		cfg.UpgradeProtocols = DefaultUpgradeProtocols
+	}
+	cfg.MaxRequestBodyBytes = max(cfg.MaxRequestBodyBytes, 0)
 	return cfg
 }
 

@@ -161,11 +161,12 @@ func TestClientHeaderTimeout(t *testing.T) {
 	}
 }
 
-// A chunked request body that breaks its framing is found while it
-// streams, after the head went to the shard: the client gets 400 and its
-// connection closes, and the shard never sees a complete body (its
-// connection is closed under it), so nothing after the bad bytes can pass
-// for a request.
+// A chunked request body that breaks its framing gets 400 and its
+// connection closes. When the bad bytes came with the head, no shard sees
+// anything (the answer names none); when they come later, while the body
+// streams, the head has gone to the shard, which never sees a complete
+// body (its connection is closed under it), so nothing after the bad bytes
+// can pass for a request.
 func TestMalformedChunkedBodyRejected(t *testing.T) {
 	var mu sync.Mutex
 	var heads, bodies []string // what the shard got
@@ -198,15 +199,19 @@ func TestMalformedChunkedBodyRejected(t *testing.T) {
 		for _, split := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s, body after the head %v", tc.name, split), func(t *testing.T) {
 				rc := dialRaw(t, p)
+				n := headsSeen()
 				if split {
-					n := headsSeen()
 					rc.send(head)
 					waitUntil(t, wireTimeout, "the head reaches the shard", func() bool { return headsSeen() > n })
 					rc.send(tc.body + smuggled)
+					wantJSON(t, rc.response("POST"), 400, `{"error":"malformed request","shard":"raw-0"}`)
 				} else {
 					rc.send(head + tc.body + smuggled)
+					wantJSON(t, rc.response("POST"), 400, `{"error":"malformed request"}`)
+					if got := headsSeen(); got != n {
+						t.Errorf("the shard saw the head of a request refused before it was routed")
+					}
 				}
-				wantJSON(t, rc.response("POST"), 400, `{"error":"malformed request","shard":"raw-0"}`)
 				rc.closed()
 			})
 		}

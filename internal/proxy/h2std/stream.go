@@ -132,14 +132,15 @@ func (f *Server) forwardStream(w http.ResponseWriter, r *http.Request, d *route.
 	var mu sync.Mutex
 	done := false
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		Got1xxResponse: func(code int, header textproto.MIMEHeader) error {
+		Got1xxResponse: func(code int, fields textproto.MIMEHeader) error {
 			mu.Lock()
 			defer mu.Unlock()
 			if done || code == http.StatusSwitchingProtocols {
 				return nil
 			}
 			h := w.Header()
-			copyHeader(h, http.Header(header))
+			copyHeader(h, http.Header(fields))
+			header.PrepareAnswer(h, b.Name)
 			w.WriteHeader(code)
 			clear(h) // a 1xx's fields are not the answer's
 			return nil
@@ -162,8 +163,8 @@ func (f *Server) forwardStream(w http.ResponseWriter, r *http.Request, d *route.
 	h := w.Header()
 	clear(h)
 	copyHeader(h, resp.Header)
-	header.StripHopByHop(h)
-	h.Set(header.Shard, b.Name)
+	header.PrepareAnswer(h, b.Name)
+	keepOut(h, "Date", "Content-Type")
 	w.WriteHeader(resp.StatusCode)
 	copyStreaming(w, resp.Body)
 	if errors.Is(context.Cause(ctx), answer.ErrOwnerMoved) {
@@ -219,6 +220,17 @@ func outboundRequest(ctx context.Context, r *http.Request, d *route.Decision) *h
 	}
 	header.SetPrevious(out.Header, d.Previous, d.PreviousAddr)
 	return out
+}
+
+// keepOut keeps Go's HTTP/2 server from adding the named fields when the
+// shard did not send them (it adds Date, and sniffs a Content-Type): a nil
+// value is written as nothing.
+func keepOut(h http.Header, names ...string) {
+	for _, name := range names {
+		if _, ok := h[name]; !ok {
+			h[name] = nil
+		}
+	}
 }
 
 func copyHeader(dst, src http.Header) {

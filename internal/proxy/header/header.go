@@ -10,9 +10,6 @@ import (
 	"bytes"
 	"net"
 	"net/http"
-	"strings"
-
-	"github.com/shard-proxy/shard-proxy/internal/proxy/h1"
 )
 
 // Headers the proxy sets.
@@ -29,20 +26,34 @@ const (
 
 // The header policy, one for every front end and for broadcast:
 //
-//   - Hop-by-hop fields (RFC 9110 §7.6.1) are dropped in both directions:
-//     Connection, and every field it names; Proxy-Connection, Keep-Alive,
-//     TE, Transfer-Encoding and Upgrade; and Proxy-Authenticate and
+//   - Hop-by-hop fields (RFC 9110 §7.6.1) are dropped in both directions,
+//     interim (1xx) answers included: Connection, and every field it names
+//     (but Host, Content-Length and Transfer-Encoding, see
+//     ConnectionMayName); Proxy-Connection, Keep-Alive, TE,
+//     Transfer-Encoding and Upgrade; and Proxy-Authenticate and
 //     Proxy-Authorization, which are addressed to the proxy. Names match
 //     case-insensitively. Trailer is end-to-end in RFC 9110 and is kept, so
 //     trailers still have their announcement. Framing (Transfer-Encoding,
 //     Content-Length) is the engine's business: an HTTP/1.1 engine that
 //     relays a chunked body as it is keeps its Transfer-Encoding.
-//   - X-Forwarded-For gets the client's address appended. X-Forwarded-Proto
-//     and X-Forwarded-Host are set only when absent: an edge proxy in front
-//     knows the original scheme and host better than we do.
+//   - An HTTP/2 client cannot send a connection-specific field (RFC 9113
+//     §8.2.2): its stream is refused, never stripped and forwarded. The
+//     one TE it may send, "te: trailers", is forwarded: gRPC needs it end
+//     to end. From an HTTP/1.1 client TE is a connection option (RFC 9110
+//     §10.1.4) and is dropped like the others.
+//   - X-Forwarded-For: every value, in order, is gathered into one field,
+//     empty ones skipped, with the client's address appended.
+//     X-Forwarded-Proto and X-Forwarded-Host are added only when no such
+//     field is present (empty or not): an edge proxy in front knows the
+//     original scheme and host better than we do.
+//   - A client's X-Shard-Previous* are dropped; a shard's X-Shard is
+//     replaced by the proxy's, on every answer.
+//   - Nothing else is added: a net/http transport's User-Agent, or a
+//     net/http server's Date and sniffed Content-Type, are kept out.
 //
-// The fixed list is h1.HopByHopFields, the one the HTTP/1.1 parser flags:
-// both front ends and broadcast strip the same fields.
+// Classify names the class of each field; the fixed hop-by-hop list is
+// h1.HopByHopFields, the one the HTTP/1.1 parser flags: every front end and
+// broadcast strip the same fields.
 
 // ConnectionTokens calls fn for each token a Connection value lists, except
 // "close" and "keep-alive", which name no field.
@@ -81,35 +92,84 @@ func (f Forwarded) Proto() string {
 }
 
 // Prepare applies the header policy to a request header of net/http
-// (broadcast, the net/http path): it drops hop-by-hop fields and a client's
-// X-Shard-Previous*, and adds X-Forwarded-*.
+// (broadcast, the net/http path, the HTTP/1.1-to-h2c bridge): it drops
+// hop-by-hop fields and a client's X-Shard-Previous*, and adds
+// X-Forwarded-*. Each field is decided by Classify, as the front ends that
+// write heads themselves do.
 func Prepare(h http.Header, f Forwarded) {
 	StripHopByHop(h)
-	h.Del(Previous)
-	h.Del(PreviousAddress)
-	if f.ClientIP != "" {
-		if prior := strings.Join(h.Values("X-Forwarded-For"), ", "); prior != "" {
-			h.Set("X-Forwarded-For", prior+", "+f.ClientIP)
-		} else {
-			h.Set("X-Forwarded-For", f.ClientIP)
+	var xff []string
+	proto, host := false, false
+	for name, values := range h {
+		switch Classify(name) {
+		case PreviousOwner:
+			delete(h, name)
+		case ForwardedFor:
+			xff = append(xff, values...)
+			delete(h, name)
+		case ForwardedProto:
+			proto = true
+		case ForwardedHost:
+			host = true
 		}
 	}
-	if h.Get("X-Forwarded-Proto") == "" {
+	if v := forwardedFor(xff, f.ClientIP); v != "" {
+		h.Set("X-Forwarded-For", v)
+	}
+	if !proto {
 		h.Set("X-Forwarded-Proto", f.Proto())
 	}
-	if h.Get("X-Forwarded-Host") == "" && f.Host != "" {
+	if !host && f.Host != "" {
 		h.Set("X-Forwarded-Host", f.Host)
+	}
+	// Go's transports send "User-Agent: Go-http-client/..." when a request
+	// has none; a nil value keeps it out, so the shard gets what the
+	// client sent.
+	if _, ok := h["User-Agent"]; !ok {
+		h["User-Agent"] = nil
 	}
 }
 
-// StripHopByHop drops the hop-by-hop fields of a net/http header: those
-// that Connection names, then the fixed list.
-func StripHopByHop(h http.Header) {
-	for _, v := range h.Values("Connection") {
-		ConnectionTokens([]byte(v), func(tok []byte) { h.Del(string(tok)) })
+// forwardedFor is the X-Forwarded-For value for the values a request had
+// (net/http keeps them in order) and the client's address.
+func forwardedFor(prior []string, ip string) string {
+	v := ""
+	for _, p := range prior {
+		v = JoinComma(v, p)
 	}
-	for _, name := range h1.HopByHopFields {
-		h.Del(name)
+	return JoinComma(v, ip)
+}
+
+// PrepareAnswer applies the header policy to an answer's header (final or
+// interim) that comes from a net/http transport: hop-by-hop fields
+// dropped, and X-Shard set to shard, replacing the shard's own.
+func PrepareAnswer(h http.Header, shard string) {
+	StripHopByHop(h)
+	for name := range h {
+		if Classify(name) == ShardName {
+			delete(h, name)
+		}
+	}
+	h.Set(Shard, shard)
+}
+
+// StripHopByHop drops the hop-by-hop fields of a net/http header: those
+// that Connection names, then those Classify calls HopByHop.
+func StripHopByHop(h http.Header) {
+	for name, values := range h {
+		if Classify(name) != HopByHop {
+			continue
+		}
+		if fold(name, "Connection") {
+			for _, v := range values {
+				ConnectionTokens([]byte(v), func(tok []byte) {
+					if ConnectionMayName(tok) {
+						h.Del(string(tok))
+					}
+				})
+			}
+		}
+		delete(h, name)
 	}
 }
 

@@ -118,12 +118,40 @@ func fold[T string | []byte](name T, s string) bool {
 	return true
 }
 
-// JoinComma joins two list values with ", "; an empty a gives b.
+// JoinComma joins two list values with ", "; an empty one adds no member
+// (RFC 9110 §5.6.1: recipients skip empty list elements), so an empty a
+// gives b and an empty b gives a.
 func JoinComma(a, b string) string {
-	if a == "" {
+	switch {
+	case a == "":
 		return b
+	case b == "":
+		return a
 	}
 	return a + ", " + b
+}
+
+// ConnectionMayName tells whether a Connection field can make the field
+// name hop-by-hop: any field but Host, Content-Length and
+// Transfer-Encoding. Those address and frame the message, and each engine
+// handles them itself; dropping one because a Connection token says so
+// would send a body without its framing (request smuggling on a pooled
+// connection) or a request without its Host.
+func ConnectionMayName[T string | []byte](name T) bool {
+	return !fold(name, "Host") && !fold(name, "Content-Length") && !fold(name, "Transfer-Encoding")
+}
+
+// ListsToken tells whether a comma-separated list value (a Connection
+// field's) has name among its elements, matched case-insensitively.
+func ListsToken(value, name string) bool {
+	for value != "" {
+		var elem string
+		elem, value, _ = strings.Cut(value, ",")
+		if fold(strings.Trim(elem, " \t"), name) {
+			return true
+		}
+	}
+	return false
 }
 
 // SetPrevious sets the handoff fields on a net/http request header when the

@@ -88,7 +88,9 @@ func (h *hook1xx) got(code int, fields textproto.MIMEHeader) error {
 	b = append(b, ' ')
 	b = append(b, http.StatusText(code)...)
 	b = append(b, "\r\n"...)
-	b = appendHeader(b, http.Header(fields))
+	hdr := http.Header(fields).Clone() // the transport's
+	header.PrepareAnswer(hdr, h.x.b.Name)
+	b = appendHeader(b, hdr)
 	h.buf = append(b, "\r\n"...)
 	return h.x.cc.write(h.buf)
 }
@@ -195,10 +197,9 @@ func bridgeHead(b []byte, resp *http.Response, shard string, closing, chunked bo
 	b = append(b, http.StatusText(resp.StatusCode)...)
 	b = append(b, "\r\n"...)
 	h := resp.Header.Clone()
-	header.StripHopByHop(h)
+	header.PrepareAnswer(h, shard)
 	h.Del("Content-Length")
 	h.Del("Trailer")
-	h.Del(header.Shard)
 	b = appendHeader(b, h)
 	switch {
 	case chunked:
@@ -209,7 +210,6 @@ func bridgeHead(b []byte, resp *http.Response, shard string, closing, chunked bo
 	case resp.ContentLength >= 0:
 		b = appendField(b, "Content-Length", strconv.FormatInt(resp.ContentLength, 10))
 	}
-	b = appendField(b, header.Shard, shard)
 	if closing {
 		b = append(b, "Connection: close\r\n"...)
 	}

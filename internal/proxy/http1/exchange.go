@@ -125,10 +125,11 @@ func (x *exchange) fail(uc *upConn, err error) bool {
 	// read of the client: a shard that fails mid-upload is still answered.
 	clientGone := errors.Is(err, answer.ErrClientGone) || x.clientFailed.Load()
 	bodyDone := x.stopCopy()
-	if errors.Is(x.copyErr, answer.ErrBadRequest) {
-		// The client broke its body's chunked framing; the shard got
-		// none of the bad bytes, and its connection is closed.
-		err, clientGone = answer.ErrBadRequest, false
+	if errors.Is(x.copyErr, answer.ErrBadRequest) || errors.Is(x.copyErr, answer.ErrBodyTooLarge) {
+		// The client broke its body's chunked framing, or its body passed
+		// --max-request-body-bytes: the shard got none of the bytes past
+		// that point, and its connection is closed.
+		err, clientGone = x.copyErr, false
 	}
 	if clientGone {
 		x.d.Status = answer.StatusClientGone
@@ -199,6 +200,8 @@ func (x *exchange) copyBody(uc *upConn) error {
 			return err
 		}
 		if err != nil {
+			// The client failed, or its body is cut: the exchange ends,
+			// woken from its wait for the shard.
 			x.clientFailed.Store(true)
 			_ = uc.nc.SetReadDeadline(time.Unix(1, 0))
 			return err
@@ -241,8 +244,14 @@ func (x *exchange) stopCopy() bool {
 // While the request body still streams, the shard's time runs from its
 // end: a slow upload is the client's pace, not a slow shard.
 func (x *exchange) readUp(uc *upConn, p []byte) (int, error) {
+	return x.readUpUntil(uc, p, time.Now().Add(x.cc.s.cfg.UpstreamTimeout))
+}
+
+// readUpUntil is readUp with the shard's time running out at deadline (a
+// total bound on the answer's head, however slowly its bytes come), moved
+// forward while the request body still streams.
+func (x *exchange) readUpUntil(uc *upConn, p []byte, deadline time.Time) (int, error) {
 	timeout := x.cc.s.cfg.UpstreamTimeout
-	deadline := time.Now().Add(timeout)
 	for {
 		copying := x.streaming && !x.copyEnded.Load()
 		if copying {
@@ -272,8 +281,12 @@ func (x *exchange) readUp(uc *upConn, p []byte) (int, error) {
 }
 
 // readFinalHead reads response heads until the final one, relaying
-// informational (1xx) answers to the client on the way.
+// informational (1xx) answers to the client on the way. The upstream
+// timeout bounds the whole head, 1xx answers included, counted from the
+// end of the request (a shard that sends its head a byte at a time does not
+// restart it).
 func (x *exchange) readFinalHead(uc *upConn) error {
+	deadline := time.Now().Add(x.cc.s.cfg.UpstreamTimeout)
 	if x.ubuf == nil {
 		x.ubuf = getBuf()
 		x.ub = *x.ubuf
@@ -301,7 +314,7 @@ func (x *exchange) readFinalHead(uc *upConn) error {
 		if x.uw == len(x.ub) {
 			return answer.ErrBadResponse // a head larger than the buffer
 		}
-		m, err := x.readUp(uc, x.ub[x.uw:])
+		m, err := x.readUpUntil(uc, x.ub[x.uw:], deadline)
 		if err != nil {
 			return err
 		}
@@ -315,7 +328,7 @@ func (x *exchange) relayInformational() error {
 	if x.minor == 0 {
 		return nil
 	}
-	wb := appendResponseHead(x.cc.scratch(), &x.resp, responseHead{})
+	wb := appendResponseHead(x.cc.scratch(), &x.resp, responseHead{shard: x.b.Name})
 	x.cc.keepScratch(wb)
 	return x.cc.write(wb)
 }

@@ -39,7 +39,11 @@ func appendRequestHead(dst []byte, h *h1.Request, rh requestHead) []byte {
 	cl := h.Flags.Has(h1.FlagContentLengthRepeated)
 	for i := range h.Fields {
 		f := &h.Fields[i]
-		switch header.Classify(f.Name) {
+		class := header.Classify(f.Name)
+		if class != header.HopByHop && hop && namedByConnection(&h.Head, f.Name) {
+			continue // named by Connection: hop-by-hop whatever its class (a named X-Forwarded-* too; ours is added below)
+		}
+		switch class {
 		case header.HopByHop:
 			if !keepHop(f.Name, rh.upgrade) {
 				continue
@@ -54,9 +58,6 @@ func appendRequestHead(dst []byte, h *h1.Request, rh requestHead) []byte {
 		case header.PreviousOwner:
 			continue // ours to set: a client must not point a shard elsewhere
 		default:
-			if hop && h.HopByHop(f.Name) {
-				continue // named by Connection
-			}
 			if cl && h1.EqualFold(f.Name, "Content-Length") {
 				continue // several identical values: one canonical line below
 			}
@@ -93,6 +94,13 @@ func appendRequestHead(dst []byte, h *h1.Request, rh requestHead) []byte {
 		dst = append(dst, "Connection: Upgrade\r\n"...)
 	}
 	return append(dst, "\r\n"...)
+}
+
+// namedByConnection tells whether a Connection field of h names the field
+// name, making it hop-by-hop; Host and the framing are never dropped so
+// (header.ConnectionMayName): the body goes on framed as it came.
+func namedByConnection(h *h1.Head, name []byte) bool {
+	return header.ConnectionMayName(name) && h.HopByHop(name)
 }
 
 // keepHop tells which hop-by-hop fields still travel: the request's framing
@@ -146,7 +154,11 @@ func appendResponseHead(dst []byte, r *h1.Response, rh responseHead) []byte {
 	hop := r.Flags&(h1.FlagHopByHop|h1.FlagConnOther|h1.FlagTransferEncoding) != 0
 	for i := range r.Fields {
 		f := &r.Fields[i]
-		switch header.Classify(f.Name) {
+		class := header.Classify(f.Name)
+		if class != header.HopByHop && hop && namedByConnection(&r.Head, f.Name) {
+			continue
+		}
+		switch class {
 		case header.HopByHop:
 			if !keepResponseHop(f.Name, rh) {
 				continue
@@ -154,10 +166,6 @@ func appendResponseHead(dst []byte, r *h1.Response, rh responseHead) []byte {
 		case header.ShardName:
 			if rh.shard != "" {
 				continue // ours is the one that counts
-			}
-		default:
-			if hop && r.HopByHop(f.Name) {
-				continue // named by Connection
 			}
 		}
 		dst = append(dst, f.Line...)

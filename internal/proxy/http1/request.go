@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"math"
+	"slices"
 	"time"
 
 	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
@@ -31,6 +33,14 @@ func (cc *clientConn) serveRequest() bool {
 	if string(in.head.Method) == "CONNECT" {
 		return cc.refuse(answer.ErrMethodNotAllowed, "")
 	}
+	if in.head.Flags.Has(h1.FlagContentLength) && cc.overLimit(in.head.ContentLength) {
+		// Before any 100 Continue and before any shard: the client learns
+		// at once, and sends nothing more.
+		return cc.refuse(answer.BodyTooLarge(int(min(cc.s.cfg.MaxRequestBodyBytes, math.MaxInt32))), "")
+	}
+	if err := cc.checkBodyStart(); err != nil {
+		return cc.refuse(err, "")
+	}
 	s := keys.AcquireScratch()
 	defer keys.ReleaseScratch(s)
 	if err := cc.route(s); err != nil {
@@ -44,7 +54,12 @@ func (cc *clientConn) serveRequest() bool {
 		return cc.refuse(err, shard)
 	}
 	x.b = x.d.Backend
-	x.upgrade = in.head.Flags.Has(h1.FlagUpgrade) && connectionHasUpgrade(&in.head)
+	// Only an upgrade to a protocol the proxy can route is passed on (a
+	// WebSocket is one stream of one key); for any other (h2c: streams of
+	// every key on one shard's connection) the Upgrade field is dropped, so
+	// no tunnel can open.
+	x.upgrade = in.head.Flags.Has(h1.FlagUpgrade) && connectionHasUpgrade(&in.head) &&
+		upgradesOnlyTo(&in.head, cc.s.cfg.UpgradeProtocols)
 	if x.upgrade {
 		x.key = string(x.d.Key) // a tunnel is tracked by key
 		x.websocket = upgradesTo(&in.head, "websocket")
@@ -86,6 +101,7 @@ type bodyReader struct {
 	framing h1.Framing
 	left    int64 // FramingLength: bytes still to come
 	chunk   h1.Chunked
+	payload int64 // body bytes read so far, framing not counted
 	done    bool
 }
 
@@ -140,7 +156,6 @@ func (cc *clientConn) nextBody() (raw, data []byte, err error) {
 		b.done = b.left == 0
 		return raw, raw, nil
 	}
-	b.started = true
 	consumed, data, done, err := b.chunk.Next(cc.rb[cc.r:cc.w])
 	raw = cc.rb[cc.r : cc.r+consumed]
 	cc.r += consumed
@@ -148,7 +163,46 @@ func (cc *clientConn) nextBody() (raw, data []byte, err error) {
 	if err != nil {
 		return nil, nil, answer.ErrBadRequest
 	}
+	if b.payload += int64(len(data)); cc.overLimit(b.payload) {
+		// Cut: the rest of this body is never read, so the connection
+		// closes after the answer.
+		b.done = false
+		return nil, nil, answer.BodyTooLarge(int(min(cc.s.cfg.MaxRequestBodyBytes, math.MaxInt32)))
+	}
 	return raw, data, nil
+}
+
+// overLimit tells whether n body bytes pass --max-request-body-bytes.
+func (cc *clientConn) overLimit(n int64) bool {
+	limit := cc.s.cfg.MaxRequestBodyBytes
+	return limit > 0 && n > limit
+}
+
+// checkBodyStart looks, before the head goes anywhere, at what came of a
+// chunked body with it: malformed framing there (a size with a hundred
+// leading zeros, one past 64 bits, a 70 KB extension) or a payload already
+// over --max-request-body-bytes is refused before any shard sees a byte.
+func (cc *clientConn) checkBodyStart() error {
+	b := &cc.body
+	if b.framing != h1.FramingChunked || b.started || b.done {
+		return nil
+	}
+	var c h1.Chunked
+	var payload int64
+	for i := cc.r; i < cc.w; {
+		n, data, done, err := c.Next(cc.rb[i:cc.w])
+		if err != nil {
+			return answer.ErrBadRequest
+		}
+		if payload += int64(len(data)); cc.overLimit(payload) {
+			return answer.BodyTooLarge(int(min(cc.s.cfg.MaxRequestBodyBytes, math.MaxInt32)))
+		}
+		if done || n == 0 {
+			break
+		}
+		i += n
+	}
+	return nil
 }
 
 // bodyInBuffer reports whether the whole body is already in rb, and its
@@ -164,10 +218,11 @@ func (cc *clientConn) bodyInBuffer() ([]byte, bool) {
 		}
 	case b.framing == h1.FramingChunked:
 		var c h1.Chunked
+		var payload int64
 		for i := cc.r; i < cc.w; {
-			n, _, done, err := c.Next(cc.rb[i:cc.w])
-			if err != nil {
-				return nil, false
+			n, data, done, err := c.Next(cc.rb[i:cc.w])
+			if payload += int64(len(data)); err != nil || cc.overLimit(payload) {
+				return nil, false // nextBody answers it
 			}
 			i += n
 			if done {
@@ -314,4 +369,29 @@ func upgradesTo(h *h1.Request, protocol string) bool {
 		}
 	}
 	return false
+}
+
+// upgradesOnlyTo tells whether every protocol the Upgrade fields list
+// (RFC 9110 §7.8: name["/"version], comma-separated) is one of allowed,
+// matched case-insensitively by name.
+func upgradesOnlyTo(h *h1.Request, allowed []string) bool {
+	seen := false
+	for i := range h.Fields {
+		f := &h.Fields[i]
+		if !h1.EqualFold(f.Name, "Upgrade") {
+			continue
+		}
+		for _, p := range bytes.Split(f.Value, []byte(",")) {
+			p = bytes.Trim(p, " \t")
+			if len(p) == 0 {
+				continue
+			}
+			name, _, _ := bytes.Cut(p, []byte("/"))
+			if !slices.ContainsFunc(allowed, func(a string) bool { return h1.EqualFold(name, a) }) {
+				return false
+			}
+			seen = true
+		}
+	}
+	return seen
 }

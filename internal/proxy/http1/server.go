@@ -25,6 +25,8 @@ type Config struct {
 	Router *route.Router
 	// MaxBodyBytes caps what a body rule buffers of a request body.
 	MaxBodyBytes int
+	// MaxRequestBodyBytes caps every request body (0: no limit).
+	MaxRequestBodyBytes int64
 	// UpstreamTimeout bounds waiting for a shard: for the answer's head
 	// after the request was sent, and between two reads of its body.
 	UpstreamTimeout time.Duration
@@ -40,6 +42,10 @@ type Config struct {
 	// TunnelIdleTimeout closes an upgraded connection when no byte crossed
 	// it either way for this long.
 	TunnelIdleTimeout time.Duration
+	// UpgradeProtocols are the protocols an Upgrade request may switch to
+	// (case-insensitive names, e.g. "websocket"); for any other the
+	// Upgrade field is not forwarded.
+	UpgradeProtocols []string
 	// HandOff is offered the first bytes of a connection whose first
 	// request line names another version (an HTTP/2 preface): when it
 	// takes the connection (true), the engine forgets it. Nil takes none.

@@ -136,8 +136,14 @@ func appendPrevious(h []hpack.HeaderField, name, addr string) []hpack.HeaderFiel
 
 // appendAnswerFields appends an answer's or trailer's fields under the
 // header policy: hop-by-hop fields dropped, and a shard's own X-Shard
-// when the proxy sets its own.
+// when the proxy sets its own. HTTP/2 has no Connection field (RFC 9113
+// §8.2.2); a shard that sends one anyway gets it dropped with the fields it
+// names, as from an HTTP/1.1 shard and through the bridge.
 func appendAnswerFields(dst, fields []hpack.HeaderField, dropShard bool) []hpack.HeaderField {
+	conn := false
+	for _, hf := range fields {
+		conn = conn || isConnection(hf.Name)
+	}
 	for _, hf := range fields {
 		switch header.Classify(hf.Name) {
 		case header.HopByHop:
@@ -147,10 +153,29 @@ func appendAnswerFields(dst, fields []hpack.HeaderField, dropShard bool) []hpack
 				continue
 			}
 		}
+		if conn && namedByConnection(fields, hf.Name) {
+			continue
+		}
 		dst = append(dst, hf)
 	}
 	return dst
 }
+
+// namedByConnection tells whether a connection field among fields names
+// name (never the framing: header.ConnectionMayName).
+func namedByConnection(fields []hpack.HeaderField, name string) bool {
+	if !header.ConnectionMayName(name) {
+		return false
+	}
+	for _, hf := range fields {
+		if isConnection(hf.Name) && header.ListsToken(hf.Value, name) {
+			return true
+		}
+	}
+	return false
+}
+
+func isConnection(name string) bool { return len(name) == 10 && strings.EqualFold(name, "connection") }
 
 // keyRequest lets key rules read a relayed request's head.
 type keyRequest struct {

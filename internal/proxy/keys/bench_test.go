@@ -15,7 +15,7 @@ func BenchmarkKey(b *testing.B) {
 		"header:X-Missing,header:X-Shard-Key",
 	} {
 		b.Run(rule, func(b *testing.B) {
-			e := NewExtractor(mustRules(b, rule))
+			e := NewExtractor(mustRules(b, rule), 0)
 			b.ReportAllocs()
 			for b.Loop() {
 				s := AcquireScratch()

@@ -2,6 +2,7 @@ package keys
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"sync"
 	"unsafe"
@@ -32,6 +33,7 @@ type Extractor struct {
 	// NeedsBody tells whether some rule reads the body, which a front end
 	// must then buffer (up to its limit) before asking for the key.
 	needsBody bool
+	maxDepth  int // of the JSON a body rule reads
 }
 
 // Scratch holds per-request buffers so that extraction does not allocate.
@@ -55,9 +57,13 @@ func ReleaseScratch(s *Scratch) {
 	scratchPool.Put(s)
 }
 
-// NewExtractor returns an Extractor for rules (at least one).
-func NewExtractor(rules []Rule) *Extractor {
-	e := &Extractor{rules: rules}
+// DefaultMaxBodyDepth is the deepest JSON nesting a body rule reads.
+const DefaultMaxBodyDepth = 64
+
+// NewExtractor returns an Extractor for rules (at least one). A body rule
+// reads JSON nested at most maxBodyDepth deep (0: DefaultMaxBodyDepth).
+func NewExtractor(rules []Rule, maxBodyDepth int) *Extractor {
+	e := &Extractor{rules: rules, maxDepth: cmp.Or(max(maxBodyDepth, 0), DefaultMaxBodyDepth)}
 	for _, r := range rules {
 		e.tried = append(e.tried, r.text)
 		e.needsBody = e.needsBody || r.kind == ruleBody
@@ -115,15 +121,6 @@ func (r *Rule) extract(req Request, s *Scratch) ([]byte, error) {
 	}
 	return nil, nil
 }
-
-
-
-
-
-
-
-
-
 
 // bodyKey reads the rule's field from a JSON body. An empty body yields no
 // key (so a later rule may match); a body that is not JSON is an error,

@@ -89,7 +89,7 @@ func TestExtract(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.rule+" "+tt.uri+tt.body, func(t *testing.T) {
-			e := NewExtractor(mustRules(t, tt.rule))
+			e := NewExtractor(mustRules(t, tt.rule), 0)
 			uri := tt.uri
 			if uri == "" {
 				uri = "/"
@@ -110,7 +110,7 @@ func TestExtract(t *testing.T) {
 
 func TestHeaderKeyDoesNotAllocate(t *testing.T) {
 	for _, rule := range []string{"header:X-Shard-Key", "path:/accounts/{key}", "query:k", "cookie:k", "body:account.id"} {
-		e := NewExtractor(mustRules(t, rule))
+		e := NewExtractor(mustRules(t, rule), 0)
 		req := requestFor("POST", "/accounts/12345?k=12345", map[string]string{"X-Shard-Key": "12345", "Cookie": "k=12345"}, `{"account":{"id":"12345"}}`)
 		allocs := testing.AllocsPerRun(200, func() {
 			s := AcquireScratch()
@@ -267,7 +267,7 @@ func TestAmbiguousKey(t *testing.T) {
 			}
 			s := AcquireScratch()
 			defer ReleaseScratch(s)
-			key, _, err := NewExtractor(mustRules(t, tt.rule)).Key(in, s)
+			key, _, err := NewExtractor(mustRules(t, tt.rule), 0).Key(in, s)
 			if !errors.Is(err, tt.wantErr) || string(key) != tt.want {
 				t.Fatalf("key %q, err %v; want %q, %v", key, err, tt.want, tt.wantErr)
 			}
@@ -312,7 +312,7 @@ func (r rawPath) Body() []byte                                 { return nil }
 // refused (Go's server answers 400 for it; a lenient one would read it
 // as written), while one in a literal segment just does not match.
 func TestBadEscapeInKeySegment(t *testing.T) {
-	e := NewExtractor(mustRules(t, "path:/accounts/{key}"))
+	e := NewExtractor(mustRules(t, "path:/accounts/{key}"), 0)
 	s := AcquireScratch()
 	defer ReleaseScratch(s)
 	if _, _, err := e.Key(rawPath{path: "/accounts/%zz"}, s); !errors.Is(err, answer.ErrInvalidKey) {

@@ -42,6 +42,9 @@ type Config struct {
 	Ring ring.Config
 	// Keys are the key rules, tried in order. Nil means keys.DefaultRules.
 	Keys []keys.Rule
+	// MaxBodyDepth is the deepest JSON nesting a body rule reads. Zero
+	// means keys.DefaultMaxBodyDepth.
+	MaxBodyDepth int
 	// UpstreamTimeout bounds connecting to a shard (with at most 5 s).
 	// Zero means DefaultUpstreamTimeout.
 	UpstreamTimeout time.Duration
@@ -112,7 +115,7 @@ func New(cfg Config) (*Router, error) {
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
 	r := &Router{
 		cfg:      cfg,
-		keys:     keys.NewExtractor(cfg.Keys),
+		keys:     keys.NewExtractor(cfg.Keys, cfg.MaxBodyDepth),
 		metrics:  newMetrics(cfg.Registerer),
 		log:      cfg.Logger,
 		dial:     dialer(cfg.UpstreamTimeout),
