@@ -33,6 +33,7 @@ var (
 	ErrAmbiguousKey     = &Error{Status: http.StatusBadRequest, msg: "ambiguous shard key"}
 	ErrInvalidKey       = &Error{Status: http.StatusBadRequest, msg: "invalid shard key"}
 	ErrBadBody          = &Error{Status: http.StatusBadRequest, msg: "request body is not valid JSON"}
+	ErrBodyTooDeep      = &Error{Status: http.StatusBadRequest, msg: "request body nested too deep"}
 	ErrBadRequest       = &Error{Status: http.StatusBadRequest, msg: "malformed request"}
 	ErrBodyTooLarge     = &Error{Status: http.StatusRequestEntityTooLarge, msg: "request body too large"}
 	ErrHeaderTooLarge   = &Error{Status: http.StatusRequestHeaderFieldsTooLarge, msg: "request headers too large"}

@@ -200,8 +200,13 @@ func (r *Request) Framing() Framing {
 }
 
 // Values appends the value of every field named name (case-insensitive) to
-// dst, in order, and returns it. The values alias the parsed buffer.
+// dst, in order, and returns it. The values alias the parsed buffer. For
+// Host on an absolute-form target it is the target's authority, the host
+// a server reads whatever the Host field says (RFC 9112 §3.2.2).
 func (h *Request) Values(dst [][]byte, name string) [][]byte {
+	if h.Form == FormAbsolute && EqualFold([]byte(name), "Host") {
+		return append(dst, h.authority)
+	}
 	for i := range h.Fields {
 		if f := &h.Fields[i]; EqualFold(f.Name, name) {
 			dst = append(dst, f.Value)

@@ -1,13 +1,9 @@
 package keys
 
 import (
-	"bytes"
 	"cmp"
 	"errors"
 	"sync"
-	"unsafe"
-
-	"github.com/tidwall/gjson"
 
 	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
 )
@@ -80,7 +76,7 @@ func (e *Extractor) NeedsBody() bool { return e.needsBody }
 // body was buffered. The key aliases memory of req and s.
 func (e *Extractor) Key(req Request, s *Scratch) (key []byte, rule string, err error) {
 	for i := range e.rules {
-		key, err := e.rules[i].extract(req, s)
+		key, err := e.rules[i].extract(req, e.maxDepth, s)
 		if err != nil || len(key) > 0 {
 			return key, e.rules[i].text, err
 		}
@@ -102,7 +98,7 @@ func (e *Extractor) KeyString(req Request) string {
 	return string(key)
 }
 
-func (r *Rule) extract(req Request, s *Scratch) ([]byte, error) {
+func (r *Rule) extract(req Request, maxDepth int, s *Scratch) ([]byte, error) {
 	switch r.kind {
 	case ruleHeader:
 		s.vals = req.HeaderValues(s.vals[:0], r.name)
@@ -117,47 +113,33 @@ func (r *Rule) extract(req Request, s *Scratch) ([]byte, error) {
 		p, _ := req.PathQuery()
 		return r.matchPath(p, s)
 	case ruleBody:
-		return r.bodyKey(req.Body(), s)
+		return r.bodyKey(req.Body(), maxDepth, s)
 	}
 	return nil, nil
 }
 
-// bodyKey reads the rule's field from a JSON body. An empty body yields no
-// key (so a later rule may match); a body that is not JSON is an error,
-// because guessing would misroute.
-func (r *Rule) bodyKey(body []byte, s *Scratch) ([]byte, error) {
+// bodyKey reads the rule's field from a JSON body (jsonKey). An empty body
+// yields no key (so a later rule may match); a body that is not JSON, or
+// nested deeper than maxDepth, or that a JSON decoder could read two ways
+// is refused, because guessing would misroute.
+func (r *Rule) bodyKey(body []byte, maxDepth int, s *Scratch) ([]byte, error) {
 	if body == nil {
 		return nil, ErrNeedBody
 	}
 	if len(body) == 0 {
 		return nil, nil
 	}
-	// The body outlives this call, so a string view of it is safe and lets
-	// gjson return results that point into it instead of copies.
-	doc := unsafe.String(unsafe.SliceData(body), len(body))
-	if !gjson.Valid(doc) {
-		return nil, answer.KeyError(answer.ErrBadBody, r.text, nil)
-	}
-	res := gjson.Get(doc, r.jsonPath)
-	switch res.Type {
-	case gjson.Number:
-		return rawOf(body, res), nil
-	case gjson.String:
-		raw := rawOf(body, res)
-		if len(raw) >= 2 && bytes.IndexByte(raw, '\\') < 0 {
-			return raw[1 : len(raw)-1], nil
-		}
-		s.buf = append(s.buf[:0], res.Str...)
+	var err error
+	s.buf, err = jsonKey(body, r.fieldPath, maxDepth, s.buf)
+	switch {
+	case err == nil:
 		return s.buf, nil
+	case errors.Is(err, errJSONTooDeep):
+		return nil, answer.KeyError(answer.ErrBodyTooDeep, r.text, nil)
+	case errors.Is(err, errJSONAmbiguous):
+		return nil, r.ambiguous()
+	case errors.Is(err, errJSONBadKey):
+		return nil, r.invalid()
 	}
-	return nil, nil
-}
-
-// rawOf returns res.Raw as a slice of body when gjson reports where it found
-// it, avoiding a copy.
-func rawOf(body []byte, res gjson.Result) []byte {
-	if res.Index > 0 && res.Index+len(res.Raw) <= len(body) {
-		return body[res.Index : res.Index+len(res.Raw)]
-	}
-	return []byte(res.Raw)
+	return nil, answer.KeyError(answer.ErrBadBody, r.text, nil)
 }

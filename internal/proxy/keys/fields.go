@@ -18,14 +18,18 @@ import (
 func (r *Rule) ambiguous() error { return answer.KeyError(answer.ErrAmbiguousKey, r.text, nil) }
 func (r *Rule) invalid() error   { return answer.KeyError(answer.ErrInvalidKey, r.text, nil) }
 
-// single returns the one value of vals (header lines, trimmed): identical
-// repeats count as one; different values, an empty one among them
-// included, are ambiguous. Only empty values: no key.
+// single returns the one value of vals (header lines): identical repeats
+// count as one; different values, an empty one among them included, are
+// ambiguous. Only empty values: no key. A value with surrounding white
+// space is refused: HTTP/1.1 parsers strip it, so it can only come over
+// HTTP/2, where it is malformed (RFC 9113 §8.2.1) and some servers keep it.
 func (r *Rule) single(vals [][]byte) ([]byte, error) {
 	var key []byte
 	found := false
 	for _, v := range vals {
-		v = bytes.Trim(v, " \t")
+		if n := len(v); n > 0 && (isSpace(v[0]) || isSpace(v[n-1])) {
+			return nil, r.invalid()
+		}
 		switch {
 		case !found:
 			key, found = v, true
@@ -45,7 +49,9 @@ func (r *Rule) single(vals [][]byte) ([]byte, error) {
 func (r *Rule) cookie(s *Scratch) ([]byte, error) {
 	var key []byte
 	found := false
+	count := 0
 	for _, line := range s.vals {
+		count += bytes.Count(line, []byte(";")) + 1
 		for len(line) > 0 {
 			var pair []byte
 			pair, line, _ = bytes.Cut(line, []byte(";"))
@@ -69,8 +75,21 @@ func (r *Rule) cookie(s *Scratch) ([]byte, error) {
 			}
 		}
 	}
+	if len(key) > 0 && count > maxCookies {
+		return nil, r.ambiguous() // Go reads no cookie at all past its limit
+	}
 	return key, nil
 }
+
+// Limits of Go's net/http past which it reads nothing: cookies in a
+// request (counted as ';'-separated parts of every Cookie line), and
+// parameters in a query (url.ParseQuery, GODEBUG urlmaxqueryparams).
+const (
+	maxCookies     = 3000
+	maxQueryParams = 10000
+)
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' }
 
 // cookieValue is net/http's parseCookieValue: one pair of surrounding
 // quotes stripped, then only cookie-octets (RFC 6265 §4.1.1, plus space
@@ -94,6 +113,7 @@ func cookieValue(v []byte) ([]byte, bool) {
 // escape in the name or value (Go drops the pair, lenient parsers keep
 // it), two different values (an empty one included).
 func (r *Rule) query(q []byte, s *Scratch) ([]byte, error) {
+	q0 := q
 	found := false
 	s.buf = s.buf[:0]
 	for len(q) > 0 {
@@ -125,6 +145,9 @@ func (r *Rule) query(q []byte, s *Scratch) ([]byte, error) {
 	if len(s.buf) == 0 {
 		return nil, nil
 	}
+	if bytes.Count(q0, []byte("&"))+1 > maxQueryParams {
+		return nil, r.ambiguous() // url.ParseQuery reads no parameter at all past its limit
+	}
 	return s.buf, nil
 }
 
@@ -151,6 +174,9 @@ func (r *Rule) semicolonHoldsName(pair []byte, s *Scratch) bool {
 func (r *Rule) matchPath(path []byte, s *Scratch) ([]byte, error) {
 	if len(path) == 0 || path[0] != '/' {
 		return nil, nil
+	}
+	if pathReadTwoWays(path, len(r.segments), s) {
+		return nil, r.ambiguous()
 	}
 	rest := path[1:]
 	var key []byte
@@ -183,6 +209,56 @@ func (r *Rule) matchPath(path []byte, s *Scratch) ([]byte, error) {
 		return nil, r.invalid()
 	}
 	return s.buf, nil
+}
+
+// pathReadTwoWays tells whether servers could split path into different
+// segments where the template looks (its first n): an encoded slash there
+// in a path that Go's url package re-escapes (a byte it would escape makes
+// it drop the raw path, and %2F then becomes a real '/'), or a dot segment
+// anywhere ("." or "..", encoded or not: ".." after the key removes it),
+// which one server redirects, another resolves, and a third takes as it
+// is.
+func pathReadTwoWays(path []byte, n int, s *Scratch) bool {
+	prefix := path
+	for i, at := 0, 1; i < n; i++ {
+		j := bytes.IndexByte(path[at:], '/')
+		if j < 0 {
+			prefix = path // the template reaches the end of the path
+			break
+		}
+		at += j + 1
+		prefix = path[:at]
+	}
+	if bytes.Contains(prefix, []byte("%2F")) || bytes.Contains(prefix, []byte("%2f")) {
+		for _, c := range path {
+			if !isPathByte(c) {
+				return true
+			}
+		}
+	}
+	if bytes.IndexByte(path, '.') < 0 && !bytes.Contains(path, []byte("%2e")) && !bytes.Contains(path, []byte("%2E")) {
+		return false
+	}
+	for i, rest := 0, path[1:]; ; i++ {
+		seg, more, found := bytes.Cut(rest, []byte("/"))
+		s.cmp, _ = unescape(s.cmp[:0], seg, false)
+		// ".." anywhere can remove the key's segment; "." only shifts
+		// the segments the template reads when it comes among them.
+		if string(s.cmp) == ".." || string(s.cmp) == "." && i < n {
+			return true
+		}
+		if !found {
+			return false
+		}
+		rest = more
+	}
+}
+
+// isPathByte tells the bytes Go's url package keeps in an escaped path
+// (RFC 3986 pchar, '/' and '%', and '[' ']' as browsers leave them).
+func isPathByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+		bytes.IndexByte([]byte("-._~!$&'()*+,;=:@/%[]"), c) >= 0
 }
 
 // segmentIs tells whether a raw path segment is the literal want once

@@ -3,6 +3,7 @@ package keys
 import (
 	"net/http"
 	"net/textproto"
+	"strings"
 )
 
 // HTTPRequest lets key rules read a net/http request (the net/http front
@@ -15,7 +16,14 @@ type HTTPRequest struct {
 var _ Request = HTTPRequest{}
 
 // HeaderValues implements Request.
+// net/http moves Host out of the header map: it is read from Req.Host.
 func (h HTTPRequest) HeaderValues(dst [][]byte, name string) [][]byte {
+	if strings.EqualFold(name, "Host") {
+		if h.Req.Host != "" {
+			dst = append(dst, []byte(h.Req.Host))
+		}
+		return dst
+	}
 	for _, v := range h.Req.Header[textproto.CanonicalMIMEHeaderKey(name)] {
 		dst = append(dst, []byte(v))
 	}

@@ -40,8 +40,8 @@ type Rule struct {
 	// path rules: the template split into segments; keyAt is the index of {key}.
 	segments []string
 	keyAt    int
-	// body rules: the field as a gjson path with every special character escaped.
-	jsonPath string
+	// body rules: the field's segments (member names or array indexes).
+	fieldPath []string
 }
 
 // String returns the rule as written on the command line.
@@ -91,11 +91,11 @@ func parseRule(text string) (Rule, error) {
 		}
 		r.segments, r.keyAt = segs, at
 	case ruleBody:
-		p, err := jsonPathOf(arg)
+		p, err := fieldPathOf(arg)
 		if err != nil {
 			return Rule{}, fmt.Errorf("key rule %q: %w", text, err)
 		}
-		r.jsonPath = p
+		r.fieldPath = p
 	}
 	return r, nil
 }
@@ -132,30 +132,16 @@ func parseTemplate(tmpl string) ([]string, int, error) {
 	return segs, keyAt, nil
 }
 
-// jsonPathOf turns a dotted field ("account.id", "items.0.sku") into a gjson
-// path that gjson cannot read as a query, modifier or wildcard: every
-// character other than a letter, digit, '_' or '-' is escaped.
-func jsonPathOf(field string) (string, error) {
-	var b strings.Builder
-	for i, seg := range strings.Split(field, ".") {
+// fieldPathOf splits a dotted field ("account.id", "items.0.sku") into its
+// segments: member names, or array indexes where the value is an array.
+func fieldPathOf(field string) ([]string, error) {
+	segs := strings.Split(field, ".")
+	for _, seg := range segs {
 		if seg == "" {
-			return "", fmt.Errorf("body field %q has an empty segment", field)
-		}
-		if i > 0 {
-			b.WriteByte('.')
-		}
-		for _, c := range []byte(seg) {
-			if !isPlainFieldByte(c) {
-				b.WriteByte('\\')
-			}
-			b.WriteByte(c)
+			return nil, fmt.Errorf("body field %q has an empty segment", field)
 		}
 	}
-	return b.String(), nil
-}
-
-func isPlainFieldByte(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c >= 0x80
+	return segs, nil
 }
 
 // isToken tells an RFC 9110 token: what header field and cookie names are.

@@ -109,6 +109,8 @@ func (m *metrics) keyErrorFor(err error) {
 		m.keyError("invalid")
 	case errors.Is(err, answer.ErrBadBody):
 		m.keyError("bad_body")
+	case errors.Is(err, answer.ErrBodyTooDeep):
+		m.keyError("too_deep")
 	case errors.Is(err, answer.ErrBodyTooLarge):
 		m.keyError("body_too_large")
 	}
