@@ -31,6 +31,8 @@ fuzz:
 	$(GO) test -run XXX -fuzz '^FuzzParseRules$$'   -fuzztime $(FUZZTIME) ./internal/proxy/keys/
 	$(GO) test -run XXX -fuzz '^FuzzPathTemplate$$' -fuzztime $(FUZZTIME) ./internal/proxy/keys/
 	$(GO) test -run XXX -fuzz '^FuzzBodyKey$$'      -fuzztime $(FUZZTIME) ./internal/proxy/keys/
+	$(GO) test -run XXX -fuzz '^FuzzJSONKeyDifferential$$' -fuzztime $(FUZZTIME) ./internal/proxy/keys/
+	$(GO) test -run XXX -fuzz '^FuzzKeyDifferential$$'     -fuzztime $(FUZZTIME) ./internal/proxy/keys/
 	$(GO) test -run XXX -fuzz '^FuzzHpackEncoder$$' -fuzztime $(FUZZTIME) ./internal/proxy/http2/
 	$(GO) test -run XXX -fuzz '^FuzzRelayFrames$$'  -fuzztime $(FUZZTIME) ./internal/proxy/
 	$(GO) test -run XXX -fuzz '^FuzzModulus$$'      -fuzztime $(FUZZTIME) ./ring/
