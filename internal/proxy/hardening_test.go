@@ -7,10 +7,14 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/shard-proxy/shard-proxy/internal/watch"
 	"github.com/shard-proxy/shard-proxy/ring"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 )
 
 // A shard that sends its answer's head a byte at a time, for ever, gets
@@ -156,5 +160,175 @@ func TestUpgradeOnlyToRoutableProtocols(t *testing.T) {
 		if a.Status() != 200 || req.Has("Upgrade") || req.Has("HTTP2-Settings") || strings.Contains(strings.ToLower(req.Get("Connection")), "upgrade") {
 			t.Errorf("Upgrade: %s: answer %d; the shard got %q, want no Upgrade, HTTP2-Settings or Connection: upgrade", upgrade, a.Status(), req.Head)
 		}
+	}
+}
+
+// countingH2Shard is an h2c shard that counts the requests it received,
+// by path.
+func countingH2Shard(t testing.TB) (watch.Topology, func(path string) int) {
+	var mu sync.Mutex
+	seen := map[string]int{}
+	topo := startH2CHandlers(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen[r.URL.Path]++
+		mu.Unlock()
+		_, _ = io.Copy(io.Discard, r.Body)
+		_, _ = io.WriteString(w, "ok")
+	}))
+	return topo, func(path string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return seen[path]
+	}
+}
+
+// The relay refuses a request head that an HTTP/1.1 hop or another server
+// could read differently (RFC 9113 §8.1.1, §8.2.1, §8.3.1): the stream is
+// reset with PROTOCOL_ERROR, the shard sees nothing, and the connection
+// goes on.
+func TestRelayRefusesHeadsReadTwoWays(t *testing.T) {
+	topo, seen := countingH2Shard(t)
+	p := startProxy(t, Config{}, ring.Config{}, &topo)
+	c := dialRelay(t, p.url, bigWindows)
+	head := func(method, path string, extra ...string) []hpack.HeaderField {
+		return reqHead(method, path, "k", extra...)
+	}
+	for _, tc := range []struct {
+		name string
+		head []hpack.HeaderField
+	}{
+		{"a space in :method", head("GET /smug", "/m")},
+		{"an empty :method", head("", "/m")},
+		{"a space in :path", head("GET", "/m HTTP/1.1\r\nX: y")},
+		{"a control byte in :path", head("GET", "/m\x01")},
+		{"a byte past ASCII in :path", head("GET", "/m\xc3\xa9")},
+		{"* for GET", head("GET", "*")},
+		{"content-length +5", head("POST", "/m", "content-length", "+5")},
+		{"content-length with a space", head("POST", "/m", "content-length", "5 ")},
+		{"content-length -0", head("POST", "/m", "content-length", "-0")},
+		{"host other than :authority", head("GET", "/m", "host", "other.test")},
+		{"a value with trailing white space", head("GET", "/m", "x-shard-tenant", "a ")},
+		{"a value with leading white space", head("GET", "/m", "x-shard-tenant", "\ta")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := c.newStream()
+			c.mustHeaders(t, id, tc.head, true)
+			a := c.answer(t, id)
+			if !a.reset || a.code != http2.ErrCodeProtocol || len(a.heads) > 0 {
+				t.Fatalf("answer %v: want RST_STREAM PROTOCOL_ERROR and no answer", a)
+			}
+			if a := c.get(t, "/ok", "k"); a.status() != "200" {
+				t.Fatalf("next request on the connection: %v", a)
+			}
+		})
+	}
+	if n := seen("/m") + seen("/m HTTP/1.1") + seen("*"); n != 0 {
+		t.Errorf("the shard received %d of the refused requests, want none", n)
+	}
+	// A host equal to :authority but for case is the same entity.
+	if a := c.get(t, "/same", "k", "host", "SHARD.test"); a.status() != "200" {
+		t.Errorf("host differing only in case: %v, want 200", a)
+	}
+}
+
+// Stream ids (RFC 9113 §5.1.1): a HEADERS frame that opens a stream with an
+// id already used, or lower than one used, is a connection error: GOAWAY
+// PROTOCOL_ERROR, never a stream left waiting for ever.
+func TestRelayStreamIDRules(t *testing.T) {
+	topo, seen := countingH2Shard(t)
+	p := startProxy(t, Config{}, ring.Config{}, &topo)
+	for _, tc := range []struct {
+		name string
+		id   uint32
+	}{
+		{"a reused id", 3},             // the stream /first used
+		{"a lower id never opened", 1}, // skipped before /first
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := dialRelay(t, p.url, bigWindows)
+			if skipped := c.newStream(); skipped != 1 {
+				t.Fatalf("first id %d, want 1", skipped)
+			}
+			if a := c.get(t, "/first", "k"); a.status() != "200" { // stream 3
+				t.Fatalf("first request: %v", a)
+			}
+			c.mustHeaders(t, tc.id, reqHead("GET", "/again", "k"), true)
+			ev := c.expectConn(t, "GOAWAY", func(ev h2ev) bool { return ev.typ == http2.FrameGoAway })
+			if ev.code != http2.ErrCodeProtocol {
+				t.Fatalf("%v, want GOAWAY PROTOCOL_ERROR", ev)
+			}
+		})
+	}
+	if n := seen("/again"); n != 0 {
+		t.Errorf("the shard received %d requests on reused ids, want none", n)
+	}
+}
+
+// --max-request-body-bytes on the relay: a declared length over it is
+// answered 413 without contacting the shard; DATA past it without one
+// cuts the stream (the shard's is reset) and is answered 413.
+func TestRelayMaxRequestBodyBytes(t *testing.T) {
+	const limit = 32 << 10
+	topo, seen := countingH2Shard(t)
+	p := startProxy(t, Config{MaxRequestBodyBytes: limit}, ring.Config{}, &topo)
+	c := dialRelay(t, p.url, bigWindows)
+
+	id := c.newStream()
+	c.mustHeaders(t, id, reqHead("POST", "/declared", "k", "content-length", fmt.Sprint(limit+1)), false)
+	if a := c.answer(t, id); a.status() != "413" || !strings.Contains(string(a.body), fmt.Sprint(limit)) {
+		t.Fatalf("declared over the limit: %v %q, want 413 naming the limit", a, a.body)
+	}
+	if n := seen("/declared"); n != 0 {
+		t.Errorf("the shard received %d requests declared over the limit, want none", n)
+	}
+
+	id = c.newStream()
+	c.mustHeaders(t, id, reqHead("POST", "/streamed", "k"), false)
+	for range 3 { // 48 KiB in 16 KiB frames
+		if err := c.data(id, relayBytes(16<<10), false); err != nil {
+			break // the relay may reset the stream first
+		}
+	}
+	if a := c.answer(t, id); a.status() != "413" {
+		t.Fatalf("streamed past the limit: %v, want 413", a)
+	}
+}
+
+// The net/http path (HTTP/2 clients of HTTP/1.1 shards) refuses what Go's
+// HTTP/2 server lets through but a shard could read two ways, and never
+// passes an upgrade on to an HTTP/2 stream (RFC 9113 §8.6).
+func TestNetHTTPPathRefusals(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]int{}
+	addr := startHTTPShard(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen[r.URL.Path]++
+		mu.Unlock()
+		if r.URL.Path == "/switch" {
+			w.Header().Set("Connection", "Upgrade")
+			w.Header().Set("Upgrade", "websocket")
+			w.WriteHeader(http.StatusSwitchingProtocols)
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+	})
+	p := startProxy(t, Config{}, ring.Config{}, rawTopology(addr))
+	c, isRelay := dialH2(t, p.url)
+	if isRelay {
+		t.Fatal("an HTTP/1.1 shard's client connection went to the relay, want the net/http path")
+	}
+	id := c.newStream()
+	c.mustHeaders(t, id, reqHead("POST", "/twolengths", "k", "content-length", "3", "content-length", "+3"), false)
+	_ = c.data(id, []byte("abc"), true)
+	if a := c.answer(t, id); a.status() != "400" && !(a.reset && len(a.heads) == 0) {
+		t.Errorf("two content-length values: %v, want 400 or a reset", a)
+	}
+	if a := c.get(t, "/switch", "k"); a.status() != "502" {
+		t.Errorf("a 101 from the shard: %v, want 502", a)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if seen["/twolengths"] != 0 {
+		t.Errorf("the shard received the request with two content-lengths")
 	}
 }

@@ -133,9 +133,10 @@ func New(cfg Config) (*Proxy, error) {
 	p := &Proxy{router: r}
 	p.relay = http2.New(http2.Config{Router: r, UpstreamTimeout: cfg.UpstreamTimeout,
 		ClientHeaderTimeout: cfg.ClientHeaderTimeout, ClientWriteTimeout: cfg.ClientWriteTimeout,
-		IdleTimeout: cfg.IdleTimeout, Logger: cfg.Logger})
+		IdleTimeout: cfg.IdleTimeout, MaxRequestBodyBytes: cfg.MaxRequestBodyBytes, Logger: cfg.Logger})
 	p.h2std = h2std.New(h2std.Config{Router: r, MaxBodyBytes: cfg.MaxBodyBytes, UpstreamTimeout: cfg.UpstreamTimeout,
-		ClientHeaderTimeout: cfg.ClientHeaderTimeout, ClientBodyTimeout: cfg.ClientBodyTimeout, IdleTimeout: cfg.IdleTimeout})
+		ClientHeaderTimeout: cfg.ClientHeaderTimeout, ClientBodyTimeout: cfg.ClientBodyTimeout, IdleTimeout: cfg.IdleTimeout,
+		MaxRequestBodyBytes: cfg.MaxRequestBodyBytes})
 	p.http1 = http1.New(http1.Config{Router: r, MaxBodyBytes: cfg.MaxBodyBytes, UpstreamTimeout: cfg.UpstreamTimeout,
 		ClientHeaderTimeout: cfg.ClientHeaderTimeout, ClientBodyTimeout: cfg.ClientBodyTimeout,
 		ClientWriteTimeout: cfg.ClientWriteTimeout, IdleTimeout: cfg.IdleTimeout,

@@ -32,7 +32,13 @@ type Config struct {
 	ClientBodyTimeout time.Duration
 	// IdleTimeout closes a connection without streams this long.
 	IdleTimeout time.Duration
+	// MaxRequestBodyBytes caps a declared request body (0: no limit).
+	MaxRequestBodyBytes int64
 }
+
+// maxHeaderBytes bounds a request's header list and an answer's head, as
+// the relay bounds them (64 KiB).
+const maxHeaderBytes = 64 << 10
 
 // Server serves the HTTP/2 connections handed to it with Go's HTTP/2
 // server, started on first use. Safe for concurrent use.
@@ -57,6 +63,7 @@ func (f *Server) start() {
 			Handler:           http.HandlerFunc(f.serveStream),
 			Protocols:         &protos,
 			ReadHeaderTimeout: f.cfg.ClientHeaderTimeout,
+			MaxHeaderBytes:    maxHeaderBytes,
 			IdleTimeout:       f.cfg.IdleTimeout,
 		}
 		go func() { _ = f.srv.Serve(f.ln) }()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
@@ -28,6 +29,10 @@ func (f *Server) serveStream(w http.ResponseWriter, r *http.Request) {
 	var d route.Decision
 	d.Begin(route.HTTP2, time.Now())
 	defer f.router.Done(&d)
+	if err := f.checkRequest(r); err != nil {
+		streamError(w, grpc, err, "")
+		return
+	}
 	kr := keys.HTTPRequest{Req: r}
 	if grpc || r.ContentLength == 0 && r.Body == http.NoBody {
 		kr.Buffered = emptyBody // body rules never read protobuf
@@ -57,6 +62,22 @@ func (f *Server) serveStream(w http.ResponseWriter, r *http.Request) {
 }
 
 var emptyBody = []byte{}
+
+// checkRequest refuses what Go's HTTP/2 server lets through but a shard
+// could read two ways: content-length values that differ or are not plain
+// digits (Go takes "+5"), and a declared length over the request limit.
+func (f *Server) checkRequest(r *http.Request) error {
+	vals := r.Header.Values("Content-Length")
+	for _, v := range vals {
+		if v != vals[0] || v == "" || strings.TrimLeft(v, "0123456789") != "" {
+			return answer.ErrBadRequest
+		}
+	}
+	if limit := f.cfg.MaxRequestBodyBytes; limit > 0 && r.ContentLength > limit {
+		return answer.BodyTooLarge(int(min(limit, math.MaxInt32)))
+	}
+	return nil
+}
 
 // bufferStreamBody reads a body for a body rule, up to MaxBodyBytes, and
 // leaves it in r for forwarding.
@@ -160,6 +181,12 @@ func (f *Server) forwardStream(w http.ResponseWriter, r *http.Request, d *route.
 		return answer.For(err, b.Name).Status
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// An upgrade has no meaning on an HTTP/2 stream (RFC 9113 §8.6):
+		// nothing of it is passed on.
+		streamError(w, grpc, answer.ErrBadResponse, b.Name)
+		return http.StatusBadGateway
+	}
 	h := w.Header()
 	clear(h)
 	copyHeader(h, resp.Header)

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"time"
@@ -29,9 +30,14 @@ type clientConn struct {
 	head []hpack.HeaderField
 
 	// guarded by w.mu
-	streams    map[uint32]*stream
-	lastID     uint32 // the highest stream id the client opened
-	goAway     bool   // no new streams: GOAWAY sent, or received
+	streams map[uint32]*stream
+	lastID  uint32 // the highest stream id the client opened
+	// reset holds the last streams the relay reset while the client could
+	// still send on them: frames the client sent before it saw the reset
+	// (trailers) are ignored on those (RFC 9113 §5.1), and only on those.
+	reset      [resetMemory]uint32
+	resetPos   int
+	goAway     bool // no new streams: GOAWAY sent, or received
 	sentGoAway bool
 	idle       time.Time
 	// readDeadline is the read deadline last set.
@@ -195,10 +201,16 @@ func (c *clientConn) onHeaders(f *block) error {
 		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
 	if id <= c.lastID {
-		// A stream we ended or refused: its trailers may have been on
-		// their way (RFC 9113 §5.1); the block was decoded, and is dropped.
+		// A closed stream (§5.1). Trailers of one we reset may have been on
+		// their way: the block was decoded, and is dropped. Any other
+		// HEADERS there (a reused id, or a lower one never opened) is a
+		// connection error, not a stream that would wait for ever.
+		known := f.StreamEnded() && c.wasReset(id)
 		c.w.mu.Unlock()
-		return nil
+		if known {
+			return nil
+		}
+		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
 	c.lastID = id
 	if c.goAway || len(c.streams) >= MaxClientStreams || f.invalid {
@@ -206,6 +218,7 @@ func (c *clientConn) onHeaders(f *block) error {
 		if f.invalid {
 			code = http2.ErrCodeProtocol
 		}
+		c.noteReset(id)
 		c.w.rst(id, code)
 		c.w.signal()
 		c.w.mu.Unlock()
@@ -350,6 +363,14 @@ func (c *clientConn) onData(f *http2.DataFrame) error {
 		c.streamError(s.id, http2.ErrCodeProtocol)
 		return nil
 	}
+	if limit := c.r.cfg.MaxRequestBodyBytes; limit > 0 && s.reqLen > limit {
+		// Cut: nothing past the limit goes on; the shard's stream is
+		// reset, and the client answered 413 if it was not yet.
+		c.w.giveBack(n)
+		c.w.mu.Unlock()
+		s.fail(answer.BodyTooLarge(int(min(limit, math.MaxInt32))), s.shardName())
+		return nil
+	}
 	if s.up == nil { // not open on the shard yet: held (within the window)
 		s.early = append(s.early, data...)
 		c.w.mu.Unlock()
@@ -412,8 +433,29 @@ func (c *clientConn) streamError(id uint32, code http2.ErrCode) {
 		s.respReset(code)
 		return
 	}
+	c.noteReset(id)
 	c.w.rst(id, code)
 	c.w.signal()
+}
+
+// resetMemory is how many reset streams a connection remembers.
+const resetMemory = 2 * MaxClientStreams
+
+// noteReset remembers that the relay reset stream id while the client
+// could still send on it; w.mu held.
+func (c *clientConn) noteReset(id uint32) {
+	c.reset[c.resetPos] = id
+	c.resetPos = (c.resetPos + 1) % resetMemory
+}
+
+// wasReset tells whether the relay reset stream id lately; w.mu held.
+func (c *clientConn) wasReset(id uint32) bool {
+	for _, r := range c.reset {
+		if r == id {
+			return true
+		}
+	}
+	return false
 }
 
 // shutdownStreams ends every stream of a connection that closed.

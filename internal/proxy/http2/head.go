@@ -2,7 +2,6 @@ package http2
 
 import (
 	"errors"
-	"strconv"
 	"strings"
 	"time"
 	"unsafe"
@@ -10,6 +9,7 @@ import (
 	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/header"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/keys"
+	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2/hpack"
 )
 
@@ -31,7 +31,7 @@ var errMalformed = errors.New("malformed HTTP/2 request")
 // has checked field names and values and the pseudo-fields' order.
 func parseRequest(f *block) (requestHead, error) {
 	rq := requestHead{length: -1}
-	var scheme, path string
+	var scheme, path, authority string
 	for _, hf := range f.PseudoFields() {
 		switch hf.Name {
 		case ":method":
@@ -41,12 +41,22 @@ func parseRequest(f *block) (requestHead, error) {
 		case ":path":
 			path = hf.Value
 		case ":authority":
+			authority = hf.Value
 		default: // :status, :protocol (no extended CONNECT here)
 			return rq, errMalformed
 		}
 	}
 	for _, hf := range f.RegularFields() {
+		if n := len(hf.Value); n > 0 && (isWhite(hf.Value[0]) || isWhite(hf.Value[n-1])) {
+			return rq, errMalformed // §8.2.1: servers differ on whether to trim it
+		}
 		switch hf.Name {
+		case "host":
+			// §8.3.1: a Host naming another entity than :authority; the
+			// shard could route by either.
+			if authority != "" && !strings.EqualFold(hf.Value, authority) {
+				return rq, errMalformed
+			}
 		case "connection", "proxy-connection", "keep-alive", "transfer-encoding", "upgrade":
 			return rq, errMalformed
 		case "te":
@@ -55,8 +65,8 @@ func parseRequest(f *block) (requestHead, error) {
 			}
 			rq.te = true
 		case "content-length":
-			n, err := strconv.ParseInt(hf.Value, 10, 64)
-			if err != nil || n < 0 || rq.length >= 0 && rq.length != n {
+			n, ok := parseLength(hf.Value)
+			if !ok || rq.length >= 0 && rq.length != n {
 				return rq, errMalformed
 			}
 			rq.length = n
@@ -69,7 +79,7 @@ func parseRequest(f *block) (requestHead, error) {
 	if rq.method == "CONNECT" {
 		return rq, answer.ErrMethodNotAllowed
 	}
-	if rq.method == "" || scheme == "" || path == "" || path[0] != '/' && path != "*" {
+	if !isToken(rq.method) || scheme == "" || !validPath(path, rq.method) {
 		return rq, errMalformed
 	}
 	p := unsafe.Slice(unsafe.StringData(path), len(path))
@@ -80,6 +90,55 @@ func parseRequest(f *block) (requestHead, error) {
 	}
 	return rq, nil
 }
+
+// parseLength parses a content-length: digits only (no sign, no space:
+// strconv would take "+5"), at most 18 of them.
+func parseLength(v string) (int64, bool) {
+	if v == "" || len(v) > 18 {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(v); i++ {
+		if v[i] < '0' || v[i] > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(v[i]-'0')
+	}
+	return n, true
+}
+
+// validPath: an origin-form target (RFC 9112 §3.2.1, as RFC 9113 §8.3.1
+// asks), or "*" for OPTIONS; only visible ASCII, so that no space or
+// control byte can change how an HTTP/1.1 hop reads it.
+func validPath(p, method string) bool {
+	if p == "*" {
+		return method == "OPTIONS"
+	}
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if p[i] <= ' ' || p[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// isToken tells an RFC 9110 token (a method).
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !httpguts.IsTokenRune(rune(s[i])) {
+			return false
+		}
+	}
+	return true
+}
+
+func isWhite(c byte) bool { return c == ' ' || c == '\t' }
 
 // outboundHead is the request head as the shard gets it: the
 // pseudo-fields and fields as received, under the header policy (package

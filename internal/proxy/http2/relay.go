@@ -42,6 +42,8 @@ type Config struct {
 	ClientWriteTimeout time.Duration
 	// IdleTimeout closes a connection without streams this long.
 	IdleTimeout time.Duration
+	// MaxRequestBodyBytes caps every request body (0: no limit).
+	MaxRequestBodyBytes int64
 	// Logger logs at debug level what peers get wrong.
 	Logger *slog.Logger
 }

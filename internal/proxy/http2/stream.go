@@ -2,6 +2,7 @@ package http2
 
 import (
 	"errors"
+	"math"
 	"slices"
 	"strconv"
 	"time"
@@ -81,7 +82,7 @@ type stream struct {
 	answered     bool                // a final head went to the client
 	status       int                 // counted for the shard; 0: not counted
 	reqLen       int64               // DATA bytes received
-	reqDeclared  int64 // content-length, -1 if none
+	reqDeclared  int64               // content-length, -1 if none
 	headTimer    *time.Timer
 	deadline     *time.Timer
 	gone         chan struct{} // closed when done, for a held stream
@@ -102,6 +103,10 @@ func (s *stream) route(f *block) {
 	}
 	if err != nil {
 		s.fail(err, "")
+		return
+	}
+	if limit := c.r.cfg.MaxRequestBodyBytes; limit > 0 && rq.length > limit {
+		s.fail(answer.BodyTooLarge(int(min(limit, math.MaxInt32))), "") // before any shard
 		return
 	}
 	c.w.mu.Lock()
@@ -361,6 +366,9 @@ func (s *stream) close(reset bool) {
 	if len(c.streams) == 0 {
 		c.idle = time.Now()
 		c.idleDeadline() // wakes the reader, blocked without a deadline
+	}
+	if wasOpen {
+		c.noteReset(s.id) // the client may still be sending on it
 	}
 	if wasOpen && !reset {
 		// A complete answer before the whole request: the client may stop

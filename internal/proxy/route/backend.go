@@ -119,9 +119,10 @@ func (b *Backend) Transport() *http.Transport {
 			DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
 				return b.dial(addr)
 			},
-			MaxIdleConnsPerHost: 64,
-			IdleConnTimeout:     UpstreamIdleTimeout,
-			DisableCompression:  true,
+			MaxIdleConnsPerHost:    64,
+			IdleConnTimeout:        UpstreamIdleTimeout,
+			DisableCompression:     true,
+			MaxResponseHeaderBytes: 64 << 10, // as the relay and the HTTP/1.1 engine bound an answer's head
 		}
 	}
 	return b.rt
