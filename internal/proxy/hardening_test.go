@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -330,5 +331,48 @@ func TestNetHTTPPathRefusals(t *testing.T) {
 	defer mu.Unlock()
 	if seen["/twolengths"] != 0 {
 		t.Errorf("the shard received the request with two content-lengths")
+	}
+}
+
+// A client that does not read costs the relay a bounded amount, however
+// many streams it opens: each stream's window towards the shard starts
+// small (16 KiB) and grows only as its client takes what was sent, within
+// a budget per client connection (1 MiB). Before, each stream could leave
+// 64 KiB with the relay (6.4 MiB per connection of 100 streams). Once the
+// client reads, every answer arrives whole.
+func TestRelayHoldsBoundedAnswersForAStalledClient(t *testing.T) {
+	const streams, answer = 100, 256 << 10
+	body := relayBytes(answer)
+	topo := startH2CHandlers(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write(body)
+	}))
+	p := startProxy(t, Config{}, ring.Config{}, &topo)
+	c := dialRelay(t, p.url, dialOpts{window: 0, connWindow: 1 << 30})
+	ids := make([]uint32, streams)
+	for i := range ids {
+		ids[i] = c.newStream()
+		c.mustHeaders(t, ids[i], reqHead("GET", fmt.Sprintf("/big/%d", i), "k"), true)
+	}
+	// Every stream fills the window it starts with, and no more: the
+	// client has taken nothing, so no window grew.
+	const held = streams * 16 << 10
+	waitUntil(t, wireTimeout, fmt.Sprintf("the relay holds %d bytes", held), func() bool { return p.relay.Held() >= held })
+	if got := p.relay.Held(); got > held {
+		t.Fatalf("the relay holds %d bytes for a client that reads nothing, want at most %d", got, held)
+	}
+	// The client reads: every answer arrives, whole.
+	if err := c.write(func(fr *http2.Framer) error {
+		return fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 30})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		a := c.answer(t, id)
+		if a.status() != "200" || !bytes.Equal(a.body, body) {
+			t.Fatalf("stream %d: %v with %d bytes, want 200 and the %d-byte body", id, a, len(a.body), answer)
+		}
+	}
+	if got := p.relay.Held(); got != 0 {
+		t.Errorf("the relay still holds %d bytes after every answer was read", got)
 	}
 }

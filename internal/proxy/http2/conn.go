@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
@@ -28,6 +29,9 @@ type clientConn struct {
 	opened, cancelled int
 	// head is the reader's scratch for request heads (see route).
 	head []hpack.HeaderField
+	// grown is how far its streams' windows towards shards have grown
+	// beyond shardStreamWindow, together (answerBudget).
+	grown atomic.Int64
 
 	// guarded by w.mu
 	streams map[uint32]*stream
@@ -235,7 +239,7 @@ func (c *clientConn) onHeaders(f *block) error {
 func (c *clientConn) newStream(id uint32, f *block) *stream {
 	s := &stream{c: c, id: id, reqDeclared: -1}
 	s.d.Begin(route.HTTP2, time.Now())
-	s.req = half{src: c.w, srcID: id, recvWin: streamWindow, connCredit: true}
+	s.req = half{src: c.w, srcID: id, recvWin: streamWindow, grant: streamWindow, connCredit: true}
 	s.resp = half{dst: c.w, win: int64(c.w.initWin), onClose: s.ended} // id: once answered
 	if f.StreamEnded() {
 		s.endRemote()

@@ -88,6 +88,22 @@ func (r *Relay) Streams() int {
 	return n
 }
 
+// Held is how many answer bytes the relay holds now, over all its client
+// connections, for clients that have not taken them yet.
+func (r *Relay) Held() int {
+	r.conns.mu.Lock()
+	defer r.conns.mu.Unlock()
+	n := 0
+	for c := range r.conns.m {
+		c.w.mu.Lock()
+		for _, s := range c.streams {
+			n += len(s.resp.pend)
+		}
+		c.w.mu.Unlock()
+	}
+	return n
+}
+
 // IsPreface tells whether b starts with the HTTP/2 connection preface;
 // with fewer bytes than the preface, whether they could be its start.
 func IsPreface(b []byte) bool {

@@ -163,7 +163,8 @@ func (pl *shardPool) dial() (*shardConn, error) {
 	u.w.mu.Lock()
 	u.w.out = append(u.w.out, preface...)
 	u.w.settings(http2.Setting{ID: http2.SettingEnablePush, Val: 0},
-		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: MaxHeaderList})
+		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: MaxHeaderList},
+		http2.Setting{ID: http2.SettingInitialWindowSize, Val: shardStreamWindow})
 	u.w.windowUpdate(0, connWindow-65535)
 	u.w.recvWin = connWindow
 	u.w.signal()

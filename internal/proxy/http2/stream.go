@@ -331,6 +331,7 @@ func (s *stream) cancelShard() {
 		up.w.signal()
 	}
 	s.shardGone = true
+	s.resp.releaseGrowth()
 	dropped := len(s.req.pend)
 	s.req.pend, s.req.closed = nil, true
 	up.forget(s.upID)
@@ -428,7 +429,8 @@ func (s *stream) open(u *shardConn) {
 		u.unusable.Store(true) // ids run out: drained, then closed (forget)
 	}
 	u.streams[s.upID] = s
-	s.resp.src, s.resp.srcID, s.resp.recvWin = u.w, s.upID, streamWindow
+	s.resp.src, s.resp.srcID, s.resp.recvWin = u.w, s.upID, shardStreamWindow
+	s.resp.grant, s.resp.budget = shardStreamWindow, &c.grown
 	r := &s.req
 	r.dst, r.pend, r.trailer, r.end = u.w, s.early, s.earlyTrailer, s.state == stateHalfClosedRemote
 	s.early, s.earlyTrailer = nil, nil

@@ -5,6 +5,7 @@ import (
 	"net"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -45,6 +46,18 @@ const (
 	// creditMin batches window updates: a window is given back once this
 	// much of it is free.
 	creditMin = 16 << 10
+	// shardStreamWindow is the window each stream starts with towards a
+	// shard (our SETTINGS_INITIAL_WINDOW_SIZE on shard connections): what
+	// a shard may send, and the relay then holds, for a client that does
+	// not read. A stream whose client reads grows it, up to
+	// maxStreamWindow, within its client connection's answerBudget.
+	shardStreamWindow = 16 << 10
+	maxStreamWindow   = 256 << 10
+	// answerBudget bounds the window a client connection's streams have
+	// grown beyond shardStreamWindow, together: with MaxClientStreams, it
+	// bounds what the relay holds of answers for one client connection
+	// (100 × 16 KiB + 1 MiB), however many of its streams stall.
+	answerBudget = 1 << 20
 )
 
 // wire is one HTTP/2 connection's sending side and its flow-control
@@ -323,6 +336,11 @@ type half struct {
 	// leaves the relay (a client: bounds what it may have waiting in us),
 	// not when it arrives (a shard: see shardConn).
 	connCredit bool
+	// grant (src) is the stream window the source has been given; budget,
+	// for an answer half, is its client connection's growth in use (see
+	// answerBudget); nil for a request half, whose window does not grow.
+	grant  int64
+	budget *atomic.Int64
 }
 
 // credit is window to give back to a half's source.
@@ -456,14 +474,41 @@ func (h *half) credit(n int) {
 	}
 	if !h.srcDone {
 		h.unacked += int64(n)
-		if h.unacked >= creditMin || h.unacked >= streamWindow/2 {
-			s.windowUpdate(h.srcID, h.unacked)
-			h.recvWin += h.unacked
+		if h.unacked >= min(creditMin, h.grant/2) {
+			inc := h.unacked + h.grow()
+			s.windowUpdate(h.srcID, inc)
+			h.recvWin += inc
 			h.unacked = 0
 			s.signal()
 		}
 	}
 	s.mu.Unlock()
+}
+
+// grow doubles an answer half's window, up to maxStreamWindow, when its
+// client connection's budget allows: the client took what was sent, so
+// the stream may have more in flight. It returns the increase; src.mu
+// held.
+func (h *half) grow() int64 {
+	extra := min(h.grant, maxStreamWindow-h.grant)
+	if h.budget == nil || extra <= 0 {
+		return 0
+	}
+	if h.budget.Add(extra) > answerBudget {
+		h.budget.Add(-extra)
+		return 0
+	}
+	h.grant += extra
+	return extra
+}
+
+// releaseGrowth gives back to the client connection's budget what the
+// half's window grew; src.mu held. The half grows no more.
+func (h *half) releaseGrowth() {
+	if h.budget != nil {
+		h.budget.Add(-(h.grant - shardStreamWindow))
+		h.budget = nil
+	}
 }
 
 // received counts n bytes of DATA from the source against the stream's
