@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"bufio"
 	"fmt"
+	"net"
 	"net/http"
 	"runtime"
 	"sync"
@@ -105,4 +107,57 @@ func heapAfterPoolsEmpty() uint64 {
 	runtime.GC()
 	runtime.GC()
 	return memStats().HeapInuse
+}
+
+// TestWaitingRequestCost measures what a request costs while its shard
+// thinks (a hung shard): heap and goroutine stacks per request, over 500
+// requests held at once, from idle parked connections. Past a look at the
+// client without an answer, a request gives back its answer and write
+// buffers: it keeps its request head (for a retry on a fresh connection)
+// and its goroutine. It was 57 KiB (three buffers) before.
+func TestWaitingRequestCost(t *testing.T) {
+	if testing.Short() {
+		t.Skip("holds 500 requests on a hung shard")
+	}
+	const n = 500
+	var got atomic.Int64
+	release := make(chan struct{})
+	shard := startRawShard(t, func(c net.Conn, br *bufio.Reader) {
+		if _, err := readRawRequest(br); err != nil {
+			return
+		}
+		got.Add(1)
+		<-release
+	})
+	t.Cleanup(func() { close(release) })
+	p := startProxy(t, Config{}, ring.Config{}, rawTopology(shard.addr))
+	clients := make([]*rawClient, n)
+	for i := range clients {
+		clients[i] = dialRaw(t, p)
+	}
+	// Measured from idle, parked connections, which hold nothing.
+	waitUntil(t, wireTimeout, "every connection is parked", func() bool { return p.inspectParked(t, nil) == n })
+	heapAfterPoolsEmpty()
+	before := memStats()
+	for i, rc := range clients {
+		rc.send(fmt.Sprintf("GET /%d HTTP/1.1\r\nHost: h\r\nX-Shard-Key: 1\r\n\r\n", i))
+	}
+	waitUntil(t, wireTimeout, "every request reaches the shard", func() bool { return got.Load() == n })
+	waitUntil(t, wireTimeout, "every request waits without buffers", func() bool { return p.http1.WaitingLean() == n })
+	after := heapAfterPoolsEmpty()
+	stats := memStats()
+	heap := (int64(after) - int64(before.HeapInuse)) / n
+	stack := (int64(stats.StackInuse) - int64(before.StackInuse)) / n
+	t.Logf("a request waiting for its shard costs %.1f KiB of heap and %.1f KiB of goroutine stack (%d requests)",
+		float64(heap)/1024, float64(stack)/1024, n)
+	// Its request head's buffer, its goroutine, two sockets: under 32 KiB
+	// (three 16 KiB buffers held would be 48 and more); the race detector
+	// grows stacks.
+	limit := int64(32 << 10)
+	if testutil.Race {
+		limit = 40 << 10
+	}
+	if total := heap + stack; total > limit {
+		t.Errorf("a waiting request costs %d KiB, want under %d", total>>10, limit>>10)
+	}
 }

@@ -338,13 +338,28 @@ func (cc *clientConn) failHead(err error) {
 // writeAnswer sends the proxy's own answer; with closing, it says so.
 func (cc *clientConn) writeAnswer(a answer.Answer, closing bool) {
 	cc.acquire()
-	b := appendAnswer(cc.wb[:0], a, closing)
+	b := appendAnswer(cc.scratch(), a, closing)
 	_ = cc.write(b)
 }
 
 // scratch returns the connection's write buffer, empty, for a head or a
 // piece of body to be built in; keepScratch takes it back once it grew.
-func (cc *clientConn) scratch() []byte { return cc.wb[:0] }
+func (cc *clientConn) scratch() []byte {
+	if cc.wbuf == nil {
+		cc.wbuf = getBuf()
+		cc.wb = (*cc.wbuf)[:0]
+	}
+	return cc.wb[:0]
+}
+
+// releaseScratch gives the write buffer back while nothing is to be
+// written (a request waits for its shard).
+func (cc *clientConn) releaseScratch() {
+	if cc.wbuf != nil {
+		putBuf(cc.wbuf)
+		cc.wbuf, cc.wb = nil, nil
+	}
+}
 
 // keepScratch keeps b, built from scratch, as the write buffer.
 func (cc *clientConn) keepScratch(b []byte) { cc.wb = b[:0] }

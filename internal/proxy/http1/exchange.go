@@ -244,13 +244,16 @@ func (x *exchange) stopCopy() bool {
 // While the request body still streams, the shard's time runs from its
 // end: a slow upload is the client's pace, not a slow shard.
 func (x *exchange) readUp(uc *upConn, p []byte) (int, error) {
-	return x.readUpUntil(uc, p, time.Now().Add(x.cc.s.cfg.UpstreamTimeout))
+	return x.readUpUntil(uc, p, time.Now().Add(x.cc.s.cfg.UpstreamTimeout), false)
 }
 
 // readUpUntil is readUp with the shard's time running out at deadline (a
 // total bound on the answer's head, however slowly its bytes come), moved
 // forward while the request body still streams.
-func (x *exchange) readUpUntil(uc *upConn, p []byte, deadline time.Time) (int, error) {
+// With shed, it gives up with errShardSlow once a look at the client found
+// nothing from the shard yet (no upload streaming): the caller then waits
+// without its buffers (waitShard).
+func (x *exchange) readUpUntil(uc *upConn, p []byte, deadline time.Time, shed bool) (int, error) {
 	timeout := x.cc.s.cfg.UpstreamTimeout
 	for {
 		copying := x.streaming && !x.copyEnded.Load()
@@ -277,6 +280,45 @@ func (x *exchange) readUpUntil(uc *upConn, p []byte, deadline time.Time) (int, e
 		if gone, _, ok := peek(x.cc.fd); ok && gone && !copying {
 			return 0, answer.ErrClientGone
 		}
+		if shed && !copying {
+			return 0, errShardSlow
+		}
+	}
+}
+
+// errShardSlow: the shard has not begun its answer within a look at the
+// client (clientCheckInterval).
+var errShardSlow = errors.New("the shard has not answered yet")
+
+// waitShard waits, holding no buffer, for the shard to begin its answer
+// (or close), until deadline: a request whose shard thinks costs its
+// goroutine and its request head, not three buffers. The exchange's read
+// buffer and the connection's write buffer go back to the pool; they are
+// taken again when needed.
+func (x *exchange) waitShard(uc *upConn, deadline time.Time) error {
+	putBuf(x.ubuf)
+	x.ubuf, x.ub, x.ur, x.uw = nil, nil, 0, 0
+	x.cc.releaseScratch()
+	x.cc.s.shedding.Add(1)
+	defer x.cc.s.shedding.Add(-1)
+	for {
+		_ = uc.nc.SetReadDeadline(earlier(deadline, time.Now().Add(clientCheckInterval)))
+		err := awaitReadable(uc.nc)
+		if err == nil {
+			return nil
+		}
+		if x.clientFailed.Load() || x.cc.s.forced.Load() {
+			return answer.ErrClientGone
+		}
+		if !answer.IsTimeout(err) {
+			return errors.Join(errUpstreamIO, err)
+		}
+		if !time.Now().Before(deadline) {
+			return answer.ErrShardTimeout
+		}
+		if gone, _, ok := peek(x.cc.fd); ok && gone {
+			return answer.ErrClientGone
+		}
 	}
 }
 
@@ -287,10 +329,7 @@ func (x *exchange) readUpUntil(uc *upConn, p []byte, deadline time.Time) (int, e
 // restart it).
 func (x *exchange) readFinalHead(uc *upConn) error {
 	deadline := time.Now().Add(x.cc.s.cfg.UpstreamTimeout)
-	if x.ubuf == nil {
-		x.ubuf = getBuf()
-		x.ub = *x.ubuf
-	}
+	x.takeReadBuffer()
 	for {
 		n, err := x.resp.Parse(x.ub[x.ur:x.uw])
 		if err == nil {
@@ -314,11 +353,26 @@ func (x *exchange) readFinalHead(uc *upConn) error {
 		if x.uw == len(x.ub) {
 			return answer.ErrBadResponse // a head larger than the buffer
 		}
-		m, err := x.readUpUntil(uc, x.ub[x.uw:], deadline)
+		m, err := x.readUpUntil(uc, x.ub[x.uw:], deadline, x.uw == 0)
+		if errors.Is(err, errShardSlow) {
+			if err = x.waitShard(uc, deadline); err == nil {
+				x.takeReadBuffer()
+				continue
+			}
+		}
 		if err != nil {
 			return err
 		}
 		x.uw += m
+	}
+}
+
+// takeReadBuffer makes sure the exchange holds its buffer for the shard's
+// answer.
+func (x *exchange) takeReadBuffer() {
+	if x.ubuf == nil {
+		x.ubuf = getBuf()
+		x.ub = *x.ubuf
 	}
 }
 

@@ -68,6 +68,8 @@ type Server struct {
 	// forced: the shutdown timeout passed; exchanges still waiting on a
 	// shard give up at their next look (every clientCheckInterval).
 	forced atomic.Bool
+	// shedding counts requests waiting for their shard without buffers.
+	shedding atomic.Int64
 	wg     sync.WaitGroup
 }
 
@@ -104,6 +106,10 @@ func (s *Server) forget(cc *clientConn) {
 	s.mu.Unlock()
 	s.wg.Done()
 }
+
+// WaitingLean is how many requests wait for their shard's answer now
+// without holding buffers (after clientCheckInterval without a byte).
+func (s *Server) WaitingLean() int64 { return s.shedding.Load() }
 
 // Shutdown drains the engine: every connection's next answer carries
 // "Connection: close", idle connections are closed once nothing is waiting

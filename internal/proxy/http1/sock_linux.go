@@ -75,6 +75,23 @@ func waitReadable(nc net.Conn) bool {
 	return err == nil
 }
 
+// awaitReadable is waitReadable with the reason it stopped waiting: nil
+// when nc has bytes or a close to read, else the deadline or the error.
+func awaitReadable(nc net.Conn) error {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return raw.Read(func(fd uintptr) bool {
+		_, _, wait := peekFD(fd)
+		return !wait
+	})
+}
+
 // idleConnUsable tells whether a pooled connection can carry a request: the
 // shard has neither closed it nor sent bytes nobody asked for.
 func idleConnUsable(fd int) bool {

@@ -16,3 +16,6 @@ func idleConnUsable(int) bool { return true }
 
 // waitReadable cannot wait without reading here; the caller reads.
 func waitReadable(net.Conn) bool { return true }
+
+// awaitReadable cannot wait without reading here; the caller reads.
+func awaitReadable(net.Conn) error { return nil }
