@@ -16,7 +16,7 @@ import (
 // Error is a failure the proxy answers itself. It carries its answer: the
 // status, whether Retry-After applies, and the message of the JSON body.
 // The package's sentinels are *Error values; wrap them with %w to add
-// context, and Answer still finds them.
+// context, and For still finds them.
 type Error struct {
 	Status int
 	// RetryAfter asks the client to retry in a second (Retry-After: 1).
@@ -135,7 +135,7 @@ func (a Answer) JSON() []byte {
 }
 
 // Write writes the answer to a net/http response (the admin plane and
-// the HTTP/2 front end).
+// the net/http HTTP/2 path).
 func (a Answer) Write(w http.ResponseWriter) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")

@@ -2,8 +2,9 @@
 // may need what the relay (package http2) does not do yet (a body rule, an
 // HTTP/1.1 shard) are served by Go's own HTTP/2 server, each stream routed
 // by package route and forwarded through the shard's net/http transport.
-// It is kept as it was, to be retired once the relay serves every HTTP/2
-// connection.
+// It is to be retired once the relay serves every HTTP/2 connection; until
+// then it refuses what Go's server lets through but a shard could read two
+// ways.
 package h2std
 
 import (

@@ -28,6 +28,8 @@ func (f *Server) serveStream(w http.ResponseWriter, r *http.Request) {
 	grpc := isGRPC(r.Header)
 	var d route.Decision
 	d.Begin(route.HTTP2, time.Now())
+	s := keys.AcquireScratch() // holds the key d points to: given back after Done
+	defer keys.ReleaseScratch(s)
 	defer f.router.Done(&d)
 	if err := f.checkRequest(r); err != nil {
 		streamError(w, grpc, err, "")
@@ -37,12 +39,10 @@ func (f *Server) serveStream(w http.ResponseWriter, r *http.Request) {
 	if grpc || r.ContentLength == 0 && r.Body == http.NoBody {
 		kr.Buffered = emptyBody // body rules never read protobuf
 	}
-	s := keys.AcquireScratch()
-	defer keys.ReleaseScratch(s)
 	err := f.router.Route(&d, kr, s)
 	if errors.Is(err, keys.ErrNeedBody) {
 		if kr.Buffered, err = f.bufferStreamBody(w, r); err != nil {
-			f.router.KeyError(err)
+			f.router.CountKeyError(err)
 		} else {
 			err = f.router.Route(&d, kr, s)
 		}
@@ -57,7 +57,8 @@ func (f *Server) serveStream(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		streamError(w, grpc, err, "")
 	default:
-		d.Status = f.forwardStream(w, r, &d, grpc)
+		f.router.Commit(&d)
+		f.forwardStream(w, r, &d, grpc)
 	}
 }
 
@@ -136,9 +137,10 @@ func streamError(w http.ResponseWriter, grpc bool, err error, shard string) {
 	w.WriteHeader(http.StatusOK)
 }
 
-// forwardStream sends r to b and streams the answer to w. It returns the
-// status counted for the shard.
-func (f *Server) forwardStream(w http.ResponseWriter, r *http.Request, d *route.Decision, grpc bool) int {
+// forwardStream sends r to its owner and streams the answer to w. It sets
+// the status counted for the shard in d, before the body streams (a moved
+// stream ends in a panic, past which nothing runs).
+func (f *Server) forwardStream(w http.ResponseWriter, r *http.Request, d *route.Decision, grpc bool) {
 	b := d.Backend
 	ctx, cancel := streamContext(r)
 	defer cancel(nil)
@@ -174,34 +176,37 @@ func (f *Server) forwardStream(w http.ResponseWriter, r *http.Request, d *route.
 	mu.Unlock()
 	if err != nil {
 		if r.Context().Err() != nil {
-			return answer.StatusClientGone
+			d.Status = answer.StatusClientGone
+			return
 		}
 		err = answer.FromTransport(ctx, err)
 		streamError(w, grpc, err, b.Name)
-		return answer.For(err, b.Name).Status
+		d.Status = answer.For(err, b.Name).Status
+		return
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		// An upgrade has no meaning on an HTTP/2 stream (RFC 9113 §8.6):
 		// nothing of it is passed on.
 		streamError(w, grpc, answer.ErrBadResponse, b.Name)
-		return http.StatusBadGateway
+		d.Status = http.StatusBadGateway
+		return
 	}
 	h := w.Header()
 	clear(h)
 	copyHeader(h, resp.Header)
 	header.PrepareAnswer(h, b.Name)
 	keepOut(h, "Date", "Content-Type")
+	d.Status = resp.StatusCode
 	w.WriteHeader(resp.StatusCode)
 	copyStreaming(w, resp.Body)
 	if errors.Is(context.Cause(ctx), answer.ErrOwnerMoved) {
 		endMovedStream(w, grpc)
-		return resp.StatusCode
+		return
 	}
 	for k, vv := range resp.Trailer {
 		h[http.TrailerPrefix+k] = vv
 	}
-	return resp.StatusCode
 }
 
 // endMovedStream ends a stream cut short because its key moved: a gRPC

@@ -3,8 +3,6 @@ package header
 import (
 	"net/http"
 	"strings"
-
-	"github.com/shard-proxy/shard-proxy/internal/proxy/h1"
 )
 
 // Class is what the policy does with a field, by its name.
@@ -182,4 +180,4 @@ var (
 // list (not counting the fields a Connection field names).
 func IsHopByHop[T string | []byte](name T) bool { return Classify(name) == HopByHop }
 
-var _ = h1.HopByHopFields // Classify's HopByHop names are this list (policy_test checks)
+// Classify's HopByHop names are h1.HopByHopFields (policy_test checks).

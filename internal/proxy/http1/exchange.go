@@ -46,7 +46,7 @@ type exchange struct {
 }
 
 func (x *exchange) reset(now time.Time) {
-	*x = exchange{cc: x.cc, ubuf: x.ubuf, resp: h1.Response{Head: h1.Head{Fields: x.resp.Fields[:0]}}}
+	*x = exchange{cc: x.cc, resp: h1.Response{Head: h1.Head{Fields: x.resp.Fields[:0]}}}
 	x.d.Begin(route.HTTP1, now)
 }
 

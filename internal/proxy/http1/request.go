@@ -24,6 +24,10 @@ func (cc *clientConn) serveRequest() bool {
 	cc.bodyStop.Store(false)
 	x.reset(time.Now())
 	defer cc.endRequest()
+	// The scratch holds the key the routing record points to: given back
+	// after the record is done (defers run last first).
+	s := keys.AcquireScratch()
+	defer keys.ReleaseScratch(s)
 	defer x.finish()
 	x.minor = in.head.Minor
 	x.isHead = string(in.head.Method) == "HEAD"
@@ -41,8 +45,6 @@ func (cc *clientConn) serveRequest() bool {
 	if err := cc.checkBodyStart(); err != nil {
 		return cc.refuse(err, "")
 	}
-	s := keys.AcquireScratch()
-	defer keys.ReleaseScratch(s)
 	if err := cc.route(s); err != nil {
 		if errors.Is(err, answer.ErrClientGone) {
 			return false
@@ -54,6 +56,7 @@ func (cc *clientConn) serveRequest() bool {
 		return cc.refuse(err, shard)
 	}
 	x.b = x.d.Backend
+	cc.s.router.Commit(&x.d)
 	// Only an upgrade to a protocol the proxy can route is passed on (a
 	// WebSocket is one stream of one key); for any other (h2c: streams of
 	// every key on one shard's connection) the Upgrade field is dropped, so
@@ -74,7 +77,7 @@ func (cc *clientConn) route(s *keys.Scratch) error {
 	err := r.Route(d, &cc.in, s)
 	if errors.Is(err, keys.ErrNeedBody) {
 		if err = cc.bufferBody(); err != nil {
-			r.KeyError(err)
+			r.CountKeyError(err)
 			return err
 		}
 		err = r.Route(d, &cc.in, s)

@@ -371,8 +371,9 @@ func (c *clientConn) onData(f *http2.DataFrame) error {
 		// Cut: nothing past the limit goes on; the shard's stream is
 		// reset, and the client answered 413 if it was not yet.
 		c.w.giveBack(n)
+		name := s.shardName() // s.b is guarded by c.w.mu
 		c.w.mu.Unlock()
-		s.fail(answer.BodyTooLarge(int(min(limit, math.MaxInt32))), s.shardName())
+		s.fail(answer.BodyTooLarge(int(min(limit, math.MaxInt32))), name)
 		return nil
 	}
 	if s.up == nil { // not open on the shard yet: held (within the window)

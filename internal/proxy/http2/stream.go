@@ -157,6 +157,7 @@ func (s *stream) toOwner() {
 	}
 	s.head = appendPrevious(s.head, s.d.Previous, s.d.PreviousAddr)
 	c, r := s.c, s.c.r.router
+	r.Commit(&s.d)
 	c.w.mu.Lock()
 	if s.state == stateClosed {
 		c.w.mu.Unlock()
@@ -166,9 +167,14 @@ func (s *stream) toOwner() {
 	c.w.mu.Unlock()
 	live := r.Track(s.key, b.Name, s.moved) // may end the stream at once: no lock held
 	c.w.mu.Lock()
-	if s.state == stateClosed {
+	switch {
+	case s.state == stateClosed:
 		c.w.mu.Unlock()
 		r.Untrack(live)
+		return
+	case s.answered: // the key moved meanwhile: no shard stream to open
+		s.live = live // untracked when the stream closes
+		c.w.mu.Unlock()
 		return
 	}
 	s.live = live
@@ -286,7 +292,16 @@ func (s *stream) endAnswered(err error) {
 }
 
 // moved ends the stream: its key now belongs to another shard.
-func (s *stream) moved() { s.fail(answer.ErrOwnerMoved, s.shardName()) }
+func (s *stream) moved() { s.failOwner(answer.ErrOwnerMoved) }
+
+// failOwner fails the stream with err, naming its owner (read under
+// c.w.mu, which guards s.b).
+func (s *stream) failOwner(err error) {
+	s.c.w.mu.Lock()
+	name := s.shardName()
+	s.c.w.mu.Unlock()
+	s.fail(err, name)
+}
 
 func (s *stream) shardName() string {
 	if s.b == nil {

@@ -83,8 +83,8 @@ func (r *Router) newBackend(s watch.Shard) *Backend {
 // wraps answer.ErrShardDown: the shard is unreachable (502), not slow (504).
 func (b *Backend) Dial() (net.Conn, error) { return b.dial(b.Addr) }
 
-// Pool returns the backend's pool of kind k, made with make on first use.
-func (b *Backend) Pool(k PoolKind, make func(*Backend) Pool) Pool {
+// Pool returns the backend's pool of kind k, made with newPool on first use.
+func (b *Backend) Pool(k PoolKind, newPool func(*Backend) Pool) Pool {
 	if p := b.pools[k].Load(); p != nil {
 		return *p
 	}
@@ -93,7 +93,7 @@ func (b *Backend) Pool(k PoolKind, make func(*Backend) Pool) Pool {
 	if p := b.pools[k].Load(); p != nil {
 		return *p
 	}
-	p := make(b)
+	p := newPool(b)
 	if b.stopped {
 		p.CloseIdle(0, true)
 	}

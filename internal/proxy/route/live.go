@@ -24,11 +24,11 @@ type Live struct {
 	once  sync.Once
 }
 
-// Track registers a long-lived stream of key bound to shard: end runs
-// (once, on another goroutine's call) when a ring change gives the key to
-// another shard. If that already happened since the stream was routed,
-// end runs before Track returns, so the caller must hold no lock that end
-// takes. Untrack it when the stream ends.
+// Track registers a long-lived stream of key bound to shard: end runs,
+// once, when a ring change gives the key to another shard (on the goroutine
+// that applied the change). If that already happened since the stream was
+// routed, end runs on the caller's goroutine before Track returns, so the
+// caller must hold no lock that end takes. Untrack it when the stream ends.
 func (r *Router) Track(key, shard string, end func()) *Live {
 	l := &Live{key: key, shard: shard, end: end}
 	r.live.mu.Lock()

@@ -25,8 +25,9 @@ var protoNames = [...]string{HTTP1: "http1", HTTP2: "h2"}
 // Decision is the record of one request's routing (an HTTP/1.1 exchange,
 // an HTTP/2 stream, a gRPC call), whatever front end took it: the key rule
 // that matched, the owner, the hold for it, the previous owner, and what
-// the client was answered. Route fills it, Done counts it; the access log
-// line and the span of a request are made from it.
+// the client was answered. Route and Wait fill it, Commit and Done count
+// it; it is the one record a request's access log line and trace span are
+// to be made from (issue "Access log and tracing"), in Done.
 type Decision struct {
 	// Start is when the request arrived.
 	Start time.Time
@@ -52,6 +53,8 @@ type Decision struct {
 	// Status is what the client was answered: the shard's status, the
 	// proxy's own, or answer.StatusClientGone; 0 while unknown.
 	Status int
+
+	committed bool // the request went to its owner (Commit)
 }
 
 // Begin starts a decision for a request that arrived at start.
@@ -66,8 +69,9 @@ var ErrMustWait = errors.New("the owner is not ready: hold the request")
 
 // Route is the routing step: on the snapshot in force, the request's key
 // (keys.ErrNeedBody when a body rule needs the body buffered first; then
-// call again), then its owner. With nil, d names a ready owner, sampled
-// for hot keys, with the previous owner when the key moved. A not-ready
+// call again), then its owner. With nil, d names a ready owner, with the
+// previous owner when the key moved; the front end calls Commit when it
+// sends the request there. A not-ready
 // owner gives ErrMustWait when requests may be held, else
 // answer.ErrShardNotReady. Any other error is the proxy's answer.
 func (r *Router) Route(d *Decision, req keys.Request, s *keys.Scratch) error {
@@ -97,12 +101,22 @@ func (r *Router) owner(d *Decision, snap *Snapshot) error {
 		d.Status = http.StatusServiceUnavailable
 		return answer.ErrShardNotReady
 	}
-	r.hot.Sample(i, d.Key)
 	if name, addr, moved := snap.Table.Previous(d.Key, sh); moved {
 		d.Previous, d.PreviousAddr = name, addr
-		d.Backend.Metrics.handoff.Inc()
 	}
 	return nil
+}
+
+// Commit records that the request goes to its owner now (Route or Wait
+// answered nil, and the front end can reach the shard): the hot-key
+// sample and the handoff count are taken here, once, and Done times the
+// request as one a shard served.
+func (r *Router) Commit(d *Decision) {
+	d.committed = true
+	r.hot.Sample(d.Index, d.Key)
+	if d.Previous != "" {
+		d.Backend.Metrics.handoff.Inc()
+	}
 }
 
 // Wait holds a request Route answered ErrMustWait for, up to --owner-wait,
@@ -127,16 +141,20 @@ func (r *Router) Wait(d *Decision, done <-chan struct{}, gone func() bool) error
 	return answer.ErrShardNotReady
 }
 
-// Done ends a request's record: requests_total and the duration for the
-// owner, when one was chosen and the request was answered (d.Status).
+// Done ends a request's record: requests_total for the owner, when one was
+// chosen and the request was answered (d.Status), and the duration when it
+// went to the owner (Commit): the proxy's own 503 for a not-ready owner is
+// counted, but its hold does not skew the shard's latency.
 func (r *Router) Done(d *Decision) {
 	if d.Backend == nil || d.Status == 0 {
 		return
 	}
 	d.Backend.Metrics.count(d.Status, d.Proto)
-	d.Backend.Metrics.duration.Observe(time.Since(d.Start).Seconds())
+	if d.committed {
+		d.Backend.Metrics.duration.Observe(time.Since(d.Start).Seconds())
+	}
 }
 
-// KeyError counts a request that got no owner because of its key, for a
-// front end that found the error itself (a body over its limit).
-func (r *Router) KeyError(err error) { r.metrics.keyErrorFor(err) }
+// CountKeyError counts a request that got no owner because of its key, for
+// a front end that found the error itself (a body over its limit).
+func (r *Router) CountKeyError(err error) { r.metrics.keyErrorFor(err) }
