@@ -108,10 +108,27 @@ type Answer struct {
 	Body       ErrorBody
 }
 
+// OfShard wraps err with the shard it concerns, which For then names when
+// its caller does not (an owner that is not ready).
+func OfShard(err error, shard string) error { return &shardError{err: err, shard: shard} }
+
+type shardError struct {
+	err   error
+	shard string
+}
+
+func (e *shardError) Error() string { return e.err.Error() }
+func (e *shardError) Unwrap() error { return e.err }
+
 // For maps err to its answer. shard names the owner when one was
-// chosen ("" otherwise); it is reported in the body and, by the caller, in
-// X-Shard. An error that is not the proxy's own is a 502.
+// chosen ("" otherwise, or the shard OfShard wrapped in err); it is
+// reported in the body and, by the caller, in X-Shard. An error that is
+// not the proxy's own is a 502.
 func For(err error, shard string) Answer {
+	var se *shardError
+	if shard == "" && errors.As(err, &se) {
+		shard = se.shard
+	}
 	var pe *Error
 	if !errors.As(err, &pe) {
 		pe = errUnknown

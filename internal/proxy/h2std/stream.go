@@ -39,21 +39,15 @@ func (f *Server) serveStream(w http.ResponseWriter, r *http.Request) {
 	if grpc || r.ContentLength == 0 && r.Body == http.NoBody {
 		kr.Buffered = emptyBody // body rules never read protobuf
 	}
-	err := f.router.Route(&d, kr, s)
-	if errors.Is(err, keys.ErrNeedBody) {
-		if kr.Buffered, err = f.bufferStreamBody(w, r); err != nil {
-			f.router.CountKeyError(err)
-		} else {
-			err = f.router.Route(&d, kr, s)
-		}
-	}
+	err := f.router.Route(&d, &kr, s, func() (err error) {
+		kr.Buffered, err = f.bufferStreamBody(w, r)
+		return err
+	})
 	if errors.Is(err, route.ErrMustWait) {
 		err = f.router.Wait(&d, r.Context().Done(), nil)
 	}
 	switch {
 	case errors.Is(err, answer.ErrClientGone):
-	case err != nil && d.Status != 0: // the owner was chosen, and is not ready
-		streamError(w, grpc, err, d.Shard.Name)
 	case err != nil:
 		streamError(w, grpc, err, "")
 	default:
@@ -131,8 +125,8 @@ func streamError(w http.ResponseWriter, grpc bool, err error, shard string) {
 	h.Set("Content-Type", "application/grpc")
 	h.Set("Grpc-Status", strconv.Itoa(a.GRPCCode()))
 	h.Set("Grpc-Message", a.GRPCMessage())
-	if shard != "" {
-		h.Set(header.Shard, shard)
+	if a.Body.Shard != "" {
+		h.Set(header.Shard, a.Body.Shard)
 	}
 	w.WriteHeader(http.StatusOK)
 }

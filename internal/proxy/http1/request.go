@@ -49,11 +49,7 @@ func (cc *clientConn) serveRequest() bool {
 		if errors.Is(err, answer.ErrClientGone) {
 			return false
 		}
-		shard := ""
-		if x.d.Status != 0 { // the owner was chosen, and is not ready
-			shard = x.d.Shard.Name
-		}
-		return cc.refuse(err, shard)
+		return cc.refuse(err, "")
 	}
 	x.b = x.d.Backend
 	cc.s.router.Commit(&x.d)
@@ -74,14 +70,7 @@ func (cc *clientConn) serveRequest() bool {
 // rule asks for it, holding the request for a not-ready owner.
 func (cc *clientConn) route(s *keys.Scratch) error {
 	r, d := cc.s.router, &cc.x.d
-	err := r.Route(d, &cc.in, s)
-	if errors.Is(err, keys.ErrNeedBody) {
-		if err = cc.bufferBody(); err != nil {
-			r.CountKeyError(err)
-			return err
-		}
-		err = r.Route(d, &cc.in, s)
-	}
+	err := r.Route(d, &cc.in, s, cc.bufferBody)
 	if errors.Is(err, route.ErrMustWait) {
 		err = r.Wait(d, nil, cc.clientGone)
 	}

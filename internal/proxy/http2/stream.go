@@ -113,7 +113,7 @@ func (s *stream) route(f *block) {
 	s.reqDeclared = rq.length
 	c.w.mu.Unlock()
 	sc := keys.AcquireScratch()
-	err = c.r.router.Route(&s.d, keyRequest{fields: f.Fields, path: rq.path, query: rq.query}, sc)
+	err = c.r.router.Route(&s.d, keyRequest{fields: f.Fields, path: rq.path, query: rq.query}, sc, nil)
 	s.key = string(s.d.Key)
 	s.d.Key = unsafe.Slice(unsafe.StringData(s.key), len(s.key)) // the scratch goes back
 	keys.ReleaseScratch(sc)
@@ -136,16 +136,14 @@ func (s *stream) route(f *block) {
 // failRouting answers a stream whose routing step failed; a not-ready
 // owner is named, and counted.
 func (s *stream) failRouting(err error) {
-	if s.d.Status == 0 || s.d.Backend == nil {
-		s.fail(err, "")
-		return
+	if s.d.Status != 0 { // an owner not ready: counted for it when the stream closes
+		s.c.w.mu.Lock()
+		if s.state != stateClosed {
+			s.b = s.d.Backend
+		}
+		s.c.w.mu.Unlock()
 	}
-	s.c.w.mu.Lock()
-	if s.state != stateClosed {
-		s.b = s.d.Backend // counted for the owner when the stream closes
-	}
-	s.c.w.mu.Unlock()
-	s.fail(err, s.d.Shard.Name)
+	s.fail(err, "")
 }
 
 // toOwner sends the stream to its owner, s.d.Backend.
@@ -251,8 +249,8 @@ func (s *stream) answer(err error, shard string) {
 	if s.grpc {
 		fields := []hpack.HeaderField{{Name: ":status", Value: "200"}, {Name: "content-type", Value: "application/grpc"},
 			{Name: "grpc-status", Value: strconv.Itoa(a.GRPCCode())}, {Name: "grpc-message", Value: a.GRPCMessage()}}
-		if shard != "" {
-			fields = append(fields, hpack.HeaderField{Name: header.ShardLower, Value: shard})
+		if a.Body.Shard != "" {
+			fields = append(fields, hpack.HeaderField{Name: header.ShardLower, Value: a.Body.Shard})
 		}
 		w.headers(s.id, fields, true)
 		s.resp.closed = true
@@ -267,8 +265,8 @@ func (s *stream) answer(err error, shard string) {
 	if a.RetryAfter {
 		fields = append(fields, hpack.HeaderField{Name: "retry-after", Value: "1"})
 	}
-	if shard != "" {
-		fields = append(fields, hpack.HeaderField{Name: header.ShardLower, Value: shard})
+	if a.Body.Shard != "" {
+		fields = append(fields, hpack.HeaderField{Name: header.ShardLower, Value: a.Body.Shard})
 	}
 	w.headers(s.id, fields, false)
 	s.resp.pend, s.resp.end = body, true

@@ -67,19 +67,25 @@ func (d *Decision) Begin(proto Proto, start time.Time) {
 // whatever goroutine may block.
 var ErrMustWait = errors.New("the owner is not ready: hold the request")
 
-// Route is the routing step: on the snapshot in force, the request's key
-// (keys.ErrNeedBody when a body rule needs the body buffered first; then
-// call again), then its owner. With nil, d names a ready owner, with the
-// previous owner when the key moved; the front end calls Commit when it
-// sends the request there. A not-ready
-// owner gives ErrMustWait when requests may be held, else
-// answer.ErrShardNotReady. Any other error is the proxy's answer.
-func (r *Router) Route(d *Decision, req keys.Request, s *keys.Scratch) error {
+// Route is the routing step: on the snapshot in force, the request's key,
+// then its owner. When a body rule needs the body, loadBody buffers it
+// (where the front end reads bodies: nil means it cannot, and Route
+// answers keys.ErrNeedBody) and the rules run again. With nil, d names a
+// ready owner, with the previous owner when the key moved; the front end
+// calls Commit when it sends the request there. A not-ready owner gives
+// ErrMustWait when requests may be held, else answer.ErrShardNotReady
+// naming the owner (d.Status 503). Any other error is the proxy's answer.
+func (r *Router) Route(d *Decision, req keys.Request, s *keys.Scratch, loadBody func() error) error {
 	snap := r.snap.Load()
 	if snap == nil || len(snap.Backends) == 0 {
 		return answer.ErrNoShards
 	}
 	key, rule, err := r.keys.Key(req, s)
+	if errors.Is(err, keys.ErrNeedBody) && loadBody != nil {
+		if err = loadBody(); err == nil {
+			key, rule, err = r.keys.Key(req, s)
+		}
+	}
 	if err != nil {
 		if !errors.Is(err, keys.ErrNeedBody) {
 			r.metrics.keyErrorFor(err)
@@ -99,7 +105,7 @@ func (r *Router) owner(d *Decision, snap *Snapshot) error {
 			return ErrMustWait
 		}
 		d.Status = http.StatusServiceUnavailable
-		return answer.ErrShardNotReady
+		return answer.OfShard(answer.ErrShardNotReady, sh.Name)
 	}
 	if name, addr, moved := snap.Table.Previous(d.Key, sh); moved {
 		d.Previous, d.PreviousAddr = name, addr
@@ -138,7 +144,7 @@ func (r *Router) Wait(d *Decision, done <-chan struct{}, gone func() bool) error
 		return answer.ErrClientGone
 	}
 	d.Status = http.StatusServiceUnavailable
-	return answer.ErrShardNotReady
+	return answer.OfShard(answer.ErrShardNotReady, d.Shard.Name)
 }
 
 // Done ends a request's record: requests_total for the owner, when one was
@@ -155,6 +161,3 @@ func (r *Router) Done(d *Decision) {
 	}
 }
 
-// CountKeyError counts a request that got no owner because of its key, for
-// a front end that found the error itself (a body over its limit).
-func (r *Router) CountKeyError(err error) { r.metrics.keyErrorFor(err) }
