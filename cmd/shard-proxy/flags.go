@@ -343,6 +343,8 @@ func (o *options) validateLimits() error {
 		return fmt.Errorf("--hot-keys-sample %d: want N >= 1 (one request in N), or 0 for off", o.hotSample)
 	case o.ownerWaitMax <= 0:
 		return fmt.Errorf("--owner-wait-max %d: want a positive number (default %d)", o.ownerWaitMax, proxy.DefaultOwnerWaitMax)
+	case o.maxDepth < 1 || o.maxDepth > 10000:
+		return fmt.Errorf("--max-body-depth %d: want a nesting depth from 1 to 10000 (default %d)", o.maxDepth, keys.DefaultMaxBodyDepth)
 	case o.handoffFrom < 0 || o.handoffFrom > 4096:
 		return fmt.Errorf("--handoff-from %d: want the previous N, from 1 to 4096 (0: none)", o.handoffFrom)
 	case o.handoffFrom > 0 && o.shards == "" && o.dnsSvc == "":
