@@ -12,6 +12,7 @@ import (
 	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/h1"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/header"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/sock"
 )
 
 // Connection states, for Shutdown.
@@ -64,7 +65,7 @@ type clientConn struct {
 }
 
 func (s *Server) newClientConn(nc net.Conn) *clientConn {
-	cc := &clientConn{s: s, nc: nc, fd: sockFD(nc)}
+	cc := &clientConn{s: s, nc: nc, fd: sock.FD(nc)}
 	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 		cc.ip = a.IP.String()
 	} else if nc.RemoteAddr() != nil {
@@ -239,7 +240,7 @@ func (cc *clientConn) awaitRequest() int {
 	if cc.s.draining.Load() {
 		return cc.drainIdle()
 	}
-	if !waitReadable(cc.nc) {
+	if !sock.WaitReadable(cc.nc) {
 		if time.Now().Before(idleEnd) && cc.s.draining.Load() {
 			return cc.drainIdle() // woken by Shutdown
 		}
@@ -269,7 +270,7 @@ func (cc *clientConn) readAfterPark(idleEnd time.Time) bool {
 // request that was sent before the listener closed: if bytes are waiting,
 // it is served (its answer carries Connection: close); if not, it closes.
 func (cc *clientConn) drainIdle() int {
-	if _, data, ok := peek(cc.fd); !ok || !data {
+	if _, data, ok := sock.Peek(cc.fd); !ok || !data {
 		return waitClose
 	}
 	cc.acquireRead()

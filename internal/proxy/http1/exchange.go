@@ -9,6 +9,8 @@ import (
 	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/h1"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/route"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/sock"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/upstream"
 	"github.com/shard-proxy/shard-proxy/internal/watch"
 )
 
@@ -23,7 +25,7 @@ type exchange struct {
 	// d is the request's routing decision; b is its owner's backend.
 	d  route.Decision
 	b  *route.Backend
-	uc *upConn // while a body copy writes to it
+	uc *upstream.Conn // while a body copy writes to it
 
 	// What the engine needs of the request head once rb may be reused.
 	minor           int
@@ -57,7 +59,7 @@ func (x *exchange) run() bool {
 		return x.bridge()
 	}
 	for attempt := 0; ; attempt++ {
-		uc, err := poolOf(x.b).get()
+		uc, err := upstream.PoolOf(x.b).Get()
 		if err != nil {
 			return x.fail(nil, err)
 		}
@@ -66,7 +68,7 @@ func (x *exchange) run() bool {
 			err = x.readFinalHead(uc)
 		}
 		if err != nil && x.retryable(uc, err, attempt) {
-			poolOf(x.b).discard(uc)
+			upstream.PoolOf(x.b).Discard(uc)
 			continue
 		}
 		if err != nil {
@@ -101,8 +103,8 @@ func (x *exchange) finish() {
 // byte arrived (typically one the shard had just closed) goes once more, on
 // a new connection, to the same shard, if its method allows and its body
 // was not streamed away.
-func (x *exchange) retryable(uc *upConn, err error, attempt int) bool {
-	if attempt > 0 || !uc.reused || x.streaming || x.uw > 0 || x.headSent {
+func (x *exchange) retryable(uc *upstream.Conn, err error, attempt int) bool {
+	if attempt > 0 || !uc.Reused || x.streaming || x.uw > 0 || x.headSent {
 		return false
 	}
 	if !errors.Is(err, errUpstreamIO) {
@@ -117,9 +119,9 @@ func (x *exchange) retryable(uc *upConn, err error, attempt int) bool {
 
 // fail ends an exchange that went wrong: the shard connection is closed,
 // and the client gets the proxy's answer if no answer started yet.
-func (x *exchange) fail(uc *upConn, err error) bool {
+func (x *exchange) fail(uc *upstream.Conn, err error) bool {
 	if uc != nil {
-		poolOf(x.b).discard(uc)
+		upstream.PoolOf(x.b).Discard(uc)
 	}
 	// Looked at before stopCopy, which wakes a running copy by failing its
 	// read of the client: a shard that fails mid-upload is still answered.
@@ -151,24 +153,24 @@ var errUpstreamIO = errors.New("shard connection failed")
 // send writes the request head, and the body when it is buffered or
 // already wholly received; a body still arriving is streamed by copyBody
 // on its own goroutine while the answer is awaited.
-func (x *exchange) send(uc *upConn) error {
+func (x *exchange) send(uc *upstream.Conn) error {
 	cc := x.cc
 	rh := requestHead{clientIP: cc.ip, hostFallback: x.b.Addr, upgrade: x.upgrade, dropExpect: cc.in.continued,
 		previous: x.d.Previous, previousAddr: x.d.PreviousAddr}
 	wb := appendRequestHead(cc.scratch(), &cc.in.head, rh)
 	body, whole := cc.takeBody()
 	x.streaming = !whole
-	_ = uc.nc.SetWriteDeadline(time.Now().Add(x.cc.s.cfg.UpstreamTimeout))
+	_ = uc.NC.SetWriteDeadline(time.Now().Add(x.cc.s.cfg.UpstreamTimeout))
 	if len(wb)+len(body) <= cap(wb) {
 		wb = append(wb, body...)
 		body = nil
 	}
 	cc.keepScratch(wb)
-	if _, err := uc.nc.Write(wb); err != nil {
+	if _, err := uc.NC.Write(wb); err != nil {
 		return errors.Join(errUpstreamIO, err)
 	}
 	if len(body) > 0 {
-		if _, err := uc.nc.Write(body); err != nil {
+		if _, err := uc.NC.Write(body); err != nil {
 			return errors.Join(errUpstreamIO, err)
 		}
 	}
@@ -187,7 +189,7 @@ func (x *exchange) send(uc *upConn) error {
 // copyBody streams the rest of the request body to the shard. When the
 // client fails it aborts the exchange, by closing the shard connection
 // under the reader.
-func (x *exchange) copyBody(uc *upConn) error {
+func (x *exchange) copyBody(uc *upstream.Conn) error {
 	for {
 		if x.cc.bodyStop.Load() {
 			return errBodyStopped
@@ -203,11 +205,11 @@ func (x *exchange) copyBody(uc *upConn) error {
 			// The client failed, or its body is cut: the exchange ends,
 			// woken from its wait for the shard.
 			x.clientFailed.Store(true)
-			_ = uc.nc.SetReadDeadline(time.Unix(1, 0))
+			_ = uc.NC.SetReadDeadline(time.Unix(1, 0))
 			return err
 		}
-		_ = uc.nc.SetWriteDeadline(time.Now().Add(x.cc.s.cfg.UpstreamTimeout))
-		if _, err := uc.nc.Write(raw); err != nil {
+		_ = uc.NC.SetWriteDeadline(time.Now().Add(x.cc.s.cfg.UpstreamTimeout))
+		if _, err := uc.NC.Write(raw); err != nil {
 			// The shard stopped reading; its answer, if any, still counts.
 			return errors.Join(errUpstreamIO, err)
 		}
@@ -230,7 +232,7 @@ func (x *exchange) stopCopy() bool {
 		x.cc.bodyStop.Store(true)
 		_ = x.cc.nc.SetReadDeadline(time.Unix(1, 0))
 		if x.uc != nil {
-			_ = x.uc.nc.SetWriteDeadline(time.Unix(1, 0))
+			_ = x.uc.NC.SetWriteDeadline(time.Unix(1, 0))
 		}
 		err = <-x.copyDone
 	}
@@ -243,7 +245,7 @@ func (x *exchange) stopCopy() bool {
 // unless the body copy is reading the client and will notice itself).
 // While the request body still streams, the shard's time runs from its
 // end: a slow upload is the client's pace, not a slow shard.
-func (x *exchange) readUp(uc *upConn, p []byte) (int, error) {
+func (x *exchange) readUp(uc *upstream.Conn, p []byte) (int, error) {
 	return x.readUpUntil(uc, p, time.Now().Add(x.cc.s.cfg.UpstreamTimeout), false)
 }
 
@@ -253,15 +255,15 @@ func (x *exchange) readUp(uc *upConn, p []byte) (int, error) {
 // With shed, it gives up with errShardSlow once a look at the client found
 // nothing from the shard yet (no upload streaming): the caller then waits
 // without its buffers (waitShard).
-func (x *exchange) readUpUntil(uc *upConn, p []byte, deadline time.Time, shed bool) (int, error) {
+func (x *exchange) readUpUntil(uc *upstream.Conn, p []byte, deadline time.Time, shed bool) (int, error) {
 	timeout := x.cc.s.cfg.UpstreamTimeout
 	for {
 		copying := x.streaming && !x.copyEnded.Load()
 		if copying {
 			deadline = time.Now().Add(timeout)
 		}
-		_ = uc.nc.SetReadDeadline(earlier(deadline, time.Now().Add(clientCheckInterval)))
-		n, err := uc.nc.Read(p)
+		_ = uc.NC.SetReadDeadline(earlier(deadline, time.Now().Add(clientCheckInterval)))
+		n, err := uc.NC.Read(p)
 		if n > 0 {
 			return n, nil
 		}
@@ -277,7 +279,7 @@ func (x *exchange) readUpUntil(uc *upConn, p []byte, deadline time.Time, shed bo
 		if !copying && !time.Now().Before(deadline) {
 			return 0, answer.ErrShardTimeout
 		}
-		if gone, _, ok := peek(x.cc.fd); ok && gone && !copying {
+		if gone, _, ok := sock.Peek(x.cc.fd); ok && gone && !copying {
 			return 0, answer.ErrClientGone
 		}
 		if shed && !copying {
@@ -295,15 +297,15 @@ var errShardSlow = errors.New("the shard has not answered yet")
 // goroutine and its request head, not three buffers. The exchange's read
 // buffer and the connection's write buffer go back to the pool; they are
 // taken again when needed.
-func (x *exchange) waitShard(uc *upConn, deadline time.Time) error {
+func (x *exchange) waitShard(uc *upstream.Conn, deadline time.Time) error {
 	putBuf(x.ubuf)
 	x.ubuf, x.ub, x.ur, x.uw = nil, nil, 0, 0
 	x.cc.releaseScratch()
 	x.cc.s.shedding.Add(1)
 	defer x.cc.s.shedding.Add(-1)
 	for {
-		_ = uc.nc.SetReadDeadline(earlier(deadline, time.Now().Add(clientCheckInterval)))
-		err := awaitReadable(uc.nc)
+		_ = uc.NC.SetReadDeadline(earlier(deadline, time.Now().Add(clientCheckInterval)))
+		err := sock.AwaitReadable(uc.NC)
 		if err == nil {
 			return nil
 		}
@@ -316,7 +318,7 @@ func (x *exchange) waitShard(uc *upConn, deadline time.Time) error {
 		if !time.Now().Before(deadline) {
 			return answer.ErrShardTimeout
 		}
-		if gone, _, ok := peek(x.cc.fd); ok && gone {
+		if gone, _, ok := sock.Peek(x.cc.fd); ok && gone {
 			return answer.ErrClientGone
 		}
 	}
@@ -327,7 +329,7 @@ func (x *exchange) waitShard(uc *upConn, deadline time.Time) error {
 // timeout bounds the whole head, 1xx answers included, counted from the
 // end of the request (a shard that sends its head a byte at a time does not
 // restart it).
-func (x *exchange) readFinalHead(uc *upConn) error {
+func (x *exchange) readFinalHead(uc *upstream.Conn) error {
 	deadline := time.Now().Add(x.cc.s.cfg.UpstreamTimeout)
 	x.takeReadBuffer()
 	for {

@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/shard-proxy/shard-proxy/internal/proxy/sock"
 	"golang.org/x/sys/unix"
 )
 
@@ -166,7 +167,7 @@ func (pk *parker) drain() {
 	}
 	pk.mu.Unlock()
 	for _, pc := range all {
-		if _, data, ok := peek(pc.cc.fd); ok && data {
+		if _, data, ok := sock.Peek(pc.cc.fd); ok && data {
 			go pc.cc.resume(time.Now().Add(pc.cc.s.cfg.ClientHeaderTimeout))
 		} else {
 			pc.cc.closeParked()

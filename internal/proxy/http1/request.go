@@ -12,6 +12,7 @@ import (
 	"github.com/shard-proxy/shard-proxy/internal/proxy/h1"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/keys"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/route"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/sock"
 )
 
 // serveRequest answers the request whose head is in cc.in: the routing
@@ -349,7 +350,7 @@ func connectionHasUpgrade(h *h1.Request) bool {
 // clientGone tells whether the client closed its connection (for a request
 // held for its owner).
 func (cc *clientConn) clientGone() bool {
-	gone, _, ok := peek(cc.fd)
+	gone, _, ok := sock.Peek(cc.fd)
 	return ok && gone
 }
 

@@ -3,13 +3,14 @@ package http1
 import (
 	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/h1"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/upstream"
 )
 
 // relay sends the final answer, whose head is in x.resp, to the client and
 // streams its body: each read from the shard is written on at once, so
 // memory is one buffer per direction whatever the body's length. It
 // returns whether the client connection may carry another request.
-func (x *exchange) relay(uc *upConn) bool {
+func (x *exchange) relay(uc *upstream.Conn) bool {
 	cc, r := x.cc, &x.resp
 	method := []byte("GET")
 	if x.isHead {
@@ -53,15 +54,15 @@ func (x *exchange) relay(uc *upConn) bool {
 	}
 	bodyDone := x.stopCopy()
 	if err != nil {
-		poolOf(x.b).discard(uc)
+		upstream.PoolOf(x.b).Discard(uc)
 		return false
 	}
 	reusable := x.uClean && x.ur == x.uw && bodyDone &&
 		!r.Flags.Has(h1.FlagConnClose) && (r.Minor == 1 || r.Flags.Has(h1.FlagConnKeepAlive))
 	if reusable {
-		poolOf(x.b).put(uc)
+		upstream.PoolOf(x.b).Put(uc)
 	} else {
-		poolOf(x.b).discard(uc)
+		upstream.PoolOf(x.b).Discard(uc)
 	}
 	return !closing && bodyDone
 }
@@ -84,7 +85,7 @@ func (x *exchange) writeHead(head, body []byte) error {
 }
 
 // relayLength streams a body of exactly n bytes.
-func (x *exchange) relayLength(uc *upConn, head []byte, n int64) error {
+func (x *exchange) relayLength(uc *upstream.Conn, head []byte, n int64) error {
 	have := min(int64(x.uw-x.ur), n)
 	if err := x.writeHead(head, x.ub[x.ur:x.ur+int(have)]); err != nil {
 		return err
@@ -111,7 +112,7 @@ func (x *exchange) relayLength(uc *upConn, head []byte, n int64) error {
 // relayChunked streams a chunked body: as it is to an HTTP/1.1 client
 // (trailers included), decoded to an HTTP/1.0 one, which then sees the end
 // of the body as the connection closing.
-func (x *exchange) relayChunked(uc *upConn, head []byte) error {
+func (x *exchange) relayChunked(uc *upstream.Conn, head []byte) error {
 	var c h1.Chunked
 	decode := x.minor == 0
 	if decode && x.dbuf == nil {
@@ -158,7 +159,7 @@ func (x *exchange) relayChunked(uc *upConn, head []byte) error {
 }
 
 // relayUntilClose streams a body that ends when the shard closes.
-func (x *exchange) relayUntilClose(uc *upConn, head []byte) error {
+func (x *exchange) relayUntilClose(uc *upstream.Conn, head []byte) error {
 	if err := x.writeHead(head, x.ub[x.ur:x.uw]); err != nil {
 		return err
 	}

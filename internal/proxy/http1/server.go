@@ -70,7 +70,7 @@ type Server struct {
 	forced atomic.Bool
 	// shedding counts requests waiting for their shard without buffers.
 	shedding atomic.Int64
-	wg     sync.WaitGroup
+	wg       sync.WaitGroup
 }
 
 // New returns a Server for cfg.

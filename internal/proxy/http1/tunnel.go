@@ -4,18 +4,20 @@ import (
 	"net"
 	"sync/atomic"
 	"time"
+
+	"github.com/shard-proxy/shard-proxy/internal/proxy/upstream"
 )
 
 // tunnel relays an upgraded connection (WebSocket after 101): the answer's
 // head goes to the client, then bytes flow both ways until either side
 // closes or the tunnel idles past TunnelIdleTimeout. Neither connection is
 // reused afterwards.
-func (x *exchange) tunnel(uc *upConn) bool {
+func (x *exchange) tunnel(uc *upstream.Conn) bool {
 	cc := x.cc
 	x.d.Status = 101
 	head := appendResponseHead(cc.scratch(), &x.resp, responseHead{shard: x.b.Name, upgrade: true})
 	cc.keepScratch(head)
-	defer poolOf(x.b).discard(uc)
+	defer upstream.PoolOf(x.b).Discard(uc)
 	if x.stopCopy(); !cc.bodyDone() {
 		return false // an upgrade request with a body still arriving
 	}
@@ -23,13 +25,13 @@ func (x *exchange) tunnel(uc *upConn) bool {
 		return false
 	}
 	if early := cc.takeUnread(); len(early) > 0 { // the client spoke the new protocol right away
-		if _, err := uc.nc.Write(early); err != nil {
+		if _, err := uc.NC.Write(early); err != nil {
 			return false
 		}
 	}
 	x.b.Metrics.Tunnels.Inc()
 	defer x.b.Metrics.Tunnels.Dec()
-	t := &tunnelState{shard: uc.nc, idle: cc.s.cfg.TunnelIdleTimeout, ws: x.websocket}
+	t := &tunnelState{shard: uc.NC, idle: cc.s.cfg.TunnelIdleTimeout, ws: x.websocket}
 	if t.ws {
 		t.frames.advance(x.ub[x.ur:x.uw], false) // what came with the 101
 	}
@@ -43,15 +45,15 @@ func (x *exchange) tunnel(uc *upConn) bool {
 		}
 		t.movedEnd.Store(end.UnixNano())
 		t.moved.Store(true)
-		_ = uc.nc.SetReadDeadline(end)
+		_ = uc.NC.SetReadDeadline(end)
 	})
 	defer cc.s.router.Untrack(live)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		t.pipe(uc.nc, cc.nc, cc.readBuffer(), uc.nc)
+		t.pipe(uc.NC, cc.nc, cc.readBuffer(), uc.NC)
 	}()
-	t.pipe(cc.nc, uc.nc, x.ub, cc.nc)
+	t.pipe(cc.nc, uc.NC, x.ub, cc.nc)
 	if t.moved.Load() && x.websocket {
 		// The key's owner changed: a WebSocket close, 1012 "service
 		// restart", tells the client to reconnect (to the new owner). The
@@ -63,7 +65,7 @@ func (x *exchange) tunnel(uc *upConn) bool {
 			_, _ = cc.nc.Write(wsClose1012)
 		}
 		_ = cc.nc.Close()
-		_ = uc.nc.Close()
+		_ = uc.NC.Close()
 	}
 	<-done
 	cc.takeUnread() // the tunnel's bytes were no request

@@ -1,4 +1,9 @@
-package http1
+// Package sock holds the socket helpers the front ends and the shard pools
+// share: a connection's descriptor, a peek that neither blocks nor
+// consumes (has the peer gone, are bytes waiting?), and a wait for
+// readability that holds no buffer. Where they cannot work (not Linux),
+// they answer so that callers fall back to reading.
+package sock
 
 import (
 	"net"
@@ -8,10 +13,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// sockFD returns the socket descriptor of nc, or -1 when nc is not a plain
+// FD returns the socket descriptor of nc, or -1 when nc is not a plain
 // socket. It is looked up once per connection: the descriptor stays the
 // same while the connection is open, and only its owner closes it.
-func sockFD(nc net.Conn) int {
+func FD(nc net.Conn) int {
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
 		return -1
@@ -27,11 +32,11 @@ func sockFD(nc net.Conn) int {
 	return fd
 }
 
-// peek reports, without blocking or consuming anything, whether the peer
+// Peek reports, without blocking or consuming anything, whether the peer
 // of socket fd has closed (or reset) its side (gone) and whether bytes are
 // waiting to be read (data). ok is false when fd is not known. It does not
 // allocate: it is on the request path.
-func peek(fd int) (gone, data, ok bool) {
+func Peek(fd int) (gone, data, ok bool) {
 	if fd < 0 {
 		return false, false, false
 	}
@@ -56,10 +61,10 @@ func peekFD(fd uintptr) (gone, data, wait bool) {
 	return false, true, false
 }
 
-// waitReadable blocks until nc has bytes (or a close) to read, or its read
+// WaitReadable blocks until nc has bytes (or a close) to read, or its read
 // deadline passes, without reading and without a buffer: an idle
 // connection then costs its goroutine and socket only.
-func waitReadable(nc net.Conn) bool {
+func WaitReadable(nc net.Conn) bool {
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
 		return true // the caller reads with a buffer instead
@@ -75,9 +80,9 @@ func waitReadable(nc net.Conn) bool {
 	return err == nil
 }
 
-// awaitReadable is waitReadable with the reason it stopped waiting: nil
+// AwaitReadable is WaitReadable with the reason it stopped waiting: nil
 // when nc has bytes or a close to read, else the deadline or the error.
-func awaitReadable(nc net.Conn) error {
+func AwaitReadable(nc net.Conn) error {
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
 		return nil
@@ -92,9 +97,9 @@ func awaitReadable(nc net.Conn) error {
 	})
 }
 
-// idleConnUsable tells whether a pooled connection can carry a request: the
+// IdleUsable tells whether a pooled connection can carry a request: the
 // shard has neither closed it nor sent bytes nobody asked for.
-func idleConnUsable(fd int) bool {
-	gone, data, ok := peek(fd)
+func IdleUsable(fd int) bool {
+	gone, data, ok := Peek(fd)
 	return !ok || (!gone && !data)
 }

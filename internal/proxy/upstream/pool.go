@@ -1,4 +1,8 @@
-package http1
+// Package upstream holds the pooled HTTP/1.1 connections to shards that the
+// front ends share: the HTTP/1.1 engine and the HTTP/2 relay take a
+// connection per exchange and give it back when the exchange ended cleanly
+// on a message boundary.
+package upstream
 
 import (
 	"net"
@@ -7,43 +11,44 @@ import (
 
 	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/route"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/sock"
 )
 
-// upstreamMaxIdle bounds the idle connections kept per shard address.
-const upstreamMaxIdle = 256
+// maxIdle bounds the idle connections kept per shard address.
+const maxIdle = 256
 
-// upConn is one connection to a shard. Between exchanges it sits in its
+// Conn is one connection to a shard. Between exchanges it sits in its
 // shard's pool, holding no buffer.
-type upConn struct {
-	nc     net.Conn
-	fd     int // nc's socket, for peek
-	idleAt time.Time
-	// reused tells whether the connection served an exchange before, so
+type Conn struct {
+	NC net.Conn
+	FD int // NC's socket, for sock.Peek; -1 if none
+	// Reused tells whether the connection served an exchange before, so
 	// that a failure before any answer byte may be retried on a fresh one.
-	reused bool
+	Reused bool
+	idleAt time.Time
 }
 
-// shardPool is the engine's pool of connections to one shard at one
-// address (one route.Backend). Safe for concurrent use.
-type shardPool struct {
+// Pool is the HTTP/1.1 connections to one shard at one address (one
+// route.Backend). Safe for concurrent use.
+type Pool struct {
 	b *route.Backend
 
 	mu     sync.Mutex
-	idle   []*upConn // LIFO: the warmest connection is reused first
-	open   int       // idle and in use
+	idle   []*Conn // LIFO: the warmest connection is reused first
+	open   int     // idle and in use
 	closed bool
 }
 
-var _ route.Pool = (*shardPool)(nil)
+var _ route.Pool = (*Pool)(nil)
 
-// poolOf returns the engine's pool for b, made on first use.
-func poolOf(b *route.Backend) *shardPool {
-	return b.Pool(route.PoolHTTP1, func(b *route.Backend) route.Pool { return &shardPool{b: b} }).(*shardPool)
+// PoolOf returns the HTTP/1.1 pool of b, made on first use.
+func PoolOf(b *route.Backend) *Pool {
+	return b.Pool(route.PoolHTTP1, func(b *route.Backend) route.Pool { return &Pool{b: b} }).(*Pool)
 }
 
 // get returns a pooled connection, or dials a new one when none is idle.
 // It fails with answer.ErrShardBusy at MaxConns, answer.ErrShardDown when the dial fails.
-func (u *shardPool) get() (*upConn, error) {
+func (u *Pool) Get() (*Conn, error) {
 	for {
 		u.mu.Lock()
 		if n := len(u.idle); n > 0 {
@@ -54,8 +59,8 @@ func (u *shardPool) get() (*upConn, error) {
 			// Looked at on every reuse, however recent (one non-blocking
 			// peek): bytes a shard wrote past its last answer would
 			// otherwise become the next client's answer.
-			if !idleConnUsable(c.fd) {
-				u.discard(c)
+			if !sock.IdleUsable(c.FD) {
+				u.Discard(c)
 				continue
 			}
 			return c, nil
@@ -71,7 +76,7 @@ func (u *shardPool) get() (*upConn, error) {
 }
 
 // dialNew dials a fresh connection; the caller has counted it in open.
-func (u *shardPool) dialNew() (*upConn, error) {
+func (u *Pool) dialNew() (*Conn, error) {
 	nc, err := u.b.Dial()
 	if err != nil {
 		u.mu.Lock()
@@ -79,16 +84,16 @@ func (u *shardPool) dialNew() (*upConn, error) {
 		u.mu.Unlock()
 		return nil, err
 	}
-	return &upConn{nc: nc, fd: sockFD(nc)}, nil
+	return &Conn{NC: nc, FD: sock.FD(nc)}, nil
 }
 
 // put returns c after an exchange that ended cleanly on a message boundary.
-func (u *shardPool) put(c *upConn) {
-	c.idleAt, c.reused = time.Now(), true
+func (u *Pool) Put(c *Conn) {
+	c.idleAt, c.Reused = time.Now(), true
 	u.mu.Lock()
-	if u.closed || len(u.idle) >= upstreamMaxIdle {
+	if u.closed || len(u.idle) >= maxIdle {
 		u.mu.Unlock()
-		u.discard(c)
+		u.Discard(c)
 		return
 	}
 	u.idle = append(u.idle, c)
@@ -96,15 +101,15 @@ func (u *shardPool) put(c *upConn) {
 }
 
 // discard closes c, which is not going back to the pool.
-func (u *shardPool) discard(c *upConn) {
-	_ = c.nc.Close()
+func (u *Pool) Discard(c *Conn) {
+	_ = c.NC.Close()
 	u.mu.Lock()
 	u.open--
 	u.mu.Unlock()
 }
 
 // Stats implements route.Pool.
-func (u *shardPool) Stats() route.PoolStats {
+func (u *Pool) Stats() route.PoolStats {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return route.PoolStats{Open: u.open, Idle: len(u.idle)}
@@ -112,12 +117,12 @@ func (u *shardPool) Stats() route.PoolStats {
 
 // CloseIdle implements route.Pool: it closes idle connections older than
 // maxIdle (all when 0); with stop, the pool keeps none from now on.
-func (u *shardPool) CloseIdle(maxIdle time.Duration, stop bool) {
+func (u *Pool) CloseIdle(maxIdle time.Duration, stop bool) {
 	now := time.Now()
 	u.mu.Lock()
 	u.closed = u.closed || stop
 	keep := u.idle[:0]
-	var drop []*upConn
+	var drop []*Conn
 	for _, c := range u.idle {
 		if maxIdle == 0 || now.Sub(c.idleAt) > maxIdle {
 			drop = append(drop, c)
@@ -129,6 +134,6 @@ func (u *shardPool) CloseIdle(maxIdle time.Duration, stop bool) {
 	u.idle = keep
 	u.mu.Unlock()
 	for _, c := range drop {
-		u.discard(c)
+		u.Discard(c)
 	}
 }
