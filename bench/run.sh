@@ -38,7 +38,7 @@ set -euo pipefail
 : "${SHARD_PROXY_BIN:=}"         # measure this binary instead of building ./cmd/shard-proxy
 # "run.sh memory" (see the README for what each test does)
 : "${BENCH_MEM_SYSTEMS:=shard-proxy haproxy nginx}"
-: "${BENCH_MEM_TESTS:=stream sse download download50 upload slowupload idle hugecl}"
+: "${BENCH_MEM_TESTS:=stream sse download download50 upload slowupload idle hugecl hung}"
 : "${BENCH_MEM_BYTES:=64MiB}"    # one download, each of the concurrent downloads, the upload
 : "${BENCH_MEM_MAX_BODY_MIB:=128}" # shard-proxy --max-body-bytes, nginx client_max_body_size
 : "${BENCH_SP_ARGS:=}"           # extra shard-proxy flags in memory mode (word-split)
@@ -48,6 +48,7 @@ set -euo pipefail
 : "${BENCH_SLOW_CLIENTS:=500}" "${BENCH_SLOW_BYTES:=4MiB}" "${BENCH_SLOW_CHUNK:=64KiB}" "${BENCH_SLOW_GAP:=100ms}"
 : "${BENCH_IDLE_CONNS:=20000}" "${BENCH_IDLE_PROCS:=4}"
 : "${BENCH_HUGECL_STALL:=3s}"
+: "${BENCH_HUNG_CLIENTS:=5000}" "${BENCH_HUNG_HOLD:=5s}" # "hung": requests a shard holds at once, and how long
 : "${BENCH_HAPROXY_NODELAY:=1}"  # HAProxy "option http-no-delay" (see config/haproxy-memory.cfg)
 : "${BENCH_RSS_GUARD_MIB:=8192}" # SIGKILL a proxy whose RSS passes this, so it cannot take the machine down
 : "${BENCH_MEM_TIMEOUT:=90}"     # seconds one test may take before it is cut short
@@ -683,8 +684,9 @@ mem_measure() {
 	# that the previous system's TIME_WAIT sockets are not in the way.
 	idle) args=(idle -conns "$IDLE_CONNS" -procs "$BENCH_IDLE_PROCS" -src-base $((2 + n * BENCH_IDLE_PROCS))) ;;
 	hugecl) args=(hugecl -stall "$BENCH_HUGECL_STALL") ;;
+	hung) args=(hung -clients "$BENCH_HUNG_CLIENTS" -hold "$BENCH_HUNG_HOLD") ;;
 	*)
-		log "unknown memory test $t (want some of: stream sse download download50 upload slowupload idle hugecl)"
+		log "unknown memory test $t (want some of: stream sse download download50 upload slowupload idle hugecl hung)"
 		return
 		;;
 	esac

@@ -22,6 +22,7 @@
 //	                                                          slow uploaders + a fast GET client
 //	memload idle       -conns 20000 -procs 4                  idle keep-alive connections
 //	memload hugecl                                            shard declares 64 GiB, stalls, closes
+//	memload hung       -clients 5000 -hold 5s                 requests held by a shard: peak RSS per request
 //	memload report     -in memory.txt                         the markdown tables
 package main
 
@@ -45,7 +46,7 @@ import (
 )
 
 func main() {
-	benchline.Main("memload", "stream|download|upload|slowupload|idle|hugecl|report", map[string]func([]string) error{
+	benchline.Main("memload", "stream|download|upload|slowupload|idle|hugecl|hung|report", map[string]func([]string) error{
 		"stream":      cmdStream,
 		"download":    cmdDownload,
 		"upload":      cmdUpload,
@@ -53,6 +54,7 @@ func main() {
 		"idle":        cmdIdle,
 		"idle-worker": cmdIdleWorker,
 		"hugecl":      cmdHugeCL,
+		"hung":        cmdHung,
 		"report":      cmdReport,
 	})
 }

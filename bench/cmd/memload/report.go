@@ -150,7 +150,7 @@ func markdown(recs []rec) string {
 		write func()
 	}{
 		{"download", m.download}, {"download50", m.download50}, {"upload", m.upload},
-		{"slowupload", m.slowUpload}, {"idle", m.idle}, {"hugecl", m.hugeCL},
+		{"slowupload", m.slowUpload}, {"idle", m.idle}, {"hugecl", m.hugeCL}, {"hung", m.hung},
 	}
 	for _, s := range sections {
 		if m.has(s.test) {
@@ -348,6 +348,19 @@ func (m *mdReport) hugeCL() {
 			return []string{title(r["system"]), replaced(r["status"], "0", "no answer"), replaced(r["content_length"], "-1", ""),
 				r["bytes"], replaced(r["client_err"], "", "complete body"), fixed(r, "seconds", 2),
 				yesNo(r, "alive") + guardNote(r), nextRequest(r), kibMiB(r, "hwm_kib"), against(r, base, "hwm_kib")}
+		}, nil)
+}
+
+func (m *mdReport) hung() {
+	rows := m.rowsOf("hung")
+	fmt.Fprintf(m.b, "## %s requests held by a shard for %s s\n\n", first(rows, "clients"), first(rows, "hold_s"))
+	m.b.WriteString("Each on a connection of its own, all at once; the shard answers each after the hold. Per request:\n" +
+		"peak RSS above the proxy's RSS before the test, over the number of requests.\n\n")
+	m.rows("| system | answered 200 | statuses | seconds | peak RSS MiB | KiB per request | peak RSS ÷ HAProxy |",
+		"|---|---:|---|---:|---:|---:|---:|", []string{"hung"},
+		func(r, base rec) []string {
+			return []string{title(r["system"]), r["ok"], r["statuses"], fixed(r, "seconds", 1),
+				kibMiB(r, "hwm_kib"), fixed(r, "kib_per_request", 1), against(r, base, "hwm_kib")}
 		}, nil)
 }
 

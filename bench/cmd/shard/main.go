@@ -79,7 +79,19 @@ func handler(port string) http.Handler {
 	mux.HandleFunc("/download", download)
 	mux.HandleFunc("/upload", upload)
 	mux.HandleFunc("/huge-cl", func(w http.ResponseWriter, r *http.Request) { hugeCL(w, r, port) })
+	mux.HandleFunc("/hang", hang)
 	return backendHeader(port, mux)
+}
+
+// hang: holds the request ?for= long (or until the client leaves), then
+// "ok": a shard that thinks.
+func hang(w http.ResponseWriter, r *http.Request) {
+	select {
+	case <-time.After(durArg(r, "for", 5*time.Second)):
+	case <-r.Context().Done():
+		return
+	}
+	small(w, r)
 }
 
 // small: "ok".

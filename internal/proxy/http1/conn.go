@@ -374,7 +374,10 @@ func (cc *clientConn) takeUnread() []byte {
 }
 
 // readBuffer is the connection's read buffer, for a tunnel to copy with.
-func (cc *clientConn) readBuffer() []byte { return cc.rb }
+func (cc *clientConn) readBuffer() []byte {
+	cc.acquireRead()
+	return cc.rb
+}
 
 // write sends p to the client, within the client write timeout.
 func (cc *clientConn) write(p []byte) error {

@@ -252,17 +252,21 @@ func (x *exchange) readUp(uc *upstream.Conn, p []byte) (int, error) {
 // readUpUntil is readUp with the shard's time running out at deadline (a
 // total bound on the answer's head, however slowly its bytes come), moved
 // forward while the request body still streams.
-// With shed, it gives up with errShardSlow once a look at the client found
-// nothing from the shard yet (no upload streaming): the caller then waits
+// With shed, it gives up with errShardSlow when nothing came from the
+// shard within shardHotWait (no upload streaming): the caller then waits
 // without its buffers (waitShard).
 func (x *exchange) readUpUntil(uc *upstream.Conn, p []byte, deadline time.Time, shed bool) (int, error) {
 	timeout := x.cc.s.cfg.UpstreamTimeout
+	look := clientCheckInterval
+	if shed {
+		look = shardHotWait
+	}
 	for {
 		copying := x.streaming && !x.copyEnded.Load()
 		if copying {
 			deadline = time.Now().Add(timeout)
 		}
-		_ = uc.NC.SetReadDeadline(earlier(deadline, time.Now().Add(clientCheckInterval)))
+		_ = uc.NC.SetReadDeadline(earlier(deadline, time.Now().Add(look)))
 		n, err := uc.NC.Read(p)
 		if n > 0 {
 			return n, nil
@@ -288,19 +292,28 @@ func (x *exchange) readUpUntil(uc *upstream.Conn, p []byte, deadline time.Time, 
 	}
 }
 
-// errShardSlow: the shard has not begun its answer within a look at the
-// client (clientCheckInterval).
+// errShardSlow: the shard has not begun its answer within shardHotWait.
 var errShardSlow = errors.New("the shard has not answered yet")
+
+// shardHotWait is how long a request waits for its shard's first answer
+// byte holding its buffers; past it, it waits without them (waitShard). A
+// fast shard answers well within it; when many requests wait at once (a
+// stalled shard), what they hold is one goroutine each.
+const shardHotWait = 10 * time.Millisecond
 
 // waitShard waits, holding no buffer, for the shard to begin its answer
 // (or close), until deadline: a request whose shard thinks costs its
-// goroutine and its request head, not three buffers. The exchange's read
-// buffer and the connection's write buffer go back to the pool; they are
-// taken again when needed.
+// goroutine and a copy of its request head, not three buffers. The
+// exchange's read buffer, the connection's write buffer and (when it holds
+// nothing else) its read buffer go back to the pool; they are taken again
+// when needed.
 func (x *exchange) waitShard(uc *upstream.Conn, deadline time.Time) error {
 	putBuf(x.ubuf)
 	x.ubuf, x.ub, x.ur, x.uw = nil, nil, 0, 0
 	x.cc.releaseScratch()
+	if !x.streaming {
+		x.cc.shedRead()
+	}
 	x.cc.s.shedding.Add(1)
 	defer x.cc.s.shedding.Add(-1)
 	for {

@@ -324,6 +324,25 @@ func (cc *clientConn) bufferBody() error {
 	return nil
 }
 
+// shedRead gives back the read buffer of a request that waits for its
+// shard, when nothing else is in it (no body, nothing pipelined behind):
+// the head, kept for a retry on a fresh connection, moves to a copy of its
+// own size.
+func (cc *clientConn) shedRead() {
+	if cc.rbuf == nil || cc.r != cc.w || !cc.body.done || cc.in.raw != nil || cc.in.headBuf != nil {
+		return
+	}
+	head := append([]byte(nil), cc.rb[cc.r-cc.headN:cc.r]...)
+	if _, err := cc.in.head.Parse(head); err != nil {
+		return // parsed once already: cannot happen
+	}
+	if key := cc.x.d.Key; len(key) > 0 {
+		cc.x.d.Key = append([]byte(nil), key...) // it pointed into the buffer
+	}
+	putBuf(cc.rbuf)
+	cc.rbuf, cc.rb, cc.r, cc.w = nil, nil, 0, 0
+}
+
 // keepHead copies the request head out of rb into a buffer of its own
 // and parses it again there, so that rb can be reused for the body.
 func (cc *clientConn) keepHead() error {

@@ -75,6 +75,9 @@ func (e *Extractor) NeedsBody() bool { return e.needsBody }
 // answer.ErrBadBody; ErrNeedBody when a body rule is reached before the
 // body was buffered. The key aliases memory of req and s.
 func (e *Extractor) Key(req Request, s *Scratch) (key []byte, rule string, err error) {
+	// The values a rule collected point into the request: dropped when it
+	// is done (the key, which may point there too, is the caller's).
+	defer func() { clear(s.vals) }()
 	for i := range e.rules {
 		key, err := e.rules[i].extract(req, e.maxDepth, s)
 		if err != nil || len(key) > 0 {
