@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 
 	"github.com/shard-proxy/shard-proxy/internal/proxy/header"
 )
@@ -153,15 +154,51 @@ func (a Answer) JSON() []byte {
 
 // Write writes the answer to a net/http response (the admin plane and
 // the net/http HTTP/2 path).
-func (a Answer) Write(w http.ResponseWriter) {
+func (a Answer) Write(w http.ResponseWriter) { a.WriteTo(w, false) }
+
+// WriteTo writes the answer to a net/http response: as JSON, or for a
+// gRPC call as a trailers-only answer.
+func (a Answer) WriteTo(w http.ResponseWriter, grpc bool) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	if a.RetryAfter {
-		h.Set("Retry-After", "1")
+	for _, f := range a.Fields(nil, grpc) {
+		h.Set(f.Name, f.Value)
 	}
-	if a.Body.Shard != "" {
-		h.Set(header.Shard, a.Body.Shard)
+	if grpc {
+		w.WriteHeader(http.StatusOK)
+		return
 	}
 	w.WriteHeader(a.Status)
 	_, _ = w.Write(a.JSON())
+}
+
+// Field is one header field of the proxy's own answer, named as HTTP/2
+// spells it (lower case; net/http canonicalizes it).
+type Field struct{ Name, Value string }
+
+// Fields appends the answer's header fields but its status and length:
+// for a gRPC call those of a trailers-only answer (content-type,
+// grpc-status, grpc-message; its status is 200), else the JSON body's
+// content-type and Retry-After; then X-Shard when an owner was chosen.
+// Every front end renders the proxy's answers from them.
+func (a Answer) Fields(dst []Field, grpc bool) []Field {
+	if grpc {
+		dst = append(dst, Field{"content-type", "application/grpc"})
+		dst = a.Trailers(dst)
+	} else {
+		dst = append(dst, Field{"content-type", "application/json"})
+		if a.RetryAfter {
+			dst = append(dst, Field{"retry-after", "1"})
+		}
+	}
+	if a.Body.Shard != "" {
+		dst = append(dst, Field{header.ShardLower, a.Body.Shard})
+	}
+	return dst
+}
+
+// Trailers appends the grpc-status and grpc-message fields that end a gRPC
+// call with the answer's status: in a trailers-only answer, or in the
+// trailers of a call whose answer had begun.
+func (a Answer) Trailers(dst []Field) []Field {
+	return append(dst, Field{"grpc-status", strconv.Itoa(a.GRPCCode())}, Field{"grpc-message", a.GRPCMessage()})
 }

@@ -10,7 +10,6 @@ import (
 	"net/http/httptrace"
 	"net/textproto"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -116,19 +115,7 @@ func isGRPC(h http.Header) bool { return header.IsGRPCType(h.Get("Content-Type")
 // streamError answers an HTTP/2 stream with the proxy's own error: JSON as
 // for HTTP/1.1, or for a gRPC call a gRPC status in a trailers-only answer.
 func streamError(w http.ResponseWriter, grpc bool, err error, shard string) {
-	a := answer.For(err, shard)
-	if !grpc {
-		a.Write(w)
-		return
-	}
-	h := w.Header()
-	h.Set("Content-Type", "application/grpc")
-	h.Set("Grpc-Status", strconv.Itoa(a.GRPCCode()))
-	h.Set("Grpc-Message", a.GRPCMessage())
-	if a.Body.Shard != "" {
-		h.Set(header.Shard, a.Body.Shard)
-	}
-	w.WriteHeader(http.StatusOK)
+	answer.For(err, shard).WriteTo(w, grpc)
 }
 
 // forwardStream sends r to its owner and streams the answer to w. It sets
@@ -212,8 +199,9 @@ func endMovedStream(w http.ResponseWriter, grpc bool) {
 		panic(http.ErrAbortHandler)
 	}
 	h := w.Header()
-	h.Set(http.TrailerPrefix+"Grpc-Status", strconv.Itoa(answer.GRPCUnavailable))
-	h.Set(http.TrailerPrefix+"Grpc-Message", answer.GRPCEscape(answer.ErrOwnerMoved.Error()))
+	for _, f := range answer.For(answer.ErrOwnerMoved, "").Trailers(nil) {
+		h.Set(http.TrailerPrefix+f.Name, f.Value)
+	}
 }
 
 // streamContext is the call's context: the client's, bounded by

@@ -3,6 +3,7 @@ package http2
 import (
 	"errors"
 	"math"
+	"net/http"
 	"slices"
 	"strconv"
 	"time"
@@ -246,12 +247,13 @@ func (s *stream) answer(err error, shard string) {
 	a := answer.For(err, shard)
 	s.answered, s.status = true, a.Status
 	w := s.c.w
+	status := a.Status
 	if s.grpc {
-		fields := []hpack.HeaderField{{Name: ":status", Value: "200"}, {Name: "content-type", Value: "application/grpc"},
-			{Name: "grpc-status", Value: strconv.Itoa(a.GRPCCode())}, {Name: "grpc-message", Value: a.GRPCMessage()}}
-		if a.Body.Shard != "" {
-			fields = append(fields, hpack.HeaderField{Name: header.ShardLower, Value: a.Body.Shard})
-		}
+		status = http.StatusOK // the status is in grpc-status
+	}
+	fields := []hpack.HeaderField{{Name: ":status", Value: strconv.Itoa(status)}}
+	fields = appendFields(fields, a.Fields(nil, s.grpc))
+	if s.grpc {
 		w.headers(s.id, fields, true)
 		s.resp.closed = true
 		w.signal()
@@ -260,18 +262,19 @@ func (s *stream) answer(err error, shard string) {
 	}
 	s.resp.id = s.id
 	body := a.JSON()
-	fields := []hpack.HeaderField{{Name: ":status", Value: strconv.Itoa(a.Status)}, {Name: "content-type", Value: "application/json"},
-		{Name: "content-length", Value: strconv.Itoa(len(body))}}
-	if a.RetryAfter {
-		fields = append(fields, hpack.HeaderField{Name: "retry-after", Value: "1"})
-	}
-	if a.Body.Shard != "" {
-		fields = append(fields, hpack.HeaderField{Name: header.ShardLower, Value: a.Body.Shard})
-	}
+	fields = append(fields, hpack.HeaderField{Name: "content-length", Value: strconv.Itoa(len(body))})
 	w.headers(s.id, fields, false)
 	s.resp.pend, s.resp.end = body, true
 	s.resp.flush()
 	w.signal()
+}
+
+// appendFields appends answer fields as HPACK fields.
+func appendFields(dst []hpack.HeaderField, fields []answer.Field) []hpack.HeaderField {
+	for _, f := range fields {
+		dst = append(dst, hpack.HeaderField{Name: f.Name, Value: f.Value})
+	}
+	return dst
 }
 
 // endAnswered ends a stream whose answer has started: a gRPC call gets
@@ -284,8 +287,7 @@ func (s *stream) endAnswered(err error) {
 	}
 	a := answer.For(err, s.b.Name)
 	s.resp.end = true
-	s.resp.trailer = []hpack.HeaderField{{Name: "grpc-status", Value: strconv.Itoa(a.GRPCCode())},
-		{Name: "grpc-message", Value: a.GRPCMessage()}}
+	s.resp.trailer = appendFields(nil, a.Trailers(nil))
 	s.resp.flush()
 }
 
