@@ -117,6 +117,8 @@ func heapAfterPoolsEmpty() uint64 {
 // client without an answer, a request gives back its buffers (its head,
 // kept for a retry on a fresh connection, moves to a copy of its own
 // size): it keeps its goroutine. It was 57 KiB (three buffers) before.
+// WAITING_HEAP_PROFILE=FILE writes a heap profile of the waiting state,
+// every allocation sampled, to see what a waiting request holds.
 func TestWaitingRequestCost(t *testing.T) {
 	if testing.Short() {
 		t.Skip("holds 500 requests on a hung shard")
@@ -152,9 +154,14 @@ func TestWaitingRequestCost(t *testing.T) {
 	after := heapAfterPoolsEmpty()
 	stats := memStats()
 	if f := os.Getenv("WAITING_HEAP_PROFILE"); f != "" {
-		out, _ := os.Create(f)
-		_ = pprof.WriteHeapProfile(out)
-		out.Close()
+		out, err := os.Create(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer out.Close()
+		if err := pprof.WriteHeapProfile(out); err != nil {
+			t.Fatal(err)
+		}
 	}
 	heap := (int64(after) - int64(before.HeapInuse)) / n
 	stack := (int64(stats.StackInuse) - int64(before.StackInuse)) / n
