@@ -25,7 +25,7 @@ import (
 // front-end paths, each writing heads in its own representation:
 //
 //	HTTP/1.1 client -> HTTP/1.1 shard   http1/headwrite.go (bytes)
-//	HTTP/1.1 client -> h2c shard        http1/bridge.go (net/http transport)
+//	HTTP/1.1 client -> h2c shard        http1/h2cbridge.go (net/http transport)
 //	HTTP/2 client   -> h2c shard        http2/head.go (the relay, HPACK fields)
 //	HTTP/2 client   -> HTTP/1.1 shard   h2std/stream.go (net/http)
 //
