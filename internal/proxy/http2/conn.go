@@ -264,6 +264,9 @@ func (c *clientConn) onTrailers(s *stream, f *block) error {
 	trailer := appendAnswerFields(nil, f.RegularFields(), false)
 	if !bad && s.up == nil {
 		s.earlyTrailer = trailer
+		if s.h1 != nil {
+			poke(s.h1.wake)
+		}
 		c.w.mu.Unlock()
 		return nil
 	}
@@ -376,8 +379,11 @@ func (c *clientConn) onData(f *http2.DataFrame) error {
 		s.fail(answer.BodyTooLarge(int(min(limit, math.MaxInt32))), name)
 		return nil
 	}
-	if s.up == nil { // not open on the shard yet: held (within the window)
+	if s.up == nil { // not open on the shard yet (or an HTTP/1.1 exchange): held within the window
 		s.early = append(s.early, data...)
+		if s.h1 != nil {
+			poke(s.h1.wake)
+		}
 		c.w.mu.Unlock()
 		s.req.credit(pad)
 		return nil

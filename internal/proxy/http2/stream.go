@@ -74,6 +74,7 @@ type stream struct {
 
 	// guarded by c.w.mu
 	b            *route.Backend // the owner, once the stream goes there
+	h1           *h1call        // the exchange, when the owner speaks HTTP/1.1
 	live         *route.Live
 	state        streamState
 	up           *shardConn
@@ -150,10 +151,6 @@ func (s *stream) failRouting(err error) {
 // toOwner sends the stream to its owner, s.d.Backend.
 func (s *stream) toOwner() {
 	b := s.d.Backend
-	if b.Protocol != watch.H2C {
-		s.refuse()
-		return
-	}
 	s.head = appendPrevious(s.head, s.d.Previous, s.d.PreviousAddr)
 	c, r := s.c, s.c.r.router
 	r.Commit(&s.d)
@@ -163,6 +160,10 @@ func (s *stream) toOwner() {
 		return
 	}
 	s.b = b
+	if b.Protocol != watch.H2C {
+		s.h1 = newH1Call()
+		s.resp.onDrain = func() { poke(s.h1.room) }
+	}
 	c.w.mu.Unlock()
 	live := r.Track(s.key, b.Name, s.moved) // may end the stream at once: no lock held
 	c.w.mu.Lock()
@@ -178,6 +179,11 @@ func (s *stream) toOwner() {
 	}
 	s.live = live
 	c.w.mu.Unlock()
+	if b.Protocol != watch.H2C {
+		s.head = slices.Clone(s.head)
+		go s.exchangeHTTP1()
+		return
+	}
 	if up := poolOf(c.r, b).usable(); up != nil {
 		s.open(up)
 		return
@@ -213,17 +219,6 @@ func (s *stream) dialAndOpen() {
 		return
 	}
 	s.open(up)
-}
-
-// refuse turns a stream away unprocessed (its owner speaks HTTP/1.1,
-// which this connection cannot reach) and asks the client to reconnect.
-func (s *stream) refuse() {
-	c := s.c
-	c.w.mu.Lock()
-	defer c.w.mu.Unlock()
-	s.status = 0
-	s.respReset(http2.ErrCodeRefusedStream)
-	c.sendGoAway()
 }
 
 // fail answers the stream with the proxy's own error, if it can still.
@@ -366,6 +361,9 @@ func (s *stream) endRemote() {
 		s.state = stateHalfClosedRemote
 	}
 	s.req.srcDone = true
+	if s.h1 != nil {
+		poke(s.h1.wake)
+	}
 }
 
 // close closes the client's stream on our side (END_STREAM queued, or,
@@ -378,6 +376,12 @@ func (s *stream) close(reset bool) {
 	wasOpen := s.state == stateOpen
 	s.state = stateClosed
 	c := s.c
+	if x := s.h1; x != nil {
+		close(x.gone) // the exchange's goroutines stop
+		if x.conn != nil {
+			_ = x.conn.NC.SetDeadline(time.Unix(1, 0))
+		}
+	}
 	delete(c.streams, s.id)
 	if len(c.streams) == 0 {
 		c.idle = time.Now()

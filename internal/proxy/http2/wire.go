@@ -324,8 +324,10 @@ type half struct {
 	trailer []hpack.HeaderField // dst: sent with END_STREAM after pend
 	closed  bool                // dst: END_STREAM or RST_STREAM sent; nothing more goes
 	queued  bool                // dst: in dst.waiting
-	// onClose runs (dst.mu held) when END_STREAM was queued.
+	// onClose runs (dst.mu held) when END_STREAM was queued; onDrain when
+	// pend is empty after a flush (an HTTP/1.1 exchange reads on).
 	onClose func()
+	onDrain func()
 
 	src     *wire
 	srcID   uint32
@@ -402,6 +404,9 @@ func (h *half) flush() (sent int) {
 	if sent > 0 || h.closed {
 		w.signal()
 	}
+	if len(h.pend) == 0 && h.onDrain != nil {
+		h.onDrain()
+	}
 	if h.closed && h.onClose != nil {
 		h.onClose()
 	}
@@ -464,7 +469,7 @@ func (h *half) abandon() {
 // enough is free and the stream still sends, and the connection's when
 // the source is a client. The caller holds no lock.
 func (h *half) credit(n int) {
-	if n <= 0 {
+	if n <= 0 || h.src == nil { // no source window: an HTTP/1.1 shard's answer
 		return
 	}
 	s := h.src

@@ -160,4 +160,3 @@ func (r *Router) Done(d *Decision) {
 		d.Backend.Metrics.duration.Observe(time.Since(d.Start).Seconds())
 	}
 }
-
