@@ -32,10 +32,6 @@ type h1call struct {
 	conn *upstream.Conn
 }
 
-func newH1Call() *h1call {
-	return &h1call{wake: make(chan struct{}, 1), room: make(chan struct{}, 1), gone: make(chan struct{})}
-}
-
 func poke(ch chan struct{}) {
 	select {
 	case ch <- struct{}{}:
@@ -113,7 +109,11 @@ func (s *stream) sendHTTP1(uc *upstream.Conn) error {
 		}
 		if len(data) > 0 {
 			_ = uc.NC.SetWriteDeadline(time.Now().Add(timeout))
-			if _, err := uc.NC.Write(frameChunk(data, chunked)); err != nil {
+			out := data
+			if chunked {
+				out = h1.AppendChunk(make([]byte, 0, len(data)+16), data)
+			}
+			if _, err := uc.NC.Write(out); err != nil {
 				return err
 			}
 			s.req.credit(len(data))
@@ -122,7 +122,11 @@ func (s *stream) sendHTTP1(uc *upstream.Conn) error {
 			if !chunked {
 				return nil
 			}
-			_, err := uc.NC.Write(appendLastChunk(nil, trailer))
+			fields := make([][2]string, len(trailer))
+			for i, f := range trailer {
+				fields[i] = [2]string{f.Name, f.Value}
+			}
+			_, err := uc.NC.Write(h1.AppendLastChunk(nil, fields))
 			return err
 		}
 		select {
@@ -131,30 +135,6 @@ func (s *stream) sendHTTP1(uc *upstream.Conn) error {
 			return errStreamGone
 		}
 	}
-}
-
-// frameChunk is data as the request body carries it: as it is, or as one
-// chunk.
-func frameChunk(data []byte, chunked bool) []byte {
-	if !chunked {
-		return data
-	}
-	out := strconv.AppendInt(make([]byte, 0, len(data)+16), int64(len(data)), 16)
-	out = append(out, "\r\n"...)
-	out = append(out, data...)
-	return append(out, "\r\n"...)
-}
-
-// appendLastChunk ends a chunked body, with the request's trailers.
-func appendLastChunk(dst []byte, trailer []hpack.HeaderField) []byte {
-	dst = append(dst, "0\r\n"...)
-	for _, f := range trailer {
-		dst = append(dst, f.Name...)
-		dst = append(dst, ": "...)
-		dst = append(dst, f.Value...)
-		dst = append(dst, "\r\n"...)
-	}
-	return append(dst, "\r\n"...)
 }
 
 // appendH1Request writes a relayed request head (already under the header
@@ -419,21 +399,13 @@ func (s *stream) relayH1Chunked(uc *upstream.Conn, buf, rest []byte, resp *h1.Re
 // the trailer lines, the final CRLF; h1.Chunked checked their syntax), as
 // HPACK fields under the header policy.
 func trailerFields(framing []byte) []hpack.HeaderField {
-	rest := bytes.TrimPrefix(framing, []byte("\r\n"))
-	_, rest, _ = bytes.Cut(rest, []byte("\r\n")) // the last chunk's line
 	var fields []hpack.HeaderField
-	for {
-		line, more, ok := bytes.Cut(rest, []byte("\r\n"))
-		if !ok || len(line) == 0 {
-			return fields
+	for name, value := range h1.TrailerSection(framing) {
+		if c := header.Classify(name); c != header.HopByHop && c != header.ShardName {
+			fields = append(fields, hpack.HeaderField{Name: string(bytes.ToLower(name)), Value: string(value)})
 		}
-		rest = more
-		name, value, _ := bytes.Cut(line, []byte(":"))
-		if c := header.Classify(name); c == header.HopByHop || c == header.ShardName {
-			continue
-		}
-		fields = append(fields, hpack.HeaderField{Name: string(bytes.ToLower(name)), Value: string(bytes.Trim(value, " \t"))})
 	}
+	return fields
 }
 
 // relayH1UntilClose passes a body that ends when the shard closes.

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/net/http2/hpack"
 
 	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/h2hpack"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/header"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/keys"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/route"
@@ -92,14 +93,14 @@ type stream struct {
 
 // route checks the request and takes its routing step, then sends it to
 // its owner, or holds it for a not-ready one.
-func (s *stream) route(f *block) {
+func (s *stream) route(f *h2hpack.Block) {
 	c := s.c
-	rq, err := parseRequest(f)
-	s.grpc, s.grpcTimeout, s.isHead = rq.grpc, rq.timeout, rq.method == "HEAD"
-	if f.truncated {
+	rq, err := h2hpack.ParseRequest(f)
+	s.grpc, s.grpcTimeout, s.isHead = rq.GRPC, rq.Timeout, rq.Method == "HEAD"
+	if f.Truncated {
 		err = answer.ErrHeaderTooLarge
 	}
-	if errors.Is(err, errMalformed) {
+	if errors.Is(err, h2hpack.ErrMalformed) {
 		c.streamError(s.id, http2.ErrCodeProtocol)
 		return
 	}
@@ -107,15 +108,15 @@ func (s *stream) route(f *block) {
 		s.fail(err, "")
 		return
 	}
-	if limit := c.r.cfg.MaxRequestBodyBytes; limit > 0 && rq.length > limit {
+	if limit := c.r.cfg.MaxRequestBodyBytes; limit > 0 && rq.Length > limit {
 		s.fail(answer.BodyTooLarge(int(min(limit, math.MaxInt32))), "") // before any shard
 		return
 	}
 	c.w.mu.Lock()
-	s.reqDeclared = rq.length
+	s.reqDeclared = rq.Length
 	c.w.mu.Unlock()
 	sc := keys.AcquireScratch()
-	err = c.r.router.Route(&s.d, keyRequest{fields: f.Fields, path: rq.path, query: rq.query}, sc, nil)
+	err = c.r.router.Route(&s.d, keyRequest{fields: f.Fields, path: rq.Path, query: rq.Query}, sc, nil)
 	s.key = string(s.d.Key)
 	s.d.Key = unsafe.Slice(unsafe.StringData(s.key), len(s.key)) // the scratch goes back
 	keys.ReleaseScratch(sc)
@@ -161,7 +162,7 @@ func (s *stream) toOwner() {
 	}
 	s.b = b
 	if b.Protocol != watch.H2C {
-		s.h1 = newH1Call()
+		s.h1 = &h1call{wake: make(chan struct{}, 1), room: make(chan struct{}, 1), gone: make(chan struct{})}
 		s.resp.onDrain = func() { poke(s.h1.room) }
 	}
 	c.w.mu.Unlock()
@@ -516,7 +517,7 @@ func (s *stream) shardReset(code http2.ErrCode) {
 
 // onShardHeaders relays the shard's head (1xx, then the final one) or its
 // trailers.
-func (s *stream) onShardHeaders(f *block) {
+func (s *stream) onShardHeaders(f *h2hpack.Block) {
 	c := s.c
 	c.w.mu.Lock()
 	defer c.w.mu.Unlock()
@@ -568,8 +569,8 @@ func (s *stream) onShardHeaders(f *block) {
 // answerLength is the content-length a final answer head declares (-1:
 // none, or one its DATA need not match: HEAD, 204, 304, 1xx), and false
 // when it is malformed or the head ends a stream it says has a body.
-func (s *stream) answerLength(f *block, code int) (int64, bool) {
-	v := f.value("content-length")
+func (s *stream) answerLength(f *h2hpack.Block, code int) (int64, bool) {
+	v := f.Value("content-length")
 	if v == "" || s.isHead || code < 200 || code == 204 || code == 304 {
 		return -1, true
 	}

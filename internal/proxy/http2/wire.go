@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/shard-proxy/shard-proxy/internal/proxy/h2hpack"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 )
@@ -123,7 +124,7 @@ func (w *wire) headers(id uint32, fields []hpack.HeaderField, end bool) {
 		w.tableUpdate = false
 	}
 	for _, f := range fields {
-		block = appendHpackField(block, f)
+		block = h2hpack.AppendField(block, f)
 	}
 	w.hb = block
 	t := http2.FrameHeaders
