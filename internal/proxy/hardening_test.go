@@ -295,10 +295,10 @@ func TestRelayMaxRequestBodyBytes(t *testing.T) {
 	}
 }
 
-// The net/http path (HTTP/2 clients of HTTP/1.1 shards) refuses what Go's
-// HTTP/2 server lets through but a shard could read two ways, and never
-// passes an upgrade on to an HTTP/2 stream (RFC 9113 §8.6).
-func TestNetHTTPPathRefusals(t *testing.T) {
+// HTTP/2 clients of HTTP/1.1 shards (through the relay) get a reset for
+// what a shard could read two ways, and never an upgrade on an HTTP/2
+// stream (RFC 9113 §8.6).
+func TestHTTP2ToHTTP1Refusals(t *testing.T) {
 	var mu sync.Mutex
 	seen := map[string]int{}
 	addr := startHTTPShard(t, func(w http.ResponseWriter, r *http.Request) {
@@ -315,8 +315,8 @@ func TestNetHTTPPathRefusals(t *testing.T) {
 	})
 	p := startProxy(t, Config{}, ring.Config{}, rawTopology(addr))
 	c, isRelay := dialH2(t, p.url)
-	if isRelay {
-		t.Fatal("an HTTP/1.1 shard's client connection went to the relay, want the net/http path")
+	if !isRelay {
+		t.Fatal("an HTTP/1.1 shard's client connection did not go to the relay")
 	}
 	id := c.newStream()
 	c.mustHeaders(t, id, reqHead("POST", "/twolengths", "k", "content-length", "3", "content-length", "+3"), false)
@@ -374,5 +374,40 @@ func TestRelayHoldsBoundedAnswersForAStalledClient(t *testing.T) {
 	}
 	if got := p.relay.Held(); got != 0 {
 		t.Errorf("the relay still holds %d bytes after every answer was read", got)
+	}
+}
+
+// The relay speaks HTTP/1.1 to an HTTP/1.1 shard: a request body without
+// a content-length goes chunked, with the client's trailers; the shard's
+// chunked answer comes back as DATA, its trailers as trailers; the shard
+// connection is reused.
+func TestRelayToHTTP1Shard(t *testing.T) {
+	got := make(chan rawMsg, 2)
+	shard := startRawShard(t, eachRequest(func(req rawMsg) (string, bool) {
+		got <- req
+		return "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\nX-Answer: yes\r\n\r\n" +
+			"5\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 42\r\n\r\n", false
+	}))
+	p := startProxy(t, Config{}, ring.Config{}, rawTopology(shard.addr))
+	c := dialRelay(t, p.url, bigWindows)
+	for range 2 {
+		id := c.newStream()
+		c.mustHeaders(t, id, reqHead("POST", "/up?q=1", "k"), false)
+		c.mustData(t, id, []byte("abc"), false)
+		c.mustData(t, id, []byte("def"), false)
+		c.mustHeaders(t, id, hf("x-check", "ok"), true)
+		a := c.answer(t, id)
+		if a.status() != "200" || string(a.body) != "hello world" || a.get("x-answer") != "yes" ||
+			a.get("x-shard") != "raw-0" || fieldValue(a.trailer, "x-sum") != "42" {
+			t.Fatalf("answer %v body %q trailer %v, want 200 \"hello world\" with x-sum 42", a, a.body, a.trailer)
+		}
+		req := recv(t, got)
+		if req.Start != "POST /up?q=1 HTTP/1.1" || req.Get("Transfer-Encoding") != "chunked" ||
+			string(req.Payload) != "abcdef" || !strings.Contains(req.Trailer, "x-check: ok") {
+			t.Fatalf("the shard got %q %q trailer %q, want a chunked POST of abcdef with x-check", req.Head, req.Payload, req.Trailer)
+		}
+	}
+	if n := shard.connections(); n != 1 {
+		t.Errorf("the shard accepted %d connections for two exchanges, want 1 (pooled)", n)
 	}
 }

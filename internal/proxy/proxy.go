@@ -164,8 +164,7 @@ func withDefaults(cfg Config) Config {
 
 // handOff takes a connection whose first bytes are the HTTP/2 preface
 // from the HTTP/1.1 engine: to the relay when it can serve every stream
-// (no key rule reads the body, and every shard speaks h2c), else to the
-// net/http path.
+// (no key rule reads the body), else to the net/http path.
 func (p *Proxy) handOff(nc net.Conn, ip string, pending []byte) bool {
 	if !http2.IsPreface(pending) {
 		return false
@@ -178,22 +177,9 @@ func (p *Proxy) handOff(nc net.Conn, ip string, pending []byte) bool {
 	return true
 }
 
-// relayable tells whether a new HTTP/2 connection can be relayed.
-func (p *Proxy) relayable() bool {
-	if p.router.Keys().NeedsBody() {
-		return false
-	}
-	t := p.router.Table()
-	if t == nil {
-		return true
-	}
-	for i := range t.Shards {
-		if t.Shards[i].Protocol != watch.H2C {
-			return false
-		}
-	}
-	return true
-}
+// relayable tells whether a new HTTP/2 connection can be relayed: the
+// relay routes on the head alone, so no key rule may read the body.
+func (p *Proxy) relayable() bool { return !p.router.Keys().NeedsBody() }
 
 // Apply makes topo the routing snapshot (see route.Router.Apply).
 func (p *Proxy) Apply(topo watch.Topology) error { return p.router.Apply(topo) }

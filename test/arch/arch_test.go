@@ -266,7 +266,7 @@ var frontEnds = []string{"internal/proxy/http1", "internal/proxy/http2", "intern
 var proxyLeaves = []string{
 	"internal/proxy/route", "internal/proxy/answer", "internal/proxy/header",
 	"internal/proxy/keys", "internal/proxy/hotkeys", "internal/proxy/h1",
-	"internal/proxy/upstream", "internal/proxy/sock",
+	"internal/proxy/upstream", "internal/proxy/sock", "internal/proxy/h2hpack",
 }
 
 // TestFrontEndsApart checks that no front end links another, and that the

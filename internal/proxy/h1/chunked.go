@@ -1,6 +1,11 @@
 package h1
 
-import "math"
+import (
+	"bytes"
+	"iter"
+	"math"
+	"strconv"
+)
 
 // Limits of the chunked scanner. A size line is a few bytes in practice;
 // extensions are almost never sent. Trailers are rare and small.
@@ -309,4 +314,47 @@ func unhex(b byte) byte {
 		return b - 'a' + 10
 	}
 	return b - 'A' + 10
+}
+
+// AppendChunk appends data framed as one chunk of a chunked body.
+func AppendChunk(dst, data []byte) []byte {
+	dst = strconv.AppendInt(dst, int64(len(data)), 16)
+	dst = append(dst, "\r\n"...)
+	dst = append(dst, data...)
+	return append(dst, "\r\n"...)
+}
+
+// AppendLastChunk appends the end of a chunked body: the last chunk, the
+// trailer fields (name, value), the final CRLF.
+func AppendLastChunk(dst []byte, trailers [][2]string) []byte {
+	dst = append(dst, "0\r\n"...)
+	for _, f := range trailers {
+		dst = append(dst, f[0]...)
+		dst = append(dst, ": "...)
+		dst = append(dst, f[1]...)
+		dst = append(dst, "\r\n"...)
+	}
+	return append(dst, "\r\n"...)
+}
+
+// TrailerSection reads the trailer fields out of a chunked body's last
+// framing bytes, as Chunked consumed them after the last payload (the
+// CRLF that ends it, the last chunk's line, the trailer lines, the final
+// CRLF); Chunked has checked their syntax. Values are trimmed of OWS.
+func TrailerSection(framing []byte) iter.Seq2[[]byte, []byte] {
+	return func(yield func(name, value []byte) bool) {
+		rest := bytes.TrimPrefix(framing, []byte("\r\n"))
+		_, rest, _ = bytes.Cut(rest, []byte("\r\n")) // the last chunk's line
+		for {
+			line, more, ok := bytes.Cut(rest, []byte("\r\n"))
+			if !ok || len(line) == 0 {
+				return
+			}
+			rest = more
+			name, value, _ := bytes.Cut(line, []byte(":"))
+			if !yield(name, bytes.Trim(value, " \t")) {
+				return
+			}
+		}
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/h2hpack"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/route"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -23,7 +24,7 @@ type clientConn struct {
 	w   *wire
 	fr  *http2.Framer
 	ip  string
-	blk *block // the reader's header block decoder
+	blk *h2hpack.Block // the reader's header block decoder
 	// opened and cancelled count the client's streams, and those it reset
 	// before their answer (the reader's own).
 	opened, cancelled int
@@ -90,7 +91,7 @@ func (c *clientConn) serve(br *bufio.Reader) error {
 	}
 	c.fr = http2.NewFramer(nil, br)
 	c.fr.SetMaxReadFrameSize(16384) // what SETTINGS_MAX_FRAME_SIZE says by default
-	c.blk = newBlock()
+	c.blk = h2hpack.NewBlock(MaxHeaderList)
 	c.fr.SetReuseFrames()
 	c.w.mu.Lock()
 	c.w.settings(http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: MaxClientStreams},
@@ -158,12 +159,12 @@ func (c *clientConn) idleDeadline() {
 func (c *clientConn) frame(f http2.Frame) error {
 	switch f := f.(type) {
 	case *http2.HeadersFrame:
-		if done, err := c.blk.start(f); err != nil || !done {
+		if done, err := c.blk.Start(f); err != nil || !done {
 			return err
 		}
 		return c.onHeaders(c.blk)
 	case *http2.ContinuationFrame:
-		if done, err := c.blk.more(f); err != nil || !done {
+		if done, err := c.blk.More(f); err != nil || !done {
 			return err
 		}
 		return c.onHeaders(c.blk)
@@ -193,8 +194,8 @@ func (c *clientConn) frame(f http2.Frame) error {
 
 // onHeaders takes a HEADERS frame from the client: a new request, or the
 // trailers of one.
-func (c *clientConn) onHeaders(f *block) error {
-	id := f.id
+func (c *clientConn) onHeaders(f *h2hpack.Block) error {
+	id := f.ID
 	c.w.mu.Lock()
 	if s := c.streams[id]; s != nil {
 		c.w.mu.Unlock()
@@ -217,9 +218,9 @@ func (c *clientConn) onHeaders(f *block) error {
 		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
 	c.lastID = id
-	if c.goAway || len(c.streams) >= MaxClientStreams || f.invalid {
+	if c.goAway || len(c.streams) >= MaxClientStreams || f.Invalid {
 		code := http2.ErrCodeRefusedStream
-		if f.invalid {
+		if f.Invalid {
 			code = http2.ErrCodeProtocol
 		}
 		c.noteReset(id)
@@ -236,7 +237,7 @@ func (c *clientConn) onHeaders(f *block) error {
 	return nil
 }
 
-func (c *clientConn) newStream(id uint32, f *block) *stream {
+func (c *clientConn) newStream(id uint32, f *h2hpack.Block) *stream {
 	s := &stream{c: c, id: id, reqDeclared: -1}
 	s.d.Begin(route.HTTP2, time.Now())
 	s.req = half{src: c.w, srcID: id, recvWin: streamWindow, grant: streamWindow, connCredit: true}
@@ -248,8 +249,8 @@ func (c *clientConn) newStream(id uint32, f *block) *stream {
 }
 
 // onTrailers passes the client's trailers on, after its data.
-func (c *clientConn) onTrailers(s *stream, f *block) error {
-	if !f.StreamEnded() || len(f.PseudoFields()) > 0 || f.invalid || f.truncated {
+func (c *clientConn) onTrailers(s *stream, f *h2hpack.Block) error {
+	if !f.StreamEnded() || len(f.PseudoFields()) > 0 || f.Invalid || f.Truncated {
 		c.streamError(s.id, http2.ErrCodeProtocol)
 		return nil
 	}
@@ -264,6 +265,9 @@ func (c *clientConn) onTrailers(s *stream, f *block) error {
 	trailer := appendAnswerFields(nil, f.RegularFields(), false)
 	if !bad && s.up == nil {
 		s.earlyTrailer = trailer
+		if s.h1 != nil {
+			poke(s.h1.wake)
+		}
 		c.w.mu.Unlock()
 		return nil
 	}
@@ -376,8 +380,11 @@ func (c *clientConn) onData(f *http2.DataFrame) error {
 		s.fail(answer.BodyTooLarge(int(min(limit, math.MaxInt32))), name)
 		return nil
 	}
-	if s.up == nil { // not open on the shard yet: held (within the window)
+	if s.up == nil { // not open on the shard yet (or an HTTP/1.1 exchange): held within the window
 		s.early = append(s.early, data...)
+		if s.h1 != nil {
+			poke(s.h1.wake)
+		}
 		c.w.mu.Unlock()
 		s.req.credit(pad)
 		return nil

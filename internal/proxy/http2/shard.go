@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/h2hpack"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/route"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -27,7 +28,7 @@ type shardConn struct {
 	unusable   atomic.Bool // GOAWAY received, or closed
 
 	fields []hpack.HeaderField // the reader's scratch for answer heads
-	blk    *block              // the reader's header block decoder
+	blk    *h2hpack.Block      // the reader's header block decoder
 
 	// guarded by w.mu
 	streams   map[uint32]*stream
@@ -158,7 +159,7 @@ func (pl *shardPool) dial() (*shardConn, error) {
 	u.w = newWire(nc, pl.relay.cfg.UpstreamTimeout)
 	u.fr = http2.NewFramer(nil, bufio.NewReaderSize(nc, readBufSize))
 	u.fr.SetMaxReadFrameSize(16384)
-	u.blk = newBlock()
+	u.blk = h2hpack.NewBlock(MaxHeaderList)
 	u.fr.SetReuseFrames()
 	u.w.mu.Lock()
 	u.w.out = append(u.w.out, preface...)
@@ -225,12 +226,12 @@ func (u *shardConn) serve() {
 func (u *shardConn) frame(f http2.Frame) bool {
 	switch f := f.(type) {
 	case *http2.HeadersFrame:
-		if done, err := u.blk.start(f); err != nil || !done {
+		if done, err := u.blk.Start(f); err != nil || !done {
 			return err == nil
 		}
 		u.onHeaders(u.blk)
 	case *http2.ContinuationFrame:
-		if done, err := u.blk.more(f); err != nil || !done {
+		if done, err := u.blk.More(f); err != nil || !done {
 			return err == nil
 		}
 		u.onHeaders(u.blk)
@@ -261,16 +262,16 @@ func (u *shardConn) frame(f http2.Frame) bool {
 }
 
 // onHeaders passes a header block from the shard to its stream.
-func (u *shardConn) onHeaders(b *block) {
+func (u *shardConn) onHeaders(b *h2hpack.Block) {
 	u.w.mu.Lock()
-	s := u.streams[b.id]
+	s := u.streams[b.ID]
 	if s != nil && b.StreamEnded() {
 		s.resp.srcDone = true
 	}
 	u.w.mu.Unlock()
 	switch {
 	case s == nil:
-	case b.invalid || b.truncated:
+	case b.Invalid || b.Truncated:
 		s.fail(answer.ErrBadResponse, s.b.Name)
 	default:
 		s.onShardHeaders(b)

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/net/http2/hpack"
 
 	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/h2hpack"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/header"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/keys"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/route"
@@ -74,6 +75,7 @@ type stream struct {
 
 	// guarded by c.w.mu
 	b            *route.Backend // the owner, once the stream goes there
+	h1           *h1call        // the exchange, when the owner speaks HTTP/1.1
 	live         *route.Live
 	state        streamState
 	up           *shardConn
@@ -91,14 +93,14 @@ type stream struct {
 
 // route checks the request and takes its routing step, then sends it to
 // its owner, or holds it for a not-ready one.
-func (s *stream) route(f *block) {
+func (s *stream) route(f *h2hpack.Block) {
 	c := s.c
-	rq, err := parseRequest(f)
-	s.grpc, s.grpcTimeout, s.isHead = rq.grpc, rq.timeout, rq.method == "HEAD"
-	if f.truncated {
+	rq, err := h2hpack.ParseRequest(f)
+	s.grpc, s.grpcTimeout, s.isHead = rq.GRPC, rq.Timeout, rq.Method == "HEAD"
+	if f.Truncated {
 		err = answer.ErrHeaderTooLarge
 	}
-	if errors.Is(err, errMalformed) {
+	if errors.Is(err, h2hpack.ErrMalformed) {
 		c.streamError(s.id, http2.ErrCodeProtocol)
 		return
 	}
@@ -106,15 +108,15 @@ func (s *stream) route(f *block) {
 		s.fail(err, "")
 		return
 	}
-	if limit := c.r.cfg.MaxRequestBodyBytes; limit > 0 && rq.length > limit {
+	if limit := c.r.cfg.MaxRequestBodyBytes; limit > 0 && rq.Length > limit {
 		s.fail(answer.BodyTooLarge(int(min(limit, math.MaxInt32))), "") // before any shard
 		return
 	}
 	c.w.mu.Lock()
-	s.reqDeclared = rq.length
+	s.reqDeclared = rq.Length
 	c.w.mu.Unlock()
 	sc := keys.AcquireScratch()
-	err = c.r.router.Route(&s.d, keyRequest{fields: f.Fields, path: rq.path, query: rq.query}, sc, nil)
+	err = c.r.router.Route(&s.d, keyRequest{fields: f.Fields, path: rq.Path, query: rq.Query}, sc, nil)
 	s.key = string(s.d.Key)
 	s.d.Key = unsafe.Slice(unsafe.StringData(s.key), len(s.key)) // the scratch goes back
 	keys.ReleaseScratch(sc)
@@ -150,10 +152,6 @@ func (s *stream) failRouting(err error) {
 // toOwner sends the stream to its owner, s.d.Backend.
 func (s *stream) toOwner() {
 	b := s.d.Backend
-	if b.Protocol != watch.H2C {
-		s.refuse()
-		return
-	}
 	s.head = appendPrevious(s.head, s.d.Previous, s.d.PreviousAddr)
 	c, r := s.c, s.c.r.router
 	r.Commit(&s.d)
@@ -163,6 +161,10 @@ func (s *stream) toOwner() {
 		return
 	}
 	s.b = b
+	if b.Protocol != watch.H2C {
+		s.h1 = &h1call{wake: make(chan struct{}, 1), room: make(chan struct{}, 1), gone: make(chan struct{})}
+		s.resp.onDrain = func() { poke(s.h1.room) }
+	}
 	c.w.mu.Unlock()
 	live := r.Track(s.key, b.Name, s.moved) // may end the stream at once: no lock held
 	c.w.mu.Lock()
@@ -178,6 +180,11 @@ func (s *stream) toOwner() {
 	}
 	s.live = live
 	c.w.mu.Unlock()
+	if b.Protocol != watch.H2C {
+		s.head = slices.Clone(s.head)
+		go s.exchangeHTTP1()
+		return
+	}
 	if up := poolOf(c.r, b).usable(); up != nil {
 		s.open(up)
 		return
@@ -213,17 +220,6 @@ func (s *stream) dialAndOpen() {
 		return
 	}
 	s.open(up)
-}
-
-// refuse turns a stream away unprocessed (its owner speaks HTTP/1.1,
-// which this connection cannot reach) and asks the client to reconnect.
-func (s *stream) refuse() {
-	c := s.c
-	c.w.mu.Lock()
-	defer c.w.mu.Unlock()
-	s.status = 0
-	s.respReset(http2.ErrCodeRefusedStream)
-	c.sendGoAway()
 }
 
 // fail answers the stream with the proxy's own error, if it can still.
@@ -366,6 +362,9 @@ func (s *stream) endRemote() {
 		s.state = stateHalfClosedRemote
 	}
 	s.req.srcDone = true
+	if s.h1 != nil {
+		poke(s.h1.wake)
+	}
 }
 
 // close closes the client's stream on our side (END_STREAM queued, or,
@@ -378,6 +377,12 @@ func (s *stream) close(reset bool) {
 	wasOpen := s.state == stateOpen
 	s.state = stateClosed
 	c := s.c
+	if x := s.h1; x != nil {
+		close(x.gone) // the exchange's goroutines stop
+		if x.conn != nil {
+			_ = x.conn.NC.SetDeadline(time.Unix(1, 0))
+		}
+	}
 	delete(c.streams, s.id)
 	if len(c.streams) == 0 {
 		c.idle = time.Now()
@@ -512,7 +517,7 @@ func (s *stream) shardReset(code http2.ErrCode) {
 
 // onShardHeaders relays the shard's head (1xx, then the final one) or its
 // trailers.
-func (s *stream) onShardHeaders(f *block) {
+func (s *stream) onShardHeaders(f *h2hpack.Block) {
 	c := s.c
 	c.w.mu.Lock()
 	defer c.w.mu.Unlock()
@@ -564,8 +569,8 @@ func (s *stream) onShardHeaders(f *block) {
 // answerLength is the content-length a final answer head declares (-1:
 // none, or one its DATA need not match: HEAD, 204, 304, 1xx), and false
 // when it is malformed or the head ends a stream it says has a body.
-func (s *stream) answerLength(f *block, code int) (int64, bool) {
-	v := f.value("content-length")
+func (s *stream) answerLength(f *h2hpack.Block, code int) (int64, bool) {
+	v := f.Value("content-length")
 	if v == "" || s.isHead || code < 200 || code == 204 || code == 304 {
 		return -1, true
 	}

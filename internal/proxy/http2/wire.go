@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/shard-proxy/shard-proxy/internal/proxy/h2hpack"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 )
@@ -123,7 +124,7 @@ func (w *wire) headers(id uint32, fields []hpack.HeaderField, end bool) {
 		w.tableUpdate = false
 	}
 	for _, f := range fields {
-		block = appendHpackField(block, f)
+		block = h2hpack.AppendField(block, f)
 	}
 	w.hb = block
 	t := http2.FrameHeaders
@@ -324,8 +325,10 @@ type half struct {
 	trailer []hpack.HeaderField // dst: sent with END_STREAM after pend
 	closed  bool                // dst: END_STREAM or RST_STREAM sent; nothing more goes
 	queued  bool                // dst: in dst.waiting
-	// onClose runs (dst.mu held) when END_STREAM was queued.
+	// onClose runs (dst.mu held) when END_STREAM was queued; onDrain when
+	// pend is empty after a flush (an HTTP/1.1 exchange reads on).
 	onClose func()
+	onDrain func()
 
 	src     *wire
 	srcID   uint32
@@ -402,6 +405,9 @@ func (h *half) flush() (sent int) {
 	if sent > 0 || h.closed {
 		w.signal()
 	}
+	if len(h.pend) == 0 && h.onDrain != nil {
+		h.onDrain()
+	}
 	if h.closed && h.onClose != nil {
 		h.onClose()
 	}
@@ -464,7 +470,7 @@ func (h *half) abandon() {
 // enough is free and the stream still sends, and the connection's when
 // the source is a client. The caller holds no lock.
 func (h *half) credit(n int) {
-	if n <= 0 {
+	if n <= 0 || h.src == nil { // no source window: an HTTP/1.1 shard's answer
 		return
 	}
 	s := h.src

@@ -1,4 +1,4 @@
-package http2
+package h2hpack
 
 import (
 	"testing"
@@ -31,7 +31,7 @@ func TestHpackEncoder(t *testing.T) {
 	}
 	var block []byte
 	for _, f := range fields {
-		block = appendHpackField(block, f)
+		block = AppendField(block, f)
 	}
 	got := decodeBlock(t, block)
 	if len(got) != len(fields) {
@@ -43,7 +43,7 @@ func TestHpackEncoder(t *testing.T) {
 		}
 	}
 	// A table size update first is accepted (and leaves nothing indexed).
-	if got := decodeBlock(t, append([]byte{0x20}, appendHpackField(nil, fields[9])...)); len(got) != 1 || got[0] != fields[9] {
+	if got := decodeBlock(t, append([]byte{0x20}, AppendField(nil, fields[9])...)); len(got) != 1 || got[0] != fields[9] {
 		t.Errorf("after a size update: %+v", got)
 	}
 }
@@ -55,7 +55,7 @@ func FuzzHpackEncoder(f *testing.F) {
 	f.Add("x-a", string(make([]byte, 200)), false)
 	f.Fuzz(func(t *testing.T, name, value string, sensitive bool) {
 		in := hpack.HeaderField{Name: name, Value: value, Sensitive: sensitive}
-		got := decodeBlock(t, appendHpackField(nil, in))
+		got := decodeBlock(t, AppendField(nil, in))
 		if len(got) != 1 || got[0].Name != in.Name || got[0].Value != in.Value {
 			t.Fatalf("decoded %+v, want %+v", got, in)
 		}

@@ -1,4 +1,4 @@
-package http2
+package h2hpack
 
 import (
 	"bytes"
@@ -13,7 +13,7 @@ import (
 
 // blockOf decodes fields, encoded by x/net's encoder and split into
 // HEADERS + CONTINUATION frames of at most chunk bytes, with an block.
-func blockOf(t *testing.T, fields []hpack.HeaderField, chunk int) (*block, error) {
+func blockOf(t *testing.T, fields []hpack.HeaderField, chunk int) (*Block, error) {
 	t.Helper()
 	var enc bytes.Buffer
 	e := hpack.NewEncoder(&enc)
@@ -31,17 +31,17 @@ func blockOf(t *testing.T, fields []hpack.HeaderField, chunk int) (*block, error
 		_ = fr.WriteContinuation(1, n == len(frag), frag[:n])
 		frag = frag[n:]
 	}
-	b := newBlock()
+	b := NewBlock(maxList)
 	f, err := fr.ReadFrame()
 	if err != nil {
 		t.Fatal(err)
 	}
-	done, err := b.start(f.(*http2.HeadersFrame))
+	done, err := b.Start(f.(*http2.HeadersFrame))
 	for err == nil && !done {
 		if f, err = fr.ReadFrame(); err != nil {
 			t.Fatal(err)
 		}
-		done, err = b.more(f.(*http2.ContinuationFrame))
+		done, err = b.More(f.(*http2.ContinuationFrame))
 	}
 	return b, err
 }
@@ -67,7 +67,7 @@ func TestH2Block(t *testing.T) {
 		{"duplicate pseudo", with(hpack.HeaderField{Name: ":path", Value: "/y"}), true, false},
 		{"unknown pseudo", with(hpack.HeaderField{Name: ":foo", Value: "1"}), true, false},
 		{"request and response pseudo", with(hpack.HeaderField{Name: ":status", Value: "200"}), true, false},
-		{"list too large", with(hpack.HeaderField{Name: "x-big", Value: strings.Repeat("a", MaxHeaderList)}), false, true},
+		{"list too large", with(hpack.HeaderField{Name: "x-big", Value: strings.Repeat("a", maxList)}), false, true},
 	}
 	for _, tt := range tests {
 		for _, chunk := range []int{1 << 20, 7} {
@@ -78,8 +78,8 @@ func TestH2Block(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s (chunks of %d): %v", tt.name, chunk, err)
 			}
-			if b.invalid != tt.invalid || b.truncated != tt.truncated {
-				t.Errorf("%s (chunks of %d): invalid %v truncated %v, want %v %v", tt.name, chunk, b.invalid, b.truncated, tt.invalid, tt.truncated)
+			if b.Invalid != tt.invalid || b.Truncated != tt.truncated {
+				t.Errorf("%s (chunks of %d): invalid %v truncated %v, want %v %v", tt.name, chunk, b.Invalid, b.Truncated, tt.invalid, tt.truncated)
 			}
 			if !tt.invalid && !tt.truncated && (len(b.Fields) != len(tt.fields) || b.PseudoValue("path") != "/x" || len(b.RegularFields()) != 1) {
 				t.Errorf("%s: decoded %+v", tt.name, b.Fields)
@@ -88,7 +88,7 @@ func TestH2Block(t *testing.T) {
 	}
 	// Raw fragments beyond twice the list bound end the connection.
 	var big []hpack.HeaderField
-	for i := range 5 * MaxHeaderList / 1024 {
+	for i := range 5 * maxList / 1024 {
 		big = append(big, hpack.HeaderField{Name: "x-f", Value: strconv.Itoa(i) + strings.Repeat("a", 1024)})
 	}
 	var ce http2.ConnectionError
@@ -96,3 +96,6 @@ func TestH2Block(t *testing.T) {
 		t.Errorf("oversized block: %v, want a connection error ENHANCE_YOUR_CALM", err)
 	}
 }
+
+// maxList is the bound the tests decode with, the relay's.
+const maxList = 64 << 10

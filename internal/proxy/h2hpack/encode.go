@@ -1,4 +1,4 @@
-package http2
+package h2hpack
 
 import "golang.org/x/net/http2/hpack"
 
@@ -97,7 +97,7 @@ func appendHpackString(dst []byte, s string) []byte {
 // appendHpackField appends one field: indexed when the static table has
 // it whole, else a literal without indexing (never indexed when the field
 // is marked sensitive).
-func appendHpackField(dst []byte, f hpack.HeaderField) []byte {
+func AppendField(dst []byte, f hpack.HeaderField) []byte {
 	if i := hpackStaticField(f); i != 0 {
 		return appendHpackInt(dst, 0x80, 7, i)
 	}

@@ -1,0 +1,430 @@
+package http2
+
+import (
+	"bytes"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http2/hpack"
+
+	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/h1"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/header"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/upstream"
+)
+
+// A stream whose owner speaks HTTP/1.1 is relayed as one HTTP/1.1
+// exchange on a pooled shard connection (package upstream, shared with the
+// HTTP/1.1 engine): a goroutine sends the request (its head, then its body
+// as the client sends it, chunked when no content-length says otherwise),
+// and another (the stream's own) reads the answer and passes it on as
+// HEADERS and DATA, reading the shard no faster than the client takes it.
+
+// h1call is a relayed stream's exchange with an HTTP/1.1 shard.
+type h1call struct {
+	wake chan struct{} // the client sent DATA, trailers or its end
+	room chan struct{} // the client took what the answer half held
+	gone chan struct{} // closed when the stream closes
+	// conn is the shard connection while the exchange uses it (c.w.mu).
+	conn *upstream.Conn
+}
+
+func poke(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// answerBufs holds the buffers HTTP/1.1 answers are read into.
+var answerBufs = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
+
+// errStreamGone: the client's stream closed while the exchange ran.
+var errStreamGone = errors.New("the stream closed")
+
+// exchangeHTTP1 runs the stream's exchange with its HTTP/1.1 owner.
+func (s *stream) exchangeHTTP1() {
+	c, b, x := s.c, s.b, s.h1
+	pool := upstream.PoolOf(b)
+	uc, err := pool.Get()
+	if err != nil {
+		s.fail(answer.FromShard(err), b.Name)
+		return
+	}
+	c.w.mu.Lock()
+	if s.state == stateClosed || s.answered {
+		c.w.mu.Unlock()
+		pool.Discard(uc)
+		return
+	}
+	x.conn = uc
+	c.w.mu.Unlock()
+	sent := make(chan error, 1)
+	go func() { sent <- s.sendHTTP1(uc) }()
+	reusable, err := s.readHTTP1(uc)
+	if err != nil || !reusable {
+		_ = uc.NC.SetDeadline(time.Unix(1, 0)) // stops the sender, if it still runs
+	}
+	sendErr := <-sent
+	if err == nil && sendErr != nil && !errors.Is(sendErr, errStreamGone) {
+		reusable = false
+	}
+	c.w.mu.Lock()
+	x.conn = nil
+	c.w.mu.Unlock()
+	if err == nil && sendErr == nil && reusable {
+		pool.Put(uc)
+	} else {
+		pool.Discard(uc)
+	}
+	if err != nil && !errors.Is(err, errStreamGone) {
+		s.fail(err, b.Name)
+	}
+}
+
+// sendHTTP1 writes the request: its head, then its body as it comes.
+func (s *stream) sendHTTP1(uc *upstream.Conn) error {
+	c := s.c
+	timeout := c.r.cfg.UpstreamTimeout
+	c.w.mu.Lock()
+	chunked := s.reqDeclared < 0 && (s.state == stateOpen || len(s.early) > 0 || s.earlyTrailer != nil)
+	c.w.mu.Unlock()
+	head := appendH1Request(nil, s.head, chunked)
+	s.head = nil
+	_ = uc.NC.SetWriteDeadline(time.Now().Add(timeout))
+	if _, err := uc.NC.Write(head); err != nil {
+		return err
+	}
+	for {
+		c.w.mu.Lock()
+		data, trailer := s.early, s.earlyTrailer
+		s.early, s.earlyTrailer = nil, nil
+		ended, closed := s.state != stateOpen, s.state == stateClosed
+		c.w.mu.Unlock()
+		if closed {
+			return errStreamGone
+		}
+		if len(data) > 0 {
+			_ = uc.NC.SetWriteDeadline(time.Now().Add(timeout))
+			out := data
+			if chunked {
+				out = h1.AppendChunk(make([]byte, 0, len(data)+16), data)
+			}
+			if _, err := uc.NC.Write(out); err != nil {
+				return err
+			}
+			s.req.credit(len(data))
+		}
+		if ended {
+			if !chunked {
+				return nil
+			}
+			fields := make([][2]string, len(trailer))
+			for i, f := range trailer {
+				fields[i] = [2]string{f.Name, f.Value}
+			}
+			_, err := uc.NC.Write(h1.AppendLastChunk(nil, fields))
+			return err
+		}
+		select {
+		case <-s.h1.wake:
+		case <-s.h1.gone:
+			return errStreamGone
+		}
+	}
+}
+
+// appendH1Request writes a relayed request head (already under the header
+// policy, see outboundHead) as HTTP/1.1: the request line, Host from
+// :authority, the fields but te (a connection option in HTTP/1.1), and the
+// body's framing when no content-length gives it.
+func appendH1Request(dst []byte, head []hpack.HeaderField, chunked bool) []byte {
+	var method, path, authority string
+	for _, f := range head {
+		switch f.Name {
+		case ":method":
+			method = f.Value
+		case ":path":
+			path = f.Value
+		case ":authority":
+			authority = f.Value
+		}
+	}
+	dst = append(dst, method...)
+	dst = append(dst, ' ')
+	dst = append(dst, path...)
+	dst = append(dst, " HTTP/1.1\r\n"...)
+	if authority != "" {
+		dst = append(dst, "Host: "...)
+		dst = append(dst, authority...)
+		dst = append(dst, "\r\n"...)
+	}
+	for _, f := range head {
+		if strings.HasPrefix(f.Name, ":") || f.Name == "te" || f.Name == "host" && authority != "" {
+			continue
+		}
+		dst = append(dst, f.Name...)
+		dst = append(dst, ": "...)
+		dst = append(dst, f.Value...)
+		dst = append(dst, "\r\n"...)
+	}
+	if chunked {
+		dst = append(dst, "Transfer-Encoding: chunked\r\n"...)
+	}
+	return append(dst, "\r\n"...)
+}
+
+// readHTTP1 reads the shard's answer and passes it on; it tells whether
+// the connection ended the exchange on a message boundary (reusable).
+func (s *stream) readHTTP1(uc *upstream.Conn) (bool, error) {
+	bp := answerBufs.Get().(*[]byte)
+	defer answerBufs.Put(bp)
+	buf := *bp
+	var resp h1.Response
+	n, err := s.readH1Head(uc, &resp, buf)
+	if err != nil {
+		return false, err
+	}
+	method := []byte("GET")
+	if s.isHead {
+		method = []byte("HEAD")
+	}
+	framing := resp.Framing(method)
+	if framing == h1.FramingTunnel {
+		return false, answer.ErrBadResponse // a 101 has no meaning on an HTTP/2 stream (RFC 9113 §8.6)
+	}
+	headLen, _ := resp.Parse(buf[:n]) // parsed already: its length
+	rest := buf[headLen:n]
+	if !s.answerH1(&resp, framing == h1.FramingNone) {
+		return false, errStreamGone
+	}
+	switch framing {
+	case h1.FramingNone:
+		return len(rest) == 0 && resp.Minor == 1 && !resp.Flags.Has(h1.FlagConnClose), nil
+	case h1.FramingLength:
+		return s.relayH1Length(uc, buf, rest, resp.ContentLength, &resp)
+	case h1.FramingChunked:
+		return s.relayH1Chunked(uc, buf, rest, &resp)
+	}
+	return false, s.relayH1UntilClose(uc, buf, rest)
+}
+
+// readH1Head reads heads until the final one, relaying 1xx answers; the
+// upstream timeout bounds the whole head.
+func (s *stream) readH1Head(uc *upstream.Conn, resp *h1.Response, buf []byte) (int, error) {
+	deadline := time.Now().Add(s.c.r.cfg.UpstreamTimeout)
+	n := 0
+	for {
+		k, err := resp.Parse(buf[:n])
+		if err == nil && !resp.Informational() {
+			return n, nil
+		}
+		if err == nil { // 1xx: passed on, and the next head follows
+			if resp.Status == 101 {
+				return 0, answer.ErrBadResponse
+			}
+			s.interimH1(resp)
+			n = copy(buf, buf[k:n])
+			continue
+		}
+		if !errors.Is(err, h1.ErrIncomplete) || n == len(buf) {
+			return 0, answer.ErrBadResponse
+		}
+		m, err := s.readShard(uc, buf[n:], deadline)
+		if err != nil {
+			return 0, err
+		}
+		n += m
+	}
+}
+
+// readShard reads from the shard until deadline, giving up when the
+// stream closes.
+func (s *stream) readShard(uc *upstream.Conn, p []byte, deadline time.Time) (int, error) {
+	_ = uc.NC.SetReadDeadline(deadline)
+	m, err := uc.NC.Read(p)
+	if m > 0 {
+		return m, nil
+	}
+	select {
+	case <-s.h1.gone:
+		return 0, errStreamGone
+	default:
+	}
+	if answer.IsTimeout(err) {
+		return 0, answer.ErrShardTimeout
+	}
+	return 0, answer.ErrShardDown
+}
+
+// answerFields turns an HTTP/1.1 answer head into HPACK fields under the
+// header policy: hop-by-hop fields and those Connection names dropped,
+// names in lower case, the proxy's X-Shard.
+func (s *stream) answerFields(resp *h1.Response) []hpack.HeaderField {
+	fields := []hpack.HeaderField{{Name: ":status", Value: strconv.Itoa(resp.Status)}}
+	for i := range resp.Fields {
+		f := &resp.Fields[i]
+		switch header.Classify(f.Name) {
+		case header.HopByHop, header.ShardName:
+			continue
+		}
+		if resp.HopByHop(f.Name) {
+			continue
+		}
+		fields = append(fields, hpack.HeaderField{Name: string(bytes.ToLower(f.Name)), Value: string(f.Value)})
+	}
+	return append(fields, hpack.HeaderField{Name: header.ShardLower, Value: s.b.Name})
+}
+
+// interimH1 passes a 1xx answer on.
+func (s *stream) interimH1(resp *h1.Response) {
+	fields := s.answerFields(resp)
+	s.c.w.mu.Lock()
+	defer s.c.w.mu.Unlock()
+	if s.state != stateClosed && !s.answered {
+		s.c.w.headers(s.id, fields, false)
+		s.c.w.signal()
+	}
+}
+
+// answerH1 sends the final head; false when the stream closed meanwhile.
+func (s *stream) answerH1(resp *h1.Response, end bool) bool {
+	fields := s.answerFields(resp)
+	c := s.c
+	c.w.mu.Lock()
+	defer c.w.mu.Unlock()
+	if s.state == stateClosed || s.answered {
+		return false
+	}
+	s.answered, s.status = true, resp.Status
+	c.w.headers(s.id, fields, end)
+	c.w.signal()
+	if end {
+		s.resp.closed = true
+		s.ended()
+		return true
+	}
+	s.resp.id = s.id
+	return true
+}
+
+// pass pushes a piece of the answer's body to the client and waits until
+// the client took it (backpressure: the shard is read no faster).
+func (s *stream) pass(data []byte, end bool) error {
+	s.resp.push(data, end)
+	if end {
+		return nil // queued with the end: the stream closes when it is out
+	}
+	for {
+		s.c.w.mu.Lock()
+		held, closed := len(s.resp.pend), s.state == stateClosed
+		s.c.w.mu.Unlock()
+		if closed {
+			return errStreamGone
+		}
+		if held == 0 {
+			return nil
+		}
+		select {
+		case <-s.h1.room:
+		case <-s.h1.gone:
+			return errStreamGone
+		}
+	}
+}
+
+// relayH1Length passes a body of exactly n bytes.
+func (s *stream) relayH1Length(uc *upstream.Conn, buf, rest []byte, n int64, resp *h1.Response) (bool, error) {
+	timeout := s.c.r.cfg.UpstreamTimeout
+	piece := rest[:min(int64(len(rest)), n)]
+	extra := len(rest) > len(piece)
+	for {
+		n -= int64(len(piece))
+		if err := s.pass(piece, n == 0); err != nil {
+			return false, err
+		}
+		if n == 0 {
+			return !extra && resp.Minor == 1 && !resp.Flags.Has(h1.FlagConnClose), nil
+		}
+		m, err := s.readShard(uc, buf, time.Now().Add(timeout))
+		if err != nil {
+			return false, err
+		}
+		piece = buf[:min(int64(m), n)]
+		extra = int64(m) > n
+	}
+}
+
+// relayH1Chunked passes a chunked body's payload, then its trailers.
+func (s *stream) relayH1Chunked(uc *upstream.Conn, buf, rest []byte, resp *h1.Response) (bool, error) {
+	timeout := s.c.r.cfg.UpstreamTimeout
+	var ch h1.Chunked
+	var framing []byte // since the last payload: at the end, the last chunk and the trailers
+	p := rest
+	for {
+		for len(p) > 0 {
+			k, data, done, err := ch.Next(p)
+			if err != nil {
+				return false, answer.ErrBadResponse
+			}
+			if data != nil {
+				framing = framing[:0] // a call ends with its payload
+			} else {
+				framing = append(framing, p[:k]...)
+			}
+			p = p[k:]
+			if done {
+				s.resp.finish(trailerFields(framing))
+				return len(p) == 0 && resp.Minor == 1 && !resp.Flags.Has(h1.FlagConnClose), nil
+			}
+			if len(data) > 0 {
+				if err := s.pass(data, false); err != nil {
+					return false, err
+				}
+			}
+		}
+		m, err := s.readShard(uc, buf, time.Now().Add(timeout))
+		if err != nil {
+			return false, err
+		}
+		p = buf[:m]
+	}
+}
+
+// trailerFields reads the trailer fields out of a chunked body's last
+// framing bytes (the CRLF after the last payload, the last chunk's line,
+// the trailer lines, the final CRLF; h1.Chunked checked their syntax), as
+// HPACK fields under the header policy.
+func trailerFields(framing []byte) []hpack.HeaderField {
+	var fields []hpack.HeaderField
+	for name, value := range h1.TrailerSection(framing) {
+		if c := header.Classify(name); c != header.HopByHop && c != header.ShardName {
+			fields = append(fields, hpack.HeaderField{Name: string(bytes.ToLower(name)), Value: string(value)})
+		}
+	}
+	return fields
+}
+
+// relayH1UntilClose passes a body that ends when the shard closes.
+func (s *stream) relayH1UntilClose(uc *upstream.Conn, buf, rest []byte) error {
+	timeout := s.c.r.cfg.UpstreamTimeout
+	p := rest
+	for {
+		if len(p) > 0 {
+			if err := s.pass(p, false); err != nil {
+				return err
+			}
+		}
+		m, err := s.readShard(uc, buf, time.Now().Add(timeout))
+		if errors.Is(err, answer.ErrShardDown) {
+			return s.pass(nil, true) // the close ends the body
+		}
+		if err != nil {
+			return err
+		}
+		p = buf[:m]
+	}
+}
