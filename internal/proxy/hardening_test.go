@@ -406,6 +406,9 @@ func TestRelayToHTTP1Shard(t *testing.T) {
 			string(req.Payload) != "abcdef" || !strings.Contains(req.Trailer, "x-check: ok") {
 			t.Fatalf("the shard got %q %q trailer %q, want a chunked POST of abcdef with x-check", req.Head, req.Payload, req.Trailer)
 		}
+		// The client may see the end before the exchange gives the
+		// connection back.
+		waitUntil(t, wireTimeout, "the shard connection is back in the pool", func() bool { return p.upstreamsAllIdle(0) })
 	}
 	if n := shard.connections(); n != 1 {
 		t.Errorf("the shard accepted %d connections for two exchanges, want 1 (pooled)", n)
