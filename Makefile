@@ -35,6 +35,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz '^FuzzKeyDifferential$$'     -fuzztime $(FUZZTIME) ./internal/proxy/keys/
 	$(GO) test -run XXX -fuzz '^FuzzHpackEncoder$$' -fuzztime $(FUZZTIME) ./internal/proxy/h2hpack/
 	$(GO) test -run XXX -fuzz '^FuzzRelayFrames$$'  -fuzztime $(FUZZTIME) ./internal/proxy/
+	$(GO) test -run XXX -fuzz '^FuzzRelayHTTP1Answers$$' -fuzztime $(FUZZTIME) ./internal/proxy/
 	$(GO) test -run XXX -fuzz '^FuzzModulus$$'      -fuzztime $(FUZZTIME) ./ring/
 	$(GO) test -run XXX -fuzz '^FuzzRequestDifferential$$'  -fuzztime $(FUZZTIME) ./internal/proxy/h1/
 	$(GO) test -run XXX -fuzz '^FuzzResponseDifferential$$' -fuzztime $(FUZZTIME) ./internal/proxy/h1/

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -413,4 +414,61 @@ func TestRelayToHTTP1Shard(t *testing.T) {
 	if n := shard.connections(); n != 1 {
 		t.Errorf("the shard accepted %d connections for two exchanges, want 1 (pooled)", n)
 	}
+}
+
+// FuzzRelayHTTP1Answers: whatever bytes an HTTP/1.1 shard answers with, a
+// relayed HTTP/2 stream gets an answer, an error of the proxy's or a
+// reset within its bound (never a hang, never a crash), and the relay
+// goes on serving: the next stream, answered properly, arrives whole.
+func FuzzRelayHTTP1Answers(f *testing.F) {
+	for _, s := range []string{
+		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n2\r\nok\r\n0\r\nX-T: 1\r\n\r\n",
+		"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
+		"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\nPRI",
+		"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok",
+		"HTTP/1.0 200 OK\r\n\r\nuntil close",
+		"garbage\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nConnection: X-A\r\nX-A: 1\r\nX-Shard: spoofed\r\nContent-Length: 0\r\n\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	var mu sync.Mutex
+	answer := []byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	shard := startRawShard(f, func(c net.Conn, br *bufio.Reader) {
+		if _, err := readRawRequest(br); err != nil {
+			return
+		}
+		mu.Lock()
+		a := answer
+		mu.Unlock()
+		_, _ = c.Write(a)
+	})
+	p := startProxy(f, Config{UpstreamTimeout: time.Second, Logger: slog.New(slog.DiscardHandler)}, ring.Config{}, rawTopology(shard.addr))
+	setAnswer := func(a []byte) {
+		mu.Lock()
+		answer = a
+		mu.Unlock()
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		setAnswer(data)
+		c := dialRelay(t, p.url, bigWindows)
+		defer c.close()
+		done := make(chan h2answer, 1)
+		go func() { done <- c.get(t, "/fuzz", "k") }()
+		select {
+		case a := <-done:
+			if s := a.status(); s != "" && s < "200" {
+				t.Fatalf("a final answer with status %s", s)
+			}
+		case <-time.After(fuzzWait):
+			t.Fatalf("no answer within %v for %q\n%s", fuzzWait, data, allStacks())
+		}
+		setAnswer([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+		if a := c.get(t, "/next", "k"); a.status() != "200" || string(a.body) != "ok" || a.get("x-shard") != "raw-0" {
+			t.Fatalf("after %q the next stream got %v %q", data, a, a.body)
+		}
+	})
 }

@@ -45,33 +45,75 @@ var answerBufs = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &
 // errStreamGone: the client's stream closed while the exchange ran.
 var errStreamGone = errors.New("the stream closed")
 
-// exchangeHTTP1 runs the stream's exchange with its HTTP/1.1 owner.
+// exchangeHTTP1 runs the stream's exchange with its HTTP/1.1 owner. A
+// request without a body whose method may be repeated goes once more, on
+// a fresh connection, when a pooled one turns out closed before any byte
+// of the answer (the shard closed it while idle), as the HTTP/1.1 engine
+// does.
 func (s *stream) exchangeHTTP1() {
-	c, b, x := s.c, s.b, s.h1
-	pool := upstream.PoolOf(b)
-	uc, err := pool.Get()
-	if err != nil {
-		s.fail(answer.FromShard(err), b.Name)
+	c, b := s.c, s.b
+	c.w.mu.Lock()
+	chunked := s.reqDeclared < 0 && (s.state == stateOpen || len(s.early) > 0 || s.earlyTrailer != nil)
+	repeatable := !chunked && s.reqDeclared <= 0 && idempotent(s.head)
+	c.w.mu.Unlock()
+	head := appendH1Request(nil, s.head, chunked)
+	s.head = nil
+	for attempt := 0; ; attempt++ {
+		reused, err := s.exchangeOn(upstream.PoolOf(b), head, chunked)
+		if errors.Is(err, errStaleConn) && reused && repeatable && attempt == 0 {
+			continue
+		}
+		if errors.Is(err, errStaleConn) {
+			err = answer.ErrShardDown
+		}
+		if err != nil && !errors.Is(err, errStreamGone) {
+			s.fail(err, b.Name)
+		}
 		return
 	}
+}
+
+// errStaleConn: the shard connection closed before any byte of the answer.
+var errStaleConn = errors.New("the shard connection closed before its answer")
+
+// idempotent tells a request whose method lets it be sent again.
+func idempotent(head []hpack.HeaderField) bool {
+	for _, f := range head {
+		if f.Name == ":method" {
+			switch f.Value {
+			case "GET", "HEAD", "PUT", "OPTIONS", "DELETE":
+				return true
+			}
+			return false
+		}
+	}
+	return false
+}
+
+// exchangeOn runs one attempt of the exchange on a connection of pool; it
+// tells whether that connection had served before.
+func (s *stream) exchangeOn(pool *upstream.Pool, head []byte, chunked bool) (bool, error) {
+	c, x := s.c, s.h1
+	uc, err := pool.Get()
+	if err != nil {
+		return false, answer.FromShard(err)
+	}
+	reused := uc.Reused // read now: once back in the pool, uc is another stream's
 	c.w.mu.Lock()
 	if s.state == stateClosed || s.answered {
 		c.w.mu.Unlock()
 		pool.Discard(uc)
-		return
+		return reused, errStreamGone
 	}
 	x.conn = uc
 	c.w.mu.Unlock()
 	sent := make(chan error, 1)
-	go func() { sent <- s.sendHTTP1(uc) }()
+	go func() { sent <- s.sendHTTP1(uc, head, chunked) }()
 	reusable, err := s.readHTTP1(uc)
 	if err != nil || !reusable {
 		_ = uc.NC.SetDeadline(time.Unix(1, 0)) // stops the sender, if it still runs
 	}
 	sendErr := <-sent
-	if err == nil && sendErr != nil && !errors.Is(sendErr, errStreamGone) {
-		reusable = false
-	}
 	c.w.mu.Lock()
 	x.conn = nil
 	c.w.mu.Unlock()
@@ -80,20 +122,13 @@ func (s *stream) exchangeHTTP1() {
 	} else {
 		pool.Discard(uc)
 	}
-	if err != nil && !errors.Is(err, errStreamGone) {
-		s.fail(err, b.Name)
-	}
+	return reused, err
 }
 
 // sendHTTP1 writes the request: its head, then its body as it comes.
-func (s *stream) sendHTTP1(uc *upstream.Conn) error {
+func (s *stream) sendHTTP1(uc *upstream.Conn, head []byte, chunked bool) error {
 	c := s.c
 	timeout := c.r.cfg.UpstreamTimeout
-	c.w.mu.Lock()
-	chunked := s.reqDeclared < 0 && (s.state == stateOpen || len(s.early) > 0 || s.earlyTrailer != nil)
-	c.w.mu.Unlock()
-	head := appendH1Request(nil, s.head, chunked)
-	s.head = nil
 	_ = uc.NC.SetWriteDeadline(time.Now().Add(timeout))
 	if _, err := uc.NC.Write(head); err != nil {
 		return err
@@ -216,7 +251,7 @@ func (s *stream) readHTTP1(uc *upstream.Conn) (bool, error) {
 // upstream timeout bounds the whole head.
 func (s *stream) readH1Head(uc *upstream.Conn, resp *h1.Response, buf []byte) (int, error) {
 	deadline := time.Now().Add(s.c.r.cfg.UpstreamTimeout)
-	n := 0
+	n, answered1xx := 0, false
 	for {
 		k, err := resp.Parse(buf[:n])
 		if err == nil && !resp.Informational() {
@@ -227,6 +262,7 @@ func (s *stream) readH1Head(uc *upstream.Conn, resp *h1.Response, buf []byte) (i
 				return 0, answer.ErrBadResponse
 			}
 			s.interimH1(resp)
+			answered1xx = true
 			n = copy(buf, buf[k:n])
 			continue
 		}
@@ -234,6 +270,9 @@ func (s *stream) readH1Head(uc *upstream.Conn, resp *h1.Response, buf []byte) (i
 			return 0, answer.ErrBadResponse
 		}
 		m, err := s.readShard(uc, buf[n:], deadline)
+		if errors.Is(err, answer.ErrShardDown) && n == 0 && !answered1xx {
+			return 0, errStaleConn
+		}
 		if err != nil {
 			return 0, err
 		}
