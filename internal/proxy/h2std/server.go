@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/shard-proxy/shard-proxy/internal/proxy/route"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/sock"
 )
 
 // Config configures a Server. Every field is required: the facade
@@ -88,22 +89,7 @@ func (f *Server) ServeConn(nc net.Conn, pending []byte) {
 		_ = nc.Close()
 		return
 	}
-	f.ln.deliver(&prefixConn{Conn: nc, pending: pending})
-}
-
-// prefixConn replays bytes already read before reading the socket.
-type prefixConn struct {
-	net.Conn
-	pending []byte
-}
-
-func (c *prefixConn) Read(p []byte) (int, error) {
-	if len(c.pending) > 0 {
-		n := copy(p, c.pending)
-		c.pending = c.pending[n:]
-		return n, nil
-	}
-	return c.Conn.Read(p)
+	f.ln.deliver(sock.Prefixed(nc, pending))
 }
 
 // handoffListener is a net.Listener fed by the engine rather than by a

@@ -14,6 +14,7 @@ import (
 	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/h2hpack"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/route"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/sock"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 )
@@ -60,7 +61,7 @@ func (r *Relay) ServeConn(nc net.Conn, ip string, pending []byte) {
 		return
 	}
 	defer r.conns.done(c)
-	br := bufio.NewReaderSize(&prefixConn{Conn: nc, pending: pending}, readBufSize)
+	br := bufio.NewReaderSize(sock.Prefixed(nc, pending), readBufSize)
 	go c.w.writeLoop()
 	err := c.serve(br)
 	c.shutdownStreams()

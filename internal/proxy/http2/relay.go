@@ -21,7 +21,6 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
-	"net"
 	"sync"
 	"time"
 
@@ -169,19 +168,4 @@ func (h *connSet) shutdown(done <-chan struct{}) bool {
 	h.mu.Unlock()
 	<-finished
 	return false
-}
-
-// prefixConn replays bytes already read before reading the socket.
-type prefixConn struct {
-	net.Conn
-	pending []byte
-}
-
-func (c *prefixConn) Read(p []byte) (int, error) {
-	if len(c.pending) > 0 {
-		n := copy(p, c.pending)
-		c.pending = c.pending[n:]
-		return n, nil
-	}
-	return c.Conn.Read(p)
 }
