@@ -37,7 +37,10 @@ type app struct {
 	source watch.Source
 
 	dataLn, adminLn net.Listener
+	tlsLn           net.Listener // nil without --tls-cert-file
 	adminSrv        *http.Server
+	tls             *tlsSetup
+	stopTLS         context.CancelFunc
 
 	wg         sync.WaitGroup // the servers
 	errs       chan error     // a component that failed for good
@@ -54,17 +57,22 @@ type app struct {
 func newApp(o *options, log *slog.Logger) (_ *app, err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	tlsSet, err := loadTLS(o, reg, log)
+	if err != nil {
+		return nil, err
+	}
 	px, err := proxy.New(proxy.Config{
 		Ring: o.ringCfg, Keys: o.rules, MaxBodyBytes: int(o.maxBody), UpstreamTimeout: o.upstreamTO,
 		MaxRequestBodyBytes: int64(o.maxReqBody), MaxBodyDepth: o.maxDepth, UpgradeProtocols: upgradeList(o.upgrades),
 		ClientHeaderTimeout: o.headerTO, OwnerWait: o.ownerWait, OwnerWaitMax: o.ownerWaitMax,
 		HotKeySample: hotKeySample(o.hotSample),
 		Registerer:   reg, Logger: log,
+		OnTLSHandshake: func(outcome string) { tlsSet.metrics.Handshake("data", outcome) },
 	})
 	if err != nil {
 		return nil, err
 	}
-	a := &app{opts: o, log: log, proxy: px, errs: make(chan error, 3), srcDone: make(chan struct{})}
+	a := &app{opts: o, log: log, proxy: px, tls: tlsSet, errs: make(chan error, 4), srcDone: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			a.closeListeners()
@@ -84,8 +92,8 @@ func newApp(o *options, log *slog.Logger) (_ *app, err error) {
 		Tables: px, HotKeys: px, Changes: px, Gatherer: reg, Registerer: reg, Auth: auth, Logger: log,
 		Broadcast: admin.BroadcastConfig{Concurrency: o.bcastConc, Timeout: o.bcastTimeout, MaxBodyBytes: int(o.maxBody)},
 	})
-	if a.dataLn, err = net.Listen("tcp", o.listen); err != nil {
-		return nil, fmt.Errorf("--listen: %w", err)
+	if err = a.listenData(o); err != nil {
+		return nil, err
 	}
 	if a.adminLn, err = net.Listen("tcp", o.adminListen); err != nil {
 		return nil, fmt.Errorf("--admin-listen: %w", err)
@@ -95,7 +103,7 @@ func newApp(o *options, log *slog.Logger) (_ *app, err error) {
 }
 
 func (a *app) closeListeners() {
-	for _, ln := range []net.Listener{a.dataLn, a.adminLn} {
+	for _, ln := range []net.Listener{a.dataLn, a.tlsLn, a.adminLn} {
 		if ln != nil {
 			_ = ln.Close()
 		}
@@ -107,7 +115,7 @@ func (a *app) closeListeners() {
 func (a *app) Start() {
 	o := a.opts
 	a.log.Info("shard-proxy starting",
-		"listen", a.dataLn.Addr().String(), "admin_listen", a.adminLn.Addr().String(),
+		"listen", addr(a.dataLn), "tls_listen", addr(a.tlsLn), "admin_listen", a.adminLn.Addr().String(),
 		"ring", string(o.ringCfg.Algorithm), "key", o.key, "source", sourceName(o),
 		"max_body_bytes", int(o.maxBody), "upstream_timeout", o.upstreamTO.String(),
 		"admin_auth", o.tokenFile != "")
@@ -119,11 +127,23 @@ func (a *app) Start() {
 			a.errs <- fmt.Errorf("discovery: %w", err)
 		}
 	}()
-	a.wg.Go(func() {
-		if err := a.proxy.Serve(a.dataLn); err != nil && !errors.Is(err, proxy.ErrServerClosed) {
-			a.errs <- fmt.Errorf("data plane: %w", err)
-		}
-	})
+	tlsCtx, stopTLS := context.WithCancel(context.Background())
+	a.stopTLS = stopTLS
+	a.wg.Go(func() { a.tls.watch(tlsCtx) })
+	if a.dataLn != nil {
+		a.wg.Go(func() {
+			if err := a.proxy.Serve(a.dataLn); err != nil && !errors.Is(err, proxy.ErrServerClosed) {
+				a.errs <- fmt.Errorf("data plane: %w", err)
+			}
+		})
+	}
+	if a.tlsLn != nil {
+		a.wg.Go(func() {
+			if err := a.proxy.ServeTLS(a.tlsLn, a.tls.data); err != nil && !errors.Is(err, proxy.ErrServerClosed) {
+				a.errs <- fmt.Errorf("TLS data plane: %w", err)
+			}
+		})
+	}
 	a.wg.Go(func() {
 		if err := a.adminSrv.Serve(a.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			a.errs <- fmt.Errorf("admin plane: %w", err)
@@ -147,8 +167,13 @@ func (a *app) Shutdown(timeout time.Duration) {
 	}
 	// A shutdown that comes before Serve registered the listener does not
 	// close it; closing it here ends Serve either way.
-	_ = a.dataLn.Close()
+	for _, ln := range []net.Listener{a.dataLn, a.tlsLn} {
+		if ln != nil {
+			_ = ln.Close()
+		}
+	}
 	a.stopSource()
+	a.stopTLS()
 	_ = a.adminSrv.Shutdown(ctx)
 	a.admin.Close()
 	a.proxy.Close()

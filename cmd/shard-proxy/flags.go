@@ -57,6 +57,7 @@ type options struct {
 	bcastTimeout time.Duration
 	logLevel     string
 	logFormat    string
+	tls          tlsOptions
 
 	// from maps flags set from the environment to their variable names.
 	from map[string]string
@@ -194,7 +195,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	intFlag(fs, &o.handoffFrom, "handoff-from", 0, "with --shards or --dns-service: the previous N while data moves (requests whose key moved carry X-Shard-Previous)")
 	intFlag(fs, &o.hotSample, "hot-keys-sample", proxy.DefaultHotKeySample, "sample one request in N for /hotkeys (0: off)")
 	fs.StringVar(&o.protoName, "shard-protocol", string(watch.HTTP1), "with --shards or --dns-service: http1, or h2c for shards that speak HTTP/2 over cleartext (gRPC)")
-	fs.StringVar(&o.listen, "listen", defaultListen, "data plane address")
+	fs.StringVar(&o.listen, "listen", defaultListen, "cleartext data plane address (\"\": none, with a TLS listener)")
 	fs.StringVar(&o.adminListen, "admin-listen", defaultAdminListen, "admin plane address")
 	fs.StringVar(&o.ringName, "ring", string(ring.Jump), "ring algorithm: jump, consistent or modulus")
 	intFlag(fs, &o.partitions, "partitions", ring.DefaultPartitions, "partitions of the consistent ring")
@@ -212,6 +213,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	durationFlag(fs, &o.bcastTimeout, "broadcast-timeout", admin.DefaultBroadcastTimeout, "broadcast: default bound per shard (?timeout= overrides)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	tlsFlags(fs, &o.tls)
 	return fs
 }
 
@@ -283,6 +285,9 @@ func (o *options) validate() error {
 		return err
 	}
 	if err := o.validateLimits(); err != nil {
+		return err
+	}
+	if err := o.validateTLS(); err != nil {
 		return err
 	}
 	return o.derive()

@@ -105,6 +105,9 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Logger logs topology changes; nil means slog.Default().
 	Logger *slog.Logger
+	// OnTLSHandshake, when not nil, is told the outcome of each handshake
+	// on a TLS listener (see ServeTLS), one of the certs.Outcome* values.
+	OnTLSHandshake func(outcome string)
 }
 
 // Proxy is the data plane. Serve, Apply and the accessors are safe for
@@ -115,6 +118,7 @@ type Proxy struct {
 	http1  *http1.Server
 	relay  *http2.Relay
 	srv    listeners
+	cfg    Config
 }
 
 // New returns a Proxy that answers 503 "no shards" until the first Apply.
@@ -127,7 +131,7 @@ func New(cfg Config) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{router: r}
+	p := &Proxy{router: r, cfg: cfg}
 	p.relay = http2.New(http2.Config{Router: r, UpstreamTimeout: cfg.UpstreamTimeout,
 		ClientHeaderTimeout: cfg.ClientHeaderTimeout, ClientWriteTimeout: cfg.ClientWriteTimeout,
 		IdleTimeout: cfg.IdleTimeout, MaxRequestBodyBytes: cfg.MaxRequestBodyBytes,

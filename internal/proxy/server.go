@@ -32,7 +32,11 @@ type frontEnd interface {
 // Serve accepts client connections on ln and serves each on its own
 // goroutine until Shutdown. It always returns a non-nil error; after
 // Shutdown, ErrServerClosed.
-func (p *Proxy) Serve(ln net.Listener) error {
+func (p *Proxy) Serve(ln net.Listener) error { return p.serve(ln, p.http1.ServeConn) }
+
+// serve accepts on ln and gives each connection to take, which reports
+// false once Shutdown has begun.
+func (p *Proxy) serve(ln net.Listener, take func(net.Conn) bool) error {
 	if !p.srv.add(ln) {
 		_ = ln.Close()
 		return ErrServerClosed
@@ -55,7 +59,7 @@ func (p *Proxy) Serve(ln net.Listener) error {
 			return err
 		}
 		delay = 0
-		if !p.http1.ServeConn(nc) {
+		if !take(nc) {
 			_ = nc.Close()
 			return ErrServerClosed
 		}

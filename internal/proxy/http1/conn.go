@@ -1,6 +1,7 @@
 package http1
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -41,9 +42,12 @@ func putBuf(b *[]byte) { bufPool.Put(b) }
 // serves it, request after request; a second one exists only while a
 // request body streams to a shard (copyBody) or a tunnel is open.
 type clientConn struct {
-	s     *Server
-	nc    net.Conn
-	fd    int // nc's socket, for peek; -1 if none
+	s  *Server
+	nc net.Conn
+	fd int // nc's socket (under TLS, the socket under it), for peek; -1 if none
+	// tls: nc is a TLS connection. Its socket holds records, not requests:
+	// bytes waiting there may be a close_notify (see peerGone).
+	tls   bool
 	ip    string
 	state atomic.Int32
 
@@ -65,7 +69,8 @@ type clientConn struct {
 }
 
 func (s *Server) newClientConn(nc net.Conn) *clientConn {
-	cc := &clientConn{s: s, nc: nc, fd: sock.FD(nc)}
+	cc := &clientConn{s: s, nc: nc, fd: sock.FD(sock.Raw(nc))}
+	_, cc.tls = nc.(*tls.Conn)
 	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 		cc.ip = a.IP.String()
 	} else if nc.RemoteAddr() != nil {
@@ -281,6 +286,18 @@ func (cc *clientConn) drainIdle() int {
 		return waitClose
 	}
 	return waitRequest
+}
+
+// peerGone tells, without reading, whether the client closed its side of
+// the connection. A TLS client's close_notify record comes before its
+// FIN, so bytes waiting do not mean it is still there.
+func (cc *clientConn) peerGone() bool {
+	if cc.tls {
+		hung, ok := sock.HungUp(cc.fd)
+		return ok && hung
+	}
+	gone, _, ok := sock.Peek(cc.fd)
+	return ok && gone
 }
 
 // readHead reads until rb[r:] starts with a complete request head, and

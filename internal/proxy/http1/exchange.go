@@ -155,7 +155,7 @@ var errUpstreamIO = errors.New("shard connection failed")
 // on its own goroutine while the answer is awaited.
 func (x *exchange) send(uc *upstream.Conn) error {
 	cc := x.cc
-	rh := requestHead{clientIP: cc.ip, hostFallback: x.b.Addr, upgrade: x.upgrade, dropExpect: cc.in.continued,
+	rh := requestHead{clientIP: cc.ip, tls: cc.tls, hostFallback: x.b.Addr, upgrade: x.upgrade, dropExpect: cc.in.continued,
 		previous: x.d.Previous, previousAddr: x.d.PreviousAddr}
 	wb := appendRequestHead(cc.scratch(), &cc.in.head, rh)
 	body, whole := cc.takeBody()
@@ -283,7 +283,7 @@ func (x *exchange) readUpUntil(uc *upstream.Conn, p []byte, deadline time.Time, 
 		if !copying && !time.Now().Before(deadline) {
 			return 0, answer.ErrShardTimeout
 		}
-		if gone, _, ok := sock.Peek(x.cc.fd); ok && gone && !copying {
+		if !copying && x.cc.peerGone() {
 			return 0, answer.ErrClientGone
 		}
 		if shed && !copying {
@@ -331,7 +331,7 @@ func (x *exchange) waitShard(uc *upstream.Conn, deadline time.Time) error {
 		if !time.Now().Before(deadline) {
 			return answer.ErrShardTimeout
 		}
-		if gone, _, ok := sock.Peek(x.cc.fd); ok && gone {
+		if x.cc.peerGone() {
 			return answer.ErrClientGone
 		}
 	}

@@ -118,7 +118,7 @@ func (x *exchange) bridgeRequest() (*http.Request, *h1BodyReader, error) {
 			hdr.Add(string(f.Name), string(f.Value))
 		}
 	}
-	header.Prepare(hdr, header.Forwarded{ClientIP: cc.ip, Host: string(h.Host)})
+	header.Prepare(hdr, header.Forwarded{ClientIP: cc.ip, TLS: cc.tls, Host: string(h.Host)})
 	header.SetPrevious(hdr, x.d.Previous, x.d.PreviousAddr)
 	host := string(h.Host)
 	if host == "" {

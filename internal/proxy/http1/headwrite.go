@@ -17,6 +17,8 @@ import (
 // requestHead says what the engine decided about a request it forwards.
 type requestHead struct {
 	clientIP string
+	// tls: the client spoke TLS to us (X-Forwarded-Proto: https).
+	tls bool
 	// hostFallback is the Host to send when the client sent none (HTTP/1.0).
 	hostFallback string
 	// upgrade keeps Upgrade and says "Connection: Upgrade" (WebSocket).
@@ -77,7 +79,11 @@ func appendRequestHead(dst []byte, h *h1.Request, rh requestHead) []byte {
 	}
 	dst = appendXFF(dst, h, hasXFF, rh.clientIP)
 	if !hasProto {
-		dst = append(dst, "X-Forwarded-Proto: http\r\n"...)
+		if rh.tls {
+			dst = append(dst, "X-Forwarded-Proto: https\r\n"...)
+		} else {
+			dst = append(dst, "X-Forwarded-Proto: http\r\n"...)
+		}
 	}
 	if !hasHost && len(h.Host) > 0 {
 		dst = append(dst, "X-Forwarded-Host: "...)

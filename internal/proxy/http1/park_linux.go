@@ -46,7 +46,9 @@ func (pk *parker) park(cc *clientConn, idleEnd time.Time) bool {
 	if pk.err != nil {
 		return false
 	}
-	sc, ok := cc.nc.(syscall.Conn)
+	// A TLS connection parks on its socket: it comes here only after a
+	// read found no record buffered in it (see awaitRequest).
+	sc, ok := sock.Raw(cc.nc).(syscall.Conn)
 	if !ok {
 		return false
 	}

@@ -12,7 +12,6 @@ import (
 	"github.com/shard-proxy/shard-proxy/internal/proxy/h1"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/keys"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/route"
-	"github.com/shard-proxy/shard-proxy/internal/proxy/sock"
 )
 
 // serveRequest answers the request whose head is in cc.in: the routing
@@ -368,10 +367,7 @@ func connectionHasUpgrade(h *h1.Request) bool {
 
 // clientGone tells whether the client closed its connection (for a request
 // held for its owner).
-func (cc *clientConn) clientGone() bool {
-	gone, _, ok := sock.Peek(cc.fd)
-	return ok && gone
-}
+func (cc *clientConn) clientGone() bool { return cc.peerGone() }
 
 // upgradesTo tells whether the request's Upgrade field names protocol.
 func upgradesTo(h *h1.Request, protocol string) bool {

@@ -3,6 +3,7 @@ package http2
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"io"
 	"math"
@@ -21,11 +22,13 @@ import (
 
 // clientConn is one client connection served by the relay.
 type clientConn struct {
-	r   *Relay
-	w   *wire
-	fr  *http2.Framer
-	ip  string
-	blk *h2hpack.Block // the reader's header block decoder
+	r  *Relay
+	w  *wire
+	fr *http2.Framer
+	ip string
+	// proto is the X-Forwarded-Proto value: "https" on a TLS connection.
+	proto string
+	blk   *h2hpack.Block // the reader's header block decoder
 	// opened and cancelled count the client's streams, and those it reset
 	// before their answer (the reader's own).
 	opened, cancelled int
@@ -57,7 +60,10 @@ type clientConn struct {
 // pending holds the bytes read from it so far. It returns when the
 // connection is closed (at once, closing it, after Shutdown began).
 func (r *Relay) ServeConn(nc net.Conn, ip string, pending []byte) {
-	c := &clientConn{r: r, ip: ip, streams: map[uint32]*stream{}}
+	c := &clientConn{r: r, ip: ip, proto: "http", streams: map[uint32]*stream{}}
+	if _, ok := nc.(*tls.Conn); ok {
+		c.proto = "https"
+	}
 	c.w = newWire(nc, r.cfg.ClientWriteTimeout)
 	if !r.conns.add(c) {
 		_ = nc.Close()

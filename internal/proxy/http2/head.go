@@ -42,7 +42,7 @@ func (c *clientConn) outboundHead(out []hpack.HeaderField, f *h2hpack.Block, rq 
 	}
 	out = append(out, hpack.HeaderField{Name: "x-forwarded-for", Value: header.JoinComma(xff, c.ip)})
 	if !proto {
-		out = append(out, hpack.HeaderField{Name: "x-forwarded-proto", Value: "http"})
+		out = append(out, hpack.HeaderField{Name: "x-forwarded-proto", Value: c.proto})
 	}
 	if !host && authority != "" {
 		out = append(out, hpack.HeaderField{Name: "x-forwarded-host", Value: authority})

@@ -97,6 +97,23 @@ func AwaitReadable(nc net.Conn) error {
 	})
 }
 
+// HungUp reports, without blocking or consuming anything, whether the
+// peer of socket fd has shut down its side (or reset the connection), even
+// with bytes still waiting to be read: a TLS peer's close_notify record
+// arrives before its FIN, so Peek sees data where the peer is gone. ok is
+// false when fd is not known.
+func HungUp(fd int) (hung, ok bool) {
+	if fd < 0 {
+		return false, false
+	}
+	pfd := [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+	n, err := unix.Poll(pfd[:], 0)
+	if err != nil {
+		return false, false
+	}
+	return n > 0 && pfd[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0, true
+}
+
 // IdleUsable tells whether a pooled connection can carry a request: the
 // shard has neither closed it nor sent bytes nobody asked for.
 func IdleUsable(fd int) bool {

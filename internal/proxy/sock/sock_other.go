@@ -19,3 +19,6 @@ func WaitReadable(net.Conn) bool { return true }
 
 // AwaitReadable cannot wait without reading here; the caller reads.
 func AwaitReadable(net.Conn) error { return nil }
+
+// HungUp cannot look at a socket here.
+func HungUp(int) (hung, ok bool) { return false, false }

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shard-proxy/shard-proxy/internal/testutil"
+)
+
+// TestTLSStartRefuses: TLS material that cannot be served stops the start
+// with one line naming the file at fault; flags that do not go together
+// are refused with status 2.
+func TestTLSStartRefuses(t *testing.T) {
+	dir := t.TempDir()
+	ca := testutil.NewCA(t, "test CA")
+	a, b := ca.Issue(t, time.Time{}, "proxy.test"), ca.Issue(t, time.Time{}, "proxy.test")
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	cert, key, otherKey := write("tls.crt", a.CertPEM), write("tls.key", a.KeyPEM), write("other.key", b.KeyPEM)
+	garbage, missing := write("garbage.pem", []byte("not PEM\n")), filepath.Join(dir, "missing.crt")
+	base := []string{"--shards", testutil.DeadAddr(t), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--tls-listen", "127.0.0.1:0"}
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want []string
+	}{
+		{"missing cert", []string{"--tls-cert-file", missing, "--tls-key-file", key}, 1, []string{missing, "no such file"}},
+		{"cert not PEM", []string{"--tls-cert-file", garbage, "--tls-key-file", key}, 1, []string{garbage, "CERTIFICATE"}},
+		{"key does not match", []string{"--tls-cert-file", cert, "--tls-key-file", otherKey}, 1, []string{otherKey, "does not match"}},
+		{"key not PEM", []string{"--tls-cert-file", cert, "--tls-key-file", garbage}, 1, []string{garbage}},
+		{"client CA not PEM", []string{"--tls-cert-file", cert, "--tls-key-file", key, "--tls-client-ca-file", garbage}, 1, []string{"--tls-client-ca-file", garbage}},
+		{"cert without key", []string{"--tls-cert-file", cert}, 2, []string{"--tls-cert-file", "--tls-key-file", "together"}},
+		{"client CA without cert", []string{"--tls-client-ca-file", cert}, 2, []string{"--tls-client-ca-file", "--tls-cert-file"}},
+		{"no listener at all", []string{"--listen", ""}, 2, []string{"--listen", "--tls-cert-file"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			args := append(append([]string{}, base...), tc.args...)
+			if code := cli(args, envOf(nil), &stdout, &stderr, nil); code != tc.code {
+				t.Errorf("exit %d, want %d; stderr %q", code, tc.code, stderr.String())
+			}
+			line := strings.TrimSuffix(stderr.String(), "\n")
+			if line == "" || strings.Contains(line, "\n") {
+				t.Fatalf("stderr %q, want one line", stderr.String())
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(line, w) {
+					t.Errorf("stderr %q does not contain %q", line, w)
+				}
+			}
+		})
+	}
+}
+
+// TestTLSListenerReload runs the binary with its certificate in a Secret
+// volume laid out as the kubelet does: HTTPS requests are served (the
+// shard sees X-Forwarded-Proto: https); swapping the volume's ..data
+// symlink to a new certificate puts it in use for new handshakes within
+// 10 s while a connection opened before goes on; a broken key then is
+// refused, counted, and the certificate in force stays; the expiry gauge
+// follows the certificate in use.
+func TestTLSListenerReload(t *testing.T) {
+	shard := testutil.StartShards(t, 1, "web")[0]
+	ca := testutil.NewCA(t, "test CA")
+	first := ca.Issue(t, time.Now().Add(48*time.Hour), "proxy.test")
+	vol := testutil.NewSecretDir(t)
+	vol.Write(map[string][]byte{"tls.crt": first.CertPEM, "tls.key": first.KeyPEM})
+	p := startProxy(t, "--shards", shard.URL, "--tls-listen", "127.0.0.1:0",
+		"--tls-cert-file", vol.Path("tls.crt"), "--tls-key-file", vol.Path("tls.key"))
+	rec := waitLog(t, p.logs, "shard-proxy starting", p.done, startTimeout)
+	tlsAddr, _ := rec["tls_listen"].(string)
+	if tlsAddr == "" {
+		t.Fatalf("no tls_listen in the startup line: %v", rec)
+	}
+	conf := &tls.Config{RootCAs: ca.Pool(), ServerName: "proxy.test", NextProtos: []string{"http/1.1"}}
+	served := func() time.Time { // the NotAfter of the certificate a new handshake gets
+		c, err := tls.Dial("tcp", tlsAddr, conf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].NotAfter
+	}
+	kept, err := tls.Dial("tcp", tlsAddr, conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kept.Close()
+	br := bufio.NewReader(kept)
+	get := func() {
+		t.Helper()
+		_ = kept.SetDeadline(time.Now().Add(waitTimeout))
+		fmt.Fprint(kept, "GET /x HTTP/1.1\r\nHost: proxy.test\r\nX-Shard-Key: 1\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("request on the kept connection: %v, %v", resp, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	get()
+	if got := shard.Requests()[0].Header.Get("X-Forwarded-Proto"); got != "https" {
+		t.Errorf("shard saw X-Forwarded-Proto %q, want https", got)
+	}
+	if got := gauge(t, p, `shard_proxy_tls_cert_expiry_timestamp_seconds{cert="listener"}`); got != float64(first.NotAfter.Unix()) {
+		t.Errorf("expiry gauge %v, want %d", got, first.NotAfter.Unix())
+	}
+
+	second := ca.Issue(t, time.Now().Add(72*time.Hour), "proxy.test")
+	swapped := time.Now()
+	vol.Write(map[string][]byte{"tls.crt": second.CertPEM, "tls.key": second.KeyPEM})
+	eventually(t, 10*time.Second, "new handshakes get the new certificate", func() bool {
+		return served().Equal(second.NotAfter)
+	})
+	t.Logf("the new certificate was in use %v after the swap", time.Since(swapped).Round(time.Millisecond))
+	get() // the connection opened before the swap goes on
+
+	vol.Write(map[string][]byte{"tls.crt": ca.Issue(t, time.Time{}, "proxy.test").CertPEM, "tls.key": first.KeyPEM})
+	eventually(t, 10*time.Second, "the mismatched key is counted", func() bool {
+		return gauge(t, p, `shard_proxy_tls_reload_errors_total{cert="listener"}`) == 1
+	})
+	if got := served(); !got.Equal(second.NotAfter) {
+		t.Errorf("after a broken update, new handshakes get a certificate expiring %v, want the one in force (%v)", got, second.NotAfter)
+	}
+	if got := gauge(t, p, `shard_proxy_tls_cert_expiry_timestamp_seconds{cert="listener"}`); got != float64(second.NotAfter.Unix()) {
+		t.Errorf("expiry gauge %v, want the certificate in force (%d)", got, second.NotAfter.Unix())
+	}
+	if got := gauge(t, p, `shard_proxy_tls_handshakes_total{listener="data",outcome="ok"}`); got < 3 {
+		t.Errorf("handshakes ok %v, want at least 3", got)
+	}
+}
+
+// gauge is the value of one series of the proxy's /metrics, -1 if absent.
+func gauge(t *testing.T, p *proxyProc, series string) float64 {
+	t.Helper()
+	resp, err := p.client.Get(p.adminURL("/metrics"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			var f float64
+			if _, err := fmt.Sscan(v, &f); err == nil {
+				return f
+			}
+		}
+	}
+	return -1
+}
