@@ -52,10 +52,10 @@ var errStreamGone = errors.New("the stream closed")
 // does.
 func (s *stream) exchangeHTTP1() {
 	c, b := s.c, s.b
-	c.w.mu.Lock()
+	c.w.Lock()
 	chunked := s.reqDeclared < 0 && (s.state == stateOpen || len(s.early) > 0 || s.earlyTrailer != nil)
 	repeatable := !chunked && s.reqDeclared <= 0 && idempotent(s.head)
-	c.w.mu.Unlock()
+	c.w.Unlock()
 	head := appendH1Request(nil, s.head, chunked)
 	s.head = nil
 	for attempt := 0; ; attempt++ {
@@ -99,14 +99,14 @@ func (s *stream) exchangeOn(pool *upstream.Pool, head []byte, chunked bool) (boo
 		return false, answer.FromShard(err)
 	}
 	reused := uc.Reused // read now: once back in the pool, uc is another stream's
-	c.w.mu.Lock()
+	c.w.Lock()
 	if s.state == stateClosed || s.answered {
-		c.w.mu.Unlock()
+		c.w.Unlock()
 		pool.Discard(uc)
 		return reused, errStreamGone
 	}
 	x.conn = uc
-	c.w.mu.Unlock()
+	c.w.Unlock()
 	sent := make(chan error, 1)
 	go func() { sent <- s.sendHTTP1(uc, head, chunked) }()
 	reusable, err := s.readHTTP1(uc)
@@ -114,9 +114,9 @@ func (s *stream) exchangeOn(pool *upstream.Pool, head []byte, chunked bool) (boo
 		_ = uc.NC.SetDeadline(time.Unix(1, 0)) // stops the sender, if it still runs
 	}
 	sendErr := <-sent
-	c.w.mu.Lock()
+	c.w.Lock()
 	x.conn = nil
-	c.w.mu.Unlock()
+	c.w.Unlock()
 	if err == nil && sendErr == nil && reusable {
 		pool.Put(uc)
 	} else {
@@ -134,11 +134,11 @@ func (s *stream) sendHTTP1(uc *upstream.Conn, head []byte, chunked bool) error {
 		return err
 	}
 	for {
-		c.w.mu.Lock()
+		c.w.Lock()
 		data, trailer := s.early, s.earlyTrailer
 		s.early, s.earlyTrailer = nil, nil
 		ended, closed := s.state != stateOpen, s.state == stateClosed
-		c.w.mu.Unlock()
+		c.w.Unlock()
 		if closed {
 			return errStreamGone
 		}
@@ -151,7 +151,7 @@ func (s *stream) sendHTTP1(uc *upstream.Conn, head []byte, chunked bool) error {
 			if _, err := uc.NC.Write(out); err != nil {
 				return err
 			}
-			s.req.credit(len(data))
+			s.req.Credit(len(data))
 		}
 		if ended {
 			if !chunked {
@@ -321,11 +321,11 @@ func (s *stream) answerFields(resp *h1.Response) []hpack.HeaderField {
 // interimH1 passes a 1xx answer on.
 func (s *stream) interimH1(resp *h1.Response) {
 	fields := s.answerFields(resp)
-	s.c.w.mu.Lock()
-	defer s.c.w.mu.Unlock()
+	s.c.w.Lock()
+	defer s.c.w.Unlock()
 	if s.state != stateClosed && !s.answered {
-		s.c.w.headers(s.id, fields, false)
-		s.c.w.signal()
+		s.c.w.Headers(s.id, fields, false)
+		s.c.w.Signal()
 	}
 }
 
@@ -333,34 +333,34 @@ func (s *stream) interimH1(resp *h1.Response) {
 func (s *stream) answerH1(resp *h1.Response, end bool) bool {
 	fields := s.answerFields(resp)
 	c := s.c
-	c.w.mu.Lock()
-	defer c.w.mu.Unlock()
+	c.w.Lock()
+	defer c.w.Unlock()
 	if s.state == stateClosed || s.answered {
 		return false
 	}
 	s.answered, s.status = true, resp.Status
-	c.w.headers(s.id, fields, end)
-	c.w.signal()
+	c.w.Headers(s.id, fields, end)
+	c.w.Signal()
 	if end {
-		s.resp.closed = true
+		s.resp.Closed = true
 		s.ended()
 		return true
 	}
-	s.resp.id = s.id
+	s.resp.ID = s.id
 	return true
 }
 
 // pass pushes a piece of the answer's body to the client and waits until
 // the client took it (backpressure: the shard is read no faster).
 func (s *stream) pass(data []byte, end bool) error {
-	s.resp.push(data, end)
+	s.resp.Push(data, end)
 	if end {
 		return nil // queued with the end: the stream closes when it is out
 	}
 	for {
-		s.c.w.mu.Lock()
-		held, closed := len(s.resp.pend), s.state == stateClosed
-		s.c.w.mu.Unlock()
+		s.c.w.Lock()
+		held, closed := len(s.resp.Pend), s.state == stateClosed
+		s.c.w.Unlock()
 		if closed {
 			return errStreamGone
 		}
@@ -416,7 +416,7 @@ func (s *stream) relayH1Chunked(uc *upstream.Conn, buf, rest []byte, resp *h1.Re
 			}
 			p = p[k:]
 			if done {
-				s.resp.finish(trailerFields(framing))
+				s.resp.Finish(trailerFields(framing))
 				return len(p) == 0 && resp.Minor == 1 && !resp.Flags.Has(h1.FlagConnClose), nil
 			}
 			if len(data) > 0 {
