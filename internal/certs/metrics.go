@@ -52,9 +52,12 @@ func (m *Metrics) Handshake(listener, outcome string) {
 	}
 }
 
+// expiry sets cert's expiry; its reload errors start at 0 then, so that
+// the first refused reload shows as an increase.
 func (m *Metrics) expiry(cert string, notAfter time.Time) {
 	if m != nil {
 		m.expiries.WithLabelValues(cert).Set(float64(notAfter.Unix()))
+		m.reloadErrors.WithLabelValues(cert)
 	}
 }
 

@@ -165,6 +165,8 @@ func TestRulesAlerts(t *testing.T) {
 		"ShardProxyShardErrorRatioHigh",
 		"ShardProxyOwnerWaitTimeouts",
 		"ShardProxyRingFingerprintMismatch",
+		"ShardProxyCertificateExpiresSoon",
+		"ShardProxyCertificateReloadFailing",
 	} {
 		if !slices.Contains(alerts, want) {
 			t.Errorf("%s: no alert %s (have %v)", ruleFile, want, alerts)
@@ -352,7 +354,15 @@ func usedSeries(t *testing.T) map[string][]string {
 // scrape shows. The series in notYetExported must be absent.
 func TestSeriesExported(t *testing.T) {
 	used := usedSeries(t)
-	p := startProxy(t, "--demo", "3")
+	// With a TLS listener, so that the certificate series exist.
+	ca := testutil.NewCA(t, "test CA")
+	leaf := ca.Issue(t, time.Time{}, "proxy.test")
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	if os.WriteFile(certFile, leaf.CertPEM, 0o600) != nil || os.WriteFile(keyFile, leaf.KeyPEM, 0o600) != nil {
+		t.Fatal("writing the certificate files")
+	}
+	p := startProxy(t, "--demo", "3", "--tls-listen", "127.0.0.1:0", "--tls-cert-file", certFile, "--tls-key-file", keyFile)
 
 	for i := range 20 {
 		a := p.do(t, http.MethodGet, p.dataURL(fmt.Sprintf("/item/%d", i)), map[string]string{"X-Shard-Key": fmt.Sprintf("key-%d", i)})
