@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/shard-proxy/shard-proxy/internal/certs"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/hotkeys"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/http1"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/http2"
@@ -105,6 +106,9 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Logger logs topology changes; nil means slog.Default().
 	Logger *slog.Logger
+	// ShardTLS speaks TLS to the shards whose topology entry says so,
+	// checking each one's identity (see route.Config.ShardTLS).
+	ShardTLS *certs.ShardClient
 	// OnTLSHandshake, when not nil, is told the outcome of each handshake
 	// on a TLS listener (see ServeTLS), one of the certs.Outcome* values.
 	OnTLSHandshake func(outcome string)
@@ -127,7 +131,7 @@ func New(cfg Config) (*Proxy, error) {
 	cfg = withDefaults(cfg)
 	r, err := route.New(route.Config{Ring: cfg.Ring, Keys: cfg.Keys, MaxBodyDepth: cfg.MaxBodyDepth, UpstreamTimeout: cfg.UpstreamTimeout,
 		MaxConnsPerShard: cfg.MaxConnsPerShard, OwnerWait: cfg.OwnerWait, OwnerWaitMax: cfg.OwnerWaitMax,
-		HotKeySample: cfg.HotKeySample, Registerer: cfg.Registerer, Logger: cfg.Logger})
+		HotKeySample: cfg.HotKeySample, Registerer: cfg.Registerer, Logger: cfg.Logger, ShardTLS: cfg.ShardTLS})
 	if err != nil {
 		return nil, err
 	}

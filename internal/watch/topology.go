@@ -24,6 +24,13 @@ type Shard struct {
 	Ready bool
 	// Protocol is how the shard is spoken to; "" means HTTP/1.1.
 	Protocol Protocol
+	// TLS tells whether the shard is spoken to over TLS (HTTP/1.1 with
+	// ALPN http/1.1, or HTTP/2 with ALPN h2).
+	TLS bool
+	// TLSName is the name the shard's certificate must be valid for, its
+	// stable identity (see ServerName); it is also sent as SNI. Set with
+	// TLS.
+	TLSName string
 }
 
 // Protocol is the protocol a shard's port speaks.

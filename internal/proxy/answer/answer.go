@@ -52,7 +52,13 @@ var (
 	ErrOwnerMoved = &Error{Status: http.StatusServiceUnavailable, msg: "shard owner changed"}
 	// ErrBodyTimeout: the client stopped sending its request body.
 	ErrBodyTimeout = &Error{Status: http.StatusRequestTimeout, msg: "request body timeout"}
-	errUnknown     = &Error{Status: http.StatusBadGateway, msg: "shard unreachable"}
+	// ErrShardIdentity: the shard's address answered TLS with a
+	// certificate for another name (another pod's): no HTTP was sent.
+	ErrShardIdentity = &Error{Status: http.StatusBadGateway, msg: "shard identity mismatch"}
+	// ErrShardTLS: any other failed TLS handshake with the shard; see
+	// TLSFailure for the reason.
+	ErrShardTLS = &Error{Status: http.StatusBadGateway, msg: "shard TLS handshake failed"}
+	errUnknown  = &Error{Status: http.StatusBadGateway, msg: "shard unreachable"}
 )
 
 // ErrClientGone is no answer: the client closed or reset its connection
@@ -89,6 +95,25 @@ type limitError struct {
 func (e *limitError) Error() string { return e.err.Error() }
 func (e *limitError) Unwrap() error { return e.err }
 
+// TLSFailure is ErrShardTLS (or, with identity, ErrShardIdentity) with
+// the reason the handshake failed, wrapping cause.
+func TLSFailure(identity bool, reason string, cause error) error {
+	err := ErrShardTLS
+	if identity {
+		err = ErrShardIdentity
+	}
+	return &tlsError{err: err, reason: reason, cause: cause}
+}
+
+type tlsError struct {
+	err    *Error
+	reason string
+	cause  error
+}
+
+func (e *tlsError) Error() string   { return e.err.Error() + ": " + e.cause.Error() }
+func (e *tlsError) Unwrap() []error { return []error{e.err, e.cause} }
+
 // BodyTooLarge is ErrBodyTooLarge with the limit that was exceeded.
 func BodyTooLarge(limit int) error { return &limitError{err: ErrBodyTooLarge, limit: limit} }
 
@@ -99,6 +124,8 @@ type ErrorBody struct {
 	Tried []string `json:"tried,omitempty"`
 	Rule  string   `json:"rule,omitempty"`
 	Limit int      `json:"limit,omitempty"`
+	// Reason says why a TLS handshake with the shard failed.
+	Reason string `json:"reason,omitempty"`
 }
 
 // Answer is what the proxy sends for an error: the one mapping from errors
@@ -142,6 +169,10 @@ func For(err error, shard string) Answer {
 	var le *limitError
 	if errors.As(err, &le) {
 		a.Body.Limit = le.limit
+	}
+	var te *tlsError
+	if errors.As(err, &te) && te.err == ErrShardTLS {
+		a.Body.Reason = te.reason
 	}
 	return a
 }

@@ -111,6 +111,9 @@ func (x *exchange) bridgeRequest() (*http.Request, *h1BodyReader, error) {
 		return nil, nil, answer.ErrBadRequest
 	}
 	u.Scheme, u.Host = "http", x.b.Addr
+	if x.b.TLS {
+		u.Scheme = "https" // the transport takes the connection from Backend.Dial
+	}
 	hdr := make(http.Header, len(h.Fields))
 	for i := range h.Fields {
 		f := &h.Fields[i]

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/shard-proxy/shard-proxy/internal/certs"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
 	"github.com/shard-proxy/shard-proxy/internal/watch"
 )
@@ -30,6 +31,14 @@ type Backend struct {
 	Metrics *ShardMetrics
 	// MaxConns caps the connections one pool opens to the shard.
 	MaxConns int
+	// TLS and TLSName are the shard's (see watch.Shard): Dial then
+	// returns a *tls.Conn whose peer proved it is TLSName.
+	TLS     bool
+	TLSName string
+
+	shardTLS *certs.ShardClient
+	identity identity
+	timeout  time.Duration
 
 	dial  func(addr string) (net.Conn, error)
 	pools [numPools]atomic.Pointer[Pool]
@@ -76,12 +85,22 @@ const (
 
 func (r *Router) newBackend(s watch.Shard) *Backend {
 	return &Backend{Name: s.Name, Addr: s.Addr, Protocol: s.Protocol, Metrics: r.metrics.forShard(s.Name),
-		MaxConns: r.cfg.MaxConnsPerShard, dial: r.dial}
+		MaxConns: r.cfg.MaxConnsPerShard, dial: r.dial, TLS: s.TLS, TLSName: s.TLSName,
+		shardTLS: r.cfg.ShardTLS, timeout: min(r.cfg.UpstreamTimeout, 5*time.Second)}
 }
 
 // Dial connects to the shard. A connect that fails, timing out included,
 // wraps answer.ErrShardDown: the shard is unreachable (502), not slow (504).
-func (b *Backend) Dial() (net.Conn, error) { return b.dial(b.Addr) }
+// For a TLS shard it returns the connection after a handshake in which
+// the shard proved its identity; a failed one wraps answer.ErrShardIdentity
+// or answer.ErrShardTLS (see tls.go).
+func (b *Backend) Dial() (net.Conn, error) {
+	nc, err := b.dial(b.Addr)
+	if err != nil || !b.TLS {
+		return nc, err
+	}
+	return b.handshake(nc)
+}
 
 // Pool returns the backend's pool of kind k, made with newPool on first use.
 func (b *Backend) Pool(k PoolKind, newPool func(*Backend) Pool) Pool {
@@ -114,10 +133,20 @@ func (b *Backend) Transport() *http.Transport {
 		} else {
 			protos.SetHTTP1(true)
 		}
+		if b.TLS {
+			protos = http.Protocols{}
+			protos.SetHTTP1(b.Protocol != watch.H2C)
+			protos.SetHTTP2(b.Protocol == watch.H2C)
+		}
 		b.rt = &http.Transport{
 			Protocols: &protos,
 			DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
 				return b.dial(addr)
+			},
+			// An https URL (a TLS shard): the connection comes handshaken,
+			// its identity checked, from Dial.
+			DialTLSContext: func(context.Context, string, string) (net.Conn, error) {
+				return b.Dial()
 			},
 			MaxIdleConnsPerHost:    64,
 			IdleConnTimeout:        UpstreamIdleTimeout,

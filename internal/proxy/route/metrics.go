@@ -24,6 +24,7 @@ type metrics struct {
 	ownerWaits       *prometheus.CounterVec
 	ownerWaitSeconds prometheus.Histogram
 	ringInfo         *prometheus.GaugeVec
+	tlsErrors        *prometheus.CounterVec
 }
 
 // counterVec and gaugeVec declare a labelled series.
@@ -68,6 +69,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "How long requests were held for a not-ready owner.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 15, 30, 60},
 		}),
+		tlsErrors: counterVec("shard_proxy_shard_tls_errors_total",
+			"Failed TLS handshakes with shards, by shard and reason: identity (a certificate for another name: another pod at the address), unknown_authority, expired, handshake.",
+			"shard", "reason"),
 		topologyUpdates: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "shard_proxy_topology_updates_total",
 			Help: "Topologies applied to the data plane.",
@@ -75,7 +79,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.requests, m.duration, m.keyErrors, m.shards, m.topologyUpdates, m.tunnels,
-			m.handoffs, m.ownerWaits, m.ownerWaitSeconds, m.ringInfo)
+			m.handoffs, m.ownerWaits, m.ownerWaitSeconds, m.ringInfo, m.tlsErrors)
 	}
 	for _, o := range []string{waitServed, waitTimeout, waitOverflow, waitGone} {
 		m.ownerWaits.WithLabelValues(o)
@@ -136,6 +140,11 @@ func (m *metrics) forShard(name string) *ShardMetrics {
 	return sm
 }
 
+// tlsError counts a failed handshake with the shard.
+func (sm *ShardMetrics) tlsError(reason string) {
+	sm.m.tlsErrors.WithLabelValues(sm.name, reason).Inc()
+}
+
 // count increments requests_total for code and the client's protocol.
 func (sm *ShardMetrics) count(code int, proto Proto) {
 	key := int(proto)*1000 + code
@@ -165,6 +174,7 @@ func (m *metrics) forget(name string) {
 	m.duration.DeleteLabelValues(name)
 	m.tunnels.DeleteLabelValues(name)
 	m.handoffs.DeleteLabelValues(name)
+	m.tlsErrors.DeletePartialMatch(prometheus.Labels{"shard": name})
 }
 
 // codeString avoids strconv allocations for the status codes a proxy sees.

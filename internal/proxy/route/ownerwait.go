@@ -30,7 +30,9 @@ func (r *Router) awaitOwner(snap *Snapshot, key []byte, done <-chan struct{}, go
 	timer := time.NewTimer(r.cfg.OwnerWait)
 	defer timer.Stop()
 	var tick <-chan time.Time
-	if gone != nil {
+	if gone != nil || r.cfg.ShardTLS != nil {
+		// Also how often an owner whose address showed another shard is
+		// looked at again (Backend.usable re-checks after recheckIdentity).
 		t := time.NewTicker(ownerWaitPoll)
 		defer t.Stop()
 		tick = t.C
@@ -49,19 +51,29 @@ func (r *Router) holdUntil(snap **Snapshot, key []byte, timeout <-chan time.Time
 		select {
 		case <-(*snap).next:
 			*snap = r.snap.Load()
-			if s, _, ok := (*snap).Table.Owner(key); ok && s.Ready {
+			if ownerServes(*snap, key) {
 				return waitServed
 			}
 		case <-timeout:
 			return waitTimeout
 		case <-tick:
-			if gone() {
+			if gone != nil && gone() {
 				return waitGone
+			}
+			if r.cfg.ShardTLS != nil && ownerServes(*snap, key) {
+				return waitServed
 			}
 		case <-done:
 			return waitGone
 		}
 	}
+}
+
+// ownerServes tells whether key's owner on snap can take a request: it is
+// ready and, speaking TLS, proved its identity (checked here, blocking).
+func ownerServes(snap *Snapshot, key []byte) bool {
+	s, i, ok := snap.Table.Owner(key)
+	return ok && s.Ready && snap.Backends[i].usable()
 }
 
 // Waiting is how many requests are held for their owner now.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/shard-proxy/shard-proxy/internal/certs"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/hotkeys"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/keys"
 	"github.com/shard-proxy/shard-proxy/internal/table"
@@ -64,6 +65,10 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Logger logs topology changes; nil means slog.Default().
 	Logger *slog.Logger
+	// ShardTLS speaks TLS to the shards whose topology entry says TLS,
+	// checking each one's identity; nil makes such shards unreachable
+	// (502 "shard TLS handshake failed").
+	ShardTLS *certs.ShardClient
 }
 
 // Router holds the routing snapshot and takes every request's routing
@@ -208,7 +213,7 @@ func (r *Router) swap(t *table.Table) {
 	next := &Snapshot{Table: t, Backends: make([]*Backend, len(t.Shards)), next: make(chan struct{})}
 	keep := make(map[string]*Backend, len(t.Shards))
 	for i, s := range t.Shards {
-		id := s.Name + "@" + s.Addr + "/" + string(s.Protocol)
+		id := s.Name + "@" + s.Addr + "/" + string(s.Protocol) + "/" + s.TLSName
 		b := r.backends[id]
 		if b == nil {
 			b = r.newBackend(s)

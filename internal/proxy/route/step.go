@@ -93,19 +93,22 @@ func (r *Router) Route(d *Decision, req keys.Request, s *keys.Scratch, loadBody 
 		return err
 	}
 	d.Rule, d.Key = rule, key
-	return r.owner(d, snap)
+	return r.owner(d, snap, true)
 }
 
-// owner chooses the key's owner on snap.
-func (r *Router) owner(d *Decision, snap *Snapshot) error {
+// owner chooses the key's owner on snap. A TLS owner whose identity is
+// not known yet, or whose address showed another shard, is held like a
+// not-ready one when mayHold (Wait then checks it); without --owner-wait
+// a mismatch is answered at once.
+func (r *Router) owner(d *Decision, snap *Snapshot, mayHold bool) error {
 	sh, i, _ := snap.Table.Owner(d.Key)
-	d.Snapshot, d.Index, d.Shard, d.Backend = snap, i, sh, snap.Backends[i]
-	if !sh.Ready {
-		if r.cfg.OwnerWait > 0 {
+	b := snap.Backends[i]
+	d.Snapshot, d.Index, d.Shard, d.Backend = snap, i, sh, b
+	if !sh.Ready || b.Mismatched() || mayHold && r.cfg.OwnerWait > 0 && b.needsProbe() {
+		if mayHold && r.cfg.OwnerWait > 0 {
 			return ErrMustWait
 		}
-		d.Status = http.StatusServiceUnavailable
-		return answer.OfShard(answer.ErrShardNotReady, sh.Name)
+		return r.notServed(d)
 	}
 	if name, addr, moved := snap.Table.Previous(d.Key, sh); moved {
 		d.Previous, d.PreviousAddr = name, addr
@@ -135,13 +138,29 @@ func (r *Router) Commit(d *Decision) {
 // answer.ErrClientGone.
 func (r *Router) Wait(d *Decision, done <-chan struct{}, gone func() bool) error {
 	start := time.Now()
+	if d.Shard.Ready && d.Backend.usable() { // a TLS owner whose identity was only unknown
+		d.OwnerWait = time.Since(start)
+		return r.owner(d, d.Snapshot, false)
+	}
 	snap, outcome := r.awaitOwner(d.Snapshot, d.Key, done, gone)
 	d.OwnerWait = time.Since(start)
 	switch outcome {
 	case waitServed:
-		return r.owner(d, snap)
+		return r.owner(d, snap, false)
 	case waitGone:
 		return answer.ErrClientGone
+	}
+	sh, i, _ := snap.Table.Owner(d.Key)
+	d.Snapshot, d.Index, d.Shard, d.Backend = snap, i, sh, snap.Backends[i]
+	return r.notServed(d)
+}
+
+// notServed answers a request whose owner cannot take it: 502 when
+// another shard answers at its address, else 503.
+func (r *Router) notServed(d *Decision) error {
+	if d.Shard.Ready && d.Backend.Mismatched() {
+		d.Status = http.StatusBadGateway
+		return answer.OfShard(answer.ErrShardIdentity, d.Shard.Name)
 	}
 	d.Status = http.StatusServiceUnavailable
 	return answer.OfShard(answer.ErrShardNotReady, d.Shard.Name)

@@ -5,6 +5,7 @@
 package upstream
 
 import (
+	"crypto/tls"
 	"net"
 	"sync"
 	"time"
@@ -21,7 +22,10 @@ const maxIdle = 256
 // shard's pool, holding no buffer.
 type Conn struct {
 	NC net.Conn
-	FD int // NC's socket, for sock.Peek; -1 if none
+	FD int // NC's socket (under TLS, the socket under it), for sock.Peek; -1 if none
+	// tls: NC is a TLS connection, whose shard may send records (session
+	// tickets) nobody asked for: only a hang-up makes it unusable.
+	tls bool
 	// Reused tells whether the connection served an exchange before, so
 	// that a failure before any answer byte may be retried on a fresh one.
 	Reused bool
@@ -59,7 +63,7 @@ func (u *Pool) Get() (*Conn, error) {
 			// Looked at on every reuse, however recent (one non-blocking
 			// peek): bytes a shard wrote past its last answer would
 			// otherwise become the next client's answer.
-			if !sock.IdleUsable(c.FD) {
+			if !c.usable() {
 				u.Discard(c)
 				continue
 			}
@@ -84,7 +88,17 @@ func (u *Pool) dialNew() (*Conn, error) {
 		u.mu.Unlock()
 		return nil, err
 	}
-	return &Conn{NC: nc, FD: sock.FD(nc)}, nil
+	_, isTLS := nc.(*tls.Conn)
+	return &Conn{NC: nc, FD: sock.FD(sock.Raw(nc)), tls: isTLS}, nil
+}
+
+// usable tells whether an idle connection can carry a request.
+func (c *Conn) usable() bool {
+	if c.tls {
+		hung, ok := sock.HungUp(c.FD)
+		return !ok || !hung
+	}
+	return sock.IdleUsable(c.FD)
 }
 
 // put returns c after an exchange that ended cleanly on a message boundary.

@@ -56,6 +56,11 @@ type Source struct {
 	// HandoffFrom is the previous N while data moves (--handoff-from); 0
 	// means none.
 	HandoffFrom int
+	// TLS: every shard is spoken to over TLS (--shard-tls), its
+	// certificate verified for ServerName filled for it (see
+	// watch.ServerName; "" means watch.DefaultServerName).
+	TLS        bool
+	ServerName string
 	// Resolver resolves names; nil means net.DefaultResolver.
 	Resolver Resolver
 	// Logger; nil means slog.Default().
@@ -173,7 +178,11 @@ func (d *Source) resolve(ctx context.Context) (watch.Topology, []string) {
 // lookup resolves ordinal i; problem says why it has no address.
 func (d *Source) lookup(ctx context.Context, res Resolver, i int) (sh watch.Shard, problem string) {
 	name := d.Name(i)
-	sh = watch.Shard{Ordinal: i, Name: strings.SplitN(name, ".", 2)[0], Protocol: cmp.Or(d.Protocol, watch.HTTP1)}
+	sh = watch.Shard{Ordinal: i, Name: strings.SplitN(name, ".", 2)[0], Protocol: cmp.Or(d.Protocol, watch.HTTP1), TLS: d.TLS}
+	if d.TLS {
+		sh.TLSName = watch.ServerName(d.ServerName, watch.NameParts{Pod: sh.Name, Ordinal: i, StatefulSet: cmp.Or(d.StatefulSet, d.Service),
+			Service: d.Service, Namespace: d.Namespace, Domain: cmp.Or(d.Domain, DefaultClusterDomain)})
+	}
 	addrs, err := res.LookupHost(ctx, name)
 	switch {
 	case err != nil:

@@ -26,6 +26,10 @@ const (
 	AnnotationReplicas = "shard-proxy.io/replicas"
 	// AnnotationHandoffFrom names the previous N while data moves.
 	AnnotationHandoffFrom = "shard-proxy.io/handoff-from"
+	// AnnotationShardTLS, "true" on the Service, says every shard speaks
+	// TLS (as appProtocol https on its port does). It is read when
+	// discovery starts.
+	AnnotationShardTLS = "shard-proxy.io/shard-tls"
 )
 
 // maxPinned bounds the annotations' values.
@@ -81,6 +85,7 @@ type kubeEndpoint struct {
 	// terminating: the pod is going away (still serving while ready).
 	terminating bool
 	proto       watch.Protocol
+	tls         bool // the port's appProtocol is https
 }
 
 // endpointsFrom extracts the endpoints of the StatefulSet's pods from one
@@ -94,7 +99,7 @@ func endpointsFrom(slice *discoveryv1.EndpointSlice, set kubeSet, port string) (
 		if !ok || len(ep.Addresses) == 0 {
 			continue
 		}
-		ke := kubeEndpoint{ordinal: ordinal, proto: proto}
+		ke := kubeEndpoint{ordinal: ordinal, proto: proto, tls: portTLS(slice, portNum)}
 		if portNum != 0 {
 			// Only the first address has defined semantics (EndpointSlice API).
 			ke.addr = net.JoinHostPort(ep.Addresses[0], strconv.Itoa(portNum))
@@ -196,6 +201,17 @@ func portProtocol(p discoveryv1.EndpointPort) watch.Protocol {
 	return watch.HTTP1
 }
 
+// portTLS tells whether the slice's port number num has appProtocol
+// https: the shard speaks TLS there.
+func portTLS(slice *discoveryv1.EndpointSlice, num int) bool {
+	for _, p := range slice.Ports {
+		if p.Port != nil && int(*p.Port) == num && p.AppProtocol != nil && strings.EqualFold(*p.AppProtocol, "https") {
+			return true
+		}
+	}
+	return false
+}
+
 func portList(ports []discoveryv1.EndpointPort) string {
 	if len(ports) == 0 {
 		return "none"
@@ -244,6 +260,7 @@ func kubeTopology(sts *appsv1.StatefulSet, epSlices []*discoveryv1.EndpointSlice
 			Addr:     ep.addr,
 			Ready:    ep.ready && ep.addr != "",
 			Protocol: cmp.Or(ep.proto, watch.HTTP1),
+			TLS:      ep.tls,
 		}
 	}
 	slices.Sort(problems)

@@ -72,6 +72,13 @@ type Source struct {
 	// Topology, so that a burst (a scale, a rollout) yields few publishes;
 	// 0 means DefaultCoalesce.
 	Coalesce time.Duration
+	// TLS makes every shard a TLS shard, as the Service annotation
+	// AnnotationShardTLS or a port's appProtocol https do.
+	TLS bool
+	// ServerName is the template of the name a TLS shard's certificate is
+	// verified for (watch.ServerName); "" means watch.DefaultServerName.
+	// Domain is the cluster domain it uses; "" means cluster.local.
+	ServerName, Domain string
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -122,7 +129,13 @@ func (k *Source) Run(ctx context.Context, publish watch.Publish) error {
 		return nil // ctx ended first
 	}
 	log.Debug("caches synced")
-	w := worker{log: log, coalesce: cmp.Or(k.Coalesce, DefaultCoalesce), build: inf.topology}
+	allTLS := k.TLS || k.serviceSaysTLS(ctx, log)
+	build := func() (watch.Topology, []string, error) {
+		topo, problems, err := inf.topology()
+		k.nameTLS(&topo, allTLS)
+		return topo, problems, err
+	}
+	w := worker{log: log, coalesce: cmp.Or(k.Coalesce, DefaultCoalesce), build: build}
 	signal() // the first Topology, even if no event ever comes
 	w.run(ctx, changed, publish)
 	return nil

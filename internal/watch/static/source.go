@@ -28,43 +28,60 @@ type Source struct {
 var _ watch.Source = (*Source)(nil)
 
 // Parse parses "http://10.0.0.1:8080,10.0.0.2:8080": each entry is an
-// http URL with host and port and no path, or a bare host:port.
+// http or https URL with host and port and no path, or a bare host:port.
+// An https entry is a TLS shard whose certificate must be valid for the
+// URL's host (see AllTLS for the others).
 func Parse(list string, proto watch.Protocol) (*Source, error) {
 	var t watch.Topology
 	for i, raw := range strings.Split(list, ",") {
-		addr, err := shardAddr(strings.TrimSpace(raw))
+		addr, tls, err := shardAddr(strings.TrimSpace(raw))
 		if err != nil {
 			return nil, fmt.Errorf("--shards entry %d %q: %w", i+1, raw, err)
 		}
-		t.Shards = append(t.Shards, watch.Shard{Ordinal: i, Name: fmt.Sprintf("shard-%d", i), Addr: addr, Ready: true, Protocol: cmp.Or(proto, watch.HTTP1)})
+		sh := watch.Shard{Ordinal: i, Name: fmt.Sprintf("shard-%d", i), Addr: addr, Ready: true, Protocol: cmp.Or(proto, watch.HTTP1)}
+		if tls {
+			sh.TLS = true
+			sh.TLSName, _, _ = net.SplitHostPort(addr)
+		}
+		t.Shards = append(t.Shards, sh)
 	}
 	t.Replicas = len(t.Shards)
 	return &Source{topo: t}, nil
 }
 
-func shardAddr(raw string) (string, error) {
+// AllTLS makes every shard a TLS shard (--shard-tls), its certificate
+// verified for the host its entry names.
+func (s *Source) AllTLS() {
+	for i := range s.topo.Shards {
+		sh := &s.topo.Shards[i]
+		sh.TLS = true
+		sh.TLSName, _, _ = net.SplitHostPort(sh.Addr)
+	}
+}
+
+func shardAddr(raw string) (addr string, tls bool, err error) {
 	if raw == "" {
-		return "", fmt.Errorf("empty entry (want http://host:port)")
+		return "", false, fmt.Errorf("empty entry (want http://host:port)")
 	}
 	hostport := raw
 	if strings.Contains(raw, "://") {
 		u, err := url.Parse(raw)
 		if err != nil {
-			return "", err
+			return "", false, err
 		}
-		if u.Scheme != "http" {
-			return "", fmt.Errorf("scheme %q is not supported (want http://host:port)", u.Scheme)
+		if u.Scheme != "http" && u.Scheme != "https" {
+			return "", false, fmt.Errorf("scheme %q is not supported (want http://host:port or https://host:port)", u.Scheme)
 		}
 		if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
-			return "", fmt.Errorf("want only http://host:port, without path, query or user")
+			return "", false, fmt.Errorf("want only %s://host:port, without path, query or user", u.Scheme)
 		}
-		hostport = u.Host
+		hostport, tls = u.Host, u.Scheme == "https"
 	}
 	host, port, err := net.SplitHostPort(hostport)
 	if err != nil || host == "" || port == "" {
-		return "", fmt.Errorf("want host:port with an explicit port")
+		return "", false, fmt.Errorf("want host:port with an explicit port")
 	}
-	return net.JoinHostPort(host, port), nil
+	return net.JoinHostPort(host, port), tls, nil
 }
 
 // Topology returns the static topology.
