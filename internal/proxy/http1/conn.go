@@ -123,7 +123,11 @@ func (cc *clientConn) loop(resumedIdleEnd time.Time) {
 			return
 		}
 		cc.served++
-		if !cc.serveRequest() {
+		switch cc.serveRequest() {
+		case nextClose:
+			return
+		case nextParked:
+			parked = true // the parker's now, until the shard answers
 			return
 		}
 	}
