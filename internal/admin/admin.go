@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/shard-proxy/shard-proxy/internal/certs"
 	"github.com/shard-proxy/shard-proxy/internal/proxy"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
 	"github.com/shard-proxy/shard-proxy/internal/table"
@@ -39,6 +40,10 @@ type Config struct {
 	Broadcast BroadcastConfig
 	// Logger receives one line per broadcast; nil means slog.Default().
 	Logger *slog.Logger
+	// ShardTLS is how broadcast speaks to TLS shards, with the checks of
+	// the data plane; /shards says whether it verifies them. Nil: TLS
+	// shards fail broadcast with "shard TLS handshake failed".
+	ShardTLS *certs.ShardClient
 }
 
 // Tables gives the routing table in force, or nil before the first one.
@@ -68,6 +73,7 @@ func New(cfg Config) *Server {
 	}
 	s := &Server{cfg: cfg, mux: http.NewServeMux(), planner: newPlanner()}
 	s.bcast = newBroadcaster(cfg.Broadcast, cfg.Registerer, cfg.Logger)
+	s.bcast.shardTLS = cfg.ShardTLS
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
@@ -147,6 +153,10 @@ type ShardInfo struct {
 	// OwnsKeys is false for a shard above a pinned N: it takes broadcasts
 	// but no keys.
 	OwnsKeys bool `json:"owns_keys"`
+	// TLS is "off", "verified" (its certificate must be valid for
+	// TLSName) or "unverified" (--shard-tls-insecure-skip-verify).
+	TLS     string `json:"tls"`
+	TLSName string `json:"tls_name,omitempty"`
 }
 
 // ShardsAnswer is the body of /shards.
@@ -167,10 +177,10 @@ func (s *Server) shards(w http.ResponseWriter, _ *http.Request) {
 		answer.For(answer.ErrNoShards, "").Write(w)
 		return
 	}
-	writeJSON(w, http.StatusOK, describe(t))
+	writeJSON(w, http.StatusOK, describe(t, s.cfg.ShardTLS))
 }
 
-func describe(t *table.Table) ShardsAnswer {
+func describe(t *table.Table, shardTLS *certs.ShardClient) ShardsAnswer {
 	a := ShardsAnswer{
 		Ring:        string(t.Config.Algorithm),
 		Replicas:    t.Replicas(),
@@ -184,7 +194,7 @@ func describe(t *table.Table) ShardsAnswer {
 	}
 	for i, sh := range t.Shards {
 		a.Shards = append(a.Shards, ShardInfo{Ordinal: sh.Ordinal, Name: sh.Name, Address: sh.Addr, Ready: sh.Ready,
-			Protocol: string(cmp.Or(sh.Protocol, watch.HTTP1)), OwnsKeys: t.OwnsKeys(i)})
+			Protocol: string(cmp.Or(sh.Protocol, watch.HTTP1)), OwnsKeys: t.OwnsKeys(i), TLS: tlsState(sh, shardTLS), TLSName: sh.TLSName})
 	}
 	return a
 }

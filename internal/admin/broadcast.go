@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/shard-proxy/shard-proxy/internal/certs"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/header"
 	"github.com/shard-proxy/shard-proxy/internal/watch"
@@ -125,6 +126,9 @@ type broadcaster struct {
 	results *prometheus.CounterVec
 	ids     idSource
 	history *history
+	// shardTLS and tls reach TLS shards (tls.go).
+	shardTLS *certs.ShardClient
+	tls      tlsClients
 }
 
 func newBroadcaster(cfg BroadcastConfig, reg prometheus.Registerer, log *slog.Logger) *broadcaster {
@@ -162,7 +166,7 @@ func newBroadcaster(cfg BroadcastConfig, reg prometheus.Registerer, log *slog.Lo
 		}, []string{"outcome"}),
 		results: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shard_proxy_broadcast_shard_results_total",
-			Help: "Per-shard results of broadcasts: success, http_error, not_ready, unreachable, timeout, or left (a retried shard no longer in the table).",
+			Help: "Per-shard results of broadcasts: success, http_error, not_ready, unreachable, timeout, identity_mismatch or tls_error (a TLS shard failed its handshake), or left (a retried shard no longer in the table).",
 		}, []string{"shard", "outcome"}),
 	}
 	if reg != nil {
@@ -178,6 +182,7 @@ func (b *broadcaster) close() {
 	if t, ok := b.cfg.Transport.(interface{ CloseIdleConnections() }); ok {
 		t.CloseIdleConnections()
 	}
+	b.tls.close()
 }
 
 // broadcast serves ANY /broadcast/<path>.
@@ -334,14 +339,14 @@ func (b *broadcaster) send(ctx context.Context, sh watch.Shard, req shardRequest
 	defer cancel()
 	start := time.Now()
 	defer func() { res.DurationMS = millis(time.Since(start)) }()
-	hr, err := http.NewRequestWithContext(ctx, req.method, "http://"+sh.Addr+req.uri, bytes.NewReader(req.body))
+	hr, err := http.NewRequestWithContext(ctx, req.method, shardURL(sh)+req.uri, bytes.NewReader(req.body))
 	if err != nil {
 		res.Error, res.outcome = "building request: "+err.Error(), "unreachable"
 		return
 	}
 	hr.Header = req.header.Clone()
 	hr.ContentLength = int64(len(req.body))
-	resp, err := b.client.Do(hr)
+	resp, err := b.clientFor(sh).Do(hr)
 	if err == nil {
 		defer resp.Body.Close()
 		var body []byte
@@ -363,6 +368,10 @@ func (b *broadcaster) send(ctx context.Context, sh watch.Shard, req shardRequest
 	}
 	if ctx.Err() == context.DeadlineExceeded {
 		res.Error, res.outcome = answer.ErrShardTimeout.Error(), "timeout"
+		return
+	}
+	if msg, outcome, ok := tlsFailure(err); ok {
+		res.Error, res.outcome = msg, outcome
 		return
 	}
 	res.Error, res.outcome = answer.ErrShardDown.Error()+": "+rootCause(err), "unreachable"

@@ -132,6 +132,9 @@ func TestShardTLS(t *testing.T) {
 					arrived <- struct{}{}
 					<-release
 				}
+				if r.URL.Query().Get("slow") != "" {
+					time.Sleep(150 * time.Millisecond) // past the engine's hot wait: the request waits parked
+				}
 				fmt.Fprint(w, "web-0")
 			}
 		}
@@ -165,6 +168,19 @@ func TestShardTLS(t *testing.T) {
 	wg.Wait()
 	if h, res := shards[0].handshakes.Load(), shards[0].resumed.Load(); h < 3 || res < h-1 {
 		t.Errorf("web-0: %d handshakes, %d resumed; want every one after the first resumed", h, res)
+	}
+	// A slow answer on a pooled TLS connection, from a cleartext and a
+	// TLS client: the waits park on the sockets under TLS.
+	front := serveTLS(t, r, nil)
+	for _, u := range []struct {
+		url string
+		c   *http.Client
+	}{{r.url, c}, {"https://" + front.addr, front.httpClient(t, false)}} {
+		for range 3 {
+			if code, body, _ := getKey(t, u.c, u.url+"?slow=1", "0"); code != 200 || body != "web-0" {
+				t.Fatalf("slow answer via %s: %d %q, want 200 from web-0", u.url, code, body)
+			}
+		}
 	}
 }
 
