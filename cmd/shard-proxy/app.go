@@ -68,6 +68,7 @@ func newApp(o *options, log *slog.Logger) (_ *app, err error) {
 		HotKeySample: hotKeySample(o.hotSample),
 		Registerer:   reg, Logger: log,
 		OnTLSHandshake: func(outcome string) { tlsSet.metrics.Handshake("data", outcome) },
+		ShardTLS:       tlsSet.shard,
 	})
 	if err != nil {
 		return nil, err
@@ -89,7 +90,7 @@ func newApp(o *options, log *slog.Logger) (_ *app, err error) {
 		}
 	}
 	a.admin = admin.New(admin.Config{
-		Tables: px, HotKeys: px, Changes: px, Gatherer: reg, Registerer: reg, Auth: auth, Logger: log,
+		Tables: px, HotKeys: px, Changes: px, Gatherer: reg, Registerer: reg, Auth: auth, Logger: log, ShardTLS: tlsSet.shard,
 		Broadcast: admin.BroadcastConfig{Concurrency: o.bcastConc, Timeout: o.bcastTimeout, MaxBodyBytes: int(o.maxBody)},
 	})
 	if err = a.listenData(o); err != nil {
@@ -234,6 +235,9 @@ func newSource(o *options, px *proxy.Proxy, log *slog.Logger) (watch.Source, err
 		src, err := static.Parse(o.shards, o.shardProto)
 		if err == nil {
 			src.HandoffFrom = o.handoffFrom
+			if o.tls.shardTLS {
+				src.AllTLS()
+			}
 		}
 		return src, err
 	case o.kubeSvc != "":
@@ -246,6 +250,7 @@ func newSource(o *options, px *proxy.Proxy, log *slog.Logger) (watch.Source, err
 		}
 		return &kube.Source{
 			Client: client, Namespace: ns, Service: o.kubeSvc, StatefulSet: o.sts, Port: o.port, Logger: log,
+			ServerName: o.tls.shardName, Domain: o.domain,
 		}, nil
 	default:
 		svc, ns, _ := dns.ParseService(o.dnsSvc)
@@ -253,6 +258,7 @@ func newSource(o *options, px *proxy.Proxy, log *slog.Logger) (watch.Source, err
 		return &dns.Source{
 			Service: svc, Namespace: ns, StatefulSet: o.sts, Replicas: o.replicas, Port: port,
 			Domain: o.domain, Interval: o.dnsEvery, Protocol: o.shardProto, HandoffFrom: o.handoffFrom, Logger: log,
+			TLS: o.tls.shardTLS, ServerName: o.tls.shardName,
 		}, nil
 	}
 }

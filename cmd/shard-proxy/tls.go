@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/shard-proxy/shard-proxy/internal/certs"
+	"github.com/shard-proxy/shard-proxy/internal/watch"
+	"github.com/shard-proxy/shard-proxy/internal/watch/kube"
 )
 
 // defaultTLSListen is where the TLS data listener listens once it has a
@@ -20,6 +23,9 @@ const defaultTLSListen = ":8443"
 // tlsOptions are the TLS flags (DESIGN.md section 14).
 type tlsOptions struct {
 	listen, certFile, keyFile, clientCAFile string
+
+	shardTLS, shardInsecure                             bool
+	shardCAFile, shardCertFile, shardKeyFile, shardName string
 }
 
 func tlsFlags(fs *flag.FlagSet, t *tlsOptions) {
@@ -27,6 +33,12 @@ func tlsFlags(fs *flag.FlagSet, t *tlsOptions) {
 	fs.StringVar(&t.certFile, "tls-cert-file", "", "PEM certificate (chain) of the TLS data listener; re-read when it changes")
 	fs.StringVar(&t.keyFile, "tls-key-file", "", "PEM private key of --tls-cert-file; re-read when it changes")
 	fs.StringVar(&t.clientCAFile, "tls-client-ca-file", "", "PEM CA bundle: the TLS data listener requires client certificates under it (mTLS)")
+	fs.BoolVar(&t.shardTLS, "shard-tls", false, "with --shards or --dns-service: speak TLS to every shard (in Kubernetes: appProtocol https, or the Service annotation shard-proxy.io/shard-tls)")
+	fs.StringVar(&t.shardCAFile, "shard-ca-file", "", "PEM CA bundle shard certificates are verified against (required with shard TLS)")
+	fs.StringVar(&t.shardCertFile, "shard-cert-file", "", "PEM client certificate presented to shards (mTLS)")
+	fs.StringVar(&t.shardKeyFile, "shard-key-file", "", "PEM private key of --shard-cert-file")
+	fs.StringVar(&t.shardName, "shard-server-name", "", "name a shard's certificate must hold, also sent as SNI (default "+watch.DefaultServerName+"; placeholders {pod} {ordinal} {statefulset} {service} {namespace} {domain})")
+	fs.BoolVar(&t.shardInsecure, "shard-tls-insecure-skip-verify", false, "TESTING ONLY: speak TLS to shards without verifying their certificates")
 }
 
 // on tells whether the TLS data listener is configured.
@@ -45,6 +57,30 @@ func (o *options) validateTLS() error {
 	case !t.on() && o.listen == "":
 		return fmt.Errorf("%s \"\" turns the cleartext listener off; give %s and %s for a TLS one, or a --listen address", o.name("listen"), o.name("tls-cert-file"), o.name("tls-key-file"))
 	}
+	return o.validateShardTLS()
+}
+
+// validateShardTLS checks the flags of TLS to shards.
+func (o *options) validateShardTLS() error {
+	t := &o.tls
+	inUse := t.shardTLS || strings.Contains(o.shards, "https://")
+	switch {
+	case t.shardTLS && o.shards == "" && o.dnsSvc == "":
+		return fmt.Errorf("%s goes with --shards or --dns-service (in Kubernetes a port's appProtocol https or the Service annotation %s say it)", o.name("shard-tls"), kube.AnnotationShardTLS)
+	case (t.shardCertFile == "") != (t.shardKeyFile == ""):
+		return fmt.Errorf("%s and %s go together: the client certificate shards are shown and its key", o.name("shard-cert-file"), o.name("shard-key-file"))
+	case inUse && t.shardCAFile == "" && !t.shardInsecure:
+		return fmt.Errorf("TLS to shards needs %s (the CA their certificates are verified against); %s is for testing only", o.name("shard-ca-file"), o.name("shard-tls-insecure-skip-verify"))
+	case t.shardInsecure && t.shardCAFile != "":
+		return fmt.Errorf("%s and %s contradict each other: give one", o.name("shard-ca-file"), o.name("shard-tls-insecure-skip-verify"))
+	case t.shardName != "" && o.kubeSvc == "" && o.dnsSvc == "":
+		return fmt.Errorf("%s goes with --kube-service or --dns-service (a --shards URL's host is the name its certificate must hold)", o.name("shard-server-name"))
+	}
+	if t.shardName != "" {
+		if err := watch.CheckServerName(t.shardName); err != nil {
+			return fmt.Errorf("%s: %w", o.name("shard-server-name"), err)
+		}
+	}
 	return nil
 }
 
@@ -54,6 +90,7 @@ type tlsSetup struct {
 	metrics *certs.Metrics
 	reload  []certs.Reloader
 	data    *tls.Config // nil without a TLS data listener
+	shard   *certs.ShardClient
 }
 
 // loadTLS reads every certificate, key and CA file the options name; the
@@ -61,6 +98,9 @@ type tlsSetup struct {
 func loadTLS(o *options, reg prometheus.Registerer, log *slog.Logger) (*tlsSetup, error) {
 	s := &tlsSetup{metrics: certs.NewMetrics(reg)}
 	t := &o.tls
+	if err := s.loadShard(o, log); err != nil {
+		return nil, err
+	}
 	if !t.on() {
 		return s, nil
 	}
@@ -78,6 +118,33 @@ func loadTLS(o *options, reg prometheus.Registerer, log *slog.Logger) (*tlsSetup
 	}
 	s.data = certs.ServerConfig(kp, ca, false, certs.ALPN)
 	return s, nil
+}
+
+// loadShard reads the shard CA and client certificate, if any.
+func (s *tlsSetup) loadShard(o *options, log *slog.Logger) error {
+	t := &o.tls
+	var ca *certs.Pool
+	var kp *certs.KeyPair
+	var err error
+	if t.shardCAFile != "" {
+		if ca, err = certs.LoadPool("shard-ca", t.shardCAFile, s.metrics, log); err != nil {
+			return fmt.Errorf("%s: %w", o.name("shard-ca-file"), err)
+		}
+		s.reload = append(s.reload, ca)
+	}
+	if t.shardCertFile != "" {
+		if kp, err = certs.LoadKeyPair("shard-client", t.shardCertFile, t.shardKeyFile, s.metrics, log); err != nil {
+			return fmt.Errorf("shard client certificate: %w", err)
+		}
+		s.reload = append(s.reload, kp)
+	}
+	if ca != nil || t.shardInsecure {
+		s.shard = certs.NewShardClient(ca, kp, t.shardInsecure)
+	}
+	if t.shardInsecure {
+		log.Warn("shard certificates are not verified (--shard-tls-insecure-skip-verify): any server at a shard's address is taken for it; for testing only")
+	}
+	return nil
 }
 
 // watch keeps the material current until ctx ends.

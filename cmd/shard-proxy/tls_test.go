@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,6 +48,12 @@ func TestTLSStartRefuses(t *testing.T) {
 		{"cert without key", []string{"--tls-cert-file", cert}, 2, []string{"--tls-cert-file", "--tls-key-file", "together"}},
 		{"client CA without cert", []string{"--tls-client-ca-file", cert}, 2, []string{"--tls-client-ca-file", "--tls-cert-file"}},
 		{"no listener at all", []string{"--listen", ""}, 2, []string{"--listen", "--tls-cert-file"}},
+		{"shard TLS without a CA", []string{"--shard-tls"}, 2, []string{"--shard-ca-file", "--shard-tls-insecure-skip-verify"}},
+		{"https shard without a CA", []string{"--shards", "https://127.0.0.1:1"}, 2, []string{"--shard-ca-file"}},
+		{"shard client cert without key", []string{"--shard-tls", "--shard-ca-file", cert, "--shard-cert-file", cert}, 2, []string{"--shard-cert-file", "--shard-key-file"}},
+		{"server name with static shards", []string{"--shard-tls", "--shard-ca-file", cert, "--shard-server-name", "{pod}.x"}, 2, []string{"--shard-server-name", "--dns-service"}},
+		{"bad server name template", []string{"--shards", "", "--dns-service", "web.ns", "--replicas", "2", "--port", "80", "--shard-tls", "--shard-ca-file", cert, "--shard-server-name", "{pods}.x"}, 2, []string{"--shard-server-name", "{pods}.x", "{ordinal}"}},
+		{"shard CA not PEM", []string{"--shard-tls", "--shard-ca-file", garbage}, 1, []string{"--shard-ca-file", garbage}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
@@ -142,6 +149,33 @@ func TestTLSListenerReload(t *testing.T) {
 	}
 	if got := gauge(t, p, `shard_proxy_tls_handshakes_total{listener="data",outcome="ok"}`); got < 3 {
 		t.Errorf("handshakes ok %v, want at least 3", got)
+	}
+}
+
+// TestShardTLSProcess: the binary reaches a --shards https:// shard whose
+// certificate is valid for the URL's host, under --shard-ca-file, and
+// /shards says so.
+func TestShardTLSProcess(t *testing.T) {
+	ca := testutil.NewCA(t, "shard CA")
+	leaf := ca.Issue(t, time.Time{}, "127.0.0.1")
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "tls shard")
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{leaf.TLS}}
+	srv.StartTLS()
+	defer srv.Close()
+	caFile := filepath.Join(t.TempDir(), "ca.crt")
+	if err := os.WriteFile(caFile, ca.PEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startProxy(t, "--shards", srv.URL, "--shard-ca-file", caFile)
+	a := p.send(t, http.MethodGet, "/x", "k", nil)
+	if a.Status != 200 || string(a.Body) != "tls shard" {
+		t.Fatalf("request: %d %s, want 200 from the TLS shard", a.Status, a.Body)
+	}
+	s := p.adminGet(t, "/shards")
+	if body := strings.ReplaceAll(string(s.Body), " ", ""); !strings.Contains(body, `"tls":"verified"`) || !strings.Contains(body, `"tls_name":"127.0.0.1"`) {
+		t.Errorf("/shards: %s, want tls verified for 127.0.0.1", s.Body)
 	}
 }
 
