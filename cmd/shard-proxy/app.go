@@ -99,7 +99,10 @@ func newApp(o *options, log *slog.Logger) (_ *app, err error) {
 	if a.adminLn, err = net.Listen("tcp", o.adminListen); err != nil {
 		return nil, fmt.Errorf("--admin-listen: %w", err)
 	}
-	a.adminSrv = &http.Server{Handler: a.admin, ReadHeaderTimeout: 10 * time.Second}
+	a.adminSrv = &http.Server{Handler: a.admin, ReadHeaderTimeout: 10 * time.Second, TLSConfig: tlsSet.admin}
+	if tlsSet.adminMTLS {
+		a.adminSrv.Handler = requireClientCert(a.admin)
+	}
 	return a, nil
 }
 
@@ -119,7 +122,7 @@ func (a *app) Start() {
 		"listen", addr(a.dataLn), "tls_listen", addr(a.tlsLn), "admin_listen", a.adminLn.Addr().String(),
 		"ring", string(o.ringCfg.Algorithm), "key", o.key, "source", sourceName(o),
 		"max_body_bytes", int(o.maxBody), "upstream_timeout", o.upstreamTO.String(),
-		"admin_auth", o.tokenFile != "")
+		"admin_auth", o.tokenFile != "", "admin_tls", a.tls.admin != nil, "shard_tls", a.tls.shard != nil)
 	srcCtx, stop := context.WithCancel(context.Background())
 	a.stopSource = stop
 	go func() {
@@ -146,7 +149,11 @@ func (a *app) Start() {
 		})
 	}
 	a.wg.Go(func() {
-		if err := a.adminSrv.Serve(a.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serve := a.adminSrv.Serve
+		if a.adminSrv.TLSConfig != nil {
+			serve = func(ln net.Listener) error { return a.adminSrv.ServeTLS(ln, "", "") }
+		}
+		if err := serve(a.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			a.errs <- fmt.Errorf("admin plane: %w", err)
 		}
 	})

@@ -32,8 +32,11 @@ var subcommands = map[string]func(args []string, getenv func(string) string, std
 type clientOptions struct {
 	admin     string
 	tokenFile string
-	output    string
-	timeout   time.Duration
+	// an https admin endpoint: the CA its certificate is verified against
+	// (else the system's), and a client certificate for mTLS
+	caFile, certFile, keyFile string
+	output                    string
+	timeout                   time.Duration
 	// broadcast only
 	data    string
 	policy  string
@@ -48,6 +51,9 @@ func clientFlags(name string, o *clientOptions, extra func(*flag.FlagSet, *clien
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&o.admin, "admin", "http://127.0.0.1"+defaultAdminListen, "admin endpoint of a shard-proxy (env SHARD_PROXY_ADMIN)")
 	fs.StringVar(&o.tokenFile, "admin-token-file", "", "file holding the admin token (else env SHARD_PROXY_ADMIN_TOKEN)")
+	fs.StringVar(&o.caFile, "admin-ca-file", "", "with an https --admin: PEM CA bundle its certificate is verified against (env SHARD_PROXY_ADMIN_CA_FILE; default: the system's)")
+	fs.StringVar(&o.certFile, "admin-cert-file", "", "with an https --admin: PEM client certificate (env SHARD_PROXY_ADMIN_CERT_FILE)")
+	fs.StringVar(&o.keyFile, "admin-key-file", "", "with an https --admin: PEM key of --admin-cert-file (env SHARD_PROXY_ADMIN_KEY_FILE)")
 	fs.StringVar(&o.output, "o", "table", "output: table or json")
 	fs.DurationVar(&o.timeout, "request-timeout", 60*time.Second, "bound on the whole admin request")
 	if extra != nil {
@@ -104,8 +110,10 @@ func parseClient(fs *flag.FlagSet, args []string, getenv func(string) string) ([
 	if v := getenv("SHARD_PROXY_ADMIN"); v != "" && !set["admin"] {
 		_ = fs.Set("admin", v)
 	}
-	if v := getenv("SHARD_PROXY_ADMIN_TOKEN_FILE"); v != "" && !set["admin-token-file"] {
-		_ = fs.Set("admin-token-file", v)
+	for _, name := range []string{"admin-token-file", "admin-ca-file", "admin-cert-file", "admin-key-file"} {
+		if v := getenv(envName(name)); v != "" && !set[name] {
+			_ = fs.Set(name, v)
+		}
 	}
 	return pos, nil
 }
@@ -126,6 +134,9 @@ func newAdminClient(o *clientOptions, getenv func(string) string) (*adminClient,
 		return nil, fmt.Errorf("--admin %q: want a URL such as http://shard-proxy:9090", o.admin)
 	}
 	c := &adminClient{base: strings.TrimSuffix(o.admin, "/"), http: &http.Client{Timeout: o.timeout}}
+	if c.http.Transport, err = adminTransport(o, u.Scheme == "https"); err != nil {
+		return nil, err
+	}
 	switch {
 	case o.tokenFile != "":
 		raw, err := os.ReadFile(o.tokenFile)
@@ -194,6 +205,7 @@ func clientMain(name, usageLine string, nargs int, extra func(*flag.FlagSet, *cl
 		return 2
 	}
 	code, err := fn(c, &o, pos)
+	c.http.CloseIdleConnections()
 	if err != nil {
 		fmt.Fprintf(stderr, "shard-proxy %s: %v\n", name, err)
 	}

@@ -53,6 +53,7 @@ type proxyProc struct {
 	data   string        // host:port of the data plane
 	admin  string        // host:port of the admin plane
 	client *http.Client
+	scheme string // of the admin plane: http or https
 }
 
 // startProxy runs the binary with args on loopback ports chosen by the
@@ -61,6 +62,13 @@ type proxyProc struct {
 // not exited by then.
 func startProxy(t *testing.T, args ...string) *proxyProc {
 	t.Helper()
+	return startProxyAdmin(t, testutil.Client(t), "http", args...)
+}
+
+// startProxyAdmin is startProxy for an admin plane reached with client at
+// scheme (https when it serves TLS).
+func startProxyAdmin(t *testing.T, client *http.Client, scheme string, args ...string) *proxyProc {
+	t.Helper()
 	all := append([]string{"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--log-format", "json"}, args...)
 	cmd := exec.Command(proxyBinary(t), all...)
 	cmd.Env = testutil.ChildEnv()
@@ -68,7 +76,8 @@ func startProxy(t *testing.T, args ...string) *proxyProc {
 		cmd:    cmd,
 		logs:   testutil.NewLog(),
 		done:   make(chan struct{}),
-		client: testutil.Client(t),
+		client: client,
+		scheme: scheme,
 	}
 	cmd.Stderr = p.logs
 	if err := cmd.Start(); err != nil {
@@ -123,7 +132,7 @@ func (p *proxyProc) exited() bool {
 }
 
 func (p *proxyProc) dataURL(path string) string  { return "http://" + p.data + path }
-func (p *proxyProc) adminURL(path string) string { return "http://" + p.admin + path }
+func (p *proxyProc) adminURL(path string) string { return p.scheme + "://" + p.admin + path }
 
 // signal sends sig to the process.
 func (p *proxyProc) signal(t *testing.T, sig os.Signal) {

@@ -3,10 +3,15 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"os"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,6 +31,8 @@ type tlsOptions struct {
 
 	shardTLS, shardInsecure                             bool
 	shardCAFile, shardCertFile, shardKeyFile, shardName string
+
+	adminCertFile, adminKeyFile, adminClientCA string
 }
 
 func tlsFlags(fs *flag.FlagSet, t *tlsOptions) {
@@ -38,6 +45,9 @@ func tlsFlags(fs *flag.FlagSet, t *tlsOptions) {
 	fs.StringVar(&t.shardCertFile, "shard-cert-file", "", "PEM client certificate presented to shards (mTLS)")
 	fs.StringVar(&t.shardKeyFile, "shard-key-file", "", "PEM private key of --shard-cert-file")
 	fs.StringVar(&t.shardName, "shard-server-name", "", "name a shard's certificate must hold, also sent as SNI (default "+watch.DefaultServerName+"; placeholders {pod} {ordinal} {statefulset} {service} {namespace} {domain})")
+	fs.StringVar(&t.adminCertFile, "admin-tls-cert-file", "", "PEM certificate: serve the admin plane over TLS (may be --tls-cert-file's)")
+	fs.StringVar(&t.adminKeyFile, "admin-tls-key-file", "", "PEM private key of --admin-tls-cert-file")
+	fs.StringVar(&t.adminClientCA, "admin-client-ca-file", "", "PEM CA bundle: every admin endpoint but /healthz, /readyz and /metrics requires a client certificate under it")
 	fs.BoolVar(&t.shardInsecure, "shard-tls-insecure-skip-verify", false, "TESTING ONLY: speak TLS to shards without verifying their certificates")
 }
 
@@ -73,6 +83,10 @@ func (o *options) validateShardTLS() error {
 		return fmt.Errorf("TLS to shards needs %s (the CA their certificates are verified against); %s is for testing only", o.name("shard-ca-file"), o.name("shard-tls-insecure-skip-verify"))
 	case t.shardInsecure && t.shardCAFile != "":
 		return fmt.Errorf("%s and %s contradict each other: give one", o.name("shard-ca-file"), o.name("shard-tls-insecure-skip-verify"))
+	case (t.adminCertFile == "") != (t.adminKeyFile == ""):
+		return fmt.Errorf("%s and %s go together: the admin plane's certificate and its key", o.name("admin-tls-cert-file"), o.name("admin-tls-key-file"))
+	case t.adminClientCA != "" && t.adminCertFile == "":
+		return fmt.Errorf("%s needs %s and %s (client certificates need TLS)", o.name("admin-client-ca-file"), o.name("admin-tls-cert-file"), o.name("admin-tls-key-file"))
 	case t.shardName != "" && o.kubeSvc == "" && o.dnsSvc == "":
 		return fmt.Errorf("%s goes with --kube-service or --dns-service (a --shards URL's host is the name its certificate must hold)", o.name("shard-server-name"))
 	}
@@ -91,6 +105,10 @@ type tlsSetup struct {
 	reload  []certs.Reloader
 	data    *tls.Config // nil without a TLS data listener
 	shard   *certs.ShardClient
+	// admin is the admin plane's (nil: cleartext); adminMTLS, it wants
+	// client certificates.
+	admin     *tls.Config
+	adminMTLS bool
 }
 
 // loadTLS reads every certificate, key and CA file the options name; the
@@ -99,6 +117,9 @@ func loadTLS(o *options, reg prometheus.Registerer, log *slog.Logger) (*tlsSetup
 	s := &tlsSetup{metrics: certs.NewMetrics(reg)}
 	t := &o.tls
 	if err := s.loadShard(o, log); err != nil {
+		return nil, err
+	}
+	if err := s.loadAdmin(o, log); err != nil {
 		return nil, err
 	}
 	if !t.on() {
@@ -176,4 +197,84 @@ func addr(ln net.Listener) string {
 		return ""
 	}
 	return ln.Addr().String()
+}
+
+// adminTransport is the CLI's transport to an admin endpoint: for https,
+// verifying it under --admin-ca-file (else the system roots) and showing
+// --admin-cert-file when given. The files are refused for http, so that a
+// token is never sent in clear by mistake.
+func adminTransport(o *clientOptions, https bool) (http.RoundTripper, error) {
+	if !https {
+		if o.caFile != "" || o.certFile != "" {
+			return nil, fmt.Errorf("--admin-ca-file and --admin-cert-file go with an https --admin URL (got %q)", o.admin)
+		}
+		return http.DefaultTransport, nil
+	}
+	conf := &tls.Config{MinVersion: tls.VersionTLS12}
+	if o.caFile != "" {
+		b, err := os.ReadFile(o.caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--admin-ca-file: %w", err)
+		}
+		conf.RootCAs = x509.NewCertPool()
+		if !conf.RootCAs.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("--admin-ca-file %s: no PEM certificate in it", o.caFile)
+		}
+	}
+	if (o.certFile == "") != (o.keyFile == "") {
+		return nil, errors.New("--admin-cert-file and --admin-key-file go together")
+	}
+	if o.certFile != "" {
+		kp, err := certs.LoadKeyPair("admin-client", o.certFile, o.keyFile, nil, slog.New(slog.DiscardHandler))
+		if err != nil {
+			return nil, fmt.Errorf("admin client certificate: %w", err)
+		}
+		conf.Certificates = []tls.Certificate{*kp.Certificate()}
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = conf
+	return tr, nil
+}
+
+// loadAdmin reads the admin plane's TLS material: its certificate, and with a client
+// CA the client certificates every endpoint but the probes and /metrics
+// require.
+func (s *tlsSetup) loadAdmin(o *options, log *slog.Logger) error {
+	t := &o.tls
+	if t.adminCertFile == "" {
+		return nil
+	}
+	kp, err := certs.LoadKeyPair("admin", t.adminCertFile, t.adminKeyFile, s.metrics, log)
+	if err != nil {
+		return fmt.Errorf("admin TLS certificate: %w", err)
+	}
+	s.reload = append(s.reload, kp)
+	var ca *certs.Pool
+	if t.adminClientCA != "" {
+		if ca, err = certs.LoadPool("admin-client-ca", t.adminClientCA, s.metrics, log); err != nil {
+			return fmt.Errorf("%s: %w", o.name("admin-client-ca-file"), err)
+		}
+		s.reload = append(s.reload, ca)
+	}
+	s.admin = certs.ServerConfig(kp, ca, true, nil)
+	s.adminMTLS = ca != nil
+	return nil
+}
+
+// probePaths are the admin endpoints served without a client certificate:
+// kubelet probes and Prometheus scrapes carry none.
+var probePaths = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
+
+// requireClientCert answers 401 to a request without a verified client
+// certificate, but on probePaths.
+func requireClientCert(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !probePaths[r.URL.Path] && (r.TLS == nil || len(r.TLS.VerifiedChains) == 0) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = io.WriteString(w, `{"error":"client certificate required"}`+"\n")
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
