@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"golang.org/x/net/http2"
+
 	"github.com/shard-proxy/shard-proxy/internal/testutil"
 	"github.com/shard-proxy/shard-proxy/ring"
 )
@@ -203,4 +205,66 @@ func goroutinesIn(pkg string) int {
 		}
 	}
 	return n
+}
+
+// TestRelayWaitingExchangeCost: an HTTP/2 stream relayed to an HTTP/1.1
+// shard that thinks gives back its answer buffer after the first look (a
+// hung shard costs each stream its exchange goroutine, not 16 KiB more),
+// and a stream the client resets while it waits so is cancelled at once:
+// its shard connection closes.
+func TestRelayWaitingExchangeCost(t *testing.T) {
+	if os.Getenv("WAITING_HEAP_PROFILE") != "" {
+		runtime.MemProfileRate = 1
+	}
+	const n = 90 // within one client connection's stream limit
+	var got, hangups atomic.Int64
+	shard := startRawShard(t, func(c net.Conn, br *bufio.Reader) {
+		if _, err := readRawRequest(br); err != nil {
+			return
+		}
+		got.Add(1)
+		// Never answers; reads until the proxy closes (with a byte of
+		// buffer: the shard's heap is measured too).
+		var b [1]byte
+		for {
+			if _, err := br.Read(b[:]); err != nil {
+				break
+			}
+		}
+		hangups.Add(1)
+	})
+	p := startProxy(t, Config{}, ring.Config{}, rawTopology(shard.addr))
+	c := dialRelay(t, p.url, bigWindows)
+	// One stream first: the relay's own allocations (pools, tables) are
+	// made before the measure.
+	first := c.newStream()
+	c.mustHeaders(t, first, reqHead("GET", "/warm", "k"), true)
+	waitUntil(t, wireTimeout, "the first request reaches the shard", func() bool { return got.Load() == 1 })
+	before := heapAfterPoolsEmpty()
+	ids := make([]uint32, n)
+	for i := range ids {
+		ids[i] = c.newStream()
+		c.mustHeaders(t, ids[i], reqHead("GET", fmt.Sprintf("/%d", i), "k"), true)
+	}
+	waitUntil(t, wireTimeout, "every request reaches the shard", func() bool { return got.Load() == n+1 })
+	// Past the first look (10 ms) every exchange waits without its buffer:
+	// under 12 KiB each, the test shard's own reader (4 KiB) counted; a
+	// 16 KiB answer buffer held would pass it.
+	var perStream int64
+	waitUntil(t, wireTimeout, "the waiting exchanges give back their buffers", func() bool {
+		perStream = (int64(heapAfterPoolsEmpty()) - int64(before)) / n
+		return perStream < 12<<10
+	})
+	t.Logf("an HTTP/2 stream waiting for its HTTP/1.1 shard holds %.1f KiB of heap", float64(perStream)/1024)
+	if f := os.Getenv("WAITING_HEAP_PROFILE"); f != "" {
+		out, _ := os.Create(f)
+		_ = pprof.WriteHeapProfile(out)
+		out.Close()
+	}
+	for _, id := range append(ids, first) {
+		if err := c.rst(id, http2.ErrCodeCancel); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, wireTimeout, "every reset stream's shard connection closes", func() bool { return hangups.Load() == n+1 })
 }
