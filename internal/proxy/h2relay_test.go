@@ -420,7 +420,7 @@ var bigWindows = dialOpts{window: 1 << 30, connWindow: 1 << 30}
 // SETTINGS, with the relay's limits.
 func dialRelay(t testing.TB, url string, o dialOpts) *h2peer {
 	t.Helper()
-	nc, err := net.DialTimeout("tcp", strings.TrimPrefix(url, "http://"), relayWait)
+	nc, err := dialProxy(url, "h2")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -700,7 +700,7 @@ func TestRelayFraming(t *testing.T) {
 			{":method", "PROPPATCH"}, {":path", "/a/b%2Fc?q=1&r=%2F&r=x%20y"}, {":scheme", "http"},
 			{":authority", "api.example:8080"}, {"x-shard-key", "k1"}, {"te", "trailers"},
 			{"content-type", "application/octet-stream"}, {"x-forwarded-for", "127.0.0.1"},
-			{"x-forwarded-proto", "http"}, {"x-forwarded-host", "api.example:8080"}, {"trailer", "x-checksum"},
+			{"x-forwarded-proto", forwardedProto(p)}, {"x-forwarded-host", "api.example:8080"}, {"trailer", "x-checksum"},
 		} {
 			if v := fieldValues(r.head, c.name); len(v) != 1 || v[0] != c.want {
 				t.Errorf("shard got %s %q, want %q (head %v)", c.name, v, c.want, r.head)

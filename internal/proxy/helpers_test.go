@@ -3,8 +3,12 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,6 +30,31 @@ type running struct {
 	*Proxy
 	url string
 	reg *prometheus.Registry
+	// tls is the proxy's TLS listener, which dialRaw dials, when the test
+	// runs over TLS (rawOverTLS).
+	tls *tlsFront
+}
+
+// rawOverTLS makes startProxy serve a TLS listener too, and dialRaw dial
+// it: the raw-socket suites then run over TLS (TestRawSuiteOverTLS).
+var rawOverTLS bool
+
+// rawTLSDials counts the raw connections dialled over TLS.
+var rawTLSDials atomic.Int32
+
+// tlsFronts maps a proxy's cleartext URL to its TLS listener, for tests
+// that dial by URL.
+var tlsFronts sync.Map
+
+// dialProxy dials the proxy at url: over TLS with ALPN proto when the
+// test runs over TLS.
+func dialProxy(url, proto string) (net.Conn, error) {
+	if f, ok := tlsFronts.Load(url); ok {
+		rawTLSDials.Add(1)
+		d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: relayWait}, Config: f.(*tlsFront).client(proto)}
+		return d.Dial("tcp", f.(*tlsFront).addr)
+	}
+	return net.DialTimeout("tcp", strings.TrimPrefix(url, "http://"), relayWait)
 }
 
 // startProxy serves a Proxy for cfg on 127.0.0.1 and applies topo with
@@ -60,6 +89,11 @@ func startProxy(t testing.TB, cfg Config, ringCfg ring.Config, topo *watch.Topol
 		p.Close()
 	})
 	r.url = "http://" + ln.Addr().String()
+	if rawOverTLS {
+		r.tls = serveTLS(t, r, nil)
+		tlsFronts.Store(r.url, r.tls)
+		t.Cleanup(func() { tlsFronts.Delete(r.url) })
+	}
 	return r
 }
 

@@ -35,7 +35,7 @@ type tlsFront struct {
 // serveTLS serves r on a second, TLS, listener: a certificate for
 // "proxy.test" from a new CA, with conf's client-side settings applied
 // by mutate (may be nil).
-func serveTLS(t *testing.T, r *running, mutate func(*tls.Config)) *tlsFront {
+func serveTLS(t testing.TB, r *running, mutate func(*tls.Config)) *tlsFront {
 	t.Helper()
 	ca := testutil.NewCA(t, "test CA")
 	leaf := ca.Issue(t, time.Time{}, "proxy.test")
@@ -64,7 +64,7 @@ func (f *tlsFront) client(protos ...string) *tls.Config {
 	return &tls.Config{RootCAs: f.ca.Pool(), ServerName: "proxy.test", NextProtos: protos}
 }
 
-func (f *tlsFront) dial(t *testing.T, conf *tls.Config) *tls.Conn {
+func (f *tlsFront) dial(t testing.TB, conf *tls.Config) *tls.Conn {
 	t.Helper()
 	c, err := tls.Dial("tcp", f.addr, conf)
 	if err != nil {
@@ -74,7 +74,7 @@ func (f *tlsFront) dial(t *testing.T, conf *tls.Config) *tls.Conn {
 	return c
 }
 
-func (f *tlsFront) httpClient(t *testing.T, h2 bool) *http.Client {
+func (f *tlsFront) httpClient(t testing.TB, h2 bool) *http.Client {
 	tr := &http.Transport{TLSClientConfig: f.client(), ForceAttemptHTTP2: h2}
 	if !h2 {
 		tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
@@ -365,5 +365,91 @@ func TestTLSClientGoneCancels(t *testing.T) {
 	case <-cancelled:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the shard's request was not cancelled within 5s of the TLS client leaving")
+	}
+}
+
+// TestRawSuiteOverTLS runs the HTTP/1.1 engine's raw-socket tests over a
+// TLS connection (ALPN http/1.1): framing, 1xx, trailers, pipelining,
+// smuggling refusals, streaming, client-gone, WebSocket tunnels. Reads
+// and writes go through TLS records, whose boundaries are not the
+// requests'. (TestLargeBodiesStreamInBoundedMemory is not among them: it
+// counts the allocations of the whole process, the test's own TLS client
+// included.)
+func TestRawSuiteOverTLS(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		fn   func(*testing.T)
+	}{
+		{"InformationalAnswersRelayed", TestInformationalAnswersRelayed},
+		{"ResponseBytesReachClientVerbatim", TestResponseBytesReachClientVerbatim},
+		{"ConnectionCloseFromClient", TestConnectionCloseFromClient},
+		{"HopByHopFieldsStripped", TestHopByHopFieldsStripped},
+		{"HTTP10Client", TestHTTP10Client},
+		{"ResponseTrailersRelayed", TestResponseTrailersRelayed},
+		{"ExpectContinue", TestExpectContinue},
+		{"PipelinedRequests", TestPipelinedRequests},
+		{"AmbiguousHeaderKey", TestAmbiguousHeaderKey},
+		{"RetryOnClosedPooledConnSendsBody", TestRetryOnClosedPooledConnSendsBody},
+		{"BodilessAnswersKeepStep", TestBodilessAnswersKeepStep},
+		{"AmbiguousRequestsRejected", TestAmbiguousRequestsRejected},
+		{"ClientHeaderTimeout", TestClientHeaderTimeout},
+		{"MalformedChunkedBodyRejected", TestMalformedChunkedBodyRejected},
+		{"ResponsesStream", TestResponsesStream},
+		{"ClientGoneCancelsShardRequest", TestClientGoneCancelsShardRequest},
+		{"SlowUploadIsNotAShardTimeout", TestSlowUploadIsNotAShardTimeout},
+		{"ShardFailsDuringUpload", TestShardFailsDuringUpload},
+		{"BrokenResponseFramingIsContained", TestBrokenResponseFramingIsContained},
+		{"WebSocketTunnel", TestWebSocketTunnel},
+		{"RequestBytesReachShardVerbatim", TestRequestBytesReachShardVerbatim},
+		{"HugeDeclaredLengthFromShard", TestHugeDeclaredLengthFromShard},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rawOverTLS = true
+			defer func() { rawOverTLS = false }()
+			before := rawTLSDials.Load()
+			tc.fn(t)
+			if rawTLSDials.Load() == before {
+				t.Errorf("%s dialled no TLS connection", tc.name)
+			}
+		})
+	}
+}
+
+// TestRelaySuiteOverTLS runs the HTTP/2 relay's frame tests over a TLS
+// connection that chose h2 by ALPN (no HTTP/2 preface sniffing: the
+// connection goes to the relay from the handshake).
+func TestRelaySuiteOverTLS(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		fn   func(*testing.T)
+	}{
+		{"RelayFraming", TestRelayFraming},
+		{"RelayMalformed", TestRelayMalformed},
+		{"RelayFlowControl", TestRelayFlowControl},
+		{"RelayIsolation", TestRelayIsolation},
+		{"RelayManyStreams", TestRelayManyStreams},
+		{"RelayClientCancel", TestRelayClientCancel},
+		{"RelayPingSettings", TestRelayPingSettings},
+		{"RelayEarlyHints", TestRelayEarlyHints},
+		{"RelayProxyErrors", TestRelayProxyErrors},
+		{"RelayHeaderBlocks", TestRelayHeaderBlocks},
+		{"RelayWindowOverflow", TestRelayWindowOverflow},
+		{"RelayHalfClosed", TestRelayHalfClosed},
+		{"RelayRapidReset", TestRelayRapidReset},
+		{"RelayShardMisbehaviour", TestRelayShardMisbehaviour},
+		{"RelayInvalidStatus", TestRelayInvalidStatus},
+		{"RelayProbesSilentShard", TestRelayProbesSilentShard},
+		{"RelayUnreadBacklog", TestRelayUnreadBacklog},
+		{"RelayReviewFindings", TestRelayReviewFindings},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rawOverTLS = true
+			defer func() { rawOverTLS = false }()
+			before := rawTLSDials.Load()
+			tc.fn(t)
+			if rawTLSDials.Load() == before {
+				t.Errorf("%s dialled no TLS connection", tc.name)
+			}
+		})
 	}
 }

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -235,7 +236,14 @@ func (r *running) rawAddr() string { return strings.TrimPrefix(r.url, "http://")
 
 func dialRaw(t testing.TB, p *running) *rawClient {
 	t.Helper()
-	c, err := net.Dial("tcp", p.rawAddr())
+	var c net.Conn
+	var err error
+	if p.tls != nil { // the suite over TLS (see TestRawSuiteOverTLS)
+		c, err = tls.Dial("tcp", p.tls.addr, p.tls.client("http/1.1"))
+		rawTLSDials.Add(1)
+	} else {
+		c, err = net.Dial("tcp", p.rawAddr())
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -490,4 +498,13 @@ func recv[T any](t testing.TB, ch <-chan T) T {
 
 func isEOF(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
+}
+
+// forwardedProto is the X-Forwarded-Proto a shard gets from p's raw
+// clients: https when they speak TLS (rawOverTLS).
+func forwardedProto(p *running) string {
+	if p.tls != nil {
+		return "https"
+	}
+	return "http"
 }

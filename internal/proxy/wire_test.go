@@ -173,7 +173,7 @@ func TestRequestBytesReachShardVerbatim(t *testing.T) {
 			t.Errorf("body\n%q\nwant\n%q", req.Body, body)
 		}
 		for name, want := range map[string]string{
-			"X-Forwarded-For": "127.0.0.1", "X-Forwarded-Proto": "http", "X-Forwarded-Host": "files.example:8080",
+			"X-Forwarded-For": "127.0.0.1", "X-Forwarded-Proto": forwardedProto(p), "X-Forwarded-Host": "files.example:8080",
 		} {
 			if v := req.Values(name); len(v) != 1 || v[0] != want {
 				t.Errorf("%s = %q, want one %q", name, v, want)
