@@ -343,3 +343,81 @@ func TestShardTLSGRPC(t *testing.T) {
 		}
 	}
 }
+
+// serveTLSAt is startTLSShard on a given address (one another server just
+// left).
+func serveTLSAt(t *testing.T, ca *testutil.CA, addr, name, certName string) *tlsShard {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &tlsShard{name: name, tlsName: certName, addr: addr}
+	leaf := ca.Issue(t, time.Time{}, certName)
+	s.srv = &httptest.Server{Listener: ln, Config: &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.requests.Add(1)
+		fmt.Fprint(w, s.name)
+	})}}
+	s.srv.TLS = &tls.Config{Certificates: []tls.Certificate{leaf.TLS}, VerifyConnection: func(tls.ConnectionState) error {
+		s.handshakes.Add(1)
+		return nil
+	}}
+	s.srv.StartTLS()
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+// TestShardReplacedByImpostor: web-1 was verified and served; then the
+// server at its address is replaced by one holding web-2's valid
+// certificate (the topology did not change: a stale EndpointSlice). The
+// first request for a web-1 key after that is held for --owner-wait too,
+// then answered 502 "shard identity mismatch"; the impostor gets no HTTP
+// request. When the real web-1 is back at the address while a request is
+// held, that request is served by it.
+func TestShardReplacedByImpostor(t *testing.T) {
+	ca := testutil.NewCA(t, "shard CA")
+	web0 := startTLSShard(t, ca, "web-0", podName(0), nil, nil)
+	web1 := startTLSShard(t, ca, "web-1", podName(1), nil, nil)
+	topo := shardTopology(web0, web1)
+	// Long enough for two looks (one a second) after the real web-1 is back.
+	const wait = 3 * time.Second
+	r := startProxy(t, Config{ShardTLS: shardClient(t, ca, nil), OwnerWait: wait}, ring.Config{Algorithm: ring.Modulus}, &topo)
+	c := testutil.Client(t)
+	if code, body, _ := getKey(t, c, r.url, "1"); code != 200 || body != "web-1" {
+		t.Fatalf("before: %d %s, want 200 from web-1", code, body)
+	}
+	addr := web1.addr
+	web1.srv.Close()
+	impostor := serveTLSAt(t, ca, addr, "impostor", podName(2))
+
+	start := time.Now()
+	code, body, _ := getKey(t, c, r.url, "1")
+	if took := time.Since(start); code != 502 || !strings.Contains(body, "shard identity mismatch") || took < wait {
+		t.Fatalf("after the swap: %d %s after %v, want 502 shard identity mismatch after --owner-wait (%v)", code, body, took, wait)
+	}
+	if code, body, _ := getKey(t, c, r.url, "0"); code != 200 || body != "web-0" {
+		t.Fatalf("web-0 meanwhile: %d %s", code, body)
+	}
+
+	before := impostor.handshakes.Load()
+	done := make(chan string, 1)
+	go func() {
+		resp, err := c.Do(keyed(t, r.url, "1"))
+		if err != nil {
+			done <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		done <- fmt.Sprint(resp.StatusCode, " ", string(b))
+	}()
+	eventually(t, "the held request tried the impostor", func() bool { return impostor.handshakes.Load() > before })
+	impostor.srv.Close()
+	serveTLSAt(t, ca, addr, "web-1", podName(1))
+	if got := recv(t, done); got != "200 web-1" {
+		t.Fatalf("held request after the real web-1 came back: %q, want 200 web-1", got)
+	}
+	if n := impostor.requests.Load(); n != 0 {
+		t.Fatalf("the impostor got %d HTTP requests", n)
+	}
+}

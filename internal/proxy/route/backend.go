@@ -36,9 +36,10 @@ type Backend struct {
 	TLS     bool
 	TLSName string
 
-	shardTLS *certs.ShardClient
-	identity identity
-	timeout  time.Duration
+	shardTLS  *certs.ShardClient
+	identity  identity
+	timeout   time.Duration
+	ownerWait time.Duration
 
 	dial  func(addr string) (net.Conn, error)
 	pools [numPools]atomic.Pointer[Pool]
@@ -86,15 +87,26 @@ const (
 func (r *Router) newBackend(s watch.Shard) *Backend {
 	return &Backend{Name: s.Name, Addr: s.Addr, Protocol: s.Protocol, Metrics: r.metrics.forShard(s.Name),
 		MaxConns: r.cfg.MaxConnsPerShard, dial: r.dial, TLS: s.TLS, TLSName: s.TLSName,
-		shardTLS: r.cfg.ShardTLS, timeout: min(r.cfg.UpstreamTimeout, 5*time.Second)}
+		shardTLS: r.cfg.ShardTLS, timeout: min(r.cfg.UpstreamTimeout, 5*time.Second), ownerWait: r.cfg.OwnerWait}
 }
 
 // Dial connects to the shard. A connect that fails, timing out included,
 // wraps answer.ErrShardDown: the shard is unreachable (502), not slow (504).
 // For a TLS shard it returns the connection after a handshake in which
 // the shard proved its identity; a failed one wraps answer.ErrShardIdentity
-// or answer.ErrShardTLS (see tls.go).
+// or answer.ErrShardTLS (see tls.go). When another shard answers at the
+// address, Dial holds (up to --owner-wait, looking again every second)
+// for the right one to be back there, as a request for a not-ready owner
+// is held; every caller dials on a goroutine that may block.
 func (b *Backend) Dial() (net.Conn, error) {
+	nc, err := b.dialOnce()
+	if err == nil || !b.Mismatched() || b.ownerWait <= 0 {
+		return nc, err
+	}
+	return b.holdForIdentity(err)
+}
+
+func (b *Backend) dialOnce() (net.Conn, error) {
 	nc, err := b.dial(b.Addr)
 	if err != nil || !b.TLS {
 		return nc, err

@@ -56,6 +56,34 @@ func (b *Backend) handshake(nc net.Conn) (net.Conn, error) {
 	return tc, nil
 }
 
+// holdForIdentity holds a dial that found another shard at b's address:
+// it looks again every recheckIdentity until the right shard answers
+// there, b leaves the topology (its address moved: the request's owner is
+// elsewhere now, and it is answered with err), or --owner-wait passes.
+func (b *Backend) holdForIdentity(err error) (net.Conn, error) {
+	deadline := time.Now().Add(b.ownerWait)
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		wait := min(recheckIdentity, time.Until(deadline))
+		if wait <= 0 || b.isStopped() {
+			return nil, err
+		}
+		t.Reset(wait)
+		<-t.C
+		nc, again := b.dialOnce()
+		if again == nil || !b.Mismatched() {
+			return nc, again
+		}
+	}
+}
+
+func (b *Backend) isStopped() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.stopped
+}
+
 // Mismatched tells whether the last handshake with the shard's address
 // found another shard there.
 func (b *Backend) Mismatched() bool { return b.identity.state.Load() == identityMismatch }
@@ -102,7 +130,7 @@ func (b *Backend) usable() bool {
 	if st == identityVerified || st == identityMismatch && !stale {
 		return st == identityVerified
 	}
-	nc, err := b.Dial()
+	nc, err := b.dialOnce()
 	if err == nil {
 		// The session is cached: the pool's own connection resumes it.
 		_ = nc.(*tls.Conn).Close()
