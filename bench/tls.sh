@@ -9,13 +9,16 @@
 # Scenarios: "keepalive" (wrk, BENCH_CONNECTIONS keep-alive connections, a
 # random X-Shard-Key per request: req/s and p99) and "handshake" (every
 # request with Connection: close: a new connection and a full TLS 1.3
-# handshake each; wrk does not resume sessions). The summary takes the
+# handshake each; wrk does not resume sessions) and "idle" (bench/cmd/tlsidle
+# opens BENCH_TLS_IDLE_CONNS TLS connections, one request each, leaves them
+# open: the proxy's RSS growth per connection). The summary takes the
 # median of BENCH_ROUNDS rounds; the systems' order rotates every round.
 set -euo pipefail
 
 : "${BENCH_DURATION:=10}" "${BENCH_WARMUP:=2}" "${BENCH_CONNECTIONS:=64}" "${BENCH_ROUNDS:=3}"
 : "${BENCH_SYSTEMS:=shard-proxy haproxy}" "${BENCH_PROXY_CPU:=1}" "${BENCH_LOAD_CPU:=0}"
 : "${BENCH_PORT:=18480}" "${BENCH_OUT:=bench/results}" "${BENCH_SEED:=42}" "${SHARD_PROXY_BIN:=}"
+: "${BENCH_TLS_IDLE_CONNS:=5000}"
 if [ "$(id -u)" -eq 0 ]; then : "${BENCH_NICE:=-19}"; else : "${BENCH_NICE:=0}"; fi
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -76,6 +79,9 @@ if [ -n "$SHARD_PROXY_BIN" ]; then cp "$SHARD_PROXY_BIN" "$TMP/shard-proxy"; els
 	CGO_ENABLED=0 go build -o "$TMP/shard-proxy" ./cmd/shard-proxy
 fi
 
+log "building bench/cmd/tlsidle"
+go build -C "$BENCH" -o "$TMP/tlsidle" ./cmd/tlsidle
+
 mkdir -p "$TMP/backends_body"
 render "$BENCH/config/backends.conf" "$TMP/backends.conf"
 "${ON_LOAD_CPU[@]}" nginx -c "$TMP/backends.conf" -g 'daemon off;' &
@@ -125,6 +131,12 @@ systems=($BENCH_SYSTEMS)
 for round in $(seq 1 "$BENCH_ROUNDS"); do
 	for i in "${!systems[@]}"; do
 		sys=${systems[$(((i + round - 1) % ${#systems[@]}))]}
+		start "$sys"
+		line=$("${ON_LOAD_CPU[@]}" "$TMP/tlsidle" -addr "127.0.0.1:$LISTEN" -pid "$PID" -conns "$BENCH_TLS_IDLE_CONNS" -seed "$BENCH_SEED")
+		stop
+		printf '%s\t%s\tidle\t%s\t%s\t%s\t0\n' "$round" "$sys" "$(field per_conn_bytes "$line")" "$(field held "$line")" \
+			"$(($(field conns "$line") - $(field held "$line")))" >>"$RAW"
+		log "round $round $sys idle: $(field per_conn_bytes "$line") bytes per idle TLS connection ($(field held "$line") held)"
 		for sc in keepalive handshake; do
 			script=shard.lua
 			[ "$sc" = handshake ] && script=close.lua
@@ -152,10 +164,10 @@ OUT="$BENCH_OUT/tls.md"
 	echo "- TLS 1.3, ECDSA P-256; wrk (1 thread, $BENCH_CONNECTIONS connections) and 4 nginx shards on CPU $BENCH_LOAD_CPU, each proxy alone on CPU $BENCH_PROXY_CPU, nice $BENCH_NICE"
 	echo "- versions: $("$TMP/shard-proxy" --version 2>/dev/null || echo shard-proxy), $(haproxy -v | head -1 | cut -d' ' -f1-3), $(openssl version | cut -d' ' -f1-2), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
 	echo
-	echo "| system | keep-alive req/s | keep-alive p99 (µs) | new handshakes/s | handshake p99 (µs) | peak RSS (KiB) |"
-	echo "|---|---|---|---|---|---|"
+	echo "| system | keep-alive req/s | keep-alive p99 (µs) | new handshakes/s | handshake p99 (µs) | bytes per idle TLS connection | peak RSS under load (KiB) |"
+	echo "|---|---|---|---|---|---|---|"
 	for sys in "${systems[@]}"; do
-		echo "| $sys | $(med "$sys" keepalive 4) | $(med "$sys" keepalive 5) | $(med "$sys" handshake 4) | $(med "$sys" handshake 5) | $(med "$sys" keepalive 7) |"
+		echo "| $sys | $(med "$sys" keepalive 4) | $(med "$sys" keepalive 5) | $(med "$sys" handshake 4) | $(med "$sys" handshake 5) | $(med "$sys" idle 4) ($BENCH_TLS_IDLE_CONNS held: $(med "$sys" idle 5)) | $(med "$sys" keepalive 7) |"
 	done
 	if [[ " ${systems[*]} " == *" shard-proxy "* && " ${systems[*]} " == *" haproxy "* ]]; then
 		echo
