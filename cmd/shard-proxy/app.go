@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	stdlog "log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -100,6 +101,9 @@ func newApp(o *options, log *slog.Logger) (_ *app, err error) {
 		return nil, fmt.Errorf("--admin-listen: %w", err)
 	}
 	a.adminSrv = &http.Server{Handler: a.admin, ReadHeaderTimeout: 10 * time.Second, TLSConfig: tlsSet.admin}
+	if tlsSet.admin != nil {
+		a.adminSrv.ErrorLog = stdlog.New(handshakeErrors{tlsSet.metrics, log}, "", 0)
+	}
 	if tlsSet.adminMTLS {
 		a.adminSrv.Handler = requireClientCert(a.admin)
 	}

@@ -256,9 +256,30 @@ func (s *tlsSetup) loadAdmin(o *options, log *slog.Logger) error {
 		}
 		s.reload = append(s.reload, ca)
 	}
-	s.admin = certs.ServerConfig(kp, ca, true, nil)
+	s.admin = certs.ServerConfigCounting(kp, ca, true, nil, func() { s.metrics.Handshake("admin", certs.OutcomeOK) })
 	s.adminMTLS = ca != nil
 	return nil
+}
+
+// handshakeErrors is the admin server's ErrorLog writer: net/http logs a
+// failed TLS handshake there ("http: TLS handshake error from ..."); it
+// is counted, and the rest goes to the debug log.
+type handshakeErrors struct {
+	m   *certs.Metrics
+	log *slog.Logger
+}
+
+func (h handshakeErrors) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	if strings.Contains(msg, "TLS handshake error") {
+		outcome := certs.OutcomeFailed
+		if strings.Contains(msg, "timeout") {
+			outcome = certs.OutcomeTimeout
+		}
+		h.m.Handshake("admin", outcome)
+	}
+	h.log.Debug("admin server", "msg", msg)
+	return len(p), nil
 }
 
 // probePaths are the admin endpoints served without a client certificate:

@@ -232,6 +232,20 @@ func TestAdminTLS(t *testing.T) {
 	if a := testutil.Do(t, withCert, testutil.NewRequest(t, http.MethodGet, p.adminURL("/shards"), nil)); a.Status != 200 {
 		t.Errorf("GET /shards with a client certificate: %d, want 200", a.Status)
 	}
+	// A client certificate from another CA (sent whatever CAs the server
+	// names) fails the handshake: counted.
+	strangerCert := testutil.NewCA(t, "stranger CA").Issue(t, time.Time{}, "x").TLS
+	stranger := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool(),
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &strangerCert, nil }}}
+	if resp, err := (&http.Client{Transport: stranger, Timeout: 10 * time.Second}).Get(p.adminURL("/healthz")); err == nil {
+		resp.Body.Close()
+		t.Error("a client certificate from another CA was let in")
+	}
+	stranger.CloseIdleConnections()
+	eventually(t, waitTimeout, "admin handshakes counted", func() bool {
+		return gauge(t, p, `shard_proxy_tls_handshakes_total{listener="admin",outcome="ok"}`) >= 2 &&
+			gauge(t, p, `shard_proxy_tls_handshakes_total{listener="admin",outcome="failed"}`) >= 1
+	})
 	anon.CloseIdleConnections()
 	withCert.CloseIdleConnections()
 

@@ -16,7 +16,20 @@ var ALPN = []string{"h2", "http/1.1"}
 // verifies those given and lets clients without one through (the caller
 // decides what they may do).
 func ServerConfig(kp *KeyPair, clientCA *Pool, optional bool, alpn []string) *tls.Config {
+	return ServerConfigCounting(kp, clientCA, optional, alpn, nil)
+}
+
+// ServerConfigCounting is ServerConfig that calls ok (when not nil) at
+// the end of each handshake that succeeded, for servers (net/http) whose
+// handshakes the caller does not run itself.
+func ServerConfigCounting(kp *KeyPair, clientCA *Pool, optional bool, alpn []string, ok func()) *tls.Config {
 	base := &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: alpn, GetCertificate: kp.GetCertificate}
+	if ok != nil {
+		base.VerifyConnection = func(tls.ConnectionState) error {
+			ok()
+			return nil
+		}
+	}
 	if clientCA == nil {
 		return base
 	}
