@@ -359,7 +359,7 @@ func (m *mdReport) hugeCL() {
 
 func (m *mdReport) hung() {
 	rows := m.rowsOf("hung")
-	fmt.Fprintf(m.b, "## %s requests held by a shard for %s s\n\n", first(rows, "clients"), first(rows, "hold_s"))
+	fmt.Fprintf(m.b, "## %s requests held by a shard for %s s\n\n", first(rows, "clients"), firstFixed(rows, "hold_s", 0))
 	m.b.WriteString("Each on a connection of its own, all at once; the shard answers each after the hold. Per request:\n" +
 		"peak RSS above the proxy's RSS before the test, over the number of requests.\n\n")
 	m.rows("| system | answered 200 | statuses | seconds | peak RSS MiB | KiB per request | peak RSS ÷ HAProxy |",
