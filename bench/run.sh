@@ -139,13 +139,15 @@ stop_pid() {
 	PIDS=("${keep[@]+"${keep[@]}"}")
 }
 
+# wait_port PORT: until something listens there, for up to 30 s (a process
+# at nice -19 on a busy machine can take a while to start).
 wait_port() {
 	local port=$1 i
-	for i in $(seq 1 100); do
+	for i in $(seq 1 600); do
 		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
 		sleep 0.05
 	done
-	die "nothing listens on 127.0.0.1:$port after 5s"
+	die "nothing listens on 127.0.0.1:$port after 30s"
 }
 
 port_free() {
