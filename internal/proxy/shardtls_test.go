@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
@@ -419,5 +421,55 @@ func TestShardReplacedByImpostor(t *testing.T) {
 	}
 	if n := impostor.requests.Load(); n != 0 {
 		t.Fatalf("the impostor got %d HTTP requests", n)
+	}
+}
+
+// TestShardTLSScheme: a request relayed to an HTTP/2 shard over TLS
+// carries :scheme https (h2c shards get http). The shard here is a TLS
+// listener that reads the relay's first HEADERS frame itself.
+func TestShardTLSScheme(t *testing.T) {
+	ca := testutil.NewCA(t, "shard CA")
+	leaf := ca.Issue(t, time.Time{}, podName(0))
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{leaf.TLS}, NextProtos: []string{"h2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	scheme := make(chan string, 1)
+	go func() {
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		_ = nc.SetDeadline(time.Now().Add(wireTimeout))
+		preface := make([]byte, len(http2.ClientPreface))
+		if _, err := io.ReadFull(nc, preface); err != nil {
+			return
+		}
+		fr := http2.NewFramer(nc, nc)
+		fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+		_ = fr.WriteSettings()
+		for {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				scheme <- "no HEADERS: " + err.Error()
+				return
+			}
+			if mh, ok := f.(*http2.MetaHeadersFrame); ok {
+				scheme <- mh.PseudoValue("scheme")
+				return
+			}
+		}
+	}()
+	topo := watch.Topology{Replicas: 1, Shards: []watch.Shard{{Ordinal: 0, Name: "web-0", Addr: ln.Addr().String(), Ready: true,
+		Protocol: watch.H2C, TLS: true, TLSName: podName(0)}}}
+	r := startProxy(t, Config{ShardTLS: shardClient(t, ca, nil), UpstreamTimeout: 2 * time.Second}, ring.Config{}, &topo)
+	c := dialRelay(t, r.url, bigWindows)
+	if err := c.headers(1, reqHead("GET", "/x", "k"), true); err != nil {
+		t.Fatal(err)
+	}
+	if got := recv(t, scheme); got != "https" {
+		t.Fatalf("the TLS shard got :scheme %q, want https", got)
 	}
 }

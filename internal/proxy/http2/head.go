@@ -50,6 +50,17 @@ func (c *clientConn) outboundHead(out []hpack.HeaderField, f *h2hpack.Block, rq 
 	return out
 }
 
+// schemeHTTPS makes a head's :scheme https: the shard is spoken to over
+// TLS (the head was built before its owner was known).
+func schemeHTTPS(h []hpack.HeaderField) {
+	for i := range h {
+		if h[i].Name == ":scheme" {
+			h[i].Value = "https"
+			return
+		}
+	}
+}
+
 // appendPrevious appends the handoff fields when the key moved (name is
 // the previous owner, "" when it did not).
 func appendPrevious(h []hpack.HeaderField, name, addr string) []hpack.HeaderField {

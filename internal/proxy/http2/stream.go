@@ -177,6 +177,9 @@ func (s *stream) failRouting(err error) {
 func (s *stream) toOwner() {
 	b := s.d.Backend
 	s.head = appendPrevious(s.head, s.d.Previous, s.d.PreviousAddr)
+	if b.TLS {
+		schemeHTTPS(s.head)
+	}
 	c, r := s.c, s.c.r.router
 	r.Commit(&s.d)
 	c.w.Lock()
