@@ -62,6 +62,11 @@ type clientConn struct {
 	wb       []byte // scratch for heads we write; from the pool while active
 	wbuf     *[]byte
 	wdl      time.Time // write deadline last set
+	// addr is the client's address for the access log, made once; rec
+	// holds the request's method, path, query and key for its record
+	// (rb may be overwritten by the body, or given back, before Done).
+	addr string
+	rec  []byte
 }
 
 func (s *Server) newClientConn(nc net.Conn) *clientConn {
@@ -339,7 +344,8 @@ func (cc *clientConn) failHead(err error) {
 // writeAnswer sends the proxy's own answer; with closing, it says so.
 func (cc *clientConn) writeAnswer(a answer.Answer, closing bool) {
 	cc.acquire()
-	b := appendAnswer(cc.scratch(), a, closing)
+	b, bodyLen := appendAnswer(cc.scratch(), a, closing)
+	cc.x.d.Answered(a.Status, a.Body.Error, bodyLen)
 	_ = cc.write(b)
 }
 

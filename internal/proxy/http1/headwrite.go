@@ -192,8 +192,8 @@ func keepResponseHop(name []byte, rh responseHead) bool {
 }
 
 // appendAnswer appends a complete response for one of the proxy's own
-// answers.
-func appendAnswer(dst []byte, a answer.Answer, closing bool) []byte {
+// answers, and the length of its body.
+func appendAnswer(dst []byte, a answer.Answer, closing bool) ([]byte, int) {
 	body := a.JSON()
 	dst = append(dst, "HTTP/1.1 "...)
 	dst = strconv.AppendInt(dst, int64(a.Status), 10)
@@ -212,5 +212,5 @@ func appendAnswer(dst []byte, a answer.Answer, closing bool) []byte {
 		dst = append(dst, "Connection: close\r\n"...)
 	}
 	dst = append(dst, "\r\n"...)
-	return append(dst, body...)
+	return append(dst, body...), len(body)
 }

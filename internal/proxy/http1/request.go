@@ -24,6 +24,7 @@ func (cc *clientConn) serveRequest() bool {
 	cc.acquire()
 	cc.bodyStop.Store(false)
 	x.reset(time.Now())
+	cc.describe()
 	defer cc.endRequest()
 	// The scratch holds the key the routing record points to: given back
 	// after the record is done (defers run last first).
@@ -46,7 +47,9 @@ func (cc *clientConn) serveRequest() bool {
 	if err := cc.checkBodyStart(); err != nil {
 		return cc.refuse(err, "")
 	}
-	if err := cc.route(s); err != nil {
+	err := cc.route(s)
+	cc.keepKey()
+	if err != nil {
 		if errors.Is(err, answer.ErrClientGone) {
 			return false
 		}
@@ -76,6 +79,42 @@ func (cc *clientConn) route(s *keys.Scratch) error {
 		err = r.Wait(d, nil, cc.clientGone)
 	}
 	return err
+}
+
+// describe puts the request's side in its record, when requests are
+// recorded: method, path and query copied to cc.rec (the head's bytes in
+// rb do not live as long as the record), the client's address.
+func (cc *clientConn) describe() {
+	if !cc.s.router.Recording() {
+		return
+	}
+	h := &cc.in.head
+	path, query := h.PathQuery()
+	b := append(cc.rec[:0], h.Method...)
+	b = append(b, path...)
+	b = append(b, query...)
+	cc.rec = b
+	m, p := len(h.Method), len(h.Method)+len(path)
+	q := b[p:len(b):len(b)]
+	if query == nil {
+		q = nil
+	}
+	if cc.addr == "" && cc.nc.RemoteAddr() != nil {
+		cc.addr = cc.nc.RemoteAddr().String()
+	}
+	cc.x.d.Describe(b[:m:m], b[m:p:p], q, cc.addr, false)
+}
+
+// keepKey copies the key to cc.rec, when requests are recorded (the key
+// hash is taken at Done, when what the key pointed into may be gone).
+func (cc *clientConn) keepKey() {
+	d := &cc.x.d
+	if len(d.Key) == 0 || !cc.s.router.Recording() {
+		return
+	}
+	n := len(cc.rec)
+	cc.rec = append(cc.rec, d.Key...)
+	d.Key = cc.rec[n:len(cc.rec):len(cc.rec)]
 }
 
 // refuse answers the proxy's own error. The connection stays open only if

@@ -339,6 +339,7 @@ func (s *stream) answerH1(resp *h1.Response, end bool) bool {
 		return false
 	}
 	s.answered, s.status = true, resp.Status
+	s.ttfb = time.Since(s.d.Start)
 	c.w.Headers(s.id, fields, end)
 	c.w.Signal()
 	if end {
@@ -353,6 +354,7 @@ func (s *stream) answerH1(resp *h1.Response, end bool) bool {
 // pass pushes a piece of the answer's body to the client and waits until
 // the client took it (backpressure: the shard is read no faster).
 func (s *stream) pass(data []byte, end bool) error {
+	s.bytesOut.Add(int64(len(data)))
 	s.resp.Push(data, end)
 	if end {
 		return nil // queued with the end: the stream closes when it is out
