@@ -64,7 +64,7 @@ func newApp(o *options, log *slog.Logger) (_ *app, err error) {
 		MaxRequestBodyBytes: int64(o.maxReqBody), MaxBodyDepth: o.maxDepth, UpgradeProtocols: upgradeList(o.upgrades),
 		ClientHeaderTimeout: o.headerTO, OwnerWait: o.ownerWait, OwnerWaitMax: o.ownerWaitMax,
 		HotKeySample: hotKeySample(o.hotSample),
-		Registerer:   reg, Logger: log, AccessLog: rec.accessLog(), Tracer: rec.tracer(),
+		Registerer:   reg, Logger: log, AccessLog: rec.accessLog(), Tracer: rec.tracerOf(),
 	})
 	if err != nil {
 		rec.close(context.Background())

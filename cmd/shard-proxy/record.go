@@ -17,6 +17,7 @@ import (
 
 	"github.com/shard-proxy/shard-proxy/internal/accesslog"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/route"
+	"github.com/shard-proxy/shard-proxy/internal/tracing"
 )
 
 // recordOptions are the flags of the access log and tracing (DESIGN.md
@@ -26,6 +27,8 @@ type recordOptions struct {
 	sample    float64
 	keyHash   bool
 	query     bool
+	tracing   string
+	getenv    func(string) string // the OTEL_* variables
 }
 
 // shareValue is a flag that takes a share from 0 to 1.
@@ -53,6 +56,7 @@ func recordFlags(fs *flag.FlagSet, o *recordOptions) {
 	fs.Var(shareValue{&o.sample}, "access-log-sample", "share of successful requests logged, 0 to 1 (errors are always logged)")
 	fs.BoolVar(&o.keyHash, "access-log-key-hash", false, "add key_hash (xxhash64 of the key) to access log lines; the key itself is never logged")
 	fs.BoolVar(&o.query, "access-log-query", false, "add the query string to access log lines")
+	fs.StringVar(&o.tracing, "tracing", "", "otlp: export OpenTelemetry spans, configured by the OTEL_* variables; \"\": off")
 }
 
 // validate checks the combinations; name is how errors refer to a flag.
@@ -61,14 +65,18 @@ func (o *recordOptions) validate(name func(string) string) error {
 		return fmt.Errorf("%s, %s and %s go with --access-log", name("access-log-sample"),
 			name("access-log-key-hash"), name("access-log-query"))
 	}
+	if o.tracing != "" && o.tracing != "otlp" {
+		return fmt.Errorf("%s %q: want otlp, or nothing for no tracing", name("tracing"), o.tracing)
+	}
 	return nil
 }
 
 // recorders are the access log and the tracer, with the SIGHUP handler
 // that reopens the log; nil when neither is on.
 type recorders struct {
-	log  *accesslog.Log
-	logs *slog.Logger
+	log    *accesslog.Log
+	tracer *tracing.Tracer
+	logs   *slog.Logger
 
 	hup  chan os.Signal
 	done chan struct{}
@@ -86,6 +94,14 @@ func openRecorders(o *recordOptions, reg prometheus.Registerer, log *slog.Logger
 		}
 		r.log = l
 	}
+	if o.tracing == "otlp" {
+		t, err := tracing.New(context.Background(), tracing.Config{Getenv: o.getenv, Logger: log})
+		if err != nil {
+			r.close(context.Background())
+			return nil, fmt.Errorf("--tracing: %w", err)
+		}
+		r.tracer = t
+	}
 	return r, nil
 }
 
@@ -98,8 +114,13 @@ func (r *recorders) accessLog() route.Recorder {
 	return r.log
 }
 
-// tracer is the Tracer for proxy.Config; nil when tracing is off.
-func (r *recorders) tracer() route.Tracer { return nil }
+// tracerOf is the Tracer for proxy.Config; nil when tracing is off.
+func (r *recorders) tracerOf() route.Tracer {
+	if r.tracer == nil {
+		return nil
+	}
+	return r.tracer
+}
 
 // start reopens the access log file on every SIGHUP, until close.
 func (r *recorders) start() {
@@ -134,5 +155,9 @@ func (r *recorders) close(ctx context.Context) {
 	if r.log != nil {
 		_ = r.log.Close()
 	}
-	_ = ctx
+	if r.tracer != nil { // the spans still buffered are exported
+		if err := r.tracer.Shutdown(ctx); err != nil {
+			r.logs.Warn("tracing: spans not exported at shutdown", "err", err)
+		}
+	}
 }

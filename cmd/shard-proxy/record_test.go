@@ -57,6 +57,7 @@ func TestAccessLogFlagErrors(t *testing.T) {
 		{[]string{"--demo", "2", "--access-log", "stdout", "--access-log-sample", "2"}, 2, "want a share from 0 to 1"},
 		{[]string{"--demo", "2", "--access-log", "stdout", "--access-log-sample", "x"}, 2, "--access-log-sample"},
 		{[]string{"--demo", "2", "--access-log-query"}, 2, "go with --access-log"},
+		{[]string{"--demo", "2", "--tracing", "zipkin"}, 2, "want otlp"},
 		{[]string{"--demo", "2", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
 			"--access-log", filepath.Join(t.TempDir(), "missing", "a.log")}, 1, "--access-log"},
 	} {
@@ -64,5 +65,32 @@ func TestAccessLogFlagErrors(t *testing.T) {
 		if code != c.code || !strings.Contains(errOut, c.want) || strings.Count(strings.TrimSpace(errOut), "\n") > 0 && code == 2 {
 			t.Errorf("%v: exit %d, stderr %q; want %d and %q", c.args, code, errOut, c.code, c.want)
 		}
+	}
+}
+
+// TestTracingFlushOnSIGTERM: with --tracing otlp and the OTEL_* variables
+// of a real OTLP/HTTP receiver, a span held in the batch (its schedule
+// is a minute) is exported when SIGTERM stops the process.
+func TestTracingFlushOnSIGTERM(t *testing.T) {
+	rcv := testutil.StartOTLPReceiver(t, "http/protobuf")
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", rcv.Endpoint)
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+	t.Setenv("OTEL_TRACES_SAMPLER", "always_on")
+	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "60000")
+	shards := testutil.StartShards(t, 2, "shard")
+	p := startProxy(t, "--shards", shardList(shards), "--tracing", "otlp")
+	if a := p.send(t, "GET", "/traced", "k", nil); a.Status != 200 {
+		t.Fatalf("status %d", a.Status)
+	}
+	if n := len(rcv.Spans()); n != 0 {
+		t.Fatalf("%d spans before shutdown; the batch should hold them", n)
+	}
+	p.signal(t, syscall.SIGTERM)
+	if code := p.waitExit(t, waitTimeout); code != 0 {
+		t.Fatalf("exit status %d", code)
+	}
+	spans := rcv.Spans()
+	if len(spans) != 1 || spans[0].Name != "GET" || spans[0].Service != "shard-proxy" || spans[0].Attrs["url.path"] != "/traced" {
+		t.Fatalf("spans after SIGTERM: %+v", spans)
 	}
 }

@@ -158,7 +158,7 @@ var errUpstreamIO = errors.New("shard connection failed")
 func (x *exchange) send(uc *upstream.Conn) error {
 	cc := x.cc
 	rh := requestHead{clientIP: cc.ip, hostFallback: x.b.Addr, upgrade: x.upgrade, dropExpect: cc.in.continued,
-		previous: x.d.Previous, previousAddr: x.d.PreviousAddr}
+		previous: x.d.Previous, previousAddr: x.d.PreviousAddr, traceparent: x.d.Trace.Outgoing()}
 	wb := appendRequestHead(cc.scratch(), &cc.in.head, rh)
 	body, whole := cc.takeBody()
 	x.streaming = !whole

@@ -121,6 +121,9 @@ func (x *exchange) bridgeRequest() (*http.Request, *h1BodyReader, error) {
 	}
 	header.Prepare(hdr, header.Forwarded{ClientIP: cc.ip, Host: string(h.Host)})
 	header.SetPrevious(hdr, x.d.Previous, x.d.PreviousAddr)
+	if tp := x.d.Trace.OutgoingString(); tp != "" {
+		hdr.Set("Traceparent", tp) // the proxy's span is the shard's parent
+	}
 	host := string(h.Host)
 	if host == "" {
 		host = x.b.Addr

@@ -26,6 +26,9 @@ type requestHead struct {
 	// previous and previousAddr name the key's owner before a reshard
 	// (X-Shard-Previous, X-Shard-Previous-Address); "" when it did not move.
 	previous, previousAddr string
+	// traceparent replaces the client's: the proxy's span is the shard's
+	// parent (a sampled request); nil leaves the client's untouched.
+	traceparent []byte
 }
 
 // appendRequestHead appends the head the shard receives for h.
@@ -64,6 +67,9 @@ func appendRequestHead(dst []byte, h *h1.Request, rh requestHead) []byte {
 			if rh.dropExpect && h1.EqualFold(f.Name, "Expect") {
 				continue
 			}
+			if rh.traceparent != nil && h1.EqualFold(f.Name, "Traceparent") {
+				continue // ours, below
+			}
 		}
 		dst = append(dst, f.Line...)
 	}
@@ -84,11 +90,22 @@ func appendRequestHead(dst []byte, h *h1.Request, rh requestHead) []byte {
 		dst = append(dst, h.Host...)
 		dst = append(dst, "\r\n"...)
 	}
+	return appendDecided(dst, rh)
+}
+
+// appendDecided appends the fields the proxy decides and the end of the
+// head: the handoff, the trace context, Connection for an upgrade.
+func appendDecided(dst []byte, rh requestHead) []byte {
 	if rh.previous != "" {
 		dst = appendField(dst, header.Previous, rh.previous)
 		if rh.previousAddr != "" {
 			dst = appendField(dst, header.PreviousAddress, rh.previousAddr)
 		}
+	}
+	if rh.traceparent != nil {
+		dst = append(dst, "Traceparent: "...)
+		dst = append(dst, rh.traceparent...)
+		dst = append(dst, "\r\n"...)
 	}
 	if rh.upgrade {
 		dst = append(dst, "Connection: Upgrade\r\n"...)

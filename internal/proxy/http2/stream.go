@@ -194,6 +194,7 @@ func (s *stream) failRouting(err error) {
 func (s *stream) toOwner() {
 	b := s.d.Backend
 	s.head = appendPrevious(s.head, s.d.Previous, s.d.PreviousAddr)
+	s.head = setTraceparent(s.head, s.d.Trace.OutgoingString())
 	c, r := s.c, s.c.r.router
 	r.Commit(&s.d)
 	c.w.Lock()
