@@ -89,7 +89,8 @@ func newApp(o *options, log *slog.Logger) (_ *app, err error) {
 	}
 	a.admin = admin.New(admin.Config{
 		Tables: px, HotKeys: px, Changes: px, Gatherer: reg, Registerer: reg, Auth: auth, Logger: log,
-		Broadcast: admin.BroadcastConfig{Concurrency: o.bcastConc, Timeout: o.bcastTimeout, MaxBodyBytes: int(o.maxBody)},
+		Broadcast: admin.BroadcastConfig{Concurrency: o.bcastConc, Timeout: o.bcastTimeout, MaxBodyBytes: int(o.maxBody),
+			Tracer: rec.provider()},
 	})
 	if a.dataLn, err = net.Listen("tcp", o.listen); err != nil {
 		return nil, fmt.Errorf("--listen: %w", err)

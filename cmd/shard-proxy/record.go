@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/shard-proxy/shard-proxy/internal/accesslog"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/route"
@@ -120,6 +121,15 @@ func (r *recorders) tracerOf() route.Tracer {
 		return nil
 	}
 	return r.tracer
+}
+
+// provider is the tracer provider for the admin plane's broadcasts; nil
+// when tracing is off.
+func (r *recorders) provider() trace.TracerProvider {
+	if r.tracer == nil {
+		return nil
+	}
+	return r.tracer.Provider()
 }
 
 // start reopens the access log file on every SIGHUP, until close.

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
 	"github.com/shard-proxy/shard-proxy/internal/proxy/route"
 )
 
@@ -60,6 +62,22 @@ func parseSampler(name, arg string) (sampler, error) {
 			"parentbased_always_on, parentbased_always_off or parentbased_traceidratio", name)
 	}
 	return s, nil
+}
+
+// sdk is the same sampler as the SDK's, for spans the sampler does not
+// decide on itself (a broadcast's).
+func (s *sampler) sdk() sdktrace.Sampler {
+	root := sdktrace.TraceIDRatioBased(float64(s.bound) / (1 << 63))
+	switch {
+	case s.all:
+		root = sdktrace.AlwaysSample()
+	case s.none:
+		root = sdktrace.NeverSample()
+	}
+	if s.parentBased {
+		return sdktrace.ParentBased(root)
+	}
+	return root
 }
 
 // decide tells whether the request of t is sampled; for a request that

@@ -82,7 +82,7 @@ func New(ctx context.Context, cfg Config) (*Tracer, error) {
 	p := sdktrace.NewTracerProvider(
 		sdktrace.WithBatcher(exp),
 		sdktrace.WithResource(res),
-		sdktrace.WithSampler(sdktrace.AlwaysSample()), // the sampler decided first
+		sdktrace.WithSampler(sdkSampler{std: s.sdk()}),
 		sdktrace.WithIDGenerator(idGenerator{}),
 	)
 	return &Tracer{provider: p, tracer: p.Tracer("github.com/shard-proxy/shard-proxy"), sampler: s}, nil
@@ -125,9 +125,8 @@ func (t *Tracer) Start(d *route.Decision, _ keys.Request) {
 		ctx = trace.ContextWithRemoteSpanContext(ctx, trace.NewSpanContext(trace.SpanContextConfig{
 			TraceID: tc.TraceID, SpanID: tc.ParentID, TraceFlags: trace.TraceFlags(tc.Flags), Remote: true,
 		}))
-	} else {
-		ctx = context.WithValue(ctx, rootTraceID{}, trace.TraceID(tc.TraceID))
 	}
+	ctx = context.WithValue(ctx, decided{}, trace.TraceID(tc.TraceID))
 	_, span := t.tracer.Start(ctx, "HTTP", trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(d.Start))
 	sc := span.SpanContext()
 	tc.SetSpan(span, sc.TraceID(), sc.SpanID())
@@ -170,16 +169,35 @@ func (t *Tracer) End(d *route.Decision, end time.Time) {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// rootTraceID carries, in a span's context, the trace id the sampler drew
-// for a request that came without one: the span gets exactly that id.
-type rootTraceID struct{}
+// Provider is the tracer provider, for spans other than the requests'
+// (a broadcast's): they are sampled by the OTEL_TRACES_SAMPLER sampler.
+func (t *Tracer) Provider() trace.TracerProvider { return t.provider }
+
+// decided carries, in a request span's context, the trace id the
+// sampler decided on: the span is sampled (sdkSampler) and, for a
+// request that came without a trace context, gets exactly that id.
+type decided struct{}
+
+// sdkSampler samples a request's span, which the sampler already chose,
+// and asks the standard sampler about any other span.
+type sdkSampler struct{ std sdktrace.Sampler }
+
+func (s sdkSampler) ShouldSample(p sdktrace.SamplingParameters) sdktrace.SamplingResult {
+	if p.ParentContext.Value(decided{}) != nil {
+		return sdktrace.SamplingResult{Decision: sdktrace.RecordAndSample,
+			Tracestate: trace.SpanContextFromContext(p.ParentContext).TraceState()}
+	}
+	return s.std.ShouldSample(p)
+}
+
+func (s sdkSampler) Description() string { return "shard-proxy(" + s.std.Description() + ")" }
 
 // idGenerator gives a root span the trace id the sampler decided on, and
 // random span ids.
 type idGenerator struct{}
 
 func (idGenerator) NewIDs(ctx context.Context) (trace.TraceID, trace.SpanID) {
-	id, _ := ctx.Value(rootTraceID{}).(trace.TraceID)
+	id, _ := ctx.Value(decided{}).(trace.TraceID)
 	if !id.IsValid() {
 		id = randomTraceID()
 	}
