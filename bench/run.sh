@@ -11,6 +11,10 @@
 #                                shard lying about Content-Length; shard-proxy,
 #                                HAProxy and nginx side by side, in
 #                                bench/results/memory.md
+#   bash bench/run.sh accesslog  header-key req/s and allocations per request of
+#                                shard-proxy's data plane with 100% access logging
+#                                to a file against logging off, alternating in the
+#                                same run, in bench/results/accesslog.md
 #   bash bench/run.sh grpc       gRPC unary calls (and plain HTTP/2 GETs with
 #                                h2load) through shard-proxy, HAProxy and nginx
 #                                over h2c, in bench/results/grpc.md
@@ -507,6 +511,66 @@ profile() {
 	cat "$out/profile.md"
 }
 
+# --- accesslog mode ----------------------------------------------------------------
+#
+# The profile harness (the data plane in-process, as cmd/shard-proxy wires
+# it) with and without --access-log to a file, alternating, BENCH_ROUNDS
+# times; the harness counts requests and allocations in the measured window.
+
+accesslog_run() { # accesslog_run off|file: one window; prints "rps allocs_per_req"
+	local mode=$1 args=() pid line
+	[ "$mode" = file ] && args=(-access-log "$TMP/access.log")
+	port_free "$LISTEN" || die "port $LISTEN is taken (set BENCH_PORT)"
+	"${ON_PROXY_CPU[@]}" "$TMP/profile" -shards "$SHARDS_FLAG" -listen "127.0.0.1:$LISTEN" -key "$(key_rule header)" \
+		-cpuprofile "$TMP/al-cpu.pprof" -heapbase "$TMP/al-base.pprof" -heapprofile "$TMP/al-heap.pprof" \
+		"${args[@]}" >"$TMP/al.out" 2>>"$TMP/al.log" &
+	pid=$!
+	PIDS+=("$pid")
+	wait_port "$LISTEN"
+	TARGET=$LISTEN
+	load header "$BENCH_WARMUP" >/dev/null
+	kill -USR1 "$pid"
+	line=$(load header "$BENCH_DURATION")
+	kill -TERM "$pid"
+	wait "$pid" || true
+	stop_pid "$pid"
+	echo "$(field rps "$line") $(field allocs_per_req "$(cat "$TMP/al.out")")"
+}
+
+accesslog() {
+	log "building the profiling harness"
+	bench_build "$TMP/profile" ./cmd/profile
+	mkdir -p "$BENCH_OUT"
+	start_backends
+	local started round mode r rows="" lines
+	started=$(date -u +%Y-%m-%dT%H:%MZ)
+	for round in $(seq 1 "$BENCH_ROUNDS"); do
+		for mode in $(rotate "$round" off file); do
+			rm -f "$TMP/access.log"
+			r=$(accesslog_run "$mode")
+			lines=0
+			[ "$mode" = file ] && lines=$(wc -l <"$TMP/access.log")
+			rows+="| $round | $mode | ${r% *} | ${r#* } | $lines |"$'\n'
+			log "round $round, access log $mode: rps allocs/req = $r, lines $lines"
+		done
+	done
+	{
+		echo "# shard-proxy access log cost, header key"
+		echo
+		echo "- run: $started, $BENCH_ROUNDS round(s), ${BENCH_DURATION}s each, wrk -c$BENCH_CONNECTIONS; load average at end $(cut -d' ' -f1-3 /proc/loadavg)"
+		machine
+		echo
+		echo "| round | access log | req/s | allocs/request | lines written |"
+		echo "|---|---|---|---|---|"
+		printf '%s' "$rows"
+		echo
+		printf '%s' "$rows" | awk -F'|' '{gsub(/ /, "", $3); r[$3] += $4; n[$3]++}
+			END { if (n["off"] && n["file"]) printf "file/off req/s ratio (means): %.3f\n", (r["file"] / n["file"]) / (r["off"] / n["off"]) }'
+	} >"$BENCH_OUT/accesslog.md"
+	log "wrote $BENCH_OUT/accesslog.md"
+	cat "$BENCH_OUT/accesslog.md"
+}
+
 # --- memory mode ------------------------------------------------------------------
 #
 # Every system is restarted for every test, so its VmHWM is that test's peak
@@ -987,6 +1051,7 @@ command -v go >/dev/null || die "go is not on PATH"
 case $MODE in
 compare) compare ;;
 profile) profile ;;
+accesslog) accesslog ;;
 memory) memory ;;
 grpc) grpc ;;
 *) die "unknown mode $MODE: want compare (default), profile, memory or grpc" ;;

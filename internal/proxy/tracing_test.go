@@ -49,6 +49,28 @@ func startTracer(t *testing.T, protocol string, env map[string]string) (tr *trac
 	}
 }
 
+// waitRecorded waits until the proxy ended n requests' records (the
+// span ends just before requests_total counts it): a client can have its
+// whole answer a moment before.
+func waitRecorded(t *testing.T, p *running, n int) {
+	t.Helper()
+	waitUntil(t, 5*time.Second, fmt.Sprintf("%d requests recorded", n), func() bool {
+		families, err := p.reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		total := 0.0
+		for _, mf := range families {
+			if mf.GetName() == "shard_proxy_requests_total" {
+				for _, m := range mf.GetMetric() {
+					total += m.GetCounter().GetValue()
+				}
+			}
+		}
+		return total >= float64(n)
+	})
+}
+
 const (
 	clientTrace  = "0af7651916cd43dd8448eb211c80319c"
 	clientSpan   = "b7ad6b7169203331"
@@ -100,6 +122,7 @@ func TestTracingHTTP1(t *testing.T) {
 	if got := tracedGet(t, p, shards[1], "/d", "1", ""); got != "" {
 		t.Errorf("no trace context, not sampled: the shard got traceparent %q, want none", got)
 	}
+	waitRecorded(t, p, 3)
 	spans := flush()
 	if len(spans) != 1 {
 		t.Fatalf("%d spans exported, want 1: %+v", len(spans), spans)
@@ -150,6 +173,7 @@ func TestTracingRootAndH2(t *testing.T) {
 	resp.Body.Close()
 	reqs := shards[0].Requests()
 	got2 := reqs[len(reqs)-1].Header.Get("Traceparent")
+	waitRecorded(t, p, 2)
 	spans := flush()
 	if len(spans) != 2 {
 		t.Fatalf("%d spans, want 2", len(spans))
@@ -182,6 +206,7 @@ func TestTracingGRPC(t *testing.T) {
 		t.Fatal("the shard did not see the call")
 	}
 	md, _ := metadata.FromIncomingContext(shardCtx)
+	waitRecorded(t, p, 1)
 	spans := flush()
 	if len(spans) != 1 {
 		t.Fatalf("%d spans, want 1", len(spans))
@@ -221,6 +246,7 @@ func TestTracingOwnerWait(t *testing.T) {
 	if st := <-done; !strings.HasPrefix(st, "200") {
 		t.Fatalf("held request: %s", st)
 	}
+	waitRecorded(t, p, 1)
 	spans := flush()
 	if len(spans) != 1 || len(spans[0].Events) != 1 || spans[0].Events[0] != "owner-wait" {
 		t.Fatalf("spans %+v, want one with an owner-wait event", spans)

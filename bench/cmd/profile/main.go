@@ -24,6 +24,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/shard-proxy/shard-proxy/internal/accesslog"
 	"github.com/shard-proxy/shard-proxy/internal/proxy"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/keys"
 	"github.com/shard-proxy/shard-proxy/internal/watch"
@@ -44,9 +45,18 @@ func run() error {
 	cpuOut := flag.String("cpuprofile", "cpu.pprof", "CPU profile of the measured window")
 	heapBase := flag.String("heapbase", "heap-base.pprof", "heap profile at the start of the window (pprof -base)")
 	heapOut := flag.String("heapprofile", "heap.pprof", "heap profile at the end of the window")
+	accessLog := flag.String("access-log", "", "write the access log of every request here, as shard-proxy --access-log (\"\": off)")
 	flag.Parse()
 
-	px, reg, err := serve(*shards, *listen, *key)
+	var al *accesslog.Log
+	if *accessLog != "" {
+		var err error
+		if al, err = accesslog.Open(accesslog.Config{Dest: *accessLog, Sample: 1}); err != nil {
+			return err
+		}
+		defer al.Close()
+	}
+	px, reg, err := serve(*shards, *listen, *key, al)
 	if err != nil {
 		return err
 	}
@@ -66,14 +76,18 @@ func run() error {
 
 // serve starts the proxy on listen, routing to the static shards by the key
 // rules; reg has its metrics.
-func serve(shards, listen, key string) (*proxy.Proxy, *prometheus.Registry, error) {
+func serve(shards, listen, key string, al *accesslog.Log) (*proxy.Proxy, *prometheus.Registry, error) {
 	rules, err := keys.ParseRules(key)
 	if err != nil {
 		return nil, nil, err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	reg := prometheus.NewRegistry()
-	px, err := proxy.New(proxy.Config{Keys: rules, Registerer: reg, Logger: log})
+	cfg := proxy.Config{Keys: rules, Registerer: reg, Logger: log}
+	if al != nil {
+		cfg.AccessLog = al
+	}
+	px, err := proxy.New(cfg)
 	if err != nil {
 		return nil, nil, err
 	}
