@@ -13,8 +13,9 @@
 #                                bench/results/memory.md
 #   bash bench/run.sh accesslog  header-key req/s and allocations per request of
 #                                shard-proxy's data plane with 100% access logging
-#                                to a file against logging off, alternating in the
-#                                same run, in bench/results/accesslog.md
+#                                to a file, and tracing at 1% and 100% sampling,
+#                                against both off, alternating in the same run, in
+#                                bench/results/accesslog.md
 #   bash bench/run.sh grpc       gRPC unary calls (and plain HTTP/2 GETs with
 #                                h2load) through shard-proxy, HAProxy and nginx
 #                                over h2c, in bench/results/grpc.md
@@ -45,6 +46,7 @@ set -euo pipefail
 : "${BENCH_MEM_TESTS:=stream sse download download50 upload slowupload idle hugecl hung}"
 : "${BENCH_MEM_BYTES:=64MiB}"    # one download, each of the concurrent downloads, the upload
 : "${BENCH_MEM_MAX_BODY_MIB:=128}" # shard-proxy --max-body-bytes, nginx client_max_body_size
+: "${BENCH_AL_MODES:=off file trace1 trace100}" # "run.sh accesslog": off, 100% access log to a file, tracing at 1% and 100%
 : "${BENCH_SP_ARGS:=}"           # extra shard-proxy flags in memory mode (word-split)
 : "${BENCH_STREAM_CHUNKS:=10}" "${BENCH_STREAM_GAP:=200ms}"
 : "${BENCH_DOWNLOADS:=50}"       # concurrent downloads
@@ -517,9 +519,13 @@ profile() {
 # it) with and without --access-log to a file, alternating, BENCH_ROUNDS
 # times; the harness counts requests and allocations in the measured window.
 
-accesslog_run() { # accesslog_run off|file: one window; prints "rps allocs_per_req"
+accesslog_run() { # accesslog_run off|file|trace1|trace100: one window; prints "rps allocs_per_req"
 	local mode=$1 args=() pid line
-	[ "$mode" = file ] && args=(-access-log "$TMP/access.log")
+	case $mode in
+	file) args=(-access-log "$TMP/access.log") ;;
+	trace1) args=(-trace-ratio 0.01) ;;   # --tracing otlp at the default sampling
+	trace100) args=(-trace-ratio 1) ;;
+	esac
 	port_free "$LISTEN" || die "port $LISTEN is taken (set BENCH_PORT)"
 	"${ON_PROXY_CPU[@]}" "$TMP/profile" -shards "$SHARDS_FLAG" -listen "127.0.0.1:$LISTEN" -key "$(key_rule header)" \
 		-cpuprofile "$TMP/al-cpu.pprof" -heapbase "$TMP/al-base.pprof" -heapprofile "$TMP/al-heap.pprof" \
@@ -545,7 +551,7 @@ accesslog() {
 	local started round mode r rows="" lines
 	started=$(date -u +%Y-%m-%dT%H:%MZ)
 	for round in $(seq 1 "$BENCH_ROUNDS"); do
-		for mode in $(rotate "$round" off file); do
+		for mode in $(rotate "$round" $BENCH_AL_MODES); do
 			rm -f "$TMP/access.log"
 			r=$(accesslog_run "$mode")
 			lines=0
@@ -565,7 +571,7 @@ accesslog() {
 		printf '%s' "$rows"
 		echo
 		printf '%s' "$rows" | awk -F'|' '{gsub(/ /, "", $3); r[$3] += $4; n[$3]++}
-			END { if (n["off"] && n["file"]) printf "file/off req/s ratio (means): %.3f\n", (r["file"] / n["file"]) / (r["off"] / n["off"]) }'
+			END { for (m in n) if (m != "off" && n["off"]) printf "- %s/off req/s ratio (means of the rounds): %.3f\n", m, (r[m] / n[m]) / (r["off"] / n["off"]) }'
 	} >"$BENCH_OUT/accesslog.md"
 	log "wrote $BENCH_OUT/accesslog.md"
 	cat "$BENCH_OUT/accesslog.md"

@@ -27,6 +27,7 @@ import (
 	"github.com/shard-proxy/shard-proxy/internal/accesslog"
 	"github.com/shard-proxy/shard-proxy/internal/proxy"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/keys"
+	"github.com/shard-proxy/shard-proxy/internal/tracing"
 	"github.com/shard-proxy/shard-proxy/internal/watch"
 	"github.com/shard-proxy/shard-proxy/internal/watch/static"
 )
@@ -46,6 +47,7 @@ func run() error {
 	heapBase := flag.String("heapbase", "heap-base.pprof", "heap profile at the start of the window (pprof -base)")
 	heapOut := flag.String("heapprofile", "heap.pprof", "heap profile at the end of the window")
 	accessLog := flag.String("access-log", "", "write the access log of every request here, as shard-proxy --access-log (\"\": off)")
+	traceRatio := flag.String("trace-ratio", "", "trace as shard-proxy --tracing otlp with OTEL_TRACES_SAMPLER_ARG=R, to an in-process OTLP/HTTP sink (\"\": off)")
 	flag.Parse()
 
 	var al *accesslog.Log
@@ -56,7 +58,15 @@ func run() error {
 		}
 		defer al.Close()
 	}
-	px, reg, err := serve(*shards, *listen, *key, al)
+	var tr *tracing.Tracer
+	if *traceRatio != "" {
+		var err error
+		if tr, err = startTracing(*traceRatio); err != nil {
+			return err
+		}
+		defer tr.Shutdown(context.Background())
+	}
+	px, reg, err := serve(*shards, *listen, *key, al, tr)
 	if err != nil {
 		return err
 	}
@@ -76,7 +86,7 @@ func run() error {
 
 // serve starts the proxy on listen, routing to the static shards by the key
 // rules; reg has its metrics.
-func serve(shards, listen, key string, al *accesslog.Log) (*proxy.Proxy, *prometheus.Registry, error) {
+func serve(shards, listen, key string, al *accesslog.Log, tr *tracing.Tracer) (*proxy.Proxy, *prometheus.Registry, error) {
 	rules, err := keys.ParseRules(key)
 	if err != nil {
 		return nil, nil, err
@@ -86,6 +96,9 @@ func serve(shards, listen, key string, al *accesslog.Log) (*proxy.Proxy, *promet
 	cfg := proxy.Config{Keys: rules, Registerer: reg, Logger: log}
 	if al != nil {
 		cfg.AccessLog = al
+	}
+	if tr != nil {
+		cfg.Tracer = tr
 	}
 	px, err := proxy.New(cfg)
 	if err != nil {
