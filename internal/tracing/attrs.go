@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"net"
 	"strconv"
+	"strings"
 
 	"go.opentelemetry.io/otel/attribute"
 	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
@@ -41,7 +42,9 @@ func attributes(d *route.Decision) []attribute.KeyValue {
 	}
 	attrs = append(attrs, semconv.URLPath(string(d.Path)), semconv.URLScheme(scheme),
 		semconv.NetworkProtocolName("http"), semconv.NetworkProtocolVersion(version))
-	if host, port, err := net.SplitHostPort(d.Client); err == nil {
+	// The record's strings may alias the front end's buffers (reused once
+	// the request ends), and the span is exported later: copies.
+	if host, port, err := net.SplitHostPort(strings.Clone(d.Client)); err == nil {
 		p, _ := strconv.Atoi(port)
 		attrs = append(attrs, semconv.ClientAddress(host), semconv.ClientPort(p), semconv.NetworkPeerAddress(host))
 	}

@@ -30,7 +30,7 @@ const bufSize = 16 << 10
 // goes back to the pool and the connection is parked. Under load the next
 // request on a keep-alive connection comes much sooner; an idle connection
 // should cost next to nothing.
-const hotIdle = 200 * time.Millisecond
+const hotIdle = 20 * time.Millisecond
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
 
@@ -51,32 +51,66 @@ type clientConn struct {
 	rb   []byte
 	r, w int // rb[r:w] holds received bytes not yet consumed
 
-	in    inbound
+	// *active holds the request state while the connection is served: a
+	// parked connection gives it back (see attach).
+	*active
 	headN int // length of in's head in rb[r:]
 	// bodyStop asks whoever reads the request body on another goroutine
 	// (the body copy, the HTTP/2 bridge) to stop.
 	bodyStop atomic.Bool
-	served   int // requests read so far
-	body     bodyReader
-	x        exchange
+	served   int    // requests read so far
 	wb       []byte // scratch for heads we write; from the pool while active
 	wbuf     *[]byte
 	wdl      time.Time // write deadline last set
-	// addr is the client's address for the access log, made once; rec
-	// holds the request's method, path, query and key for its record
-	// (rb may be overwritten by the body, or given back, before Done).
-	addr string
-	rec  []byte
+}
+
+// active is a connection's request state: the request, its body reader,
+// its exchange with the shard. Most of what a connection weighs, it is
+// taken from a pool when the connection reads a request and given back
+// when it parks, so a parked connection weighs its socket and a few words.
+type active struct {
+	in   inbound
+	body bodyReader
+	x    exchange
+	// rec holds what the request's record needs of its head (method,
+	// path, query, client address, key) when requests are recorded: rb
+	// may be overwritten by the body, or given back, before Done. Kept
+	// across the pool, so that recording allocates nothing.
+	rec []byte
+}
+
+var activePool = sync.Pool{New: func() any { return new(active) }}
+
+// attach gives the connection its request state, if it has none.
+func (cc *clientConn) attach() {
+	if cc.active == nil {
+		cc.active = activePool.Get().(*active)
+		cc.x.cc = cc
+	}
+}
+
+// detach gives the request state back; the connection holds nothing of
+// its last request (see release).
+func (cc *clientConn) detach() {
+	if a := cc.active; a != nil {
+		cc.active = nil
+		rec := a.rec[:0]
+		*a = active{}
+		if cap(rec) <= 4<<10 {
+			a.rec = rec
+		}
+		activePool.Put(a)
+	}
 }
 
 func (s *Server) newClientConn(nc net.Conn) *clientConn {
 	cc := &clientConn{s: s, nc: nc, fd: sock.FD(nc)}
+	cc.attach()
 	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 		cc.ip = a.IP.String()
 	} else if nc.RemoteAddr() != nil {
 		cc.ip = header.ClientIP(nc.RemoteAddr().String())
 	}
-	cc.x.cc = cc
 	return cc
 }
 
@@ -123,7 +157,11 @@ func (cc *clientConn) loop(resumedIdleEnd time.Time) {
 			return
 		}
 		cc.served++
-		if !cc.serveRequest() {
+		switch cc.serveRequest() {
+		case nextClose:
+			return
+		case nextParked:
+			parked = true // the parker's now, until the shard answers
 			return
 		}
 	}
@@ -162,8 +200,10 @@ func (cc *clientConn) acquire() {
 	}
 }
 
-// acquireRead makes sure the connection holds its read buffer.
+// acquireRead makes sure the connection holds its read buffer, and its
+// request state.
 func (cc *clientConn) acquireRead() {
+	cc.attach()
 	if cc.rbuf == nil {
 		cc.rbuf = getBuf()
 		cc.rb = *cc.rbuf
@@ -184,8 +224,10 @@ func (cc *clientConn) release() {
 	// The last request's and answer's parsed heads (and a buffered body)
 	// alias the buffers just given back: an idle connection that kept them
 	// would keep those buffers from being collected.
-	cc.in = inbound{}
-	cc.x.forget()
+	if cc.active != nil {
+		cc.in = inbound{}
+		cc.x.forget()
+	}
 }
 
 // What awaitRequest found.
@@ -235,8 +277,7 @@ func (cc *clientConn) awaitRequest() int {
 	}
 	// Cold: nothing allocated to the connection while it waits.
 	cc.release()
-	cc.in.head.Fields = nil
-	cc.x.forget()
+	cc.detach()
 	if cc.s.parker.park(cc, idleEnd) {
 		parked = true
 		return waitParked

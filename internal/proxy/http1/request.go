@@ -5,8 +5,12 @@ import (
 	"errors"
 	"io"
 	"math"
+	"net"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/h1"
@@ -16,44 +20,46 @@ import (
 )
 
 // serveRequest answers the request whose head is in cc.in: the routing
-// step, then the exchange with the shard. It returns whether the
-// connection may carry another request.
-func (cc *clientConn) serveRequest() bool {
+// step, then the exchange with the shard. It returns what the connection
+// does next.
+func (cc *clientConn) serveRequest() (n next) {
 	in := &cc.in
 	x := &cc.x
 	cc.acquire()
 	cc.bodyStop.Store(false)
 	x.reset(time.Now())
 	cc.describe()
-	defer cc.endRequest()
 	// The scratch holds the key the routing record points to: given back
-	// after the record is done (defers run last first).
-	s := keys.AcquireScratch()
-	defer keys.ReleaseScratch(s)
-	defer x.finish()
+	// after the record is done (endExchange).
+	x.scratch = keys.AcquireScratch()
+	defer func() {
+		if n != nextParked { // a parked request ends on the goroutine that resumes it
+			cc.endExchange()
+		}
+	}()
 	x.minor = in.head.Minor
 	x.isHead = string(in.head.Method) == "HEAD"
 	x.clientClose = in.head.Flags.Has(h1.FlagConnClose) ||
 		(in.head.Minor == 0 && !in.head.Flags.Has(h1.FlagConnKeepAlive)) || cc.s.draining.Load()
 	cc.startBody()
 	if string(in.head.Method) == "CONNECT" {
-		return cc.refuse(answer.ErrMethodNotAllowed, "")
+		return nextOf(cc.refuse(answer.ErrMethodNotAllowed, ""))
 	}
 	if in.head.Flags.Has(h1.FlagContentLength) && cc.overLimit(in.head.ContentLength) {
 		// Before any 100 Continue and before any shard: the client learns
 		// at once, and sends nothing more.
-		return cc.refuse(answer.BodyTooLarge(int(min(cc.s.cfg.MaxRequestBodyBytes, math.MaxInt32))), "")
+		return nextOf(cc.refuse(answer.BodyTooLarge(int(min(cc.s.cfg.MaxRequestBodyBytes, math.MaxInt32))), ""))
 	}
 	if err := cc.checkBodyStart(); err != nil {
-		return cc.refuse(err, "")
+		return nextOf(cc.refuse(err, ""))
 	}
-	err := cc.route(s)
+	err := cc.route(x.scratch)
 	cc.keepKey()
 	if err != nil {
 		if errors.Is(err, answer.ErrClientGone) {
-			return false
+			return nextClose
 		}
-		return cc.refuse(err, "")
+		return nextOf(cc.refuse(err, ""))
 	}
 	x.b = x.d.Backend
 	cc.s.router.Commit(&x.d)
@@ -68,6 +74,32 @@ func (cc *clientConn) serveRequest() bool {
 		x.websocket = upgradesTo(&in.head, "websocket")
 	}
 	return x.run()
+}
+
+// endExchange ends the request: the routing record, the scratch its key
+// points into, the copy of its head.
+func (cc *clientConn) endExchange() {
+	cc.x.finish()
+	keys.ReleaseScratch(cc.x.scratch)
+	cc.x.scratch = nil
+	cc.endRequest()
+}
+
+// next is what a connection does once a request was served.
+type next uint8
+
+const (
+	nextRequest next = iota // read the next request
+	nextClose               // close the connection
+	nextParked              // nothing: the request waits in the parker, which resumes it
+)
+
+// nextOf is nextRequest when the connection may carry another request.
+func nextOf(keep bool) next {
+	if keep {
+		return nextRequest
+	}
+	return nextClose
 }
 
 // route takes the request's routing step: buffering the body when a body
@@ -93,16 +125,30 @@ func (cc *clientConn) describe() {
 	b := append(cc.rec[:0], h.Method...)
 	b = append(b, path...)
 	b = append(b, query...)
+	m, p, e := len(h.Method), len(h.Method)+len(path), len(b)
+	b = appendClient(b, cc.ip, cc.nc.RemoteAddr())
 	cc.rec = b
-	m, p := len(h.Method), len(h.Method)+len(path)
-	q := b[p:len(b):len(b)]
+	q := b[p:e:e]
 	if query == nil {
 		q = nil
 	}
-	if cc.addr == "" && cc.nc.RemoteAddr() != nil {
-		cc.addr = cc.nc.RemoteAddr().String()
+	client := b[e:]
+	cc.x.d.Describe(b[:m:m], b[m:p:p], q, unsafe.String(unsafe.SliceData(client), len(client)), false)
+}
+
+// appendClient appends the client's address, ip:port ([ip]:port for
+// IPv6), without the allocation of net.Addr's String.
+func appendClient(b []byte, ip string, addr net.Addr) []byte {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return append(b, ip...)
 	}
-	cc.x.d.Describe(b[:m:m], b[m:p:p], q, cc.addr, false)
+	if strings.IndexByte(ip, ':') >= 0 {
+		b = append(append(append(b, '['), ip...), ']')
+	} else {
+		b = append(b, ip...)
+	}
+	return strconv.AppendInt(append(b, ':'), int64(tcp.Port), 10)
 }
 
 // keepKey copies the key to cc.rec, when requests are recorded (the key

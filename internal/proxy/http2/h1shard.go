@@ -13,6 +13,7 @@ import (
 	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/h1"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/header"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/sock"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/upstream"
 )
 
@@ -215,11 +216,17 @@ func appendH1Request(dst []byte, head []hpack.HeaderField, chunked bool) []byte 
 // readHTTP1 reads the shard's answer and passes it on; it tells whether
 // the connection ended the exchange on a message boundary (reusable).
 func (s *stream) readHTTP1(uc *upstream.Conn) (bool, error) {
-	bp := answerBufs.Get().(*[]byte)
-	defer answerBufs.Put(bp)
+	deadline := time.Now().Add(s.c.r.cfg.UpstreamTimeout)
+	bp, n, err := s.firstBytes(uc, deadline)
+	if bp != nil {
+		defer answerBufs.Put(bp)
+	}
+	if err != nil {
+		return false, err
+	}
 	buf := *bp
 	var resp h1.Response
-	n, err := s.readH1Head(uc, &resp, buf)
+	n, err = s.readH1Head(uc, &resp, buf, n, deadline)
 	if err != nil {
 		return false, err
 	}
@@ -247,11 +254,53 @@ func (s *stream) readHTTP1(uc *upstream.Conn) (bool, error) {
 	return false, s.relayH1UntilClose(uc, buf, rest)
 }
 
-// readH1Head reads heads until the final one, relaying 1xx answers; the
-// upstream timeout bounds the whole head.
-func (s *stream) readH1Head(uc *upstream.Conn, resp *h1.Response, buf []byte) (int, error) {
-	deadline := time.Now().Add(s.c.r.cfg.UpstreamTimeout)
-	n, answered1xx := 0, false
+// shardHotWait is how long an exchange waits for its shard's first answer
+// bytes holding a buffer; past it, it waits without one (a shard that
+// thinks costs the exchange's goroutine, not 16 KiB more).
+const shardHotWait = 10 * time.Millisecond
+
+// firstBytes reads the first bytes of the shard's answer, by deadline,
+// into a buffer from answerBufs, which it returns (nil if none is held)
+// with how many bytes it holds. A shard closing the connection before
+// any byte is errStaleConn.
+func (s *stream) firstBytes(uc *upstream.Conn, deadline time.Time) (*[]byte, int, error) {
+	bp := answerBufs.Get().(*[]byte)
+	hot := time.Now().Add(shardHotWait)
+	if deadline.Before(hot) {
+		hot = deadline
+	}
+	n, err := s.readShard(uc, *bp, hot)
+	if !errors.Is(err, answer.ErrShardTimeout) || !time.Now().Before(deadline) {
+		if errors.Is(err, answer.ErrShardDown) {
+			err = errStaleConn
+		}
+		return bp, n, err
+	}
+	answerBufs.Put(bp)
+	_ = uc.NC.SetReadDeadline(deadline)
+	if s.isGone() { // looked at after the deadline is set: see readShard
+		return nil, 0, errStreamGone
+	}
+	if err := sock.AwaitReadable(uc.NC); err != nil {
+		if s.isGone() {
+			return nil, 0, errStreamGone
+		}
+		if answer.IsTimeout(err) {
+			return nil, 0, answer.ErrShardTimeout
+		}
+		return nil, 0, answer.ErrShardDown
+	}
+	bp = answerBufs.Get().(*[]byte)
+	n, err = s.readShard(uc, *bp, deadline)
+	if errors.Is(err, answer.ErrShardDown) {
+		err = errStaleConn
+	}
+	return bp, n, err
+}
+
+// readH1Head reads heads until the final one, relaying 1xx answers; buf
+// holds n bytes of them already, and deadline bounds the whole head.
+func (s *stream) readH1Head(uc *upstream.Conn, resp *h1.Response, buf []byte, n int, deadline time.Time) (int, error) {
 	for {
 		k, err := resp.Parse(buf[:n])
 		if err == nil && !resp.Informational() {
@@ -262,7 +311,6 @@ func (s *stream) readH1Head(uc *upstream.Conn, resp *h1.Response, buf []byte) (i
 				return 0, answer.ErrBadResponse
 			}
 			s.interimH1(resp)
-			answered1xx = true
 			n = copy(buf, buf[k:n])
 			continue
 		}
@@ -270,9 +318,6 @@ func (s *stream) readH1Head(uc *upstream.Conn, resp *h1.Response, buf []byte) (i
 			return 0, answer.ErrBadResponse
 		}
 		m, err := s.readShard(uc, buf[n:], deadline)
-		if errors.Is(err, answer.ErrShardDown) && n == 0 && !answered1xx {
-			return 0, errStaleConn
-		}
 		if err != nil {
 			return 0, err
 		}
@@ -281,22 +326,35 @@ func (s *stream) readH1Head(uc *upstream.Conn, resp *h1.Response, buf []byte) (i
 }
 
 // readShard reads from the shard until deadline, giving up when the
-// stream closes.
+// stream closes. Closing the stream moves the connection's deadline to the
+// past after it closes h1.gone; gone is looked at after the deadline is set
+// here, so one of the two always wakes the read.
 func (s *stream) readShard(uc *upstream.Conn, p []byte, deadline time.Time) (int, error) {
 	_ = uc.NC.SetReadDeadline(deadline)
+	if s.isGone() {
+		return 0, errStreamGone
+	}
 	m, err := uc.NC.Read(p)
 	if m > 0 {
 		return m, nil
 	}
-	select {
-	case <-s.h1.gone:
+	if s.isGone() {
 		return 0, errStreamGone
-	default:
 	}
 	if answer.IsTimeout(err) {
 		return 0, answer.ErrShardTimeout
 	}
 	return 0, answer.ErrShardDown
+}
+
+// isGone tells whether the client's stream closed.
+func (s *stream) isGone() bool {
+	select {
+	case <-s.h1.gone:
+		return true
+	default:
+		return false
+	}
 }
 
 // answerFields turns an HTTP/1.1 answer head into HPACK fields under the

@@ -27,7 +27,8 @@ type Recorder interface {
 
 // Exchange is what only the front end knows of a request and its answer,
 // filled in on its Decision for the access log line and the span. Byte
-// slices alias the front end's memory and must stay valid until Done.
+// slices, and Client, alias the front end's memory: valid until Done
+// returns, so a Recorder or Tracer that keeps them copies them.
 type Exchange struct {
 	// Method, Path and Query are the request's, as received (Path
 	// without the query; Query without '?').
