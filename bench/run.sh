@@ -920,13 +920,15 @@ grpc_start() {
 	fi
 	port_free "$LISTEN" || { GRPC_ERR="port $LISTEN is taken"; return 1; }
 	case $sys in
-	shard-proxy | candidate)
-		local shards key=header:x-shard-key
+	shard-proxy | candidate | shard-proxy-log)
+		# shard-proxy-log: the same binary with 100% access logging to a file
+		local shards key=header:x-shard-key bin=$sys extra=()
 		shards=$(printf 'http://127.0.0.1:%s,' "${ports[@]}")
 		[ "$sc" = h2 ] && key='path:/accounts/{key}'
-		"${ON_PROXY_CPU[@]}" "$TMP/$sys" --shards "${shards%,}" --shard-protocol "$proto" \
+		[ "$sys" = shard-proxy-log ] && bin=shard-proxy extra=(--access-log "$TMP/grpc-access.log")
+		"${ON_PROXY_CPU[@]}" "$TMP/$bin" --shards "${shards%,}" --shard-protocol "$proto" \
 			--listen "127.0.0.1:$LISTEN" --admin-listen "127.0.0.1:$ADMIN" \
-			--key "$key" --log-level warn 2>>"$plog" &
+			--key "$key" --log-level warn "${extra[@]}" 2>>"$plog" &
 		;;
 	haproxy)
 		local balance="balance hdr(x-shard-key)" hproto="proto h2"
@@ -944,7 +946,7 @@ grpc_start() {
 		"${ON_PROXY_CPU[@]}" nginx -c "$TMP/nginx-grpc.conf" -g 'daemon off; master_process off;' 2>>"$plog" &
 		;;
 	*)
-		GRPC_ERR="unknown system $sys (want some of: shard-proxy haproxy nginx direct candidate)"
+		GRPC_ERR="unknown system $sys (want some of: shard-proxy haproxy nginx direct candidate shard-proxy-log)"
 		return 1
 		;;
 	esac
