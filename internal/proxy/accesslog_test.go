@@ -182,6 +182,21 @@ func TestAccessLogHTTP1(t *testing.T) {
 	}
 }
 
+// TestAccessLogBadHead: a request whose head the proxy cannot read gets
+// a line too: its 400 and the proxy's error, no method or path.
+func TestAccessLogBadHead(t *testing.T) {
+	shards := testutil.StartShards(t, 1, "web")
+	topo := testutil.Topology(shards)
+	al := openAccessLog(t, accesslog.Config{Sample: 1e-300}) // errors only
+	p := startProxy(t, Config{AccessLog: al.log}, ring.Config{Algorithm: ring.Modulus}, &topo)
+	rc := dialRaw(t, p)
+	if a := rc.roundTrip("GET /x HTTP/1.1\r\nHost: a\r\nBad Field: y\r\n\r\n", "GET"); a.Status() != 400 {
+		t.Fatalf("answer %q, want 400", a.Raw())
+	}
+	checkLine(t, al.lines(t, 1)[0], map[string]any{"status": 400, "error": "malformed request", "client": hasPrefix("127.0.0.1:"),
+		"method": "", "path": "", "proto": "HTTP/1.1"}, "shard")
+}
+
 // TestAccessLogPrivacyOptions: --access-log-key-hash and
 // --access-log-query add key_hash (xxhash64 of the key) and the query,
 // and still never the key itself.

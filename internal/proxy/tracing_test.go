@@ -86,6 +86,7 @@ func tracedGet(t *testing.T, p *running, shard *testutil.Shard, path, key, trace
 	req.Header.Set("X-Shard-Key", key)
 	if traceparent != "" {
 		req.Header.Set("Traceparent", traceparent)
+		req.Header.Set("Tracestate", "vendor=abc")
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -98,6 +99,9 @@ func tracedGet(t *testing.T, p *running, shard *testutil.Shard, path, key, trace
 		t.Fatal("the shard got no request")
 	}
 	last := reqs[len(reqs)-1]
+	if traceparent != "" && last.Header.Get("Tracestate") != "vendor=abc" {
+		t.Errorf("the shard got tracestate %q, want the client's", last.Header.Get("Tracestate"))
+	}
 	if n := len(last.Header.Values("Traceparent")); n > 1 {
 		t.Fatalf("the shard got %d traceparent fields", n)
 	}
@@ -132,7 +136,7 @@ func TestTracingHTTP1(t *testing.T) {
 		t.Errorf("the shard got traceparent %q, want %q (the proxy's span as parent)", gotSampled, want)
 	}
 	if s.TraceID != clientTrace || s.ParentID != clientSpan || s.Name != "GET" || s.Kind != 2 /* server */ ||
-		s.Service != "proxy-under-test" {
+		s.Service != "proxy-under-test" || s.TraceState != "vendor=abc" {
 		t.Errorf("span %+v: want trace %s, parent %s, name GET, kind server, service proxy-under-test", s, clientTrace, clientSpan)
 	}
 	want := map[string]any{

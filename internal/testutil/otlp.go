@@ -34,6 +34,7 @@ type OTLPReceiver struct {
 // Span is a received span with what tests look at, ids in hex.
 type Span struct {
 	Name, TraceID, SpanID, ParentID string
+	TraceState                      string
 	Kind                            tracepb.Span_SpanKind
 	Attrs                           map[string]any
 	Events                          []string
@@ -110,7 +111,8 @@ func (r *OTLPReceiver) add(req *coltracepb.ExportTraceServiceRequest) {
 
 func convertSpan(s *tracepb.Span, service string) Span {
 	out := Span{Name: s.GetName(), TraceID: hex.EncodeToString(s.GetTraceId()), SpanID: hex.EncodeToString(s.GetSpanId()),
-		ParentID: hex.EncodeToString(s.GetParentSpanId()), Kind: s.GetKind(), Attrs: map[string]any{}, Service: service,
+		ParentID: hex.EncodeToString(s.GetParentSpanId()), TraceState: s.GetTraceState(), Kind: s.GetKind(),
+		Attrs: map[string]any{}, Service: service,
 		Status: s.GetStatus().GetCode(),
 		Start:  time.Unix(0, int64(s.GetStartTimeUnixNano())), End: time.Unix(0, int64(s.GetEndTimeUnixNano()))}
 	for _, kv := range s.GetAttributes() {

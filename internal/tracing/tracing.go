@@ -9,6 +9,7 @@
 package tracing
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -115,7 +116,7 @@ func (t *Tracer) Shutdown(ctx context.Context) error {
 // its span (kind server, the child of the client's span when a
 // traceparent came) and records it in d.Trace, whose Outgoing is then
 // the traceparent the shard receives.
-func (t *Tracer) Start(d *route.Decision, _ keys.Request) {
+func (t *Tracer) Start(d *route.Decision, req keys.Request) {
 	tc := &d.Trace
 	if !t.sampler.decide(tc) {
 		return
@@ -124,12 +125,31 @@ func (t *Tracer) Start(d *route.Decision, _ keys.Request) {
 	if tc.Incoming {
 		ctx = trace.ContextWithRemoteSpanContext(ctx, trace.NewSpanContext(trace.SpanContextConfig{
 			TraceID: tc.TraceID, SpanID: tc.ParentID, TraceFlags: trace.TraceFlags(tc.Flags), Remote: true,
+			TraceState: traceState(req),
 		}))
 	}
 	ctx = context.WithValue(ctx, decided{}, trace.TraceID(tc.TraceID))
 	_, span := t.tracer.Start(ctx, "HTTP", trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(d.Start))
 	sc := span.SpanContext()
 	tc.SetSpan(span, sc.TraceID(), sc.SpanID())
+}
+
+// traceState is the request's tracestate (W3C Trace Context §3.3), for
+// the span; the field itself goes to the shard as it came. An invalid one
+// is left out, as the specification asks.
+func traceState(req keys.Request) trace.TraceState {
+	if req == nil {
+		return trace.TraceState{}
+	}
+	vals := req.HeaderValues(nil, "tracestate")
+	if len(vals) == 0 {
+		return trace.TraceState{}
+	}
+	ts, err := trace.ParseTraceState(string(bytes.Join(vals, []byte(","))))
+	if err != nil {
+		return trace.TraceState{}
+	}
+	return ts
 }
 
 // Waited adds the hold for a not-ready owner to the span, as an event.

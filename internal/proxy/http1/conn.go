@@ -379,7 +379,10 @@ func (cc *clientConn) failHead(err error) {
 		err = answer.ErrBadRequest
 	}
 	cc.r = cc.w // nothing more is read from this connection
+	cc.x.reset(time.Now())
+	cc.describeUnread()
 	cc.writeAnswer(answer.For(err, ""), true)
+	cc.s.router.Done(&cc.x.d) // its access log line: an error, with no method or path
 }
 
 // writeAnswer sends the proxy's own answer; with closing, it says so.

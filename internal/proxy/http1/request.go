@@ -136,6 +136,17 @@ func (cc *clientConn) describe() {
 	cc.x.d.Describe(b[:m:m], b[m:p:p], q, unsafe.String(unsafe.SliceData(client), len(client)), false)
 }
 
+// describeUnread puts the client's address in the record of a request
+// whose head could not be read.
+func (cc *clientConn) describeUnread() {
+	if !cc.s.router.Recording() {
+		return
+	}
+	b := appendClient(cc.rec[:0], cc.ip, cc.nc.RemoteAddr())
+	cc.rec = b
+	cc.x.d.Describe(nil, nil, nil, unsafe.String(unsafe.SliceData(b), len(b)), false)
+}
+
 // appendClient appends the client's address, ip:port ([ip]:port for
 // IPv6), without the allocation of net.Addr's String.
 func appendClient(b []byte, ip string, addr net.Addr) []byte {
