@@ -519,7 +519,7 @@ profile() {
 # it) with and without --access-log to a file, alternating, BENCH_ROUNDS
 # times; the harness counts requests and allocations in the measured window.
 
-accesslog_run() { # accesslog_run off|file|trace1|trace100: one window; prints "rps allocs_per_req"
+accesslog_run() { # accesslog_run off|file|trace1|trace100: one window; prints "rps allocs_per_req cpu_us_per_req"
 	local mode=$1 args=() pid line
 	case $mode in
 	file) args=(-access-log "$TMP/access.log") ;;
@@ -540,7 +540,7 @@ accesslog_run() { # accesslog_run off|file|trace1|trace100: one window; prints "
 	kill -TERM "$pid"
 	wait "$pid" || true
 	stop_pid "$pid"
-	echo "$(field rps "$line") $(field allocs_per_req "$(cat "$TMP/al.out")")"
+	echo "$(field rps "$line") $(field allocs_per_req "$(cat "$TMP/al.out")") $(field cpu_us_per_req "$(cat "$TMP/al.out")")"
 }
 
 accesslog() {
@@ -548,7 +548,7 @@ accesslog() {
 	bench_build "$TMP/profile" ./cmd/profile
 	mkdir -p "$BENCH_OUT"
 	start_backends
-	local started round mode r rows="" lines
+	local started round mode r rows="" lines rps allocs cpu
 	started=$(date -u +%Y-%m-%dT%H:%MZ)
 	for round in $(seq 1 "$BENCH_ROUNDS"); do
 		for mode in $(rotate "$round" $BENCH_AL_MODES); do
@@ -556,7 +556,8 @@ accesslog() {
 			r=$(accesslog_run "$mode")
 			lines=0
 			[ "$mode" = file ] && lines=$(wc -l <"$TMP/access.log")
-			rows+="| $round | $mode | ${r% *} | ${r#* } | $lines |"$'\n'
+			read -r rps allocs cpu <<<"$r"
+			rows+="| $round | $mode | $rps | $allocs | $cpu | $lines |"$'\n'
 			log "round $round, access log $mode: rps allocs/req = $r, lines $lines"
 		done
 	done
@@ -566,12 +567,12 @@ accesslog() {
 		echo "- run: $started, $BENCH_ROUNDS round(s), ${BENCH_DURATION}s each, wrk -c$BENCH_CONNECTIONS; load average at end $(cut -d' ' -f1-3 /proc/loadavg)"
 		machine
 		echo
-		echo "| round | access log | req/s | allocs/request | lines written |"
-		echo "|---|---|---|---|---|"
+		echo "| round | access log | req/s | allocs/request | CPU µs/request | lines written |"
+		echo "|---|---|---|---|---|---|"
 		printf '%s' "$rows"
 		echo
-		printf '%s' "$rows" | awk -F'|' '{gsub(/ /, "", $3); r[$3] += $4; n[$3]++}
-			END { for (m in n) if (m != "off" && n["off"]) printf "- %s/off req/s ratio (means of the rounds): %.3f\n", m, (r[m] / n[m]) / (r["off"] / n["off"]) }'
+		printf '%s' "$rows" | awk -F'|' '{gsub(/ /, "", $3); r[$3] += $4; c[$3] += $6; n[$3]++}
+			END { for (m in n) if (m != "off" && n["off"]) printf "- %s/off: req/s ratio %.3f, CPU per request ratio %.3f (means of the rounds)\n", m, (r[m] / n[m]) / (r["off"] / n["off"]), (c[m] / n[m]) / (c["off"] / n["off"]) }'
 	} >"$BENCH_OUT/accesslog.md"
 	log "wrote $BENCH_OUT/accesslog.md"
 	cat "$BENCH_OUT/accesslog.md"

@@ -18,7 +18,7 @@ import (
 // allocates nothing and takes no lock: the time is formatted by hand.
 func (l *Log) appendLine(b []byte, d *route.Decision, end time.Time) []byte {
 	b = append(b, `{"time":"`...)
-	b = appendTime(b, d.Start)
+	b = l.appendTime(b, d.Start)
 	b = append(b, `","duration_ms":`...)
 	b = appendMillis(b, end.Sub(d.Start))
 	b = append(b, `,"proto":"`...)
@@ -89,24 +89,40 @@ func protoName(p route.Proto) string {
 	return "HTTP/1.1"
 }
 
+// secondPrefix is the formatted date and time of one second, up to its
+// fraction ("2026-12-07T19:50:01."): made once a second, shared by every
+// line of that second without a lock.
+type secondPrefix struct {
+	unix int64
+	text [20]byte
+}
+
 // appendTime appends t in UTC as RFC 3339 with microseconds
-// (2026-12-07T19:50:01.123456Z), digit by digit.
-func appendTime(b []byte, t time.Time) []byte {
+// (2026-12-07T19:50:01.123456Z): the second's prefix, cached, then the
+// microseconds digit by digit.
+func (l *Log) appendTime(b []byte, t time.Time) []byte {
 	t = t.UTC()
-	year, month, day := t.Date()
-	hour, minute, sec := t.Clock()
-	b = appendDigits(b, year, 4)
-	b = append(b, '-')
-	b = appendDigits(b, int(month), 2)
-	b = append(b, '-')
-	b = appendDigits(b, day, 2)
-	b = append(b, 'T')
-	b = appendDigits(b, hour, 2)
-	b = append(b, ':')
-	b = appendDigits(b, minute, 2)
-	b = append(b, ':')
-	b = appendDigits(b, sec, 2)
-	b = append(b, '.')
+	p := l.second.Load()
+	if p == nil || p.unix != t.Unix() {
+		p = &secondPrefix{unix: t.Unix()}
+		year, month, day := t.Date()
+		hour, minute, sec := t.Clock()
+		f := p.text[:0]
+		f = appendDigits(f, year, 4)
+		f = append(f, '-')
+		f = appendDigits(f, int(month), 2)
+		f = append(f, '-')
+		f = appendDigits(f, day, 2)
+		f = append(f, 'T')
+		f = appendDigits(f, hour, 2)
+		f = append(f, ':')
+		f = appendDigits(f, minute, 2)
+		f = append(f, ':')
+		f = appendDigits(f, sec, 2)
+		_ = append(f, '.')
+		l.second.Store(p)
+	}
+	b = append(b, p.text[:]...)
 	b = appendDigits(b, t.Nanosecond()/1000, 6)
 	return append(b, 'Z')
 }
@@ -130,6 +146,15 @@ func appendMillis(b []byte, d time.Duration) []byte {
 }
 
 const hexDigits = "0123456789abcdef"
+
+// plain marks the bytes a JSON string holds as they are: printable ASCII
+// but the quote and the backslash.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 // appendHex16 appends v as 16 lower-case hex digits.
 func appendHex16(b []byte, v uint64) []byte {
@@ -162,12 +187,15 @@ func appendBytes(b []byte, name string, value []byte) []byte {
 // U+FFFD, so that any path a client sends makes a valid line.
 func appendEscaped(b []byte, s string) []byte {
 	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
-			b = append(b, c)
-			i++
-			continue
+		safe := i
+		for safe < len(s) && plain[s[safe]] {
+			safe++
 		}
+		b = append(b, s[i:safe]...) // the usual case: all of it at once
+		if i = safe; i == len(s) {
+			break
+		}
+		c := s[i]
 		if c < utf8.RuneSelf {
 			switch c {
 			case '"', '\\':

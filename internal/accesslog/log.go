@@ -64,6 +64,7 @@ type Log struct {
 	queue   chan *[]byte
 	free    chan *[]byte // line buffers back from the writer, for reuse
 	dropped atomic.Uint64
+	second  atomic.Pointer[secondPrefix] // the time of the last lines' second, formatted
 	drops   prometheus.Counter
 	lines   prometheus.Counter
 	log     *slog.Logger
@@ -201,35 +202,69 @@ func (l *Log) Close() error {
 	return nil
 }
 
-// run is the writer: it takes lines off the queue into a buffered writer,
-// flushing whenever the queue runs empty, until Close.
+// FlushEvery is how often a busy writer takes the queued lines and
+// writes them out: one write for many lines, and a request that queues a
+// line never wakes the writer while it is busy. A line reaches the
+// destination within about this long.
+const FlushEvery = 10 * time.Millisecond
+
+// run is the writer. Idle, it waits for a line; busy, it wakes every
+// FlushEvery, takes every queued line and writes them out with one
+// flush, until a round finds none. Then it is idle again. It ends at
+// Close, writing what is queued.
 func (l *Log) run() {
 	defer close(l.done)
+	tick := time.NewTimer(FlushEvery)
+	tick.Stop()
+	for {
+		select {
+		case bp := <-l.queue: // the first line after a quiet spell
+			l.write(bp)
+		case reply := <-l.reopen:
+			reply <- l.reopenFile()
+			continue
+		case <-l.stop:
+			l.finish()
+			return
+		}
+		for busy := true; busy; {
+			tick.Reset(FlushEvery)
+			select {
+			case <-tick.C:
+			case reply := <-l.reopen:
+				tick.Stop()
+				reply <- l.reopenFile()
+			case <-l.stop:
+				tick.Stop()
+				l.finish()
+				return
+			}
+			busy = l.drain() > 0
+			l.flush()
+		}
+	}
+}
+
+// drain writes every queued line to the buffer; it returns how many.
+func (l *Log) drain() int {
+	n := 0
 	for {
 		select {
 		case bp := <-l.queue:
 			l.write(bp)
-			if len(l.queue) == 0 {
-				l.flush()
-			}
-		case reply := <-l.reopen:
-			reply <- l.reopenFile()
-		case <-l.stop:
-			for {
-				select {
-				case bp := <-l.queue:
-					l.write(bp)
-					continue
-				default:
-				}
-				break
-			}
-			l.flush()
-			if l.file != nil {
-				_ = l.file.Close()
-			}
-			return
+			n++
+		default:
+			return n
 		}
+	}
+}
+
+// finish writes what is queued and closes the file.
+func (l *Log) finish() {
+	l.drain()
+	l.flush()
+	if l.file != nil {
+		_ = l.file.Close()
 	}
 }
 
@@ -248,9 +283,7 @@ func (l *Log) flush() {
 
 // reopenFile drains the queue into the old file, then reopens the path.
 func (l *Log) reopenFile() error {
-	for len(l.queue) > 0 {
-		l.write(<-l.queue)
-	}
+	l.drain()
 	l.flush()
 	if l.file == nil {
 		return nil

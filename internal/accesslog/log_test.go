@@ -181,3 +181,34 @@ func TestOpenErrors(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkAppendLine is the cost of building one line.
+func BenchmarkAppendLine(b *testing.B) {
+	l := &Log{cfg: Config{KeyHash: true}}
+	d := decision("/accounts/42/transfer")
+	end := d.Start.Add(time.Millisecond)
+	buf := make([]byte, 0, 1024)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = l.appendLine(buf[:0], d, end)
+	}
+}
+
+// BenchmarkRecordToFile is a line's whole cost when every request is
+// logged to a file: built, queued, and (on the writer) written.
+func BenchmarkRecordToFile(b *testing.B) {
+	l, err := Open(Config{Dest: filepath.Join(b.TempDir(), "a.log"), Sample: 1, Queue: 1 << 16})
+	if err != nil {
+		b.Fatal(err)
+	}
+	d := decision("/accounts/42/transfer")
+	end := d.Start.Add(time.Millisecond)
+	b.ReportAllocs()
+	for b.Loop() {
+		l.Record(d, end)
+	}
+	_ = l.Close()
+	if l.Dropped() > 0 {
+		b.Logf("%d of %d dropped", l.Dropped(), b.N)
+	}
+}
