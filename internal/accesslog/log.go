@@ -2,10 +2,11 @@
 // request (an HTTP/1.1 exchange, an HTTP/2 stream, a gRPC call, a
 // WebSocket tunnel when it ends), made from the request's routing record
 // (route.Decision) when the routing step's Done ends it. A line is built
-// on the request's goroutine in a pooled buffer and handed to one writer
-// goroutine through a bounded queue: when the queue is full the line is
-// dropped and counted, so that writing never blocks a request. A log file
-// is reopened by Reopen (SIGHUP, for logrotate).
+// on the request's goroutine in a reused buffer and handed to one writer
+// goroutine through a bounded queue, which the writer empties in batches
+// (FlushEvery): when the queue is full the line is dropped and counted,
+// so that writing never blocks a request. A log file is reopened by
+// Reopen (SIGHUP, for logrotate).
 package accesslog
 
 import (
