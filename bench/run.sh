@@ -43,7 +43,7 @@ set -euo pipefail
 : "${SHARD_PROXY_BIN:=}"         # measure this binary instead of building ./cmd/shard-proxy
 # "run.sh memory" (see the README for what each test does)
 : "${BENCH_MEM_SYSTEMS:=shard-proxy haproxy nginx}"
-: "${BENCH_MEM_TESTS:=stream sse download download50 upload slowupload idle hugecl hung}"
+: "${BENCH_MEM_TESTS:=stream sse download download50 upload slowupload idle hugecl hung h2stall slowshard blackhole}"
 : "${BENCH_MEM_BYTES:=64MiB}"    # one download, each of the concurrent downloads, the upload
 : "${BENCH_MEM_MAX_BODY_MIB:=128}" # shard-proxy --max-body-bytes, nginx client_max_body_size
 : "${BENCH_AL_MODES:=off file trace1 trace100}" # "run.sh accesslog": off, 100% access log to a file, tracing at 1% and 100%
@@ -55,6 +55,11 @@ set -euo pipefail
 : "${BENCH_IDLE_CONNS:=20000}" "${BENCH_IDLE_PROCS:=4}"
 : "${BENCH_HUGECL_STALL:=3s}"
 : "${BENCH_HUNG_CLIENTS:=5000}" "${BENCH_HUNG_HOLD:=5s}" # "hung": requests a shard holds at once, and how long
+# "h2stall": HTTP/2 client connections at window 0, streams each, answer size, stall, when RSS is read after
+: "${BENCH_H2STALL_CONNS:=50}" "${BENCH_H2STALL_STREAMS:=100}" "${BENCH_H2STALL_BYTES:=1MiB}" "${BENCH_H2STALL_HOLD:=5s}" "${BENCH_H2STALL_AFTER:=2s}"
+# "slowshard", "blackhole": clients (one pool per shard), their requests/s in all (0: back to back), each phase's length,
+# the slow shard's delay, which shard (0-3) stalls
+: "${BENCH_STALL_CLIENTS:=200}" "${BENCH_STALL_RATE:=2000}" "${BENCH_STALL_DURATION:=10s}" "${BENCH_STALL_DELAY:=5s}" "${BENCH_STALL_SHARD:=3}"
 : "${BENCH_HAPROXY_NODELAY:=1}"  # HAProxy "option http-no-delay" (see config/haproxy-memory.cfg)
 : "${BENCH_RSS_GUARD_MIB:=8192}" # SIGKILL a proxy whose RSS passes this, so it cannot take the machine down
 : "${BENCH_MEM_TIMEOUT:=90}"     # seconds one test may take before it is cut short
@@ -140,13 +145,15 @@ stop_pid() {
 	PIDS=("${keep[@]+"${keep[@]}"}")
 }
 
+# wait_port PORT: until something listens there, for up to 30 s (a process
+# at nice -19 on a busy machine can take a while to start).
 wait_port() {
 	local port=$1 i
-	for i in $(seq 1 100); do
+	for i in $(seq 1 600); do
 		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
 		sleep 0.05
 	done
-	die "nothing listens on 127.0.0.1:$port after 5s"
+	die "nothing listens on 127.0.0.1:$port after 30s"
 }
 
 port_free() {
@@ -695,10 +702,13 @@ quote() {
 	printf '"%s"' "${s//\"/\\\"}"
 }
 
-# mem_start SYSTEM LOG: start the proxy on the proxy CPU and check that it
-# routes; sets MEASURED_PID, or MEM_ERR and returns 1.
+# mem_start SYSTEM LOG [TEST]: start the proxy on the proxy CPU and check that it
+# routes; sets MEASURED_PID, or MEM_ERR and returns 1. For h2stall, HAProxy
+# and nginx listen for h2c with prior knowledge (shard-proxy takes both on
+# one port), and the check speaks it.
 mem_start() {
-	local sys=$1 plog=$2
+	local sys=$1 plog=$2 t=${3:-} h2=
+	[ "$t" = h2stall ] && h2=yes
 	MEASURED_PID= MEM_ERR=
 	TARGET=$LISTEN
 	port_free "$LISTEN" || { MEM_ERR="port $LISTEN is taken"; return 1; }
@@ -712,13 +722,14 @@ mem_start() {
 	haproxy)
 		local nodelay=
 		[ "$BENCH_HAPROXY_NODELAY" = 1 ] && nodelay="option http-no-delay"
-		render "$BENCH/config/haproxy-memory.cfg" "$TMP/haproxy-memory.cfg" "MAXCONN=$MEM_MAXCONN" "NODELAY=$nodelay"
+		render "$BENCH/config/haproxy-memory.cfg" "$TMP/haproxy-memory.cfg" "MAXCONN=$MEM_MAXCONN" "NODELAY=$nodelay" \
+			"BINDOPTS=${h2:+proto h2}"
 		"${ON_PROXY_CPU[@]}" haproxy -db -f "$TMP/haproxy-memory.cfg" 2>>"$plog" &
 		;;
 	nginx)
 		mkdir -p "$TMP/nginx_body" "$TMP/nginx_proxy"
 		render "$BENCH/config/nginx-memory.conf" "$TMP/nginx-memory.conf" \
-			"WORKER_CONNECTIONS=$NGINX_CONNS" "MAX_BODY=${BENCH_MEM_MAX_BODY_MIB}m"
+			"WORKER_CONNECTIONS=$NGINX_CONNS" "MAX_BODY=${BENCH_MEM_MAX_BODY_MIB}m" "HTTP2=${h2:+http2}"
 		"${ON_PROXY_CPU[@]}" nginx -c "$TMP/nginx-memory.conf" -g 'daemon off; master_process off;' 2>>"$plog" &
 		;;
 	*)
@@ -732,8 +743,12 @@ mem_start() {
 		return 1
 	fi
 	# The routing check of the side-by-side runs; in a subshell, so that a
-	# failure costs this test, not the run.
-	if ! (sanity "$sys" header) 2>"$TMP/sanity.err"; then
+	# failure costs this test, not the run. Over h2c for h2stall: curl is
+	# wrapped in the subshell only, so request() stays as it is.
+	if ! (
+		[ -z "$h2" ] || curl() { command curl --http2-prior-knowledge "$@"; }
+		sanity "$sys" header
+	) 2>"$TMP/sanity.err"; then
 		MEM_ERR="sanity check failed: $(sed 's/^\[bench [0-9:]*\] error: //' "$TMP/sanity.err" | tail -1)"
 		mem_stop "$MEASURED_PID"
 		return 1
@@ -756,18 +771,26 @@ mem_measure() {
 	idle) args=(idle -conns "$IDLE_CONNS" -procs "$BENCH_IDLE_PROCS" -src-base $((2 + n * BENCH_IDLE_PROCS))) ;;
 	hugecl) args=(hugecl -stall "$BENCH_HUGECL_STALL") ;;
 	hung) args=(hung -clients "$BENCH_HUNG_CLIENTS" -hold "$BENCH_HUNG_HOLD") ;;
+	h2stall) args=(h2stall -conns "$BENCH_H2STALL_CONNS" -streams "$BENCH_H2STALL_STREAMS" -bytes "$BENCH_H2STALL_BYTES"
+		-hold "$BENCH_H2STALL_HOLD" -after "$BENCH_H2STALL_AFTER") ;;
+	slowshard | blackhole)
+		local mode=slow
+		[ "$t" = blackhole ] && mode=blackhole
+		args=(stallshard -test "$t" -mode "$mode" -stall "127.0.0.1:${SHARD_PORTS[$BENCH_STALL_SHARD]}"
+			-clients "$BENCH_STALL_CLIENTS" -rate "$BENCH_STALL_RATE" -duration "$BENCH_STALL_DURATION" -delay "$BENCH_STALL_DELAY")
+		;;
 	*)
-		log "unknown memory test $t (want some of: stream sse download download50 upload slowupload idle hugecl hung)"
+		log "unknown memory test $t (want some of: stream sse download download50 upload slowupload idle hugecl hung h2stall slowshard blackhole)"
 		return
 		;;
 	esac
 	local plog="$TMP/$sys-$t.log" line
-	if ! mem_start "$sys" "$plog"; then
+	if ! mem_start "$sys" "$plog" "$t"; then
 		log "$sys/$t: $MEM_ERR"
 		echo "BENCH system=$sys test=$t note=$(quote "$MEM_ERR")" >>"$MEM_RAW"
 		return
 	fi
-	line=$(timeout --foreground -k 5 "$BENCH_MEM_TIMEOUT" "${ON_LOAD_CPU[@]}" "$TMP/memload" "${args[@]}" \
+	line=$(CLK_TCK=$CLK_TCK timeout --foreground -k 5 "$BENCH_MEM_TIMEOUT" "${ON_LOAD_CPU[@]}" "$TMP/memload" "${args[@]}" \
 		-system "$sys" -addr "127.0.0.1:$LISTEN" -pid "$MEASURED_PID" -guard-mib "$BENCH_RSS_GUARD_MIB" \
 		-timeout "$((BENCH_MEM_TIMEOUT - 10))s" 2>>"$TMP/memload.log" | grep '^BENCH ' | tail -1) || true
 	local died=
@@ -816,6 +839,12 @@ memory() {
 		echo "- routing as the header scenario: every request carries X-Shard-Key, hashed onto the four shards"
 		echo "- peak RSS is VmHWM of the proxy process at the end of the test; \"RSS after\" and the idle test's figures are VmRSS. A proxy whose RSS passes ${BENCH_RSS_GUARD_MIB} MiB is killed (the RSS guard)"
 		[ -n "$IDLE_NOTE" ] && echo "- $IDLE_NOTE"
+		case " $BENCH_MEM_TESTS " in *" h2stall "*)
+			echo "- h2stall: HAProxy with \`bind ... proto h2\`, nginx with \`listen ... http2\` (h2c with prior knowledge, HTTP/1.1 to the shards, otherwise the configs above); shard-proxy as above (it takes h2c on the same port)" ;;
+		esac
+		case " $BENCH_MEM_TESTS " in *" slowshard "* | *" blackhole "*)
+			echo "- slowshard, blackhole: the stalled shard is shard $BENCH_STALL_SHARD (port ${SHARD_PORTS[$BENCH_STALL_SHARD]}); $BENCH_STALL_CLIENTS clients at $BENCH_STALL_RATE requests/s in all (0: back to back), phases of $BENCH_STALL_DURATION" ;;
+		esac
 		echo "- ratios compare each system with HAProxy in the same run; the raw lines are in memory.txt"
 		echo
 		"$TMP/memload" report -in "$MEM_RAW"
