@@ -11,6 +11,11 @@
 #                                shard lying about Content-Length; shard-proxy,
 #                                HAProxy and nginx side by side, in
 #                                bench/results/memory.md
+#   bash bench/run.sh accesslog  header-key req/s and allocations per request of
+#                                shard-proxy's data plane with 100% access logging
+#                                to a file, and tracing at 1% and 100% sampling,
+#                                against both off, alternating in the same run, in
+#                                bench/results/accesslog.md
 #   bash bench/run.sh grpc       gRPC unary calls (and plain HTTP/2 GETs with
 #                                h2load) through shard-proxy, HAProxy and nginx
 #                                over h2c, in bench/results/grpc.md
@@ -41,6 +46,7 @@ set -euo pipefail
 : "${BENCH_MEM_TESTS:=stream sse download download50 upload slowupload idle hugecl hung h2stall slowshard blackhole}"
 : "${BENCH_MEM_BYTES:=64MiB}"    # one download, each of the concurrent downloads, the upload
 : "${BENCH_MEM_MAX_BODY_MIB:=128}" # shard-proxy --max-body-bytes, nginx client_max_body_size
+: "${BENCH_AL_MODES:=off file trace1 trace100}" # "run.sh accesslog": off, 100% access log to a file, tracing at 1% and 100%
 : "${BENCH_SP_ARGS:=}"           # extra shard-proxy flags in memory mode (word-split)
 : "${BENCH_STREAM_CHUNKS:=10}" "${BENCH_STREAM_GAP:=200ms}"
 : "${BENCH_DOWNLOADS:=50}"       # concurrent downloads
@@ -514,6 +520,71 @@ profile() {
 	cat "$out/profile.md"
 }
 
+# --- accesslog mode ----------------------------------------------------------------
+#
+# The profile harness (the data plane in-process, as cmd/shard-proxy wires
+# it) with and without --access-log to a file, alternating, BENCH_ROUNDS
+# times; the harness counts requests and allocations in the measured window.
+
+accesslog_run() { # accesslog_run off|file|trace1|trace100: one window; prints "rps allocs_per_req cpu_us_per_req"
+	local mode=$1 args=() pid line
+	case $mode in
+	file) args=(-access-log "$TMP/access.log") ;;
+	trace1) args=(-trace-ratio 0.01) ;;   # --tracing otlp at the default sampling
+	trace100) args=(-trace-ratio 1) ;;
+	esac
+	port_free "$LISTEN" || die "port $LISTEN is taken (set BENCH_PORT)"
+	"${ON_PROXY_CPU[@]}" "$TMP/profile" -shards "$SHARDS_FLAG" -listen "127.0.0.1:$LISTEN" -key "$(key_rule header)" \
+		-cpuprofile "$TMP/al-cpu.pprof" -heapbase "$TMP/al-base.pprof" -heapprofile "$TMP/al-heap.pprof" \
+		"${args[@]}" >"$TMP/al.out" 2>>"$TMP/al.log" &
+	pid=$!
+	PIDS+=("$pid")
+	wait_port "$LISTEN"
+	TARGET=$LISTEN
+	load header "$BENCH_WARMUP" >/dev/null
+	kill -USR1 "$pid"
+	line=$(load header "$BENCH_DURATION")
+	kill -TERM "$pid"
+	wait "$pid" || true
+	stop_pid "$pid"
+	echo "$(field rps "$line") $(field allocs_per_req "$(cat "$TMP/al.out")") $(field cpu_us_per_req "$(cat "$TMP/al.out")")"
+}
+
+accesslog() {
+	log "building the profiling harness"
+	bench_build "$TMP/profile" ./cmd/profile
+	mkdir -p "$BENCH_OUT"
+	start_backends
+	local started round mode r rows="" lines rps allocs cpu
+	started=$(date -u +%Y-%m-%dT%H:%MZ)
+	for round in $(seq 1 "$BENCH_ROUNDS"); do
+		for mode in $(rotate "$round" $BENCH_AL_MODES); do
+			rm -f "$TMP/access.log"
+			r=$(accesslog_run "$mode")
+			lines=0
+			[ "$mode" = file ] && lines=$(wc -l <"$TMP/access.log")
+			read -r rps allocs cpu <<<"$r"
+			rows+="| $round | $mode | $rps | $allocs | $cpu | $lines |"$'\n'
+			log "round $round, access log $mode: rps allocs/req = $r, lines $lines"
+		done
+	done
+	{
+		echo "# shard-proxy access log cost, header key"
+		echo
+		echo "- run: $started, $BENCH_ROUNDS round(s), ${BENCH_DURATION}s each, wrk -c$BENCH_CONNECTIONS; load average at end $(cut -d' ' -f1-3 /proc/loadavg)"
+		machine
+		echo
+		echo "| round | access log | req/s | allocs/request | CPU µs/request | lines written |"
+		echo "|---|---|---|---|---|---|"
+		printf '%s' "$rows"
+		echo
+		printf '%s' "$rows" | awk -F'|' '{gsub(/ /, "", $3); r[$3] += $4; c[$3] += $6; n[$3]++}
+			END { for (m in n) if (m != "off" && n["off"]) printf "- %s/off: req/s ratio %.3f, CPU per request ratio %.3f (means of the rounds)\n", m, (r[m] / n[m]) / (r["off"] / n["off"]), (c[m] / n[m]) / (c["off"] / n["off"]) }'
+	} >"$BENCH_OUT/accesslog.md"
+	log "wrote $BENCH_OUT/accesslog.md"
+	cat "$BENCH_OUT/accesslog.md"
+}
+
 # --- memory mode ------------------------------------------------------------------
 #
 # Every system is restarted for every test, so its VmHWM is that test's peak
@@ -879,13 +950,15 @@ grpc_start() {
 	fi
 	port_free "$LISTEN" || { GRPC_ERR="port $LISTEN is taken"; return 1; }
 	case $sys in
-	shard-proxy | candidate)
-		local shards key=header:x-shard-key
+	shard-proxy | candidate | shard-proxy-log)
+		# shard-proxy-log: the same binary with 100% access logging to a file
+		local shards key=header:x-shard-key bin=$sys extra=()
 		shards=$(printf 'http://127.0.0.1:%s,' "${ports[@]}")
 		[ "$sc" = h2 ] && key='path:/accounts/{key}'
-		"${ON_PROXY_CPU[@]}" "$TMP/$sys" --shards "${shards%,}" --shard-protocol "$proto" \
+		[ "$sys" = shard-proxy-log ] && bin=shard-proxy extra=(--access-log "$TMP/grpc-access.log")
+		"${ON_PROXY_CPU[@]}" "$TMP/$bin" --shards "${shards%,}" --shard-protocol "$proto" \
 			--listen "127.0.0.1:$LISTEN" --admin-listen "127.0.0.1:$ADMIN" \
-			--key "$key" --log-level warn 2>>"$plog" &
+			--key "$key" --log-level warn "${extra[@]}" 2>>"$plog" &
 		;;
 	haproxy)
 		local balance="balance hdr(x-shard-key)" hproto="proto h2"
@@ -903,7 +976,7 @@ grpc_start() {
 		"${ON_PROXY_CPU[@]}" nginx -c "$TMP/nginx-grpc.conf" -g 'daemon off; master_process off;' 2>>"$plog" &
 		;;
 	*)
-		GRPC_ERR="unknown system $sys (want some of: shard-proxy haproxy nginx direct candidate)"
+		GRPC_ERR="unknown system $sys (want some of: shard-proxy haproxy nginx direct candidate shard-proxy-log)"
 		return 1
 		;;
 	esac
@@ -1016,6 +1089,7 @@ command -v go >/dev/null || die "go is not on PATH"
 case $MODE in
 compare) compare ;;
 profile) profile ;;
+accesslog) accesslog ;;
 memory) memory ;;
 grpc) grpc ;;
 *) die "unknown mode $MODE: want compare (default), profile, memory or grpc" ;;

@@ -58,6 +58,7 @@ type options struct {
 	logLevel     string
 	logFormat    string
 	tls          tlsOptions
+	record       recordOptions
 
 	// from maps flags set from the environment to their variable names.
 	from map[string]string
@@ -214,6 +215,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	tlsFlags(fs, &o.tls)
+	recordFlags(fs, &o.record)
 	return fs
 }
 
@@ -288,6 +290,9 @@ func (o *options) validate() error {
 		return err
 	}
 	if err := o.validateTLS(); err != nil {
+		return err
+	}
+	if err := o.record.validate(o.name); err != nil {
 		return err
 	}
 	return o.derive()

@@ -112,6 +112,10 @@ type Config struct {
 	// OnTLSHandshake, when not nil, is told the outcome of each handshake
 	// on a TLS listener (see ServeTLS), one of the certs.Outcome* values.
 	OnTLSHandshake func(outcome string)
+	// AccessLog and Tracer receive every request's record (package
+	// accesslog, package tracing); nil: none.
+	AccessLog route.Recorder
+	Tracer    route.Tracer
 }
 
 // Proxy is the data plane. Serve, Apply and the accessors are safe for
@@ -131,7 +135,8 @@ func New(cfg Config) (*Proxy, error) {
 	cfg = withDefaults(cfg)
 	r, err := route.New(route.Config{Ring: cfg.Ring, Keys: cfg.Keys, MaxBodyDepth: cfg.MaxBodyDepth, UpstreamTimeout: cfg.UpstreamTimeout,
 		MaxConnsPerShard: cfg.MaxConnsPerShard, OwnerWait: cfg.OwnerWait, OwnerWaitMax: cfg.OwnerWaitMax,
-		HotKeySample: cfg.HotKeySample, Registerer: cfg.Registerer, Logger: cfg.Logger, ShardTLS: cfg.ShardTLS})
+		HotKeySample: cfg.HotKeySample, Registerer: cfg.Registerer, Logger: cfg.Logger,
+		AccessLog: cfg.AccessLog, Tracer: cfg.Tracer, ShardTLS: cfg.ShardTLS})
 	if err != nil {
 		return nil, err
 	}

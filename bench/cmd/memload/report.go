@@ -453,6 +453,11 @@ func (m *mdReport) stallShard(test string) {
 		}
 		m.noteDeath(r)
 	}
+	m.stalledRows(all, base)
+}
+
+// stalledRows: how the stalled shard's own requests ended.
+func (m *mdReport) stalledRows(all []rec, base rec) {
 	m.b.WriteString("\nThe stalled shard's requests in the stalled phase (its pool's clients wait for each answer; a request\n" +
 		"still unanswered 1 s after the phase ended is cut: \"still waiting at the end\"; clients stuck: its clients with\n" +
 		"a request in flight when the phase ended):\n\n")

@@ -445,6 +445,7 @@ func (s *stream) answerH1(resp *h1.Response, end bool) bool {
 		return false
 	}
 	s.answered, s.status = true, resp.Status
+	s.ttfb = time.Since(s.d.Start)
 	c.w.Headers(s.id, fields, end)
 	c.w.Signal()
 	if end {
@@ -461,6 +462,7 @@ func (s *stream) answerH1(resp *h1.Response, end bool) bool {
 // no more at a time than the client's stream window allows: what waits
 // for the window stays in the caller's buffer, not in a copy.
 func (s *stream) pass(data []byte, end bool) error {
+	s.bytesOut.Add(int64(len(data)))
 	c := s.c
 	for {
 		c.w.Lock()

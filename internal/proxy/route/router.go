@@ -69,6 +69,10 @@ type Config struct {
 	// checking each one's identity; nil makes such shards unreachable
 	// (502 "shard TLS handshake failed").
 	ShardTLS *certs.ShardClient
+	// Tracer makes each request's span; nil: no tracing.
+	Tracer Tracer
+	// AccessLog writes each request's log line; nil: no access log.
+	AccessLog Recorder
 }
 
 // Router holds the routing snapshot and takes every request's routing
