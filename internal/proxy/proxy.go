@@ -118,6 +118,8 @@ type Proxy struct {
 	relay  *http2.Relay
 	h2std  *h2std.Server
 	srv    listeners
+
+	maxBody int // Config.MaxBodyBytes, for Explain's callers
 }
 
 // New returns a Proxy that answers 503 "no shards" until the first Apply.
@@ -130,7 +132,7 @@ func New(cfg Config) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{router: r}
+	p := &Proxy{router: r, maxBody: cfg.MaxBodyBytes}
 	p.relay = http2.New(http2.Config{Router: r, UpstreamTimeout: cfg.UpstreamTimeout,
 		ClientHeaderTimeout: cfg.ClientHeaderTimeout, ClientWriteTimeout: cfg.ClientWriteTimeout,
 		IdleTimeout: cfg.IdleTimeout, MaxRequestBodyBytes: cfg.MaxRequestBodyBytes, Logger: cfg.Logger})
