@@ -2,9 +2,8 @@
 // (package route) and the front ends, Serve accepts client connections,
 // Shutdown drains them. Each connection starts on the HTTP/1.1 engine
 // (package http1); one whose first bytes are the HTTP/2 preface is handed,
-// through a callback, to the HTTP/2 relay (package http2) or, when the
-// relay cannot serve it, to the net/http path (package h2std). The front
-// ends never import each other; every one of them asks route for each
+// through a callback, to the HTTP/2 relay (package http2), which serves
+// every HTTP/2 connection. The front ends never import each other; every one of them asks route for each
 // request's owner, and answers errors from package answer under the header
 // policy of package header.
 package proxy
@@ -17,7 +16,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/shard-proxy/shard-proxy/internal/proxy/h2std"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/hotkeys"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/http1"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/http2"
@@ -116,7 +114,6 @@ type Proxy struct {
 	router *route.Router
 	http1  *http1.Server
 	relay  *http2.Relay
-	h2std  *h2std.Server
 	srv    listeners
 
 	maxBody int // Config.MaxBodyBytes, for Explain's callers
@@ -135,10 +132,8 @@ func New(cfg Config) (*Proxy, error) {
 	p := &Proxy{router: r, maxBody: cfg.MaxBodyBytes}
 	p.relay = http2.New(http2.Config{Router: r, UpstreamTimeout: cfg.UpstreamTimeout,
 		ClientHeaderTimeout: cfg.ClientHeaderTimeout, ClientWriteTimeout: cfg.ClientWriteTimeout,
-		IdleTimeout: cfg.IdleTimeout, MaxRequestBodyBytes: cfg.MaxRequestBodyBytes, Logger: cfg.Logger})
-	p.h2std = h2std.New(h2std.Config{Router: r, MaxBodyBytes: cfg.MaxBodyBytes, UpstreamTimeout: cfg.UpstreamTimeout,
-		ClientHeaderTimeout: cfg.ClientHeaderTimeout, ClientBodyTimeout: cfg.ClientBodyTimeout, IdleTimeout: cfg.IdleTimeout,
-		MaxRequestBodyBytes: cfg.MaxRequestBodyBytes})
+		IdleTimeout: cfg.IdleTimeout, MaxRequestBodyBytes: cfg.MaxRequestBodyBytes,
+		MaxBodyBytes: cfg.MaxBodyBytes, ClientBodyTimeout: cfg.ClientBodyTimeout, Logger: cfg.Logger})
 	p.http1 = http1.New(http1.Config{Router: r, MaxBodyBytes: cfg.MaxBodyBytes, UpstreamTimeout: cfg.UpstreamTimeout,
 		ClientHeaderTimeout: cfg.ClientHeaderTimeout, ClientBodyTimeout: cfg.ClientBodyTimeout,
 		ClientWriteTimeout: cfg.ClientWriteTimeout, IdleTimeout: cfg.IdleTimeout,
@@ -165,23 +160,14 @@ func withDefaults(cfg Config) Config {
 }
 
 // handOff takes a connection whose first bytes are the HTTP/2 preface
-// from the HTTP/1.1 engine: to the relay when it can serve every stream
-// (no key rule reads the body), else to the net/http path.
+// from the HTTP/1.1 engine, for the relay.
 func (p *Proxy) handOff(nc net.Conn, ip string, pending []byte) bool {
 	if !http2.IsPreface(pending) {
 		return false
 	}
-	if p.relayable() {
-		go p.relay.ServeConn(nc, ip, pending)
-		return true
-	}
-	p.h2std.ServeConn(nc, pending)
+	go p.relay.ServeConn(nc, ip, pending)
 	return true
 }
-
-// relayable tells whether a new HTTP/2 connection can be relayed: the
-// relay routes on the head alone, so no key rule may read the body.
-func (p *Proxy) relayable() bool { return !p.router.Keys().NeedsBody() }
 
 // Apply makes topo the routing snapshot (see route.Router.Apply).
 func (p *Proxy) Apply(topo watch.Topology) error { return p.router.Apply(topo) }

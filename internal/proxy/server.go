@@ -68,7 +68,7 @@ func (p *Proxy) Serve(ln net.Listener) error {
 // finish), until ctx ends; then what remains is closed.
 func (p *Proxy) Shutdown(ctx context.Context) error {
 	p.srv.close()
-	fronts := []frontEnd{p.http1, p.relay, p.h2std}
+	fronts := []frontEnd{p.http1, p.relay}
 	errs := make([]error, len(fronts))
 	var wg sync.WaitGroup
 	for i, f := range fronts {

@@ -259,7 +259,7 @@ func funcName(d *ast.FuncDecl) string {
 // asks route for every request's owner. They never import each other (the
 // facade, internal/proxy, hands connections between them through a
 // callback), so that a feature written above the protocols is written once.
-var frontEnds = []string{"internal/proxy/http1", "internal/proxy/http2", "internal/proxy/h2std"}
+var frontEnds = []string{"internal/proxy/http1", "internal/proxy/http2"}
 
 // proxyLeaves are the packages the front ends share: none of them may link
 // a front end or the facade.

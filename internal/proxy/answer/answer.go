@@ -152,8 +152,7 @@ func (a Answer) JSON() []byte {
 	return append(b, '\n')
 }
 
-// Write writes the answer to a net/http response (the admin plane and
-// the net/http HTTP/2 path).
+// Write writes the answer to a net/http response (the admin plane).
 func (a Answer) Write(w http.ResponseWriter) { a.WriteTo(w, false) }
 
 // WriteTo writes the answer to a net/http response: as JSON, or for a

@@ -1,5 +1,5 @@
 // Package header is the header policy, one for every front end (HTTP/1.1,
-// the HTTP/2 relay, the net/http path) and for broadcast: which request and
+// the HTTP/2 relay) and for broadcast: which request and
 // response fields pass, which are one hop's only, and what the proxy adds
 // (X-Forwarded-*, X-Shard, X-Shard-Previous). Each front end writes fields
 // in its own representation (bytes, HPACK, http.Header) but asks Classify
@@ -92,7 +92,7 @@ func (f Forwarded) Proto() string {
 }
 
 // Prepare applies the header policy to a request header of net/http
-// (broadcast, the net/http path, the HTTP/1.1-to-h2c bridge): it drops
+// (broadcast, the HTTP/1.1-to-h2c bridge): it drops
 // hop-by-hop fields and a client's X-Shard-Previous*, and adds
 // X-Forwarded-*. Each field is decided by Classify, as the front ends that
 // write heads themselves do.

@@ -34,6 +34,9 @@ type clientConn struct {
 	// grown is how far its streams' windows towards shards have grown
 	// beyond shardStreamWindow, together (answerBudget).
 	grown atomic.Int64
+	// bodyTurn is the stream waiting for its body whose window opens as
+	// it buffers (see body.go); guarded by w.mu.
+	bodyTurn *stream
 
 	// guarded by w.mu
 	streams map[uint32]*stream
@@ -269,7 +272,12 @@ func (c *clientConn) onTrailers(s *stream, f *h2hpack.Block) error {
 		if s.h1 != nil {
 			poke(s.h1.wake)
 		}
+		waited := s.bodyWait
+		s.endBodyWait()
 		c.w.mu.Unlock()
+		if waited {
+			s.routeBody(&s.kreq, nil)
+		}
 		return nil
 	}
 	c.w.mu.Unlock()
@@ -379,6 +387,14 @@ func (c *clientConn) onData(f *http2.DataFrame) error {
 		name := s.shardName() // s.b is guarded by c.w.mu
 		c.w.mu.Unlock()
 		s.fail(answer.BodyTooLarge(int(min(limit, math.MaxInt32))), name)
+		return nil
+	}
+	if s.bodyWait { // a body rule waits for the whole body
+		over, err := s.buffer(data, n)
+		c.w.mu.Unlock()
+		if over {
+			s.routeBody(&s.kreq, err)
+		}
 		return nil
 	}
 	if s.up == nil { // not open on the shard yet (or an HTTP/1.1 exchange): held within the window

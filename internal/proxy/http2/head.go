@@ -110,6 +110,7 @@ func isConnection(name string) bool { return len(name) == 10 && strings.EqualFol
 type keyRequest struct {
 	fields      []hpack.HeaderField
 	path, query []byte
+	body        []byte // nil until buffered (see stream.buffer)
 }
 
 var _ keys.Request = keyRequest{}
@@ -128,5 +129,5 @@ func (r keyRequest) HeaderValues(dst [][]byte, name string) [][]byte {
 // PathQuery implements keys.Request.
 func (r keyRequest) PathQuery() (path, query []byte) { return r.path, r.query }
 
-// Body implements keys.Request: relayed requests are routed on their head.
-func (r keyRequest) Body() []byte { return nil }
+// Body implements keys.Request.
+func (r keyRequest) Body() []byte { return r.body }

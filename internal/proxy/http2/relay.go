@@ -7,14 +7,16 @@
 // while it is held for a not-ready owner or waits for a new shard
 // connection to be dialled.
 //
-// A stream whose owner speaks HTTP/1.1 is refused (REFUSED_STREAM, which
-// clients retry) and the connection told to go away; the facade sends such
-// connections to the net/http path (package h2std) instead.
+// A stream whose owner speaks HTTP/1.1 is exchanged as an HTTP/1.1
+// request on a pooled connection (h1shard.go); one whose key a body rule
+// reads waits for its body first (body.go). The relay serves every HTTP/2
+// client connection.
 //
 // Files: relay.go (the front end and its connections), conn.go (a client
-// connection), stream.go (a relayed stream), shard.go (a shard connection
-// and its pool), wire.go (the sending side and flow control), block.go
-// (header blocks), hpack.go (the encoder).
+// connection), stream.go (a relayed stream), body.go (body rules),
+// shard.go (a shard connection and its pool), h1shard.go (HTTP/1.1
+// shards), wire.go (the sending side and flow control), head.go (request
+// heads for shards).
 package http2
 
 import (
@@ -43,6 +45,11 @@ type Config struct {
 	IdleTimeout time.Duration
 	// MaxRequestBodyBytes caps every request body (0: no limit).
 	MaxRequestBodyBytes int64
+	// MaxBodyBytes caps what a body rule buffers of a request body.
+	MaxBodyBytes int
+	// ClientBodyTimeout bounds the wait between two DATA frames of a body
+	// a body rule waits for.
+	ClientBodyTimeout time.Duration
 	// Logger logs at debug level what peers get wrong.
 	Logger *slog.Logger
 }

@@ -73,6 +73,15 @@ type stream struct {
 	// guarded by up.w.mu: the shard's stream is closed or forgotten
 	shardGone bool
 
+	// a body rule's wait: kreq, the head the rules read again once the
+	// body is in (set before bodyWait, then owned by the goroutine that
+	// routes); bodyWait and withheld guarded by c.w.mu (see buffer)
+	kreq      keyRequest
+	bodyWait  bool
+	withheld  int
+	lastBody  time.Time
+	bodyTimer *time.Timer
+
 	// guarded by c.w.mu
 	b            *route.Backend // the owner, once the stream goes there
 	h1           *h1call        // the exchange, when the owner speaks HTTP/1.1
@@ -115,12 +124,13 @@ func (s *stream) route(f *h2hpack.Block) {
 	c.w.mu.Lock()
 	s.reqDeclared = rq.Length
 	c.w.mu.Unlock()
-	sc := keys.AcquireScratch()
-	err = c.r.router.Route(&s.d, keyRequest{fields: f.Fields, path: rq.Path, query: rq.Query}, sc, nil)
-	s.key = string(s.d.Key)
-	s.d.Key = unsafe.Slice(unsafe.StringData(s.key), len(s.key)) // the scratch goes back
-	keys.ReleaseScratch(sc)
-	switch {
+	kr := keyRequest{fields: f.Fields, path: rq.Path, query: rq.Query}
+	if s.grpc || rq.Length == 0 || f.StreamEnded() {
+		kr.body = emptyBody // no body to wait for (body rules never read protobuf)
+	}
+	switch err = s.routeStep(kr, nil); {
+	case errors.Is(err, keys.ErrNeedBody):
+		s.awaitBody(f, rq, kr)
 	case errors.Is(err, route.ErrMustWait):
 		s.head = c.outboundHead(nil, f, rq) // kept while it waits
 		go s.awaitOwner()
@@ -134,6 +144,19 @@ func (s *stream) route(f *h2hpack.Block) {
 		c.head = s.head[:0]
 		s.toOwner()
 	}
+}
+
+var emptyBody = []byte{}
+
+// routeStep takes the routing step for req, with loadBody for a body rule
+// (nil: the body is not in yet), and keeps the key past the scratch.
+func (s *stream) routeStep(req keys.Request, loadBody func() error) error {
+	sc := keys.AcquireScratch()
+	err := s.c.r.router.Route(&s.d, req, sc, loadBody)
+	s.key = string(s.d.Key)
+	s.d.Key = unsafe.Slice(unsafe.StringData(s.key), len(s.key)) // the scratch goes back
+	keys.ReleaseScratch(sc)
+	return err
 }
 
 // failRouting answers a stream whose routing step failed; a not-ready
@@ -398,8 +421,10 @@ func (s *stream) close(reset bool) {
 		c.w.signal()
 	}
 	s.cancelShard()
+	s.endBodyWait()
 	if len(s.early) > 0 {
-		c.w.giveBack(len(s.early))
+		// What a body rule kept was given back as it came (prepaid).
+		c.w.giveBack(len(s.early) - int(min(s.req.prepaid, int64(len(s.early)))))
 		s.early = nil
 	}
 	stopTimer(s.headTimer)

@@ -344,6 +344,10 @@ type half struct {
 	// answerBudget); nil for a request half, whose window does not grow.
 	grant  int64
 	budget *atomic.Int64
+	// prepaid (src) counts bytes already given back to the source
+	// connection while they were buffered for a body rule (see
+	// stream.buffer): they are not given back again when they leave.
+	prepaid int64
 }
 
 // credit is window to give back to a half's source.
@@ -475,20 +479,29 @@ func (h *half) credit(n int) {
 	}
 	s := h.src
 	s.mu.Lock()
+	paid := min(int64(n), h.prepaid)
+	h.prepaid -= paid
 	if h.connCredit {
-		s.giveBack(n)
+		s.giveBack(n - int(paid))
 	}
-	if !h.srcDone {
-		h.unacked += int64(n)
-		if h.unacked >= min(creditMin, h.grant/2) {
-			inc := h.unacked + h.grow()
-			s.windowUpdate(h.srcID, inc)
-			h.recvWin += inc
-			h.unacked = 0
-			s.signal()
-		}
-	}
+	h.creditStream(n)
 	s.mu.Unlock()
+}
+
+// creditStream gives n bytes of the stream's window back to its source,
+// batched, while the source still sends on it; src.mu held.
+func (h *half) creditStream(n int) {
+	if h.srcDone || n <= 0 {
+		return
+	}
+	h.unacked += int64(n)
+	if h.unacked >= min(creditMin, h.grant/2) {
+		inc := h.unacked + h.grow()
+		h.src.windowUpdate(h.srcID, inc)
+		h.recvWin += inc
+		h.unacked = 0
+		h.src.signal()
+	}
 }
 
 // grow doubles an answer half's window, up to maxStreamWindow, when its

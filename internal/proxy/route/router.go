@@ -3,8 +3,7 @@
 // in atomically), its key, its owner, the hold for a not-ready owner, the
 // handoff to a new owner, the hot-key sample, live streams that end when
 // their key moves, and the data plane's metrics. Front ends (HTTP/1.1, the
-// HTTP/2 relay, the net/http path) ask it and repeat none of it; each
-// request leaves one Decision, the record its access log line and span are
+// HTTP/2 relay) ask it and repeat none of it; each request leaves one Decision, the record its access log line and span are
 // made from.
 package route
 
