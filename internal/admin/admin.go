@@ -85,6 +85,7 @@ func New(cfg Config) *Server {
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
 	s.mux.Handle("GET /shards", s.guard(http.HandlerFunc(s.shards)))
 	s.mux.Handle("GET /locate", s.guard(http.HandlerFunc(s.locate)))
+	s.mux.Handle("POST /explain", s.guard(http.HandlerFunc(s.explain)))
 	s.mux.Handle("GET /plan", s.guard(http.HandlerFunc(s.plan)))
 	s.mux.Handle("GET /hotkeys", s.guard(http.HandlerFunc(s.hotKeys)))
 	s.mux.Handle("GET /topology", s.guard(http.HandlerFunc(s.topology)))
@@ -106,7 +107,7 @@ func notFound(w http.ResponseWriter, r *http.Request) {
 	case p == "/healthz", p == "/readyz", p == "/metrics", p == "/shards", p == "/locate", p == "/plan", p == "/broadcasts",
 		p == "/hotkeys", p == "/topology":
 	case isBroadcastPath(p, ""):
-	case isBroadcastPath(p, "/retry"):
+	case isBroadcastPath(p, "/retry"), p == "/explain":
 		allow, use = "POST", "POST"
 	default:
 		writeJSON(w, http.StatusNotFound, errorBody{Error: "no such admin endpoint: " + r.URL.Path})

@@ -27,3 +27,7 @@ func (p *Proxy) Explain(d *route.Decision, req keys.Request, s *keys.Scratch, lo
 
 // MaxBodyBytes is what a body rule buffers of a request body at most.
 func (p *Proxy) MaxBodyBytes() int { return p.maxBody }
+
+// TriedBefore returns the key rules, as written, tried before rule: the
+// "tried" of an explained request.
+func (p *Proxy) TriedBefore(rule string) []string { return p.router.Keys().Before(rule) }
