@@ -450,5 +450,3 @@ func TestGoroutinesEndWithTheContext(t *testing.T) {
 		t.Errorf("Owner after the end: %+v %v, want the last topology", sh, err)
 	}
 }
-
-
