@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
@@ -170,6 +171,23 @@ func keyError(err error) error {
 		ke.Err = ErrBadBody
 	}
 	return ke
+}
+
+// WaitOwner returns key's owner once it is ready, as RoundTrip waits for
+// it: at once when it is, else after a topology change that makes it so,
+// for at most Config.OwnerWait (the key is placed again on every change,
+// so a scale that moves it waits for the new owner). Then the error is a
+// *ShardError with ErrShardNotReady, or ctx's error.
+func (c *Client) WaitOwner(ctx context.Context, key string) (Shard, error) {
+	st, sh, err := c.readyOwner(ctx, key)
+	if err != nil {
+		return Shard{}, err
+	}
+	i := slices.IndexFunc(st.topo.Shards, func(s Shard) bool { return s.Ordinal == sh.Ordinal })
+	if i < 0 {
+		return Shard{Ordinal: sh.Ordinal, Name: sh.Name, Address: sh.Addr, Ready: true, Protocol: string(sh.Protocol), OwnsKeys: true}, nil
+	}
+	return st.topo.Shards[i], nil
 }
 
 // readyOwner returns the key's owner once it is ready, waiting up to
