@@ -101,6 +101,7 @@ type state struct {
 	table *table.Table // nil when err is set
 	topo  Topology
 	err   error         // routing refused (an unknown ring): Owner returns it
+	tls   map[int]bool  // ordinals of shards the proxy speaks TLS to
 	next  chan struct{} // closed when a newer state replaces this one
 }
 

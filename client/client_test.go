@@ -450,3 +450,16 @@ func TestGoroutinesEndWithTheContext(t *testing.T) {
 		t.Errorf("Owner after the end: %+v %v, want the last topology", sh, err)
 	}
 }
+
+// TestTLSShardsAreNotSentPlaintext: a shard the proxy speaks TLS to gets
+// no plaintext request from the client; the error says why.
+func TestTLSShardsAreNotSentPlaintext(t *testing.T) {
+	names := []string{"web-0"}
+	doc := fmt.Sprintf(`{"ring":"jump","replicas":1,"fingerprint":%q,"generation":1,"shards":[`+
+		`{"ordinal":0,"name":"web-0","address":"127.0.0.1:1","ready":true,"tls":"verified"}]}`, ring.Fingerprint(ring.Config{}, names))
+	c := newClient(t, sseServer(t, doc).URL, client.Config{})
+	_, err := (&http.Client{Transport: c}).Do(keyed(t, "k"))
+	if !isShardErr(err, client.ErrShardUnreachable, "web-0") || !strings.Contains(err.Error(), "TLS") {
+		t.Fatalf("a TLS shard: %v", err)
+	}
+}
