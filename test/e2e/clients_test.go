@@ -183,11 +183,15 @@ func kubeAdmin(t *testing.T, env *kubeenv.Env, f *fixture, p *proxy, key string)
 }
 
 // publishAdmin creates a selectorless Service shard-proxy with the port
-// "admin", and its Endpoints and EndpointSlice at ap.
+// "admin", and its Endpoints and EndpointSlice at ap. The API server's
+// service proxy only goes to an address that is a Pod's, so the proxy,
+// which runs out of cluster, gets a Pod object with that IP, bound to a
+// node no kubelet serves.
 func publishAdmin(t *testing.T, env *kubeenv.Env, ns string, ap netip.AddrPort) {
 	t.Helper()
 	ctx := context.Background()
 	port := int32(ap.Port())
+	ref := adminPod(t, env, ns, ap.Addr())
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "shard-proxy"}, Spec: corev1.ServiceSpec{
 		Ports: []corev1.ServicePort{{Name: "admin", Port: 9090, TargetPort: intstr.FromInt32(port)}}}}
 	if _, err := env.Client.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
@@ -195,7 +199,7 @@ func publishAdmin(t *testing.T, env *kubeenv.Env, ns string, ap netip.AddrPort) 
 	}
 	//lint:ignore SA1019 the service proxy of some API server versions reads Endpoints
 	eps := &corev1.Endpoints{ObjectMeta: metav1.ObjectMeta{Name: "shard-proxy"}, Subsets: []corev1.EndpointSubset{{
-		Addresses: []corev1.EndpointAddress{{IP: ap.Addr().String()}},
+		Addresses: []corev1.EndpointAddress{{IP: ap.Addr().String(), TargetRef: ref}},
 		Ports:     []corev1.EndpointPort{{Name: "admin", Port: port}},
 	}}}
 	if _, err := env.Client.CoreV1().Endpoints(ns).Create(ctx, eps, metav1.CreateOptions{}); err != nil {
@@ -205,10 +209,32 @@ func publishAdmin(t *testing.T, env *kubeenv.Env, ns string, ap netip.AddrPort) 
 	slice := &discoveryv1.EndpointSlice{
 		ObjectMeta:  metav1.ObjectMeta{Name: "shard-proxy-admin", Labels: map[string]string{discoveryv1.LabelServiceName: "shard-proxy"}},
 		AddressType: discoveryv1.AddressTypeIPv4,
-		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{ap.Addr().String()}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}}},
-		Ports:       []discoveryv1.EndpointPort{{Name: &name, Port: &port}},
+		Endpoints: []discoveryv1.Endpoint{{Addresses: []string{ap.Addr().String()}, TargetRef: ref,
+			Conditions: discoveryv1.EndpointConditions{Ready: &ready}}},
+		Ports: []discoveryv1.EndpointPort{{Name: &name, Port: &port}},
 	}
 	if _, err := env.Client.DiscoveryV1().EndpointSlices(ns).Create(ctx, slice, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// adminPod creates the Pod object standing for the proxy at ip, running.
+func adminPod(t *testing.T, env *kubeenv.Env, ns string, ip netip.Addr) *corev1.ObjectReference {
+	t.Helper()
+	ctx := context.Background()
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "shard-proxy-0"}, Spec: corev1.PodSpec{
+		NodeName:   "out-of-cluster",
+		Containers: []corev1.Container{{Name: "shard-proxy", Image: "shard-proxy"}},
+	}}
+	pod, err := env.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod.Status.Phase = corev1.PodRunning
+	pod.Status.PodIP = ip.String()
+	pod.Status.PodIPs = []corev1.PodIP{{IP: ip.String()}}
+	if _, err := env.Client.CoreV1().Pods(ns).UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return &corev1.ObjectReference{Kind: "Pod", Namespace: ns, Name: pod.Name, UID: pod.UID}
 }
