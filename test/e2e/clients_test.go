@@ -59,7 +59,17 @@ func testClients(t *testing.T, env *kubeenv.Env) {
 	clientAgrees(t, p, c, keys)
 
 	t.Run("PodRestart", func(t *testing.T) { clientThroughRestart(t, f, c, keys) })
-	t.Run("KubeAdmin", func(t *testing.T) { kubeAdmin(t, env, f, p, keys[0]) })
+	t.Run("KubeAdmin", func(t *testing.T) {
+		// A second proxy with an admin token: through the service proxy
+		// the token travels in X-Shard-Proxy-Token, since the API server
+		// takes Authorization for itself.
+		tokenFile := filepath.Join(t.TempDir(), "token")
+		if err := os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		guarded := startProxy(t, "guarded", env.Kubeconfig, f.ns, "--admin-listen", env.Net.Gateway.String()+":0", "--admin-token-file", tokenFile)
+		kubeAdmin(t, env, f, guarded, p, keys[0])
+	})
 }
 
 func readyCount(top client.Topology) int {
@@ -146,20 +156,26 @@ func clientThroughRestart(t *testing.T, f *fixture, c *client.Client, keys []str
 	}
 }
 
-// kubeAdmin publishes the proxy's admin port as the Service shard-proxy
-// (port "admin", endpoints by hand: the proxy runs out of cluster) and
-// runs the CLI against kube://NAMESPACE/shard-proxy.
-func kubeAdmin(t *testing.T, env *kubeenv.Env, f *fixture, p *proxy, key string) {
-	ap, err := netip.ParseAddrPort(strings.TrimPrefix(p.admin, "http://"))
+// kubeAdmin publishes the admin port of guarded (a proxy with the admin
+// token s3cret) as the Service shard-proxy (port "admin", endpoints by
+// hand: the proxy runs out of cluster) and runs the CLI against
+// kube://NAMESPACE/shard-proxy; p, without a token, says what to expect.
+func kubeAdmin(t *testing.T, env *kubeenv.Env, f *fixture, guarded, p *proxy, key string) {
+	ap, err := netip.ParseAddrPort(strings.TrimPrefix(guarded.admin, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	publishAdmin(t, env, f.ns, ap)
 	bin := proxyBuild.Path(t)
 	target := "kube://" + f.ns + "/shard-proxy"
+	run := func(name string, args ...string) ([]byte, error) {
+		cmd := exec.Command(name, args...)
+		cmd.Env = append(testutil.ChildEnv(), "SHARD_PROXY_ADMIN_TOKEN=s3cret")
+		return cmd.CombinedOutput()
+	}
 	var a shardsAnswer
 	kubeenv.Eventually(t, proxyTimeout, "shards through the service proxy", func(context.Context) error {
-		out, err := exec.Command(bin, "shards", "--admin", target, "--kubeconfig", env.Kubeconfig, "-o", "json").CombinedOutput()
+		out, err := run(bin, "shards", "--admin", target, "--kubeconfig", env.Kubeconfig, "-o", "json")
 		if err != nil {
 			return fmt.Errorf("%v: %s", err, out)
 		}
@@ -167,6 +183,11 @@ func kubeAdmin(t *testing.T, env *kubeenv.Env, f *fixture, p *proxy, key string)
 	})
 	if a.Replicas != 4 || a.Ready != 4 {
 		t.Errorf("shards through kube://: %+v", a)
+	}
+	cmd := exec.Command(bin, "shards", "--admin", target, "--kubeconfig", env.Kubeconfig)
+	cmd.Env = testutil.ChildEnv()
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "401") {
+		t.Errorf("shards through kube:// without the admin token: %v\n%s\nwant 401", err, out)
 	}
 	plugin := filepath.Join(t.TempDir(), "kubectl-shard")
 	if err := os.Symlink(bin, plugin); err != nil {
@@ -176,7 +197,7 @@ func kubeAdmin(t *testing.T, env *kubeenv.Env, f *fixture, p *proxy, key string)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(plugin, "locate", key, "--admin", target+":admin", "--kubeconfig", env.Kubeconfig).CombinedOutput()
+	out, err := run(plugin, "locate", key, "--admin", target+":admin", "--kubeconfig", env.Kubeconfig)
 	if err != nil || !strings.Contains(string(out), want.Shard) {
 		t.Errorf("kubectl-shard locate %s --admin %s:admin: %v\n%s\nwant %s", key, target, err, out, want.Shard)
 	}
