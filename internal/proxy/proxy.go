@@ -127,6 +127,8 @@ type Proxy struct {
 	relay  *http2.Relay
 	srv    listeners
 	cfg    Config
+
+	maxBody int // Config.MaxBodyBytes, for Explain's callers
 }
 
 // New returns a Proxy that answers 503 "no shards" until the first Apply.
@@ -140,7 +142,7 @@ func New(cfg Config) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{router: r, cfg: cfg}
+	p := &Proxy{router: r, cfg: cfg, maxBody: cfg.MaxBodyBytes}
 	p.relay = http2.New(http2.Config{Router: r, UpstreamTimeout: cfg.UpstreamTimeout,
 		ClientHeaderTimeout: cfg.ClientHeaderTimeout, ClientWriteTimeout: cfg.ClientWriteTimeout,
 		IdleTimeout: cfg.IdleTimeout, MaxRequestBodyBytes: cfg.MaxRequestBodyBytes,
