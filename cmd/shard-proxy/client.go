@@ -26,6 +26,7 @@ var subcommands = map[string]func(args []string, getenv func(string) string, std
 	"broadcasts": cmdBroadcasts,
 	"plan":       cmdPlan,
 	"top":        cmdTop,
+	"load":       cmdLoad,
 }
 
 // clientOptions are the flags every client subcommand takes.
