@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -201,9 +202,34 @@ func (o *loadOptions) write(rep *load.Report, stdout, stderr io.Writer) int {
 	} else {
 		err = rep.WriteText(stdout)
 	}
+	if err == nil && o.report != "" {
+		err = writeHTMLReport(o.report, rep)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "shard-proxy load: writing the report: %v\n", err)
 		return 1
 	}
 	return 0
+}
+
+// writeHTMLReport writes the page to path through a temporary file, so a
+// failed write leaves no half page.
+func writeHTMLReport(path string, rep *load.Report) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".load-report-*.html")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if err := rep.WriteHTML(f); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
 }
