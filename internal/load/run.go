@@ -197,21 +197,27 @@ func (r *run) progress(stop <-chan struct{}, done chan<- struct{}) {
 		case <-stop:
 			r.rec.sample(time.Now())
 			return
-		case now := <-t.C:
+		case <-t.C:
+			// Now, not the tick's time: the figures are read now, and the
+			// goroutine may have run late.
+			now := time.Now()
 			p := r.rec.sample(now)
 			if r.cfg.Progress != nil {
-				r.cfg.Progress(r.snapshot(now, p))
+				r.cfg.Progress(r.snapshot(p))
 			}
 		}
 	}
 }
 
-func (r *run) snapshot(now time.Time, p Point) Progress {
+func (r *run) snapshot(p Point) Progress {
 	r.rec.mu.Lock()
 	late := r.rec.nLate
 	r.rec.mu.Unlock()
-	return Progress{Elapsed: now.Sub(r.start), Sent: r.sent.Load(), Done: r.done.Load(), Errors: r.errs.Load(),
+	pr := Progress{Sent: r.sent.Load(), Done: r.done.Load(), Errors: r.errs.Load(),
 		Late: late, InFlight: r.inFlight.Load(), Conns: r.connCount(), Interval: p}
+	// The time after the counts: nothing sent is ahead of its Elapsed.
+	pr.Elapsed = time.Since(r.start)
+	return pr
 }
 
 // do sends one request on c and records its outcome; latency counts from
