@@ -22,8 +22,8 @@ type pacer struct {
 
 // openLoop dispatches cfg.Rate requests a second until cfg.Duration's
 // worth are dispatched or ctx is cancelled. It wakes every tick, works
-// out from the clock which requests are due, and hands each to an idle
-// worker, or to a new one when none is idle (up to MaxConnections). A
+// out from the clock which requests are due, and queues them for the
+// workers, adding workers while they cannot keep up (grow). A
 // request whose worker starts it late is sent all the same and its
 // latency counts from its due time, so a slow server or a slow generator
 // shows in the report instead of vanishing.
@@ -51,11 +51,13 @@ func (r *run) openLoop(ctx context.Context) error {
 	p := &pacer{r: r, jobs: make(chan job, 4096)}
 	defer close(p.jobs)
 	for range r.cfg.Connections {
-		p.spawn(nil)
+		p.spawn()
 	}
 	total := int64(r.cfg.Rate * r.cfg.Duration.Seconds())
+	perTick := r.cfg.Rate * tick.Seconds()
 	for n := int64(0); ; {
 		due := min(int64(time.Since(r.start).Seconds()*r.cfg.Rate)+1, total)
+		p.grow(due-n, perTick)
 		for ; n < due; n++ {
 			j := job{due: r.start.Add(time.Duration(float64(n) * float64(time.Second) / r.cfg.Rate)), key: r.cfg.Keys.Next()}
 			if !p.dispatch(ctx, j) {
@@ -79,12 +81,25 @@ func (r *run) openLoop(ctx context.Context) error {
 	return nil
 }
 
-// dispatch hands j to a worker; false when ctx ended first.
-func (p *pacer) dispatch(ctx context.Context, j job) bool {
-	if int64(len(p.jobs)) >= p.idle.Load() && p.workers < p.r.cfg.MaxConnections {
-		p.spawn(&j)
-		return true
+// grow adds a worker when the jobs handed out at the last tick are still
+// waiting and no worker is idle: every worker is waiting for an answer (a
+// slow or stalled shard), and one more connection is what the schedule
+// needs. It adds none when the pacer itself woke late (over two ticks'
+// worth of requests due at once): then the generator is short of CPU, and
+// more connections would only cost more of it. One worker per tick at
+// most: a connection costs a connect at both ends, and a burst of them
+// would be a load of its own.
+func (p *pacer) grow(newlyDue int64, perTick float64) {
+	if len(p.jobs) == 0 || p.idle.Load() > 0 || p.workers >= p.r.cfg.MaxConnections ||
+		float64(newlyDue) > 2*perTick+1 {
+		return
 	}
+	p.spawn()
+}
+
+// dispatch queues j for the workers; false when ctx ended first. When the
+// queue is full the pacer waits, and the requests after j leave late.
+func (p *pacer) dispatch(ctx context.Context, j job) bool {
 	select {
 	case p.jobs <- j:
 		return true
@@ -93,9 +108,8 @@ func (p *pacer) dispatch(ctx context.Context, j job) bool {
 	}
 }
 
-// spawn starts a worker with a connection of its own, and first as its
-// first job if set.
-func (p *pacer) spawn(first *job) {
+// spawn starts a worker with a connection of its own.
+func (p *pacer) spawn() {
 	p.workers++
 	c := p.r.newConn()
 	p.r.wg.Add(1)
@@ -106,9 +120,6 @@ func (p *pacer) spawn(first *job) {
 			a   Answer
 			buf []byte
 		)
-		if first != nil {
-			buf = p.r.send(c, &o, buf, &a, *first)
-		}
 		for {
 			p.idle.Add(1)
 			j, ok := <-p.jobs

@@ -35,6 +35,11 @@ type Report struct {
 	Late *Lateness `json:"late,omitempty"`
 	// Connections is the number of connections (workers) the run used.
 	Connections int64 `json:"connections"`
+	// GeneratorCPU is the CPU time (user and system) the generating
+	// process used during the run, in seconds; a share of Elapsed near
+	// the cores it may use means the generator, not the server, set the
+	// pace. 0 where unknown.
+	GeneratorCPU float64 `json:"generator_cpu_s"`
 	// SplitKeys counts keys answered by more than one shard (when the
 	// key source is small enough to count keys one by one).
 	SplitKeys int64 `json:"split_keys"`
@@ -102,6 +107,7 @@ func (r *run) report(interrupted bool, sendEnd time.Time) *Report {
 		Keys: r.cfg.Keys.String(), Mode: "closed", Concurrency: r.cfg.Concurrency,
 		Duration: r.cfg.Duration.Seconds(), Elapsed: elapsed, Interrupted: interrupted,
 		Sent: r.sent.Load(), Connections: int64(len(r.conns)), SplitKeys: rec.split,
+		GeneratorCPU: (processCPU() - r.cpu0).Seconds(),
 	}
 	rep.Unfinished = rep.Sent - r.done.Load()
 	if r.cfg.Rate > 0 {

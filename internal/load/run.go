@@ -97,6 +97,7 @@ type run struct {
 	cfg   Config
 	rec   *recorder
 	start time.Time
+	cpu0  time.Duration // processCPU at the start
 
 	sent, done, errs, inFlight atomic.Int64
 
@@ -114,7 +115,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	r := &run{cfg: cfg, start: time.Now()}
+	r := &run{cfg: cfg, start: time.Now(), cpu0: processCPU()}
 	r.rec = newRecorder(r.start, cfg.Keys, cfg.LateAfter)
 	sendCtx, stopSending := context.WithTimeout(ctx, cfg.Duration)
 	defer stopSending()

@@ -25,7 +25,12 @@ func (rep *Report) WriteText(w io.Writer) error {
 	} else {
 		fmt.Fprintf(b, "closed loop, %d at a time for %.1fs: %d sent", rep.Concurrency, rep.Elapsed, rep.Sent)
 	}
-	fmt.Fprintf(b, "; %d connections\n", rep.Connections)
+	fmt.Fprintf(b, "; %d connections", rep.Connections)
+	if rep.GeneratorCPU > 0 && rep.Elapsed > 0 && rep.Sent > 0 {
+		fmt.Fprintf(b, "; generator CPU %.2fs (%.0f%% of a core, %.1fµs a request)", rep.GeneratorCPU,
+			100*rep.GeneratorCPU/rep.Elapsed, 1e6*rep.GeneratorCPU/float64(rep.Sent))
+	}
+	b.WriteString("\n")
 	if rep.Unfinished > 0 {
 		fmt.Fprintf(b, "%d requests in flight were cut short and are not counted\n", rep.Unfinished)
 	}
