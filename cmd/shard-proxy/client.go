@@ -26,6 +26,7 @@ var subcommands = map[string]func(args []string, getenv func(string) string, std
 	"broadcasts": cmdBroadcasts,
 	"plan":       cmdPlan,
 	"top":        cmdTop,
+	"explain":    cmdExplain,
 	"load":       cmdLoad,
 }
 
@@ -42,6 +43,9 @@ type clientOptions struct {
 	retry   string
 	// locate and plan: the planned N; 0 when not given
 	replicas int
+	// explain only
+	method  string
+	headers [][2]string
 }
 
 func clientFlags(name string, o *clientOptions, extra func(*flag.FlagSet, *clientOptions)) *flag.FlagSet {

@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -39,9 +41,14 @@ type Config struct {
 	Broadcast BroadcastConfig
 	// Logger receives one line per broadcast; nil means slog.Default().
 	Logger *slog.Logger
+	// WatchHeartbeat is how often an idle /shards?watch=1 stream carries a
+	// comment line; 0 means DefaultWatchHeartbeat.
+	WatchHeartbeat time.Duration
 }
 
 // Tables gives the routing table in force, or nil before the first one.
+// When it is a Feed too (the *proxy.Proxy is), /shards carries the
+// table's generation and /shards?watch=1 streams every change.
 type Tables interface {
 	Table() *table.Table
 }
@@ -55,6 +62,10 @@ type Server struct {
 	draining atomic.Bool
 	bcast    *broadcaster
 	planner  *planner
+
+	heartbeat time.Duration // of watch streams
+	stop      chan struct{} // closed by Drain and Close: watch streams end
+	stopOnce  sync.Once
 }
 
 // New returns the admin handler.
@@ -66,13 +77,15 @@ func New(cfg Config) *Server {
 	if gatherer == nil {
 		gatherer = prometheus.NewRegistry()
 	}
-	s := &Server{cfg: cfg, mux: http.NewServeMux(), planner: newPlanner()}
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), planner: newPlanner(),
+		heartbeat: cmp.Or(max(cfg.WatchHeartbeat, 0), DefaultWatchHeartbeat), stop: make(chan struct{})}
 	s.bcast = newBroadcaster(cfg.Broadcast, cfg.Registerer, cfg.Logger)
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
 	s.mux.Handle("GET /shards", s.guard(http.HandlerFunc(s.shards)))
 	s.mux.Handle("GET /locate", s.guard(http.HandlerFunc(s.locate)))
+	s.mux.Handle("POST /explain", s.guard(http.HandlerFunc(s.explain)))
 	s.mux.Handle("GET /plan", s.guard(http.HandlerFunc(s.plan)))
 	s.mux.Handle("GET /hotkeys", s.guard(http.HandlerFunc(s.hotKeys)))
 	s.mux.Handle("GET /topology", s.guard(http.HandlerFunc(s.topology)))
@@ -94,7 +107,7 @@ func notFound(w http.ResponseWriter, r *http.Request) {
 	case p == "/healthz", p == "/readyz", p == "/metrics", p == "/shards", p == "/locate", p == "/plan", p == "/broadcasts",
 		p == "/hotkeys", p == "/topology":
 	case isBroadcastPath(p, ""):
-	case isBroadcastPath(p, "/retry"):
+	case isBroadcastPath(p, "/retry"), p == "/explain":
 		allow, use = "POST", "POST"
 	default:
 		writeJSON(w, http.StatusNotFound, errorBody{Error: "no such admin endpoint: " + r.URL.Path})
@@ -108,11 +121,19 @@ func notFound(w http.ResponseWriter, r *http.Request) {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
 // Drain makes /readyz answer 503, telling load balancers to stop sending
-// traffic while the process shuts down.
-func (s *Server) Drain() { s.draining.Store(true) }
+// traffic while the process shuts down, and ends the watch streams, whose
+// clients then reconnect to another replica.
+func (s *Server) Drain() {
+	s.draining.Store(true)
+	s.stopOnce.Do(func() { close(s.stop) })
+}
 
-// Close releases idle connections of the broadcast client.
-func (s *Server) Close() { s.bcast.close() }
+// Close ends the watch streams and releases idle connections of the
+// broadcast client.
+func (s *Server) Close() {
+	s.stopOnce.Do(func() { close(s.stop) })
+	s.bcast.close()
+}
 
 func (s *Server) guard(h http.Handler) http.Handler {
 	if s.cfg.Auth == nil {
@@ -156,18 +177,28 @@ type ShardsAnswer struct {
 	Replicas    int    `json:"replicas"`
 	Ready       int    `json:"ready"`
 	Fingerprint string `json:"fingerprint"`
+	// Generation counts the topologies this process applied (1 for the
+	// first); it orders the events of /shards?watch=1. Replicas compare
+	// Fingerprint, never Generation.
+	Generation uint64 `json:"generation,omitempty"`
 	// HandoffFrom is the previous N while data moves (0: none).
 	HandoffFrom int         `json:"handoff_from,omitempty"`
 	Shards      []ShardInfo `json:"shards"`
 }
 
-func (s *Server) shards(w http.ResponseWriter, _ *http.Request) {
-	t := s.cfg.Tables.Table()
+func (s *Server) shards(w http.ResponseWriter, r *http.Request) {
+	if isWatch(r) {
+		s.watch(w, r)
+		return
+	}
+	t, gen := s.current()
 	if t == nil {
 		answer.For(answer.ErrNoShards, "").Write(w)
 		return
 	}
-	writeJSON(w, http.StatusOK, describe(t))
+	a := describe(t)
+	a.Generation = gen
+	writeJSON(w, http.StatusOK, a)
 }
 
 func describe(t *table.Table) ShardsAnswer {

@@ -115,6 +115,8 @@ type Proxy struct {
 	http1  *http1.Server
 	relay  *http2.Relay
 	srv    listeners
+
+	maxBody int // Config.MaxBodyBytes, for Explain's callers
 }
 
 // New returns a Proxy that answers 503 "no shards" until the first Apply.
@@ -127,7 +129,7 @@ func New(cfg Config) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{router: r}
+	p := &Proxy{router: r, maxBody: cfg.MaxBodyBytes}
 	p.relay = http2.New(http2.Config{Router: r, UpstreamTimeout: cfg.UpstreamTimeout,
 		ClientHeaderTimeout: cfg.ClientHeaderTimeout, ClientWriteTimeout: cfg.ClientWriteTimeout,
 		IdleTimeout: cfg.IdleTimeout, MaxRequestBodyBytes: cfg.MaxRequestBodyBytes,

@@ -93,6 +93,9 @@ type Router struct {
 type Snapshot struct {
 	Table    *table.Table
 	Backends []*Backend
+	// Generation counts the topologies applied in this process: 1 for the
+	// first, one more for each Apply since (a watcher's event id).
+	Generation uint64
 	// next is closed when a newer snapshot replaces this one: requests
 	// held for a not-ready owner wait on it.
 	next chan struct{}
@@ -205,7 +208,10 @@ func (r *Router) Apply(topo watch.Topology) error {
 // their pooled connections; those of shards that moved or left are closed
 // once idle. r.mu is held.
 func (r *Router) swap(t *table.Table) {
-	next := &Snapshot{Table: t, Backends: make([]*Backend, len(t.Shards)), next: make(chan struct{})}
+	next := &Snapshot{Table: t, Backends: make([]*Backend, len(t.Shards)), Generation: 1, next: make(chan struct{})}
+	if old := r.snap.Load(); old != nil {
+		next.Generation = old.Generation + 1
+	}
 	keep := make(map[string]*Backend, len(t.Shards))
 	for i, s := range t.Shards {
 		id := s.Name + "@" + s.Addr + "/" + string(s.Protocol)

@@ -80,6 +80,18 @@ func (r *Router) Route(d *Decision, req keys.Request, s *keys.Scratch, loadBody 
 	if snap == nil || len(snap.Backends) == 0 {
 		return answer.ErrNoShards
 	}
+	if err := r.key(d, req, s, loadBody); err != nil {
+		if !errors.Is(err, keys.ErrNeedBody) {
+			r.metrics.keyErrorFor(err)
+		}
+		return err
+	}
+	return r.owner(d, snap)
+}
+
+// key sets d's key and the rule that yielded it, buffering the body with
+// loadBody when a body rule asks for it.
+func (r *Router) key(d *Decision, req keys.Request, s *keys.Scratch, loadBody func() error) error {
 	key, rule, err := r.keys.Key(req, s)
 	if errors.Is(err, keys.ErrNeedBody) && loadBody != nil {
 		if err = loadBody(); err == nil {
@@ -87,13 +99,10 @@ func (r *Router) Route(d *Decision, req keys.Request, s *keys.Scratch, loadBody 
 		}
 	}
 	if err != nil {
-		if !errors.Is(err, keys.ErrNeedBody) {
-			r.metrics.keyErrorFor(err)
-		}
 		return err
 	}
 	d.Rule, d.Key = rule, key
-	return r.owner(d, snap)
+	return nil
 }
 
 // owner chooses the key's owner on snap.
