@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/shard-proxy/shard-proxy/client"
 	"github.com/shard-proxy/shard-proxy/internal/load"
 )
 
@@ -47,6 +48,7 @@ type loadOptions struct {
 	conns       int
 	maxConns    int
 	quiet       bool
+	direct      string
 	set         map[string]bool
 	via         string
 }
@@ -69,6 +71,7 @@ func loadFlags(o *loadOptions) *flag.FlagSet {
 	fs.IntVar(&o.conns, "connections", 16, "open loop: connections to start with (more are opened when none is idle)")
 	fs.IntVar(&o.maxConns, "max-connections", 10000, "open loop: at most this many connections; past it requests leave late")
 	fs.BoolVar(&o.quiet, "q", false, "no progress line")
+	fs.StringVar(&o.direct, "direct", "", "send each request straight to its owner pod through the Go client, which follows the proxy at admin `URL` (the ceiling without the proxy); admin token from env SHARD_PROXY_ADMIN_TOKEN")
 	return fs
 }
 
@@ -95,12 +98,19 @@ func cmdLoad(args []string, getenv func(string) string, stdout, stderr io.Writer
 		fmt.Fprintf(stderr, "shard-proxy load: %v\n", err)
 		return 2
 	}
-	if err := load.CheckReachable(target.Addr, 3*time.Second); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if o.direct != "" {
+		closeClient, err := o.useDirect(ctx, &cfg, target, getenv)
+		if err != nil {
+			fmt.Fprintf(stderr, "shard-proxy load: --direct %s: %v\n", o.direct, err)
+			return 1
+		}
+		defer closeClient()
+	} else if err := load.CheckReachable(target.Addr, 3*time.Second); err != nil {
 		fmt.Fprintf(stderr, "shard-proxy load: %v (is the URL %s right, and is something listening there?)\n", err, target.URL)
 		return 1
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
 	rep, err := load.Run(ctx, cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "shard-proxy load: %v\n", err)
@@ -158,12 +168,34 @@ func (o *loadOptions) config(rawURL string, stderr io.Writer) (*load.Target, loa
 		// One HTTP/2 connection carries every stream; workers are streams.
 		cfg.Connections = min(o.conns, 100)
 	}
+	if o.direct != "" {
+		via = "direct" // useDirect replaces the sender
+	}
 	o.via = via
 	if !o.quiet {
 		fmt.Fprintf(stderr, "shard-proxy load: %s %s via %s, keys %s (seed %d)\n", target.Method, rawURL, via, keys, o.seed)
 		cfg.Progress = func(p load.Progress) { writeProgress(stderr, p) }
 	}
 	return target, cfg, nil
+}
+
+// useDirect makes cfg send through the public Go client following the
+// proxy at --direct: each request goes straight to its key's owner pod.
+// The client is told each key, so the URL's host only needs to name the
+// service (the proxy's own address is fine).
+func (o *loadOptions) useDirect(ctx context.Context, cfg *load.Config, target *load.Target, getenv func(string) string) (func(), error) {
+	if o.http2 || target.Scheme != "http" {
+		return nil, errors.New("want an http:// URL without --http2 (the client speaks to each pod as the proxy would)")
+	}
+	c, err := client.New(ctx, o.direct, client.Config{Token: strings.TrimSpace(getenv("SHARD_PROXY_ADMIN_TOKEN")), Timeout: 4 * time.Second})
+	if err != nil {
+		return nil, err
+	}
+	cfg.Sender = load.NewDirectSender(target, c, func(ctx context.Context, key []byte) context.Context {
+		return client.WithKey(ctx, string(key))
+	}, o.timeout)
+	o.via = "direct"
+	return c.Close, nil
 }
 
 // mode checks --rate and --concurrency: one of them, each positive.

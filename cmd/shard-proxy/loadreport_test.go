@@ -91,3 +91,34 @@ func TestLoadReportInBrowser(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadDirect: --direct sends each request straight to its owner pod
+// through the public Go client: with the URL's host a dead address, every
+// request still reaches a shard, each shard gets the keys the proxy would
+// have sent it, and the rows name the same shards with the same counts.
+func TestLoadDirect(t *testing.T) {
+	shards := testutil.StartShards(t, 3, "web")
+	p := startProxy(t, "--shards", shardList(shards), "--key", "path:/accounts/{key}")
+	viaProxy := runLoad(t, "--rate", "300", "--duration", "1s", "--keys", "seq:300", p.dataURL("/accounts/{key}"))
+	direct := runLoad(t, "--rate", "300", "--duration", "1s", "--keys", "seq:300", "--direct", p.adminURL(""),
+		"http://"+testutil.DeadAddr(t)+"/accounts/{key}")
+	if direct.Via != "direct" || direct.All.Requests != 300 || direct.All.Status["200"] != 300 {
+		t.Fatalf("direct run: via %s, %d requests, status %v; want direct, 300 answered 200", direct.Via, direct.All.Requests, direct.All.Status)
+	}
+	if len(direct.Shards) != 3 {
+		t.Fatalf("direct run: rows %+v; want one per shard", direct.Shards)
+	}
+	for i, r := range direct.Shards {
+		if want := viaProxy.Shards[i]; r.Shard != want.Shard || r.Requests != want.Requests || r.Keys != want.Keys {
+			t.Errorf("direct row %s: %d requests, %d keys; through the proxy %s had %d and %d",
+				r.Shard, r.Requests, r.Keys, want.Shard, want.Requests, want.Keys)
+		}
+	}
+	total := 0
+	for _, s := range shards {
+		total += len(s.Requests())
+	}
+	if total != 600 {
+		t.Errorf("the shards got %d requests; want 300 through the proxy and 300 direct", total)
+	}
+}

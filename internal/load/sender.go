@@ -54,6 +54,10 @@ type RoundTripperSender struct {
 	Target  *Target
 	RT      http.RoundTripper
 	ShardOf func(key []byte, h http.Header) string
+	// KeyContext, if set, gives each request's context from the key: a
+	// client that routes by key (the public client's WithKey) learns it
+	// there instead of parsing the request again.
+	KeyContext func(ctx context.Context, key []byte) context.Context
 	// Closer, if set, is called by Close.
 	Closer func()
 }
@@ -87,7 +91,11 @@ func (c *rtConn) Do(key []byte, a *Answer) error {
 	if t.hasBody() {
 		body = bytes.NewReader(t.body.appendTo(nil, key))
 	}
-	req, err := http.NewRequestWithContext(c.ctx, t.Method, string(c.buf), body)
+	ctx := c.ctx
+	if c.s.KeyContext != nil {
+		ctx = c.s.KeyContext(ctx, key)
+	}
+	req, err := http.NewRequestWithContext(ctx, t.Method, string(c.buf), body)
 	if err != nil {
 		return err
 	}
@@ -132,6 +140,16 @@ func newH2CSender(t *Target, dialTimeout, timeout time.Duration) *RoundTripperSe
 		HTTP2:       &http.HTTP2Config{SendPingTimeout: timeout},
 	}
 	return &RoundTripperSender{Target: t, RT: timeoutRT{tr, timeout}, Closer: tr.CloseIdleConnections}
+}
+
+// NewDirectSender sends each request through rt, a client that takes it
+// straight to the pod owning its key (the public client's RoundTripper),
+// told the key by keyContext; timeout bounds each exchange.
+func NewDirectSender(t *Target, rt http.RoundTripper, keyContext func(context.Context, []byte) context.Context, timeout time.Duration) *RoundTripperSender {
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	return &RoundTripperSender{Target: t, RT: timeoutRT{rt, timeout}, KeyContext: keyContext}
 }
 
 // newHTTPSSender sends HTTPS requests through net/http, one connection per
