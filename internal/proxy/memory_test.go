@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"net"
 	"net/http"
@@ -11,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"golang.org/x/net/http2"
 
 	"github.com/shard-proxy/shard-proxy/internal/testutil"
 	"github.com/shard-proxy/shard-proxy/ring"
@@ -116,7 +119,9 @@ func heapAfterPoolsEmpty() uint64 {
 // requests held at once, from idle parked connections. Past a look at the
 // client without an answer, a request gives back its buffers (its head,
 // kept for a retry on a fresh connection, moves to a copy of its own
-// size): it keeps its goroutine. It was 57 KiB (three buffers) before.
+// size), and on Linux its goroutine too: it waits in the parker, which
+// resumes it on a new goroutine when the shard's socket turns readable.
+// It was 57 KiB (three buffers and a goroutine) before.
 // WAITING_HEAP_PROFILE=FILE writes a heap profile of the waiting state,
 // every allocation sampled, to see what a waiting request holds.
 func TestWaitingRequestCost(t *testing.T) {
@@ -146,11 +151,19 @@ func TestWaitingRequestCost(t *testing.T) {
 	waitUntil(t, wireTimeout, "every connection is parked", func() bool { return p.inspectParked(t, nil) == n })
 	heapAfterPoolsEmpty()
 	before := memStats()
+	engineBefore := goroutinesIn("/internal/proxy/http1.")
 	for i, rc := range clients {
 		rc.send(fmt.Sprintf("GET /%d HTTP/1.1\r\nHost: h\r\nX-Shard-Key: 1\r\n\r\n", i))
 	}
 	waitUntil(t, wireTimeout, "every request reaches the shard", func() bool { return got.Load() == n })
 	waitUntil(t, wireTimeout, "every request waits without buffers", func() bool { return p.http1.WaitingLean() == n })
+	if runtime.GOOS == "linux" {
+		// No goroutine of the engine per waiting request: at most a few
+		// still on their way out when looked at.
+		waitUntil(t, wireTimeout, "the waiting requests leave their goroutines", func() bool {
+			return goroutinesIn("/internal/proxy/http1.") <= engineBefore+n/100
+		})
+	}
 	after := heapAfterPoolsEmpty()
 	stats := memStats()
 	if f := os.Getenv("WAITING_HEAP_PROFILE"); f != "" {
@@ -163,12 +176,14 @@ func TestWaitingRequestCost(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	t.Logf("the engine runs %d goroutines with %d requests waiting (%d before)", goroutinesIn("/internal/proxy/http1."), n, engineBefore)
 	heap := (int64(after) - int64(before.HeapInuse)) / n
 	stack := (int64(stats.StackInuse) - int64(before.StackInuse)) / n
 	t.Logf("a request waiting for its shard costs %.1f KiB of heap and %.1f KiB of goroutine stack (%d requests)",
 		float64(heap)/1024, float64(stack)/1024, n)
-	// Its goroutine, a copy of its head, two sockets: under 20 KiB (one
-	// 16 KiB buffer held would pass it); the race detector grows stacks.
+	// A copy of its head, two sockets (and the test shard's goroutine,
+	// counted in the stacks): under 20 KiB (one 16 KiB buffer held would
+	// pass it); the race detector grows stacks.
 	limit := int64(20 << 10)
 	if testutil.Race {
 		limit = 28 << 10
@@ -176,4 +191,80 @@ func TestWaitingRequestCost(t *testing.T) {
 	if total := heap + stack; total > limit {
 		t.Errorf("a waiting request costs %d KiB, want under %d", total>>10, limit>>10)
 	}
+}
+
+// goroutinesIn counts the goroutines whose stack runs through a function
+// whose name contains pkg.
+func goroutinesIn(pkg string) int {
+	buf := make([]byte, 64<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	n := 0
+	for _, g := range bytes.Split(buf, []byte("\n\n")) {
+		if bytes.Contains(g, []byte(pkg)) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestRelayWaitingExchangeCost: an HTTP/2 stream relayed to an HTTP/1.1
+// shard that thinks gives back its answer buffer after the first look (a
+// hung shard costs each stream its exchange goroutine, not 16 KiB more),
+// and a stream the client resets while it waits so is cancelled at once:
+// its shard connection closes.
+func TestRelayWaitingExchangeCost(t *testing.T) {
+	if os.Getenv("WAITING_HEAP_PROFILE") != "" {
+		runtime.MemProfileRate = 1
+	}
+	const n = 90 // within one client connection's stream limit
+	var got, hangups atomic.Int64
+	shard := startRawShard(t, func(c net.Conn, br *bufio.Reader) {
+		if _, err := readRawRequest(br); err != nil {
+			return
+		}
+		got.Add(1)
+		// Never answers; reads until the proxy closes (with a byte of
+		// buffer: the shard's heap is measured too).
+		var b [1]byte
+		for {
+			if _, err := br.Read(b[:]); err != nil {
+				break
+			}
+		}
+		hangups.Add(1)
+	})
+	p := startProxy(t, Config{}, ring.Config{}, rawTopology(shard.addr))
+	c := dialRelay(t, p.url, bigWindows)
+	// One stream first: the relay's own allocations (pools, tables) are
+	// made before the measure.
+	first := c.newStream()
+	c.mustHeaders(t, first, reqHead("GET", "/warm", "k"), true)
+	waitUntil(t, wireTimeout, "the first request reaches the shard", func() bool { return got.Load() == 1 })
+	before := heapAfterPoolsEmpty()
+	ids := make([]uint32, n)
+	for i := range ids {
+		ids[i] = c.newStream()
+		c.mustHeaders(t, ids[i], reqHead("GET", fmt.Sprintf("/%d", i), "k"), true)
+	}
+	waitUntil(t, wireTimeout, "every request reaches the shard", func() bool { return got.Load() == n+1 })
+	// Past the first look (10 ms) every exchange waits without its buffer:
+	// under 12 KiB each, the test shard's own reader (4 KiB) counted; a
+	// 16 KiB answer buffer held would pass it.
+	var perStream int64
+	waitUntil(t, wireTimeout, "the waiting exchanges give back their buffers", func() bool {
+		perStream = (int64(heapAfterPoolsEmpty()) - int64(before)) / n
+		return perStream < 12<<10
+	})
+	t.Logf("an HTTP/2 stream waiting for its HTTP/1.1 shard holds %.1f KiB of heap", float64(perStream)/1024)
+	if f := os.Getenv("WAITING_HEAP_PROFILE"); f != "" {
+		out, _ := os.Create(f)
+		_ = pprof.WriteHeapProfile(out)
+		out.Close()
+	}
+	for _, id := range append(ids, first) {
+		if err := c.rst(id, http2.ErrCodeCancel); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, wireTimeout, "every reset stream's shard connection closes", func() bool { return hangups.Load() == n+1 })
 }

@@ -30,7 +30,7 @@ const bufSize = 16 << 10
 // goes back to the pool and the connection is parked. Under load the next
 // request on a keep-alive connection comes much sooner; an idle connection
 // should cost next to nothing.
-const hotIdle = 200 * time.Millisecond
+const hotIdle = 20 * time.Millisecond
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
 
@@ -51,27 +51,57 @@ type clientConn struct {
 	rb   []byte
 	r, w int // rb[r:w] holds received bytes not yet consumed
 
-	in    inbound
+	// *active holds the request state while the connection is served: a
+	// parked connection gives it back (see attach).
+	*active
 	headN int // length of in's head in rb[r:]
 	// bodyStop asks whoever reads the request body on another goroutine
 	// (the body copy, the HTTP/2 bridge) to stop.
 	bodyStop atomic.Bool
-	served   int // requests read so far
-	body     bodyReader
-	x        exchange
+	served   int    // requests read so far
 	wb       []byte // scratch for heads we write; from the pool while active
 	wbuf     *[]byte
 	wdl      time.Time // write deadline last set
 }
 
+// active is a connection's request state: the request, its body reader,
+// its exchange with the shard. Most of what a connection weighs, it is
+// taken from a pool when the connection reads a request and given back
+// when it parks, so a parked connection weighs its socket and a few words.
+type active struct {
+	in   inbound
+	body bodyReader
+	x    exchange
+}
+
+var activePool = sync.Pool{New: func() any { return new(active) }}
+
+// attach gives the connection its request state, if it has none.
+func (cc *clientConn) attach() {
+	if cc.active == nil {
+		cc.active = activePool.Get().(*active)
+		cc.x.cc = cc
+	}
+}
+
+// detach gives the request state back; the connection holds nothing of
+// its last request (see release).
+func (cc *clientConn) detach() {
+	if a := cc.active; a != nil {
+		cc.active = nil
+		*a = active{}
+		activePool.Put(a)
+	}
+}
+
 func (s *Server) newClientConn(nc net.Conn) *clientConn {
 	cc := &clientConn{s: s, nc: nc, fd: sock.FD(nc)}
+	cc.attach()
 	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 		cc.ip = a.IP.String()
 	} else if nc.RemoteAddr() != nil {
 		cc.ip = header.ClientIP(nc.RemoteAddr().String())
 	}
-	cc.x.cc = cc
 	return cc
 }
 
@@ -118,7 +148,11 @@ func (cc *clientConn) loop(resumedIdleEnd time.Time) {
 			return
 		}
 		cc.served++
-		if !cc.serveRequest() {
+		switch cc.serveRequest() {
+		case nextClose:
+			return
+		case nextParked:
+			parked = true // the parker's now, until the shard answers
 			return
 		}
 	}
@@ -157,8 +191,10 @@ func (cc *clientConn) acquire() {
 	}
 }
 
-// acquireRead makes sure the connection holds its read buffer.
+// acquireRead makes sure the connection holds its read buffer, and its
+// request state.
 func (cc *clientConn) acquireRead() {
+	cc.attach()
 	if cc.rbuf == nil {
 		cc.rbuf = getBuf()
 		cc.rb = *cc.rbuf
@@ -179,8 +215,10 @@ func (cc *clientConn) release() {
 	// The last request's and answer's parsed heads (and a buffered body)
 	// alias the buffers just given back: an idle connection that kept them
 	// would keep those buffers from being collected.
-	cc.in = inbound{}
-	cc.x.forget()
+	if cc.active != nil {
+		cc.in = inbound{}
+		cc.x.forget()
+	}
 }
 
 // What awaitRequest found.
@@ -230,8 +268,7 @@ func (cc *clientConn) awaitRequest() int {
 	}
 	// Cold: nothing allocated to the connection while it waits.
 	cc.release()
-	cc.in.head.Fields = nil
-	cc.x.forget()
+	cc.detach()
 	if cc.s.parker.park(cc, idleEnd) {
 		parked = true
 		return waitParked

@@ -8,6 +8,7 @@ import (
 
 	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/h1"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/keys"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/route"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/sock"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/upstream"
@@ -45,6 +46,13 @@ type exchange struct {
 	resp            h1.Response
 	headSent        bool
 	uClean          bool
+	// scratch holds the key the routing record points to, until the
+	// request ends.
+	scratch *keys.Scratch
+	// try counts the request's attempts (see retryable); headDeadline
+	// bounds the wait for the answer's head in total.
+	try          int
+	headDeadline time.Time
 }
 
 func (x *exchange) reset(now time.Time) {
@@ -52,30 +60,72 @@ func (x *exchange) reset(now time.Time) {
 	x.d.Begin(route.HTTP1, now)
 }
 
-// run forwards the request to x.b and relays the answer. It returns whether
-// the client connection may carry another request.
-func (x *exchange) run() bool {
+// run forwards the request to x.b and relays the answer. It returns what
+// the client connection does next.
+func (x *exchange) run() next {
 	if x.b.Protocol == watch.H2C {
-		return x.bridge()
+		return nextOf(x.bridge())
 	}
-	for attempt := 0; ; attempt++ {
+	return x.attempt(0)
+}
+
+// attempt sends the request on a pooled shard connection and relays the
+// answer, once more on a fresh connection when a pooled one failed before
+// its answer began (retryable); first numbers the first try.
+func (x *exchange) attempt(first int) next {
+	for try := first; ; try++ {
 		uc, err := upstream.PoolOf(x.b).Get()
 		if err != nil {
-			return x.fail(nil, err)
+			return nextOf(x.fail(nil, err))
 		}
+		x.try = try
 		err = x.send(uc)
 		if err == nil {
+			x.headDeadline = time.Now().Add(x.cc.s.cfg.UpstreamTimeout)
 			err = x.readFinalHead(uc)
 		}
-		if err != nil && x.retryable(uc, err, attempt) {
-			upstream.PoolOf(x.b).Discard(uc)
-			continue
+		if n, done := x.settle(uc, err); done {
+			return n
 		}
-		if err != nil {
-			return x.fail(uc, err)
-		}
-		return x.relay(uc)
 	}
+}
+
+// settle ends the wait for the answer's head: the answer relayed, the
+// proxy's error answered, or (false) a try to make again. A parked request
+// belongs to the parker from then on: nothing here touches it.
+func (x *exchange) settle(uc *upstream.Conn, err error) (next, bool) {
+	switch {
+	case err == errParked:
+		return nextParked, true
+	case err != nil && x.retryable(uc, err, x.try):
+		upstream.PoolOf(x.b).Discard(uc)
+		return 0, false
+	case err != nil:
+		return nextOf(x.fail(uc, err)), true
+	}
+	return nextOf(x.relay(uc)), true
+}
+
+// resumeExchange goes on, on a new goroutine, with a request that waited
+// for its shard in the parker: the rest of the answer's head, the answer,
+// then the connection's next requests.
+func (cc *clientConn) resumeExchange(uc *upstream.Conn) {
+	x := &cc.x
+	cc.s.shedding.Add(-1)
+	n, done := x.settle(uc, x.readFinalHead(uc))
+	if !done {
+		n = x.attempt(x.try + 1)
+	}
+	switch n {
+	case nextParked:
+		return
+	case nextClose:
+		cc.endExchange()
+		cc.closeParked()
+		return
+	}
+	cc.endExchange()
+	cc.loop(time.Time{})
 }
 
 // forget drops what aliases the connection's buffers (the answer's parsed
@@ -301,19 +351,48 @@ var errShardSlow = errors.New("the shard has not answered yet")
 // stalled shard), what they hold is one goroutine each.
 const shardHotWait = 10 * time.Millisecond
 
-// waitShard waits, holding no buffer, for the shard to begin its answer
-// (or close), until deadline: a request whose shard thinks costs its
-// goroutine and a copy of its request head, not three buffers. The
+// shed gives back the buffers of a request whose shard thinks: the
 // exchange's read buffer, the connection's write buffer and (when it holds
 // nothing else) its read buffer go back to the pool; they are taken again
 // when needed.
-func (x *exchange) waitShard(uc *upstream.Conn, deadline time.Time) error {
-	putBuf(x.ubuf)
+func (x *exchange) shed() {
+	if x.ubuf != nil {
+		putBuf(x.ubuf)
+	}
 	x.ubuf, x.ub, x.ur, x.uw = nil, nil, 0, 0
 	x.cc.releaseScratch()
 	if !x.streaming {
 		x.cc.shedRead()
 	}
+}
+
+// errParked: the request waits for its shard in the parker.
+var errParked = errors.New("parked until the shard answers")
+
+// parkMinWait is the least time left before the answer head's deadline
+// for a request to wait in the parker; nearer the deadline it waits on its
+// goroutine, which times it exactly.
+const parkMinWait = 2 * time.Second
+
+// park hands a request whose shard has not begun its answer to the parker
+// (no goroutine while the shard thinks), when its whole body was sent and
+// enough of its time is left; false: the caller waits itself.
+func (x *exchange) park(uc *upstream.Conn) bool {
+	if x.streaming || time.Until(x.headDeadline) < parkMinWait {
+		return false
+	}
+	x.cc.s.shedding.Add(1)
+	if x.cc.s.parker.parkWaiting(x.cc, uc, x.headDeadline.Add(-parkMinWait/2)) {
+		return true // the parker's now: x is not touched again here
+	}
+	x.cc.s.shedding.Add(-1)
+	return false
+}
+
+// waitShard waits on its goroutine, holding no buffer (see shed), for the
+// shard to begin its answer (or close), until deadline: a request whose
+// shard thinks costs its goroutine and a copy of its request head.
+func (x *exchange) waitShard(uc *upstream.Conn, deadline time.Time) error {
 	x.cc.s.shedding.Add(1)
 	defer x.cc.s.shedding.Add(-1)
 	for {
@@ -343,7 +422,7 @@ func (x *exchange) waitShard(uc *upstream.Conn, deadline time.Time) error {
 // end of the request (a shard that sends its head a byte at a time does not
 // restart it).
 func (x *exchange) readFinalHead(uc *upstream.Conn) error {
-	deadline := time.Now().Add(x.cc.s.cfg.UpstreamTimeout)
+	deadline := x.headDeadline
 	x.takeReadBuffer()
 	for {
 		n, err := x.resp.Parse(x.ub[x.ur:x.uw])
@@ -370,6 +449,10 @@ func (x *exchange) readFinalHead(uc *upstream.Conn) error {
 		}
 		m, err := x.readUpUntil(uc, x.ub[x.uw:], deadline, x.uw == 0)
 		if errors.Is(err, errShardSlow) {
+			x.shed()
+			if x.park(uc) {
+				return errParked
+			}
 			if err = x.waitShard(uc, deadline); err == nil {
 				x.takeReadBuffer()
 				continue

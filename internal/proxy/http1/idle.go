@@ -25,6 +25,10 @@ func (cc *clientConn) holdings() []string {
 	}
 	add("read buffer", cc.rbuf != nil || cc.rb != nil)
 	add("write buffer", cc.wbuf != nil || cc.wb != nil)
+	add("request state", cc.active != nil)
+	if cc.active == nil {
+		return held
+	}
 	add("shard read buffer", cc.x.ubuf != nil || cc.x.ub != nil)
 	add("head copy buffer", cc.in.headBuf != nil)
 	add("decode buffer", cc.x.dbuf != nil)

@@ -9,16 +9,20 @@ import (
 	"time"
 
 	"github.com/shard-proxy/shard-proxy/internal/proxy/sock"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/upstream"
 	"golang.org/x/sys/unix"
 )
 
-// parker holds idle client connections without a goroutine each. A
-// goroutine's stack is most of what an idle connection costs, so a
-// connection that stays idle past hotIdle parks here: its socket waits in
-// an epoll set of ours, and when it turns readable a new goroutine resumes
-// serving it. One goroutine (run) waits on the epoll set itself, through
-// Go's own netpoller, and sweeps parked connections past their idle
-// deadline.
+// parker holds idle client connections, and requests whose shard thinks,
+// without a goroutine each. A goroutine's stack is most of what an idle
+// connection or a waiting request costs, so a connection that stays idle
+// past hotIdle parks here, and so does a request whose shard has not
+// begun its answer within shardHotWait: the socket waits in an epoll set
+// of ours (a waiting request's shard socket for its answer, and its
+// client's socket for a hang-up), and when it turns readable a new
+// goroutine resumes serving it. One goroutine (run) waits on the epoll
+// set itself, through Go's own netpoller, and sweeps parked connections
+// past their idle deadline.
 type parker struct {
 	once sync.Once
 	err  error
@@ -36,6 +40,12 @@ type parkedConn struct {
 	cc      *clientConn
 	fd      int
 	idleEnd time.Time
+	// up is the shard connection of a waiting request (nil for an idle
+	// connection): fd is its socket, clientFD the client's, both in the
+	// set, and idleEnd when it goes back to a goroutine to wait out the
+	// rest of its answer head's time.
+	up       *upstream.Conn
+	clientFD int
 }
 
 // park hands cc to the parker until its socket is readable or its idle
@@ -71,6 +81,58 @@ func (pk *parker) park(cc *clientConn, idleEnd time.Time) bool {
 	}
 	pk.parked[pc.fd] = pc
 	return true
+}
+
+// parkWaiting hands a request waiting for its shard's answer (cc's
+// exchange, on uc) to the parker until the shard's socket turns readable,
+// the client hangs up, or until; false when it cannot (a socket that is
+// not plain, or the parker stopped), and the caller waits itself.
+func (pk *parker) parkWaiting(cc *clientConn, uc *upstream.Conn, until time.Time) bool {
+	if cc.fd < 0 || uc.FD < 0 {
+		return false
+	}
+	pk.once.Do(pk.start)
+	if pk.err != nil {
+		return false
+	}
+	pc := &parkedConn{cc: cc, fd: uc.FD, clientFD: cc.fd, idleEnd: until, up: uc}
+	pk.mu.Lock()
+	defer pk.mu.Unlock()
+	if pk.parked == nil {
+		return false // shut down
+	}
+	shard := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(pc.fd)}
+	if unix.EpollCtl(pk.epfd, unix.EPOLL_CTL_ADD, pc.fd, &shard) != nil {
+		return false
+	}
+	client := unix.EpollEvent{Events: unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(pc.clientFD)}
+	if unix.EpollCtl(pk.epfd, unix.EPOLL_CTL_ADD, pc.clientFD, &client) != nil {
+		_ = unix.EpollCtl(pk.epfd, unix.EPOLL_CTL_DEL, pc.fd, nil)
+		return false
+	}
+	pk.parked[pc.fd] = pc
+	pk.parked[pc.clientFD] = pc
+	return true
+}
+
+// unpark takes pc's sockets out of the set; pk.mu held.
+func (pk *parker) unpark(pc *parkedConn) {
+	_ = unix.EpollCtl(pk.epfd, unix.EPOLL_CTL_DEL, pc.fd, nil)
+	delete(pk.parked, pc.fd)
+	if pc.up != nil {
+		_ = unix.EpollCtl(pk.epfd, unix.EPOLL_CTL_DEL, pc.clientFD, nil)
+		delete(pk.parked, pc.clientFD)
+	}
+}
+
+// wake serves pc again on a new goroutine: a waiting request goes on with
+// its exchange, an idle connection reads its next request.
+func (pc *parkedConn) wake(idleEnd time.Time) {
+	if pc.up != nil {
+		go pc.cc.resumeExchange(pc.up)
+	} else {
+		go pc.cc.resume(idleEnd)
+	}
 }
 
 func (pk *parker) start() {
@@ -123,40 +185,43 @@ func (pk *parker) run() {
 	}
 }
 
-// resume takes fd out of the set and serves its connection again.
+// resume takes fd's connection out of the set and serves it again.
 func (pk *parker) resume(fd int) {
 	pk.mu.Lock()
 	pc := pk.parked[fd]
-	delete(pk.parked, fd)
 	if pc != nil {
-		_ = unix.EpollCtl(pk.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+		pk.unpark(pc)
 	}
 	pk.mu.Unlock()
 	if pc != nil {
-		go pc.cc.resume(pc.idleEnd)
+		pc.wake(pc.idleEnd)
 	}
 }
 
-// expire closes parked connections idle past their deadline.
+// expire closes parked connections idle past their deadline, and gives
+// waiting requests past theirs back to a goroutine.
 func (pk *parker) expire(now time.Time) {
 	var gone []*parkedConn
 	pk.mu.Lock()
-	for fd, pc := range pk.parked {
+	for _, pc := range pk.parked {
 		if now.After(pc.idleEnd) {
-			_ = unix.EpollCtl(pk.epfd, unix.EPOLL_CTL_DEL, fd, nil)
-			delete(pk.parked, fd)
+			pk.unpark(pc)
 			gone = append(gone, pc)
 		}
 	}
 	pk.mu.Unlock()
 	for _, pc := range gone {
-		pc.cc.closeParked()
+		if pc.up != nil {
+			pc.wake(pc.idleEnd)
+		} else {
+			pc.cc.closeParked()
+		}
 	}
 }
 
 // drain, at shutdown, resumes every parked connection that has bytes
-// waiting (a request sent before the listener closed) and closes the rest;
-// then it stops the parker.
+// waiting (a request sent before the listener closed) and every waiting
+// request, and closes the rest; then it stops the parker.
 func (pk *parker) drain() {
 	pk.once.Do(func() { pk.err = errors.New("parker closed") }) // never starts after this
 	pk.mu.Lock()
@@ -166,7 +231,13 @@ func (pk *parker) drain() {
 		_ = unix.EpollCtl(pk.epfd, unix.EPOLL_CTL_DEL, fd, nil)
 	}
 	pk.mu.Unlock()
-	for _, pc := range all {
+	for fd, pc := range all {
+		if pc.up != nil {
+			if fd == pc.fd { // once, not for the client's socket too
+				pc.wake(pc.idleEnd)
+			}
+			continue
+		}
 		if _, data, ok := sock.Peek(pc.cc.fd); ok && data {
 			go pc.cc.resume(time.Now().Add(pc.cc.s.cfg.ClientHeaderTimeout))
 		} else {
@@ -176,6 +247,7 @@ func (pk *parker) drain() {
 	if pk.stop != nil {
 		pk.stopOnce.Do(func() {
 			close(pk.stop)
+			_ = pk.ep.SetReadDeadline(time.Now()) // wakes run at once
 			<-pk.done
 			_ = pk.ep.Close()
 		})
@@ -184,14 +256,18 @@ func (pk *parker) drain() {
 
 var _ net.Conn = (*net.TCPConn)(nil)
 
-// inspect calls fn for each parked connection, under the parker's lock, and
-// returns how many there are.
+// inspect calls fn for each parked idle connection, under the parker's
+// lock, and returns how many there are.
 func (pk *parker) inspect(fn func(cc *clientConn)) int {
 	pk.once.Do(pk.start) // as the first park does; orders the read of pk.parked after start
 	pk.mu.Lock()
 	defer pk.mu.Unlock()
+	n := 0
 	for _, pc := range pk.parked {
-		fn(pc.cc)
+		if pc.up == nil {
+			fn(pc.cc)
+			n++
+		}
 	}
-	return len(pk.parked)
+	return n
 }

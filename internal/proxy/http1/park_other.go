@@ -2,13 +2,19 @@
 
 package http1
 
-import "time"
+import (
+	"time"
 
-// parker is a no-op where there is no epoll: idle connections keep their
-// goroutine (but not their buffers).
+	"github.com/shard-proxy/shard-proxy/internal/proxy/upstream"
+)
+
+// parker is a no-op where there is no epoll: idle connections and
+// requests waiting for their shard keep their goroutine (but not their
+// buffers).
 type parker struct{}
 
-func (*parker) park(*clientConn, time.Time) bool { return false }
-func (*parker) drain()                           {}
+func (*parker) park(*clientConn, time.Time) bool                        { return false }
+func (*parker) parkWaiting(*clientConn, *upstream.Conn, time.Time) bool { return false }
+func (*parker) drain()                                                  {}
 
 func (*parker) inspect(func(*clientConn)) int { return 0 }

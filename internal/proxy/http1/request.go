@@ -16,41 +16,43 @@ import (
 )
 
 // serveRequest answers the request whose head is in cc.in: the routing
-// step, then the exchange with the shard. It returns whether the
-// connection may carry another request.
-func (cc *clientConn) serveRequest() bool {
+// step, then the exchange with the shard. It returns what the connection
+// does next.
+func (cc *clientConn) serveRequest() (n next) {
 	in := &cc.in
 	x := &cc.x
 	cc.acquire()
 	cc.bodyStop.Store(false)
 	x.reset(time.Now())
-	defer cc.endRequest()
 	// The scratch holds the key the routing record points to: given back
-	// after the record is done (defers run last first).
-	s := keys.AcquireScratch()
-	defer keys.ReleaseScratch(s)
-	defer x.finish()
+	// after the record is done (endExchange).
+	x.scratch = keys.AcquireScratch()
+	defer func() {
+		if n != nextParked { // a parked request ends on the goroutine that resumes it
+			cc.endExchange()
+		}
+	}()
 	x.minor = in.head.Minor
 	x.isHead = string(in.head.Method) == "HEAD"
 	x.clientClose = in.head.Flags.Has(h1.FlagConnClose) ||
 		(in.head.Minor == 0 && !in.head.Flags.Has(h1.FlagConnKeepAlive)) || cc.s.draining.Load()
 	cc.startBody()
 	if string(in.head.Method) == "CONNECT" {
-		return cc.refuse(answer.ErrMethodNotAllowed, "")
+		return nextOf(cc.refuse(answer.ErrMethodNotAllowed, ""))
 	}
 	if in.head.Flags.Has(h1.FlagContentLength) && cc.overLimit(in.head.ContentLength) {
 		// Before any 100 Continue and before any shard: the client learns
 		// at once, and sends nothing more.
-		return cc.refuse(answer.BodyTooLarge(int(min(cc.s.cfg.MaxRequestBodyBytes, math.MaxInt32))), "")
+		return nextOf(cc.refuse(answer.BodyTooLarge(int(min(cc.s.cfg.MaxRequestBodyBytes, math.MaxInt32))), ""))
 	}
 	if err := cc.checkBodyStart(); err != nil {
-		return cc.refuse(err, "")
+		return nextOf(cc.refuse(err, ""))
 	}
-	if err := cc.route(s); err != nil {
+	if err := cc.route(x.scratch); err != nil {
 		if errors.Is(err, answer.ErrClientGone) {
-			return false
+			return nextClose
 		}
-		return cc.refuse(err, "")
+		return nextOf(cc.refuse(err, ""))
 	}
 	x.b = x.d.Backend
 	cc.s.router.Commit(&x.d)
@@ -65,6 +67,32 @@ func (cc *clientConn) serveRequest() bool {
 		x.websocket = upgradesTo(&in.head, "websocket")
 	}
 	return x.run()
+}
+
+// endExchange ends the request: the routing record, the scratch its key
+// points into, the copy of its head.
+func (cc *clientConn) endExchange() {
+	cc.x.finish()
+	keys.ReleaseScratch(cc.x.scratch)
+	cc.x.scratch = nil
+	cc.endRequest()
+}
+
+// next is what a connection does once a request was served.
+type next uint8
+
+const (
+	nextRequest next = iota // read the next request
+	nextClose               // close the connection
+	nextParked              // nothing: the request waits in the parker, which resumes it
+)
+
+// nextOf is nextRequest when the connection may carry another request.
+func nextOf(keep bool) next {
+	if keep {
+		return nextRequest
+	}
+	return nextClose
 }
 
 // route takes the request's routing step: buffering the body when a body

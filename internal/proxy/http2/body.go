@@ -38,8 +38,8 @@ func (s *stream) awaitBody(f *h2hpack.Block, rq h2hpack.Request, kr keyRequest) 
 	}
 	s.kreq = keyRequest{fields: slices.Clone(kr.fields), path: kr.path, query: kr.query}
 	s.head = c.outboundHead(nil, f, rq)
-	c.w.mu.Lock()
-	defer c.w.mu.Unlock()
+	c.w.Lock()
+	defer c.w.Unlock()
 	if s.state == stateClosed {
 		return
 	}
@@ -55,21 +55,21 @@ func (s *stream) awaitBody(f *h2hpack.Block, rq h2hpack.Request, kr keyRequest) 
 // why: nil when the body ended with this frame, else its refusal.
 func (s *stream) buffer(data []byte, n int) (over bool, err error) {
 	c := s.c
-	c.w.giveBack(n) // the connection's window, at once
+	c.w.GiveBack(n) // the connection's window, at once
 	if limit := c.r.cfg.MaxBodyBytes; len(s.early)+len(data) > limit {
 		s.endBodyWait()
 		return true, answer.BodyTooLarge(limit)
 	}
 	s.early = append(s.early, data...)
-	s.req.prepaid += int64(len(data))
+	s.req.Prepaid += int64(len(data))
 	paid := n
 	if c.bodyTurn != s {
 		s.withheld += len(data)
 		paid -= len(data)
 	}
-	s.req.creditStream(paid)
+	s.req.CreditStream(paid)
 	s.lastBody = time.Now()
-	if s.req.srcDone {
+	if s.req.SrcDone {
 		s.endBodyWait()
 		return true, nil
 	}
@@ -96,7 +96,7 @@ func (s *stream) endBodyWait() {
 		}
 	}
 	if next := c.bodyTurn; next != nil {
-		next.req.creditStream(next.withheld)
+		next.req.CreditStream(next.withheld)
 		next.withheld = 0
 	}
 }
@@ -106,18 +106,18 @@ func (s *stream) endBodyWait() {
 func (s *stream) bodyTimedOut() {
 	c := s.c
 	timeout := c.r.cfg.ClientBodyTimeout
-	c.w.mu.Lock()
+	c.w.Lock()
 	if !s.bodyWait {
-		c.w.mu.Unlock()
+		c.w.Unlock()
 		return
 	}
 	if left := timeout - time.Since(s.lastBody); left > 0 {
 		s.bodyTimer.Reset(left) // DATA came meanwhile
-		c.w.mu.Unlock()
+		c.w.Unlock()
 		return
 	}
 	s.endBodyWait()
-	c.w.mu.Unlock()
+	c.w.Unlock()
 	s.routeBody(&s.kreq, answer.ErrBodyTimeout)
 }
 
@@ -129,9 +129,9 @@ func (s *stream) routeBody(kr *keyRequest, bodyErr error) {
 		if bodyErr != nil {
 			return bodyErr
 		}
-		s.c.w.mu.Lock()
+		s.c.w.Lock()
 		kr.body = s.early // complete: nothing is appended any more
-		s.c.w.mu.Unlock()
+		s.c.w.Unlock()
 		if kr.body == nil {
 			kr.body = emptyBody
 		}

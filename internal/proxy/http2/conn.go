@@ -13,6 +13,7 @@ import (
 
 	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/h2hpack"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/h2wire"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/route"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/sock"
 	"golang.org/x/net/http2"
@@ -22,7 +23,7 @@ import (
 // clientConn is one client connection served by the relay.
 type clientConn struct {
 	r   *Relay
-	w   *wire
+	w   *h2wire.Conn
 	fr  *http2.Framer
 	ip  string
 	blk *h2hpack.Block // the reader's header block decoder
@@ -32,7 +33,7 @@ type clientConn struct {
 	// head is the reader's scratch for request heads (see route).
 	head []hpack.HeaderField
 	// grown is how far its streams' windows towards shards have grown
-	// beyond shardStreamWindow, together (answerBudget).
+	// beyond h2wire.ShardStreamWindow, together (h2wire.AnswerBudget).
 	grown atomic.Int64
 	// bodyTurn is the stream waiting for its body whose window opens as
 	// it buffers (see body.go); guarded by w.mu.
@@ -58,20 +59,20 @@ type clientConn struct {
 // connection is closed (at once, closing it, after Shutdown began).
 func (r *Relay) ServeConn(nc net.Conn, ip string, pending []byte) {
 	c := &clientConn{r: r, ip: ip, streams: map[uint32]*stream{}}
-	c.w = newWire(nc, r.cfg.ClientWriteTimeout)
+	c.w = h2wire.New(nc, r.cfg.ClientWriteTimeout)
 	if !r.conns.add(c) {
 		_ = nc.Close()
 		return
 	}
 	defer r.conns.done(c)
 	br := bufio.NewReaderSize(sock.Prefixed(nc, pending), readBufSize)
-	go c.w.writeLoop()
+	go c.w.WriteLoop()
 	err := c.serve(br)
 	c.shutdownStreams()
 	if err == errBacklog {
 		_ = nc.Close() // it does not read: no GOAWAY would reach it
 	}
-	c.w.mu.Lock()
+	c.w.Lock()
 	// The reason the connection ends: a protocol error's code, or NO_ERROR
 	// (idle, draining, the client left).
 	code := http2.ErrCodeNo
@@ -79,17 +80,17 @@ func (r *Relay) ServeConn(nc net.Conn, ip string, pending []byte) {
 	if errors.As(err, &ce) {
 		code = http2.ErrCode(ce)
 	}
-	if !c.w.dead {
-		c.w.goAway(c.lastID, code)
+	if !c.w.Dead {
+		c.w.GoAway(c.lastID, code)
 	}
-	c.w.mu.Unlock()
-	c.w.close()
+	c.w.Unlock()
+	c.w.Close()
 }
 
 // serve reads the client's frames until the connection ends.
 func (c *clientConn) serve(br *bufio.Reader) error {
 	got := make([]byte, len(preface))
-	_ = c.w.nc.SetReadDeadline(time.Now().Add(c.r.cfg.ClientHeaderTimeout))
+	_ = c.w.NC.SetReadDeadline(time.Now().Add(c.r.cfg.ClientHeaderTimeout))
 	if _, err := io.ReadFull(br, got); err != nil || !bytes.Equal(got, preface) {
 		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
@@ -97,15 +98,15 @@ func (c *clientConn) serve(br *bufio.Reader) error {
 	c.fr.SetMaxReadFrameSize(16384) // what SETTINGS_MAX_FRAME_SIZE says by default
 	c.blk = h2hpack.NewBlock(MaxHeaderList)
 	c.fr.SetReuseFrames()
-	c.w.mu.Lock()
-	c.w.settings(http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: MaxClientStreams},
+	c.w.Lock()
+	c.w.Settings(http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: MaxClientStreams},
 		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: MaxHeaderList},
 		http2.Setting{ID: http2.SettingEnablePush, Val: 0})
-	c.w.windowUpdate(0, connWindow-65535)
-	c.w.recvWin = connWindow
+	c.w.WindowUpdate(0, connWindow-65535)
+	c.w.RecvWin = connWindow
 	c.idle = time.Now()
-	c.w.signal()
-	c.w.mu.Unlock()
+	c.w.Signal()
+	c.w.Unlock()
 	for {
 		if !c.setReadDeadline() {
 			return errBacklog
@@ -131,9 +132,9 @@ func (c *clientConn) serve(br *bufio.Reader) error {
 // IdleTimeout; a connection with open streams may wait as long as they
 // last. False: the client leaves unread more than outHardCap.
 func (c *clientConn) setReadDeadline() bool {
-	c.w.mu.Lock()
-	defer c.w.mu.Unlock()
-	if len(c.w.out) > outHardCap {
+	c.w.Lock()
+	defer c.w.Unlock()
+	if len(c.w.Out) > outHardCap {
 		return false
 	}
 	c.idleDeadline()
@@ -155,7 +156,7 @@ func (c *clientConn) idleDeadline() {
 	}
 	if !dl.Equal(c.readDeadline) { // unchanged, as mostly under load: no call
 		c.readDeadline = dl
-		_ = c.w.nc.SetReadDeadline(dl)
+		_ = c.w.NC.SetReadDeadline(dl)
 	}
 }
 
@@ -184,12 +185,12 @@ func (c *clientConn) frame(f http2.Frame) error {
 		}
 	case *http2.PingFrame:
 		if !f.IsAck() {
-			c.w.pingAck(f.Data)
+			c.w.PingAck(f.Data)
 		}
 	case *http2.GoAwayFrame:
-		c.w.mu.Lock()
+		c.w.Lock()
 		c.goAway = true // the client opens no more streams; ours go on
-		c.w.mu.Unlock()
+		c.w.Unlock()
 	case *http2.PushPromiseFrame:
 		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
@@ -200,13 +201,13 @@ func (c *clientConn) frame(f http2.Frame) error {
 // trailers of one.
 func (c *clientConn) onHeaders(f *h2hpack.Block) error {
 	id := f.ID
-	c.w.mu.Lock()
+	c.w.Lock()
 	if s := c.streams[id]; s != nil {
-		c.w.mu.Unlock()
+		c.w.Unlock()
 		return c.onTrailers(s, f)
 	}
 	if id%2 == 0 {
-		c.w.mu.Unlock()
+		c.w.Unlock()
 		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
 	if id <= c.lastID {
@@ -215,7 +216,7 @@ func (c *clientConn) onHeaders(f *h2hpack.Block) error {
 		// HEADERS there (a reused id, or a lower one never opened) is a
 		// connection error, not a stream that would wait for ever.
 		known := f.StreamEnded() && c.wasReset(id)
-		c.w.mu.Unlock()
+		c.w.Unlock()
 		if known {
 			return nil
 		}
@@ -228,15 +229,15 @@ func (c *clientConn) onHeaders(f *h2hpack.Block) error {
 			code = http2.ErrCodeProtocol
 		}
 		c.noteReset(id)
-		c.w.rst(id, code)
-		c.w.signal()
-		c.w.mu.Unlock()
+		c.w.RST(id, code)
+		c.w.Signal()
+		c.w.Unlock()
 		return nil
 	}
 	s := c.newStream(id, f)
 	c.streams[id] = s
 	c.opened++
-	c.w.mu.Unlock()
+	c.w.Unlock()
 	s.route(f)
 	return nil
 }
@@ -244,8 +245,8 @@ func (c *clientConn) onHeaders(f *h2hpack.Block) error {
 func (c *clientConn) newStream(id uint32, f *h2hpack.Block) *stream {
 	s := &stream{c: c, id: id, reqDeclared: -1}
 	s.d.Begin(route.HTTP2, time.Now())
-	s.req = half{src: c.w, srcID: id, recvWin: streamWindow, grant: streamWindow, connCredit: true}
-	s.resp = half{dst: c.w, win: int64(c.w.initWin), onClose: s.ended} // id: once answered
+	s.req = h2wire.Half{Src: c.w, SrcID: id, RecvWin: streamWindow, Grant: streamWindow, ConnCredit: true}
+	s.resp = h2wire.Half{Dst: c.w, Win: int64(c.w.InitWin), OnClose: s.ended} // id: once answered
 	if f.StreamEnded() {
 		s.endRemote()
 	}
@@ -258,9 +259,9 @@ func (c *clientConn) onTrailers(s *stream, f *h2hpack.Block) error {
 		c.streamError(s.id, http2.ErrCodeProtocol)
 		return nil
 	}
-	c.w.mu.Lock()
+	c.w.Lock()
 	if s.state == stateHalfClosedRemote { // a stream error (§5.1)
-		c.w.mu.Unlock()
+		c.w.Unlock()
 		c.streamError(s.id, http2.ErrCodeStreamClosed)
 		return nil
 	}
@@ -274,66 +275,66 @@ func (c *clientConn) onTrailers(s *stream, f *h2hpack.Block) error {
 		}
 		waited := s.bodyWait
 		s.endBodyWait()
-		c.w.mu.Unlock()
+		c.w.Unlock()
 		if waited {
 			s.routeBody(&s.kreq, nil)
 		}
 		return nil
 	}
-	c.w.mu.Unlock()
+	c.w.Unlock()
 	if bad {
 		c.streamError(s.id, http2.ErrCodeProtocol)
 		return nil
 	}
-	s.req.finish(trailer)
+	s.req.Finish(trailer)
 	return nil
 }
 
 // onSettings applies the client's settings; a new initial window size
 // changes the window of every open stream by the difference (§6.9.2).
 func (c *clientConn) onSettings(f *http2.SettingsFrame) error {
-	c.w.mu.Lock()
-	old := c.w.initWin
-	if _, err := c.w.applySettings(f); err != nil {
-		c.w.mu.Unlock()
+	c.w.Lock()
+	old := c.w.InitWin
+	if _, err := c.w.ApplySettings(f); err != nil {
+		c.w.Unlock()
 		return err
 	}
-	var credits []credit
-	if d := int64(c.w.initWin - old); d != 0 {
+	var credits []h2wire.Credit
+	if d := int64(c.w.InitWin - old); d != 0 {
 		for _, s := range c.streams {
-			if s.resp.win+d > maxWindow {
-				c.w.mu.Unlock()
+			if s.resp.Win+d > maxWindow {
+				c.w.Unlock()
 				return http2.ConnectionError(http2.ErrCodeFlowControl)
 			}
-			if n := s.resp.windowUpdate(d); n > 0 {
-				credits = append(credits, credit{&s.resp, n})
+			if n := s.resp.WindowUpdate(d); n > 0 {
+				credits = append(credits, h2wire.Credit{H: &s.resp, N: n})
 			}
 		}
 	}
-	c.w.signal()
-	c.w.mu.Unlock()
-	giveCredits(credits)
+	c.w.Signal()
+	c.w.Unlock()
+	h2wire.GiveCredits(credits)
 	return nil
 }
 
 func (c *clientConn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
-	c.w.mu.Lock()
-	var credits []credit
+	c.w.Lock()
+	var credits []h2wire.Credit
 	if f.StreamID == 0 {
-		if c.w.sendWin += int64(f.Increment); c.w.sendWin > maxWindow {
-			c.w.mu.Unlock()
+		if c.w.SendWin += int64(f.Increment); c.w.SendWin > maxWindow {
+			c.w.Unlock()
 			return http2.ConnectionError(http2.ErrCodeFlowControl)
 		}
-		credits = c.w.resume(nil)
+		credits = c.w.Resume(nil)
 	} else if s := c.streams[f.StreamID]; s != nil {
-		if s.resp.win+int64(f.Increment) > maxWindow {
+		if s.resp.Win+int64(f.Increment) > maxWindow {
 			s.respReset(http2.ErrCodeFlowControl)
-		} else if n := s.resp.windowUpdate(int64(f.Increment)); n > 0 {
-			credits = append(credits, credit{&s.resp, n})
+		} else if n := s.resp.WindowUpdate(int64(f.Increment)); n > 0 {
+			credits = append(credits, h2wire.Credit{H: &s.resp, N: n})
 		}
 	}
-	c.w.mu.Unlock()
-	giveCredits(credits)
+	c.w.Unlock()
+	h2wire.GiveCredits(credits)
 	return nil
 }
 
@@ -343,15 +344,15 @@ const maxWindow = 1<<31 - 1
 // onData passes a DATA frame on to the stream's shard.
 func (c *clientConn) onData(f *http2.DataFrame) error {
 	n := int(f.Length) // padding included, for flow control
-	c.w.mu.Lock()
-	if !c.w.consumed(n) {
-		c.w.mu.Unlock()
+	c.w.Lock()
+	if !c.w.Consumed(n) {
+		c.w.Unlock()
 		return http2.ConnectionError(http2.ErrCodeFlowControl)
 	}
 	s := c.streams[f.StreamID]
 	if s == nil || s.state == stateHalfClosedRemote {
-		c.w.giveBack(n) // a stream already ended or reset: dropped
-		c.w.mu.Unlock()
+		c.w.GiveBack(n) // a stream already ended or reset: dropped
+		c.w.Unlock()
 		switch {
 		case s != nil: // half-closed (remote): the client ended it (§5.1)
 			c.streamError(s.id, http2.ErrCodeStreamClosed)
@@ -361,9 +362,9 @@ func (c *clientConn) onData(f *http2.DataFrame) error {
 		return nil
 	}
 	data := f.Data()
-	if !s.req.received(n) {
-		c.w.giveBack(n)
-		c.w.mu.Unlock()
+	if !s.req.Received(n) {
+		c.w.GiveBack(n)
+		c.w.Unlock()
 		c.streamError(s.id, http2.ErrCodeFlowControl)
 		return nil
 	}
@@ -375,23 +376,23 @@ func (c *clientConn) onData(f *http2.DataFrame) error {
 	bad := s.reqDeclared >= 0 && (s.reqLen > s.reqDeclared || end && s.reqLen != s.reqDeclared)
 	pad := n - len(data) // given back at once, stream and connection
 	if bad {             // content-length and DATA disagree: malformed (§8.1.1)
-		c.w.giveBack(pad)
-		c.w.mu.Unlock()
+		c.w.GiveBack(pad)
+		c.w.Unlock()
 		c.streamError(s.id, http2.ErrCodeProtocol)
 		return nil
 	}
 	if limit := c.r.cfg.MaxRequestBodyBytes; limit > 0 && s.reqLen > limit {
 		// Cut: nothing past the limit goes on; the shard's stream is
 		// reset, and the client answered 413 if it was not yet.
-		c.w.giveBack(n)
+		c.w.GiveBack(n)
 		name := s.shardName() // s.b is guarded by c.w.mu
-		c.w.mu.Unlock()
+		c.w.Unlock()
 		s.fail(answer.BodyTooLarge(int(min(limit, math.MaxInt32))), name)
 		return nil
 	}
 	if s.bodyWait { // a body rule waits for the whole body
 		over, err := s.buffer(data, n)
-		c.w.mu.Unlock()
+		c.w.Unlock()
 		if over {
 			s.routeBody(&s.kreq, err)
 		}
@@ -402,19 +403,19 @@ func (c *clientConn) onData(f *http2.DataFrame) error {
 		if s.h1 != nil {
 			poke(s.h1.wake)
 		}
-		c.w.mu.Unlock()
-		s.req.credit(pad)
+		c.w.Unlock()
+		s.req.Credit(pad)
 		return nil
 	}
-	c.w.mu.Unlock()
-	s.req.credit(pad)
-	s.req.push(data, end)
+	c.w.Unlock()
+	s.req.Credit(pad)
+	s.req.Push(data, end)
 	return nil
 }
 
 // onReset: the client cancelled a stream.
 func (c *clientConn) onReset(f *http2.RSTStreamFrame) error {
-	c.w.mu.Lock()
+	c.w.Lock()
 	s := c.streams[f.StreamID]
 	early := s != nil && !s.answered
 	if s != nil {
@@ -423,7 +424,7 @@ func (c *clientConn) onReset(f *http2.RSTStreamFrame) error {
 		}
 		s.respGone()
 	}
-	c.w.mu.Unlock()
+	c.w.Unlock()
 	// Rapid reset (CVE-2023-44487): streams opened and cancelled at once
 	// cost the shards work at no cost to the client. A connection that
 	// cancels most of its streams before their answer, more than a
@@ -453,8 +454,8 @@ var errBacklog = errors.New("http2: the client does not read its answers")
 
 // streamError resets a stream the client broke (§5.4.2).
 func (c *clientConn) streamError(id uint32, code http2.ErrCode) {
-	c.w.mu.Lock()
-	defer c.w.mu.Unlock()
+	c.w.Lock()
+	defer c.w.Unlock()
 	if s := c.streams[id]; s != nil {
 		if !s.answered {
 			s.status = http.StatusBadRequest
@@ -463,8 +464,8 @@ func (c *clientConn) streamError(id uint32, code http2.ErrCode) {
 		return
 	}
 	c.noteReset(id)
-	c.w.rst(id, code)
-	c.w.signal()
+	c.w.RST(id, code)
+	c.w.Signal()
 }
 
 // resetMemory is how many reset streams a connection remembers.
@@ -489,8 +490,8 @@ func (c *clientConn) wasReset(id uint32) bool {
 
 // shutdownStreams ends every stream of a connection that closed.
 func (c *clientConn) shutdownStreams() {
-	c.w.mu.Lock()
-	defer c.w.mu.Unlock()
+	c.w.Lock()
+	defer c.w.Unlock()
 	for _, s := range c.streams {
 		if !s.answered {
 			s.status = answer.StatusClientGone
@@ -502,10 +503,10 @@ func (c *clientConn) shutdownStreams() {
 // drain sends GOAWAY: streams already open finish, no new ones start, and
 // the connection closes when the last one ends.
 func (c *clientConn) drain() {
-	c.w.mu.Lock()
+	c.w.Lock()
 	c.sendGoAway()
 	c.idleDeadline()
-	c.w.mu.Unlock()
+	c.w.Unlock()
 }
 
 // sendGoAway tells the client, once, that no new stream will be taken;
@@ -514,7 +515,7 @@ func (c *clientConn) sendGoAway() {
 	c.goAway = true
 	if !c.sentGoAway {
 		c.sentGoAway = true
-		c.w.goAway(c.lastID, http2.ErrCodeNo)
-		c.w.signal()
+		c.w.GoAway(c.lastID, http2.ErrCodeNo)
+		c.w.Signal()
 	}
 }

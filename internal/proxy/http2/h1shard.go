@@ -13,6 +13,7 @@ import (
 	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/h1"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/header"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/sock"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/upstream"
 )
 
@@ -52,10 +53,10 @@ var errStreamGone = errors.New("the stream closed")
 // does.
 func (s *stream) exchangeHTTP1() {
 	c, b := s.c, s.b
-	c.w.mu.Lock()
+	c.w.Lock()
 	chunked := s.reqDeclared < 0 && (s.state == stateOpen || len(s.early) > 0 || s.earlyTrailer != nil)
 	repeatable := !chunked && s.reqDeclared <= 0 && idempotent(s.head)
-	c.w.mu.Unlock()
+	c.w.Unlock()
 	head := appendH1Request(nil, s.head, chunked)
 	s.head = nil
 	for attempt := 0; ; attempt++ {
@@ -99,14 +100,14 @@ func (s *stream) exchangeOn(pool *upstream.Pool, head []byte, chunked bool) (boo
 		return false, answer.FromShard(err)
 	}
 	reused := uc.Reused // read now: once back in the pool, uc is another stream's
-	c.w.mu.Lock()
+	c.w.Lock()
 	if s.state == stateClosed || s.answered {
-		c.w.mu.Unlock()
+		c.w.Unlock()
 		pool.Discard(uc)
 		return reused, errStreamGone
 	}
 	x.conn = uc
-	c.w.mu.Unlock()
+	c.w.Unlock()
 	sent := make(chan error, 1)
 	go func() { sent <- s.sendHTTP1(uc, head, chunked) }()
 	reusable, err := s.readHTTP1(uc)
@@ -114,9 +115,9 @@ func (s *stream) exchangeOn(pool *upstream.Pool, head []byte, chunked bool) (boo
 		_ = uc.NC.SetDeadline(time.Unix(1, 0)) // stops the sender, if it still runs
 	}
 	sendErr := <-sent
-	c.w.mu.Lock()
+	c.w.Lock()
 	x.conn = nil
-	c.w.mu.Unlock()
+	c.w.Unlock()
 	if err == nil && sendErr == nil && reusable {
 		pool.Put(uc)
 	} else {
@@ -134,11 +135,11 @@ func (s *stream) sendHTTP1(uc *upstream.Conn, head []byte, chunked bool) error {
 		return err
 	}
 	for {
-		c.w.mu.Lock()
+		c.w.Lock()
 		data, trailer := s.early, s.earlyTrailer
 		s.early, s.earlyTrailer = nil, nil
 		ended, closed := s.state != stateOpen, s.state == stateClosed
-		c.w.mu.Unlock()
+		c.w.Unlock()
 		if closed {
 			return errStreamGone
 		}
@@ -151,7 +152,7 @@ func (s *stream) sendHTTP1(uc *upstream.Conn, head []byte, chunked bool) error {
 			if _, err := uc.NC.Write(out); err != nil {
 				return err
 			}
-			s.req.credit(len(data))
+			s.req.Credit(len(data))
 		}
 		if ended {
 			if !chunked {
@@ -215,11 +216,17 @@ func appendH1Request(dst []byte, head []hpack.HeaderField, chunked bool) []byte 
 // readHTTP1 reads the shard's answer and passes it on; it tells whether
 // the connection ended the exchange on a message boundary (reusable).
 func (s *stream) readHTTP1(uc *upstream.Conn) (bool, error) {
-	bp := answerBufs.Get().(*[]byte)
-	defer answerBufs.Put(bp)
+	deadline := time.Now().Add(s.c.r.cfg.UpstreamTimeout)
+	bp, n, err := s.firstBytes(uc, deadline)
+	if bp != nil {
+		defer answerBufs.Put(bp)
+	}
+	if err != nil {
+		return false, err
+	}
 	buf := *bp
 	var resp h1.Response
-	n, err := s.readH1Head(uc, &resp, buf)
+	n, err = s.readH1Head(uc, &resp, buf, n, deadline)
 	if err != nil {
 		return false, err
 	}
@@ -247,11 +254,53 @@ func (s *stream) readHTTP1(uc *upstream.Conn) (bool, error) {
 	return false, s.relayH1UntilClose(uc, buf, rest)
 }
 
-// readH1Head reads heads until the final one, relaying 1xx answers; the
-// upstream timeout bounds the whole head.
-func (s *stream) readH1Head(uc *upstream.Conn, resp *h1.Response, buf []byte) (int, error) {
-	deadline := time.Now().Add(s.c.r.cfg.UpstreamTimeout)
-	n, answered1xx := 0, false
+// shardHotWait is how long an exchange waits for its shard's first answer
+// bytes holding a buffer; past it, it waits without one (a shard that
+// thinks costs the exchange's goroutine, not 16 KiB more).
+const shardHotWait = 10 * time.Millisecond
+
+// firstBytes reads the first bytes of the shard's answer, by deadline,
+// into a buffer from answerBufs, which it returns (nil if none is held)
+// with how many bytes it holds. A shard closing the connection before
+// any byte is errStaleConn.
+func (s *stream) firstBytes(uc *upstream.Conn, deadline time.Time) (*[]byte, int, error) {
+	bp := answerBufs.Get().(*[]byte)
+	hot := time.Now().Add(shardHotWait)
+	if deadline.Before(hot) {
+		hot = deadline
+	}
+	n, err := s.readShard(uc, *bp, hot)
+	if !errors.Is(err, answer.ErrShardTimeout) || !time.Now().Before(deadline) {
+		if errors.Is(err, answer.ErrShardDown) {
+			err = errStaleConn
+		}
+		return bp, n, err
+	}
+	answerBufs.Put(bp)
+	_ = uc.NC.SetReadDeadline(deadline)
+	if s.isGone() { // looked at after the deadline is set: see readShard
+		return nil, 0, errStreamGone
+	}
+	if err := sock.AwaitReadable(uc.NC); err != nil {
+		if s.isGone() {
+			return nil, 0, errStreamGone
+		}
+		if answer.IsTimeout(err) {
+			return nil, 0, answer.ErrShardTimeout
+		}
+		return nil, 0, answer.ErrShardDown
+	}
+	bp = answerBufs.Get().(*[]byte)
+	n, err = s.readShard(uc, *bp, deadline)
+	if errors.Is(err, answer.ErrShardDown) {
+		err = errStaleConn
+	}
+	return bp, n, err
+}
+
+// readH1Head reads heads until the final one, relaying 1xx answers; buf
+// holds n bytes of them already, and deadline bounds the whole head.
+func (s *stream) readH1Head(uc *upstream.Conn, resp *h1.Response, buf []byte, n int, deadline time.Time) (int, error) {
 	for {
 		k, err := resp.Parse(buf[:n])
 		if err == nil && !resp.Informational() {
@@ -262,7 +311,6 @@ func (s *stream) readH1Head(uc *upstream.Conn, resp *h1.Response, buf []byte) (i
 				return 0, answer.ErrBadResponse
 			}
 			s.interimH1(resp)
-			answered1xx = true
 			n = copy(buf, buf[k:n])
 			continue
 		}
@@ -270,9 +318,6 @@ func (s *stream) readH1Head(uc *upstream.Conn, resp *h1.Response, buf []byte) (i
 			return 0, answer.ErrBadResponse
 		}
 		m, err := s.readShard(uc, buf[n:], deadline)
-		if errors.Is(err, answer.ErrShardDown) && n == 0 && !answered1xx {
-			return 0, errStaleConn
-		}
 		if err != nil {
 			return 0, err
 		}
@@ -281,22 +326,35 @@ func (s *stream) readH1Head(uc *upstream.Conn, resp *h1.Response, buf []byte) (i
 }
 
 // readShard reads from the shard until deadline, giving up when the
-// stream closes.
+// stream closes. Closing the stream moves the connection's deadline to the
+// past after it closes h1.gone; gone is looked at after the deadline is set
+// here, so one of the two always wakes the read.
 func (s *stream) readShard(uc *upstream.Conn, p []byte, deadline time.Time) (int, error) {
 	_ = uc.NC.SetReadDeadline(deadline)
+	if s.isGone() {
+		return 0, errStreamGone
+	}
 	m, err := uc.NC.Read(p)
 	if m > 0 {
 		return m, nil
 	}
-	select {
-	case <-s.h1.gone:
+	if s.isGone() {
 		return 0, errStreamGone
-	default:
 	}
 	if answer.IsTimeout(err) {
 		return 0, answer.ErrShardTimeout
 	}
 	return 0, answer.ErrShardDown
+}
+
+// isGone tells whether the client's stream closed.
+func (s *stream) isGone() bool {
+	select {
+	case <-s.h1.gone:
+		return true
+	default:
+		return false
+	}
 }
 
 // answerFields turns an HTTP/1.1 answer head into HPACK fields under the
@@ -321,11 +379,11 @@ func (s *stream) answerFields(resp *h1.Response) []hpack.HeaderField {
 // interimH1 passes a 1xx answer on.
 func (s *stream) interimH1(resp *h1.Response) {
 	fields := s.answerFields(resp)
-	s.c.w.mu.Lock()
-	defer s.c.w.mu.Unlock()
+	s.c.w.Lock()
+	defer s.c.w.Unlock()
 	if s.state != stateClosed && !s.answered {
-		s.c.w.headers(s.id, fields, false)
-		s.c.w.signal()
+		s.c.w.Headers(s.id, fields, false)
+		s.c.w.Signal()
 	}
 }
 
@@ -333,34 +391,34 @@ func (s *stream) interimH1(resp *h1.Response) {
 func (s *stream) answerH1(resp *h1.Response, end bool) bool {
 	fields := s.answerFields(resp)
 	c := s.c
-	c.w.mu.Lock()
-	defer c.w.mu.Unlock()
+	c.w.Lock()
+	defer c.w.Unlock()
 	if s.state == stateClosed || s.answered {
 		return false
 	}
 	s.answered, s.status = true, resp.Status
-	c.w.headers(s.id, fields, end)
-	c.w.signal()
+	c.w.Headers(s.id, fields, end)
+	c.w.Signal()
 	if end {
-		s.resp.closed = true
+		s.resp.Closed = true
 		s.ended()
 		return true
 	}
-	s.resp.id = s.id
+	s.resp.ID = s.id
 	return true
 }
 
 // pass pushes a piece of the answer's body to the client and waits until
 // the client took it (backpressure: the shard is read no faster).
 func (s *stream) pass(data []byte, end bool) error {
-	s.resp.push(data, end)
+	s.resp.Push(data, end)
 	if end {
 		return nil // queued with the end: the stream closes when it is out
 	}
 	for {
-		s.c.w.mu.Lock()
-		held, closed := len(s.resp.pend), s.state == stateClosed
-		s.c.w.mu.Unlock()
+		s.c.w.Lock()
+		held, closed := len(s.resp.Pend), s.state == stateClosed
+		s.c.w.Unlock()
 		if closed {
 			return errStreamGone
 		}
@@ -416,7 +474,7 @@ func (s *stream) relayH1Chunked(uc *upstream.Conn, buf, rest []byte, resp *h1.Re
 			}
 			p = p[k:]
 			if done {
-				s.resp.finish(trailerFields(framing))
+				s.resp.Finish(trailerFields(framing))
 				return len(p) == 0 && resp.Minor == 1 && !resp.Flags.Has(h1.FlagConnClose), nil
 			}
 			if len(data) > 0 {

@@ -15,8 +15,8 @@
 // Files: relay.go (the front end and its connections), conn.go (a client
 // connection), stream.go (a relayed stream), body.go (body rules),
 // shard.go (a shard connection and its pool), h1shard.go (HTTP/1.1
-// shards), wire.go (the sending side and flow control), head.go (request
-// heads for shards).
+// shards), head.go (request heads for shards). Package h2wire sends the
+// frames and keeps the flow-control windows.
 package http2
 
 import (
@@ -27,6 +27,28 @@ import (
 	"time"
 
 	"github.com/shard-proxy/shard-proxy/internal/proxy/route"
+)
+
+// Flow-control windows the relay advertises to clients, and the limits it
+// holds to (package h2wire has those of the shard side).
+const (
+	// streamWindow is the window of every stream we receive on: RFC
+	// 9113's initial 65,535, so no SETTINGS is needed for it. A stream
+	// holds at most this much waiting for its destination.
+	streamWindow = 65535
+	// connWindow is a connection's receive window: what one client
+	// connection may have waiting in the relay, over all its streams.
+	connWindow = 1 << 20
+	// MaxClientStreams is how many streams a client may have open at once
+	// (HAProxy's default is 100, nginx's 128).
+	MaxClientStreams = 100
+	// MaxHeaderList bounds a decoded header list (RFC 9113 §6.5.2
+	// SETTINGS_MAX_HEADER_LIST_SIZE), either way.
+	MaxHeaderList = 64 << 10
+	// readBufSize is each connection's read buffer: small frames are read
+	// many at a time, larger DATA frames straight into the Framer's
+	// buffer; an idle connection keeps no more than this.
+	readBufSize = 4 << 10
 )
 
 // Config configures a Relay. Every field is required: the facade (package
@@ -87,9 +109,9 @@ func (r *Relay) Streams() int {
 	defer r.conns.mu.Unlock()
 	n := 0
 	for c := range r.conns.m {
-		c.w.mu.Lock()
+		c.w.Lock()
 		n += len(c.streams)
-		c.w.mu.Unlock()
+		c.w.Unlock()
 	}
 	return n
 }
@@ -101,11 +123,11 @@ func (r *Relay) Held() int {
 	defer r.conns.mu.Unlock()
 	n := 0
 	for c := range r.conns.m {
-		c.w.mu.Lock()
+		c.w.Lock()
 		for _, s := range c.streams {
-			n += len(s.resp.pend)
+			n += len(s.resp.Pend)
 		}
-		c.w.mu.Unlock()
+		c.w.Unlock()
 	}
 	return n
 }
@@ -170,7 +192,7 @@ func (h *connSet) shutdown(done <-chan struct{}) bool {
 	}
 	h.mu.Lock()
 	for c := range h.m {
-		_ = c.w.nc.Close()
+		_ = c.w.NC.Close()
 	}
 	h.mu.Unlock()
 	<-finished

@@ -8,6 +8,7 @@ import (
 
 	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/h2hpack"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/h2wire"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/route"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -20,7 +21,7 @@ import (
 // window), never the connection other clients share.
 type shardConn struct {
 	pool *shardPool
-	w    *wire
+	w    *h2wire.Conn
 	fr   *http2.Framer
 
 	active     atomic.Int32 // streams open or reserved
@@ -47,19 +48,19 @@ const probeMax = 5 * time.Second
 // dial afresh. A shard that vanished without closing its end (a node
 // lost) would otherwise draw every new stream into the same silence.
 func (u *shardConn) probe() {
-	u.w.mu.Lock()
-	if u.probing || u.w.dead || u.w.closing {
-		u.w.mu.Unlock()
+	u.w.Lock()
+	if u.probing || u.w.Dead || u.w.Closing {
+		u.w.Unlock()
 		return
 	}
 	u.probing = true
-	u.w.ping(0, [8]byte{'s', 'h', 'a', 'r', 'd', 'p', 'r', 'x'})
-	u.w.signal()
-	u.w.mu.Unlock()
+	u.w.Ping(0, [8]byte{'s', 'h', 'a', 'r', 'd', 'p', 'r', 'x'})
+	u.w.Signal()
+	u.w.Unlock()
 	time.AfterFunc(min(u.pool.relay.cfg.UpstreamTimeout, probeMax), func() {
-		u.w.mu.Lock()
+		u.w.Lock()
 		silent := u.probing
-		u.w.mu.Unlock()
+		u.w.Unlock()
 		if silent {
 			u.kill() // the reader fails, and lost() ends the streams
 		}
@@ -156,21 +157,21 @@ func (pl *shardPool) dial() (*shardConn, error) {
 	}
 	u := &shardConn{pool: pl, streams: map[uint32]*stream{}, nextID: 1, idleSince: time.Now()}
 	u.maxStreams.Store(100) // until the shard says (RFC 9113 §6.5.2 advises at least 100)
-	u.w = newWire(nc, pl.relay.cfg.UpstreamTimeout)
+	u.w = h2wire.New(nc, pl.relay.cfg.UpstreamTimeout)
 	u.fr = http2.NewFramer(nil, bufio.NewReaderSize(nc, readBufSize))
 	u.fr.SetMaxReadFrameSize(16384)
 	u.blk = h2hpack.NewBlock(MaxHeaderList)
 	u.fr.SetReuseFrames()
-	u.w.mu.Lock()
-	u.w.out = append(u.w.out, preface...)
-	u.w.settings(http2.Setting{ID: http2.SettingEnablePush, Val: 0},
+	u.w.Lock()
+	u.w.Out = append(u.w.Out, preface...)
+	u.w.Settings(http2.Setting{ID: http2.SettingEnablePush, Val: 0},
 		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: MaxHeaderList},
-		http2.Setting{ID: http2.SettingInitialWindowSize, Val: shardStreamWindow})
-	u.w.windowUpdate(0, connWindow-65535)
-	u.w.recvWin = connWindow
-	u.w.signal()
-	u.w.mu.Unlock()
-	go u.w.writeLoop()
+		http2.Setting{ID: http2.SettingInitialWindowSize, Val: h2wire.ShardStreamWindow})
+	u.w.WindowUpdate(0, connWindow-65535)
+	u.w.RecvWin = connWindow
+	u.w.Signal()
+	u.w.Unlock()
+	go u.w.WriteLoop()
 	go u.serve()
 	return u, nil
 }
@@ -179,7 +180,7 @@ func (pl *shardPool) dial() (*shardConn, error) {
 // (lost, run by its reader, ends those it has).
 func (u *shardConn) kill() {
 	u.unusable.Store(true)
-	_ = u.w.nc.Close()
+	_ = u.w.NC.Close()
 }
 
 // release gives back a reserved stream that was not opened.
@@ -195,8 +196,8 @@ func (u *shardConn) forget(id uint32) {
 	if len(u.streams) == 0 {
 		u.idleSince = time.Now()
 		if u.unusable.Load() {
-			u.w.closing = true
-			u.w.signal()
+			u.w.Closing = true
+			u.w.Signal()
 		}
 	}
 }
@@ -205,9 +206,9 @@ func (u *shardConn) forget(id uint32) {
 func (u *shardConn) serve() {
 	defer u.lost()
 	for {
-		u.w.mu.Lock()
-		backlog := len(u.w.out)
-		u.w.mu.Unlock()
+		u.w.Lock()
+		backlog := len(u.w.Out)
+		u.w.Unlock()
 		if backlog > outHardCap { // the shard does not read what it asks for
 			u.kill()
 			return
@@ -247,11 +248,11 @@ func (u *shardConn) frame(f http2.Frame) bool {
 		}
 	case *http2.PingFrame:
 		if f.IsAck() {
-			u.w.mu.Lock()
+			u.w.Lock()
 			u.probing = false
-			u.w.mu.Unlock()
+			u.w.Unlock()
 		} else {
-			u.w.pingAck(f.Data)
+			u.w.PingAck(f.Data)
 		}
 	case *http2.GoAwayFrame:
 		u.onGoAway(f.LastStreamID)
@@ -263,12 +264,12 @@ func (u *shardConn) frame(f http2.Frame) bool {
 
 // onHeaders passes a header block from the shard to its stream.
 func (u *shardConn) onHeaders(b *h2hpack.Block) {
-	u.w.mu.Lock()
+	u.w.Lock()
 	s := u.streams[b.ID]
 	if s != nil && b.StreamEnded() {
-		s.resp.srcDone = true
+		s.resp.SrcDone = true
 	}
-	u.w.mu.Unlock()
+	u.w.Unlock()
 	switch {
 	case s == nil:
 	case b.Invalid || b.Truncated:
@@ -279,52 +280,52 @@ func (u *shardConn) onHeaders(b *h2hpack.Block) {
 }
 
 func (u *shardConn) stream(id uint32) *stream {
-	u.w.mu.Lock()
-	defer u.w.mu.Unlock()
+	u.w.Lock()
+	defer u.w.Unlock()
 	return u.streams[id]
 }
 
 func (u *shardConn) onSettings(f *http2.SettingsFrame) {
-	u.w.mu.Lock()
-	old := u.w.initWin
-	n, err := u.w.applySettings(f)
+	u.w.Lock()
+	old := u.w.InitWin
+	n, err := u.w.ApplySettings(f)
 	if err != nil {
-		u.w.mu.Unlock()
+		u.w.Unlock()
 		u.kill() // a shard that breaks SETTINGS: its streams fail
 		return
 	}
 	if n > 0 {
 		u.maxStreams.Store(n)
 	}
-	var credits []credit
-	if d := int64(u.w.initWin - old); d != 0 {
+	var credits []h2wire.Credit
+	if d := int64(u.w.InitWin - old); d != 0 {
 		for _, s := range u.streams {
-			if n := s.req.windowUpdate(d); n > 0 {
-				credits = append(credits, credit{&s.req, n})
+			if n := s.req.WindowUpdate(d); n > 0 {
+				credits = append(credits, h2wire.Credit{H: &s.req, N: n})
 			}
 		}
 	}
-	u.w.signal()
-	u.w.mu.Unlock()
-	giveCredits(credits)
+	u.w.Signal()
+	u.w.Unlock()
+	h2wire.GiveCredits(credits)
 }
 
 func (u *shardConn) onWindowUpdate(f *http2.WindowUpdateFrame) {
-	u.w.mu.Lock()
-	var credits []credit
+	u.w.Lock()
+	var credits []h2wire.Credit
 	var broken *stream
 	if f.StreamID == 0 {
-		u.w.sendWin += int64(f.Increment)
-		credits = u.w.resume(nil)
+		u.w.SendWin += int64(f.Increment)
+		credits = u.w.Resume(nil)
 	} else if s := u.streams[f.StreamID]; s != nil {
-		if s.req.win+int64(f.Increment) > maxWindow {
+		if s.req.Win+int64(f.Increment) > maxWindow {
 			broken = s
-		} else if n := s.req.windowUpdate(int64(f.Increment)); n > 0 {
-			credits = append(credits, credit{&s.req, n})
+		} else if n := s.req.WindowUpdate(int64(f.Increment)); n > 0 {
+			credits = append(credits, h2wire.Credit{H: &s.req, N: n})
 		}
 	}
-	u.w.mu.Unlock()
-	giveCredits(credits)
+	u.w.Unlock()
+	h2wire.GiveCredits(credits)
 	if broken != nil {
 		broken.fail(answer.ErrBadResponse, broken.b.Name)
 	}
@@ -333,63 +334,63 @@ func (u *shardConn) onWindowUpdate(f *http2.WindowUpdateFrame) {
 // onData passes the shard's DATA on to the client's stream.
 func (u *shardConn) onData(f *http2.DataFrame) bool {
 	n := int(f.Length)
-	u.w.mu.Lock()
-	if !u.w.consumed(n) {
-		u.w.mu.Unlock()
+	u.w.Lock()
+	if !u.w.Consumed(n) {
+		u.w.Unlock()
 		return false
 	}
-	u.w.giveBack(n)
+	u.w.GiveBack(n)
 	s := u.streams[f.StreamID]
 	if s == nil {
-		u.w.mu.Unlock()
+		u.w.Unlock()
 		return true
 	}
-	if !s.resp.received(n) {
-		u.w.mu.Unlock()
+	if !s.resp.Received(n) {
+		u.w.Unlock()
 		u.streamBroken(f.StreamID)
 		return true
 	}
 	end := f.StreamEnded()
-	s.resp.srcDone = end
-	u.w.mu.Unlock()
+	s.resp.SrcDone = end
+	u.w.Unlock()
 	data := f.Data()
 	if s.respDeclared >= 0 { // a malformed answer is not passed on whole (§8.1.1)
 		if s.respLen += int64(len(data)); s.respLen > s.respDeclared || end && s.respLen != s.respDeclared {
-			s.resp.push(data, false) // what came, then the reset
+			s.resp.Push(data, false) // what came, then the reset
 			s.fail(answer.ErrBadResponse, s.b.Name)
 			return true
 		}
 	}
-	s.resp.push(data, end)
+	s.resp.Push(data, end)
 	if pad := n - len(data); pad > 0 {
-		s.resp.credit(pad)
+		s.resp.Credit(pad)
 	}
 	return true
 }
 
 // onReset: the shard reset a stream.
 func (u *shardConn) onReset(id uint32, code http2.ErrCode) {
-	u.w.mu.Lock()
+	u.w.Lock()
 	s := u.streams[id]
 	var finished bool
 	var dropped int
 	if s != nil {
 		s.shardGone = true // nothing more is sent there
-		dropped = len(s.req.pend)
-		s.req.closed, s.req.pend = true, nil
+		dropped = len(s.req.Pend)
+		s.req.Closed, s.req.Pend = true, nil
 		u.forget(id)
 		// After its whole answer, a reset only tells us to stop sending
 		// (RFC 9113 §8.1): the answer still reaches the client.
-		finished = s.resp.srcDone
+		finished = s.resp.SrcDone
 	}
-	u.w.mu.Unlock()
+	u.w.Unlock()
 	if s == nil {
 		return
 	}
 	if dropped > 0 { // the client's upload that will not be sent
-		s.c.w.mu.Lock()
-		s.c.w.giveBack(dropped)
-		s.c.w.mu.Unlock()
+		s.c.w.Lock()
+		s.c.w.GiveBack(dropped)
+		s.c.w.Unlock()
 	}
 	if !finished {
 		s.shardReset(code)
@@ -408,7 +409,7 @@ func (u *shardConn) streamBroken(id uint32) {
 // processed and are refused to their clients, which retry them.
 func (u *shardConn) onGoAway(last uint32) {
 	u.unusable.Store(true)
-	u.w.mu.Lock()
+	u.w.Lock()
 	var refused []uint32
 	for id := range u.streams {
 		if id > last {
@@ -416,10 +417,10 @@ func (u *shardConn) onGoAway(last uint32) {
 		}
 	}
 	if len(u.streams) == 0 {
-		u.w.closing = true
-		u.w.signal()
+		u.w.Closing = true
+		u.w.Signal()
 	}
-	u.w.mu.Unlock()
+	u.w.Unlock()
 	for _, id := range refused {
 		u.onReset(id, http2.ErrCodeRefusedStream)
 	}
@@ -429,7 +430,7 @@ func (u *shardConn) onGoAway(last uint32) {
 // its pool.
 func (u *shardConn) lost() {
 	u.unusable.Store(true)
-	u.w.close()
+	u.w.Close()
 	pl := u.pool
 	pl.mu.Lock()
 	for i, x := range pl.conns {
@@ -439,15 +440,15 @@ func (u *shardConn) lost() {
 		}
 	}
 	pl.mu.Unlock()
-	u.w.mu.Lock()
+	u.w.Lock()
 	streams := make([]*stream, 0, len(u.streams))
 	for _, s := range u.streams {
 		s.shardGone = true
-		s.req.closed = true
+		s.req.Closed = true
 		streams = append(streams, s)
 	}
-	u.w.dead = true
-	u.w.mu.Unlock()
+	u.w.Dead = true
+	u.w.Unlock()
 	for _, s := range streams {
 		s.fail(answer.ErrShardDown, s.b.Name)
 	}
@@ -460,12 +461,12 @@ func (pl *shardPool) Stats() route.PoolStats {
 	pl.mu.Unlock()
 	st := route.PoolStats{Open: len(conns)}
 	for _, u := range conns {
-		u.w.mu.Lock()
+		u.w.Lock()
 		st.Streams += len(u.streams)
 		if len(u.streams) == 0 {
 			st.Idle++
 		}
-		u.w.mu.Unlock()
+		u.w.Unlock()
 	}
 	return st
 }
@@ -478,15 +479,15 @@ func (pl *shardPool) CloseIdle(maxIdle time.Duration, stop bool) {
 	conns := append([]*shardConn(nil), pl.conns...)
 	pl.mu.Unlock()
 	for _, u := range conns {
-		u.w.mu.Lock()
+		u.w.Lock()
 		if len(u.streams) == 0 && u.active.Load() == 0 && time.Since(u.idleSince) >= maxIdle {
 			u.unusable.Store(true)
-			u.w.goAway(0, http2.ErrCodeNo)
-			u.w.closing = true
-			u.w.signal()
+			u.w.GoAway(0, http2.ErrCodeNo)
+			u.w.Closing = true
+			u.w.Signal()
 		} else if stop {
 			u.unusable.Store(true) // closes when its last stream ends
 		}
-		u.w.mu.Unlock()
+		u.w.Unlock()
 	}
 }

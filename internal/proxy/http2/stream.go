@@ -14,6 +14,7 @@ import (
 
 	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/h2hpack"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/h2wire"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/header"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/keys"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/route"
@@ -52,8 +53,8 @@ type stream struct {
 	// set before the stream is shared
 	c    *clientConn
 	id   uint32
-	req  half // client -> shard
-	resp half // shard -> client
+	req  h2wire.Half // client -> shard
+	resp h2wire.Half // shard -> client
 
 	// the routing, owned by the goroutine that routes the stream (the
 	// client connection's reader, or one holding the stream for its owner
@@ -121,9 +122,9 @@ func (s *stream) route(f *h2hpack.Block) {
 		s.fail(answer.BodyTooLarge(int(min(limit, math.MaxInt32))), "") // before any shard
 		return
 	}
-	c.w.mu.Lock()
+	c.w.Lock()
 	s.reqDeclared = rq.Length
-	c.w.mu.Unlock()
+	c.w.Unlock()
 	kr := keyRequest{fields: f.Fields, path: rq.Path, query: rq.Query}
 	if s.grpc || rq.Length == 0 || f.StreamEnded() {
 		kr.body = emptyBody // no body to wait for (body rules never read protobuf)
@@ -163,11 +164,11 @@ func (s *stream) routeStep(req keys.Request, loadBody func() error) error {
 // owner is named, and counted.
 func (s *stream) failRouting(err error) {
 	if s.d.Status != 0 { // an owner not ready: counted for it when the stream closes
-		s.c.w.mu.Lock()
+		s.c.w.Lock()
 		if s.state != stateClosed {
 			s.b = s.d.Backend
 		}
-		s.c.w.mu.Unlock()
+		s.c.w.Unlock()
 	}
 	s.fail(err, "")
 }
@@ -178,31 +179,31 @@ func (s *stream) toOwner() {
 	s.head = appendPrevious(s.head, s.d.Previous, s.d.PreviousAddr)
 	c, r := s.c, s.c.r.router
 	r.Commit(&s.d)
-	c.w.mu.Lock()
+	c.w.Lock()
 	if s.state == stateClosed {
-		c.w.mu.Unlock()
+		c.w.Unlock()
 		return
 	}
 	s.b = b
 	if b.Protocol != watch.H2C {
 		s.h1 = &h1call{wake: make(chan struct{}, 1), room: make(chan struct{}, 1), gone: make(chan struct{})}
-		s.resp.onDrain = func() { poke(s.h1.room) }
+		s.resp.OnDrain = func() { poke(s.h1.room) }
 	}
-	c.w.mu.Unlock()
+	c.w.Unlock()
 	live := r.Track(s.key, b.Name, s.moved) // may end the stream at once: no lock held
-	c.w.mu.Lock()
+	c.w.Lock()
 	switch {
 	case s.state == stateClosed:
-		c.w.mu.Unlock()
+		c.w.Unlock()
 		r.Untrack(live)
 		return
 	case s.answered: // the key moved meanwhile: no shard stream to open
 		s.live = live // untracked when the stream closes
-		c.w.mu.Unlock()
+		c.w.Unlock()
 		return
 	}
 	s.live = live
-	c.w.mu.Unlock()
+	c.w.Unlock()
 	if b.Protocol != watch.H2C {
 		s.head = slices.Clone(s.head)
 		go s.exchangeHTTP1()
@@ -219,13 +220,13 @@ func (s *stream) toOwner() {
 // awaitOwner holds the stream for its owner to become ready.
 func (s *stream) awaitOwner() {
 	gone := make(chan struct{})
-	s.c.w.mu.Lock()
+	s.c.w.Lock()
 	if s.state == stateClosed {
-		s.c.w.mu.Unlock()
+		s.c.w.Unlock()
 		return
 	}
 	s.gone = gone
-	s.c.w.mu.Unlock()
+	s.c.w.Unlock()
 	switch err := s.c.r.router.Wait(&s.d, gone, nil); {
 	case err == nil:
 		s.toOwner()
@@ -248,8 +249,8 @@ func (s *stream) dialAndOpen() {
 // fail answers the stream with the proxy's own error, if it can still.
 func (s *stream) fail(err error, shard string) {
 	c := s.c
-	c.w.mu.Lock()
-	defer c.w.mu.Unlock()
+	c.w.Lock()
+	defer c.w.Unlock()
 	if s.state == stateClosed {
 		return
 	}
@@ -273,19 +274,19 @@ func (s *stream) answer(err error, shard string) {
 	fields := []hpack.HeaderField{{Name: ":status", Value: strconv.Itoa(status)}}
 	fields = appendFields(fields, a.Fields(nil, s.grpc))
 	if s.grpc {
-		w.headers(s.id, fields, true)
-		s.resp.closed = true
-		w.signal()
+		w.Headers(s.id, fields, true)
+		s.resp.Closed = true
+		w.Signal()
 		s.ended()
 		return
 	}
-	s.resp.id = s.id
+	s.resp.ID = s.id
 	body := a.JSON()
 	fields = append(fields, hpack.HeaderField{Name: "content-length", Value: strconv.Itoa(len(body))})
-	w.headers(s.id, fields, false)
-	s.resp.pend, s.resp.end = body, true
-	s.resp.flush()
-	w.signal()
+	w.Headers(s.id, fields, false)
+	s.resp.Pend, s.resp.End = body, true
+	s.resp.Flush()
+	w.Signal()
 }
 
 // appendFields appends answer fields as HPACK fields.
@@ -305,9 +306,9 @@ func (s *stream) endAnswered(err error) {
 		return
 	}
 	a := answer.For(err, s.b.Name)
-	s.resp.end = true
-	s.resp.trailer = appendFields(nil, a.Trailers(nil))
-	s.resp.flush()
+	s.resp.End = true
+	s.resp.Trailer = appendFields(nil, a.Trailers(nil))
+	s.resp.Flush()
 }
 
 // moved ends the stream: its key now belongs to another shard.
@@ -316,9 +317,9 @@ func (s *stream) moved() { s.failOwner(answer.ErrOwnerMoved) }
 // failOwner fails the stream with err, naming its owner (read under
 // c.w.mu, which guards s.b).
 func (s *stream) failOwner(err error) {
-	s.c.w.mu.Lock()
+	s.c.w.Lock()
 	name := s.shardName()
-	s.c.w.mu.Unlock()
+	s.c.w.Unlock()
 	s.fail(err, name)
 }
 
@@ -334,9 +335,9 @@ func (s *stream) respReset(code http2.ErrCode) {
 	if s.state == stateClosed {
 		return
 	}
-	if !s.resp.closed {
-		s.c.w.rst(s.id, code)
-		s.c.w.signal()
+	if !s.resp.Closed {
+		s.c.w.RST(s.id, code)
+		s.c.w.Signal()
 	}
 	s.respGone()
 }
@@ -347,7 +348,7 @@ func (s *stream) respGone() {
 	if s.state == stateClosed {
 		return
 	}
-	s.resp.abandon()
+	s.resp.Abandon()
 	s.close(true)
 }
 
@@ -359,19 +360,19 @@ func (s *stream) cancelShard() {
 	if up == nil {
 		return
 	}
-	up.w.mu.Lock()
-	if !s.shardGone && !(s.req.closed && s.resp.srcDone) && !up.w.dead {
-		up.w.rst(s.upID, http2.ErrCodeCancel)
-		up.w.signal()
+	up.w.Lock()
+	if !s.shardGone && !(s.req.Closed && s.resp.SrcDone) && !up.w.Dead {
+		up.w.RST(s.upID, http2.ErrCodeCancel)
+		up.w.Signal()
 	}
 	s.shardGone = true
-	s.resp.releaseGrowth()
-	dropped := len(s.req.pend)
-	s.req.pend, s.req.closed = nil, true
+	s.resp.ReleaseGrowth()
+	dropped := len(s.req.Pend)
+	s.req.Pend, s.req.Closed = nil, true
 	up.forget(s.upID)
-	up.w.mu.Unlock()
+	up.w.Unlock()
 	if dropped > 0 {
-		s.c.w.giveBack(dropped)
+		s.c.w.GiveBack(dropped)
 	}
 }
 
@@ -384,7 +385,7 @@ func (s *stream) endRemote() {
 	if s.state == stateOpen {
 		s.state = stateHalfClosedRemote
 	}
-	s.req.srcDone = true
+	s.req.SrcDone = true
 	if s.h1 != nil {
 		poke(s.h1.wake)
 	}
@@ -417,14 +418,14 @@ func (s *stream) close(reset bool) {
 	if wasOpen && !reset {
 		// A complete answer before the whole request: the client may stop
 		// sending (RFC 9113 §8.1).
-		c.w.rst(s.id, http2.ErrCodeNo)
-		c.w.signal()
+		c.w.RST(s.id, http2.ErrCodeNo)
+		c.w.Signal()
 	}
 	s.cancelShard()
 	s.endBodyWait()
 	if len(s.early) > 0 {
 		// What a body rule kept was given back as it came (prepaid).
-		c.w.giveBack(len(s.early) - int(min(s.req.prepaid, int64(len(s.early)))))
+		c.w.GiveBack(len(s.early) - int(min(s.req.Prepaid, int64(len(s.early)))))
 		s.early = nil
 	}
 	stopTimer(s.headTimer)
@@ -449,19 +450,19 @@ func stopTimer(t *time.Timer) {
 // sent meanwhile, and starts the stream's timers.
 func (s *stream) open(u *shardConn) {
 	c := s.c
-	c.w.mu.Lock()
+	c.w.Lock()
 	if s.state == stateClosed || s.answered { // ended while it waited for a connection
-		c.w.mu.Unlock()
+		c.w.Unlock()
 		u.release()
 		return
 	}
-	u.w.mu.Lock()
-	if u.w.dead || u.w.closing || u.unusable.Load() {
+	u.w.Lock()
+	if u.w.Dead || u.w.Closing || u.unusable.Load() {
 		// Closed, or going away (GOAWAY, idle, out of stream ids) since
 		// it was picked: another connection takes the stream.
-		u.w.mu.Unlock()
+		u.w.Unlock()
 		u.release()
-		c.w.mu.Unlock()
+		c.w.Unlock()
 		if s.retries++; s.retries > 3 {
 			s.fail(answer.ErrShardDown, s.b.Name)
 			return
@@ -474,21 +475,21 @@ func (s *stream) open(u *shardConn) {
 		u.unusable.Store(true) // ids run out: drained, then closed (forget)
 	}
 	u.streams[s.upID] = s
-	s.resp.src, s.resp.srcID, s.resp.recvWin = u.w, s.upID, shardStreamWindow
-	s.resp.grant, s.resp.budget = shardStreamWindow, &c.grown
+	s.resp.Src, s.resp.SrcID, s.resp.RecvWin = u.w, s.upID, h2wire.ShardStreamWindow
+	s.resp.Grant, s.resp.Budget = h2wire.ShardStreamWindow, &c.grown
 	r := &s.req
-	r.dst, r.pend, r.trailer, r.end = u.w, s.early, s.earlyTrailer, s.state == stateHalfClosedRemote
+	r.Dst, r.Pend, r.Trailer, r.End = u.w, s.early, s.earlyTrailer, s.state == stateHalfClosedRemote
 	s.early, s.earlyTrailer = nil, nil
-	headEnd := r.end && len(r.pend) == 0 && r.trailer == nil
-	u.w.headers(s.upID, s.head, headEnd)
+	headEnd := r.End && len(r.Pend) == 0 && r.Trailer == nil
+	u.w.Headers(s.upID, s.head, headEnd)
 	s.head = nil
-	r.closed = headEnd
-	sent := r.open(s.upID)
-	u.w.signal()
-	u.w.mu.Unlock()
+	r.Closed = headEnd
+	sent := r.Open(s.upID)
+	u.w.Signal()
+	u.w.Unlock()
 	s.startTimers()
-	c.w.mu.Unlock()
-	r.credit(sent)
+	c.w.Unlock()
+	r.Credit(sent)
 }
 
 // startTimers bounds the wait for the answer's head by UpstreamTimeout,
@@ -509,8 +510,8 @@ func (s *stream) startTimers() {
 // headTimedOut fails the stream if its answer's head has still not come
 // (the timer may fire as it arrives); it tells whether it did.
 func (s *stream) headTimedOut(name string) bool {
-	s.c.w.mu.Lock()
-	defer s.c.w.mu.Unlock()
+	s.c.w.Lock()
+	defer s.c.w.Unlock()
 	if s.state == stateClosed || s.answered {
 		return false
 	}
@@ -524,8 +525,8 @@ func (s *stream) headTimedOut(name string) bool {
 // a failed call. After the answer started, the reset passes through.
 func (s *stream) shardReset(code http2.ErrCode) {
 	c := s.c
-	c.w.mu.Lock()
-	defer c.w.mu.Unlock()
+	c.w.Lock()
+	defer c.w.Unlock()
 	if s.state == stateClosed {
 		return
 	}
@@ -544,8 +545,8 @@ func (s *stream) shardReset(code http2.ErrCode) {
 // trailers.
 func (s *stream) onShardHeaders(f *h2hpack.Block) {
 	c := s.c
-	c.w.mu.Lock()
-	defer c.w.mu.Unlock()
+	c.w.Lock()
+	defer c.w.Unlock()
 	if s.state == stateClosed {
 		return
 	}
@@ -555,8 +556,8 @@ func (s *stream) onShardHeaders(f *h2hpack.Block) {
 			s.endAnswered(answer.ErrBadResponse)
 			return
 		}
-		s.resp.end, s.resp.trailer = true, appendAnswerFields(nil, f.RegularFields(), false)
-		s.resp.flush()
+		s.resp.End, s.resp.Trailer = true, appendAnswerFields(nil, f.RegularFields(), false)
+		s.resp.Flush()
 		return
 	}
 	status := f.PseudoValue("status")
@@ -573,22 +574,22 @@ func (s *stream) onShardHeaders(f *h2hpack.Block) {
 	fields = append(fields, hpack.HeaderField{Name: header.ShardLower, Value: s.b.Name})
 	defer func() { clear(fields); u.fields = fields[:0] }()
 	if code < 200 {
-		c.w.headers(s.id, fields, false)
-		c.w.signal()
+		c.w.Headers(s.id, fields, false)
+		c.w.Signal()
 		return
 	}
 	stopTimer(s.headTimer)
 	s.answered, s.status = true, code
 	s.respDeclared = declared // checked against the DATA by the up reader
-	c.w.headers(s.id, fields, f.StreamEnded())
-	c.w.signal()
+	c.w.Headers(s.id, fields, f.StreamEnded())
+	c.w.Signal()
 	if f.StreamEnded() {
-		s.resp.closed = true
+		s.resp.Closed = true
 		s.ended()
 		return
 	}
-	s.resp.id = s.id
-	s.resp.flush()
+	s.resp.ID = s.id
+	s.resp.Flush()
 }
 
 // answerLength is the content-length a final answer head declares (-1:
