@@ -64,7 +64,10 @@ func TestTemplates(t *testing.T) {
 	if got != want || tg.Addr != "h:81" {
 		t.Errorf("request for key \"a b\":\n%q\nwant\n%q (addr %s)", got, want, tg.Addr)
 	}
-	for _, bad := range []string{"ftp://h/x", "http://{key}/x", "h:80/x", "http://"} {
+	if tg, err := NewTarget("localhost:8080/a/{key}", "", nil, ""); err != nil || tg.Addr != "localhost:8080" || tg.URL != "http://localhost:8080/a/{key}" {
+		t.Errorf("NewTarget without a scheme: %+v, %v; want http://localhost:8080/a/{key}", tg, err)
+	}
+	for _, bad := range []string{"ftp://h/x", "http://{key}/x", "/x", "http://"} {
 		if _, err := NewTarget(bad, "GET", nil, ""); err == nil {
 			t.Errorf("NewTarget(%q) = nil error; want one", bad)
 		}

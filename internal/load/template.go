@@ -132,8 +132,11 @@ type headerTemplate struct {
 // "Name: value" headers whose values may hold {key}, and a body that may
 // hold {key}.
 func NewTarget(rawURL, method string, headers []string, body string) (*Target, error) {
-	scheme, rest, ok := strings.Cut(rawURL, "://")
-	if !ok || (scheme != "http" && scheme != "https") {
+	if !strings.Contains(rawURL, "://") && !strings.HasPrefix(rawURL, "/") {
+		rawURL = "http://" + rawURL // as curl takes localhost:8080/x
+	}
+	scheme, rest, _ := strings.Cut(rawURL, "://")
+	if scheme != "http" && scheme != "https" {
 		return nil, fmt.Errorf("URL %q: want http://host[:port]/path, e.g. http://127.0.0.1:8080/accounts/{key}", rawURL)
 	}
 	host, reqTarget := rest, "/"
