@@ -73,6 +73,14 @@ func (c *h1Conn) Do(key []byte, a *Answer) error {
 	}
 }
 
+// warm connects ahead of the first request.
+func (c *h1Conn) warm() error {
+	if c.c != nil {
+		return nil
+	}
+	return c.dial()
+}
+
 func (c *h1Conn) dial() error {
 	conn, err := net.DialTimeout("tcp", c.s.target.Addr, c.s.dialTimeout)
 	if err != nil {

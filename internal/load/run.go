@@ -101,8 +101,9 @@ type run struct {
 
 	sent, done, errs, inFlight atomic.Int64
 
-	mu    sync.Mutex // guards conns and closing
-	conns []Conn
+	mu     sync.Mutex // guards conns and warmed
+	conns  []Conn
+	warmed []Conn // connected by warm, not yet given to a worker
 	wg    sync.WaitGroup
 }
 
@@ -115,7 +116,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	r := &run{cfg: cfg, start: time.Now(), cpu0: processCPU()}
+	r := &run{cfg: cfg}
+	if cfg.Rate > 0 {
+		r.warm(ctx, cfg.Connections)
+	} else {
+		r.warm(ctx, cfg.Concurrency)
+	}
+	r.start, r.cpu0 = time.Now(), processCPU()
 	r.rec = newRecorder(r.start, cfg.Keys, cfg.LateAfter)
 	sendCtx, stopSending := context.WithTimeout(ctx, cfg.Duration)
 	defer stopSending()
@@ -174,11 +181,42 @@ func (r *run) interruptAll() {
 
 // newConn makes a worker's Conn and keeps it for interrupting and closing.
 func (r *run) newConn() Conn {
-	c := r.cfg.Sender.NewConn()
 	r.mu.Lock()
+	defer r.mu.Unlock()
+	if n := len(r.warmed); n > 0 {
+		c := r.warmed[n-1]
+		r.warmed = r.warmed[:n-1]
+		return c
+	}
+	c := r.cfg.Sender.NewConn()
 	r.conns = append(r.conns, c)
-	r.mu.Unlock()
 	return c
+}
+
+// warmer is a Conn that can connect ahead of its first request.
+type warmer interface {
+	warm() error
+}
+
+// warm makes the run's first n Conns and connects them, all at once,
+// before the clock starts: the first requests would otherwise wait for
+// connects and leave late. A failed connect is left for the first
+// request to meet (and the report to count).
+func (r *run) warm(ctx context.Context, n int) {
+	var wg sync.WaitGroup
+	for range n {
+		c := r.cfg.Sender.NewConn()
+		r.conns = append(r.conns, c)
+		r.warmed = append(r.warmed, c)
+		if w, ok := c.(warmer); ok && ctx.Err() == nil {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_ = w.warm()
+			}()
+		}
+	}
+	wg.Wait()
 }
 
 func (r *run) connCount() int64 {
