@@ -31,6 +31,7 @@ func TestLoadBadInput(t *testing.T) {
 		{[]string{"-o", "yaml", url}, "want text or json"},
 		{[]string{url, url}, "want one URL"},
 		{[]string{"--http2", "https://127.0.0.1:1/{key}"}, "want an http:// URL"},
+		{[]string{"--rate", "10", "--direct", "http://" + testutil.DeadAddr(t), url}, "no topology"},
 	} {
 		var stdout, stderr bytes.Buffer
 		start := time.Now()
