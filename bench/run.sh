@@ -11,6 +11,11 @@
 #                                shard lying about Content-Length; shard-proxy,
 #                                HAProxy and nginx side by side, in
 #                                bench/results/memory.md
+#   bash bench/run.sh accesslog  header-key req/s and allocations per request of
+#                                shard-proxy's data plane with 100% access logging
+#                                to a file, and tracing at 1% and 100% sampling,
+#                                against both off, alternating in the same run, in
+#                                bench/results/accesslog.md
 #   bash bench/run.sh grpc       gRPC unary calls (and plain HTTP/2 GETs with
 #                                h2load) through shard-proxy, HAProxy and nginx
 #                                over h2c, in bench/results/grpc.md
@@ -44,9 +49,10 @@ set -euo pipefail
 : "${SHARD_PROXY_BIN:=}"         # measure this binary instead of building ./cmd/shard-proxy
 # "run.sh memory" (see the README for what each test does)
 : "${BENCH_MEM_SYSTEMS:=shard-proxy haproxy nginx}"
-: "${BENCH_MEM_TESTS:=stream sse download download50 upload slowupload idle hugecl hung}"
+: "${BENCH_MEM_TESTS:=stream sse download download50 upload slowupload idle hugecl hung h2stall slowshard blackhole}"
 : "${BENCH_MEM_BYTES:=64MiB}"    # one download, each of the concurrent downloads, the upload
 : "${BENCH_MEM_MAX_BODY_MIB:=128}" # shard-proxy --max-body-bytes, nginx client_max_body_size
+: "${BENCH_AL_MODES:=off file trace1 trace100}" # "run.sh accesslog": off, 100% access log to a file, tracing at 1% and 100%
 : "${BENCH_SP_ARGS:=}"           # extra shard-proxy flags in memory mode (word-split)
 : "${BENCH_STREAM_CHUNKS:=10}" "${BENCH_STREAM_GAP:=200ms}"
 : "${BENCH_DOWNLOADS:=50}"       # concurrent downloads
@@ -55,6 +61,11 @@ set -euo pipefail
 : "${BENCH_IDLE_CONNS:=20000}" "${BENCH_IDLE_PROCS:=4}"
 : "${BENCH_HUGECL_STALL:=3s}"
 : "${BENCH_HUNG_CLIENTS:=5000}" "${BENCH_HUNG_HOLD:=5s}" # "hung": requests a shard holds at once, and how long
+# "h2stall": HTTP/2 client connections at window 0, streams each, answer size, stall, when RSS is read after
+: "${BENCH_H2STALL_CONNS:=50}" "${BENCH_H2STALL_STREAMS:=100}" "${BENCH_H2STALL_BYTES:=1MiB}" "${BENCH_H2STALL_HOLD:=5s}" "${BENCH_H2STALL_AFTER:=2s}"
+# "slowshard", "blackhole": clients (one pool per shard), their requests/s in all (0: back to back), each phase's length,
+# the slow shard's delay, which shard (0-3) stalls
+: "${BENCH_STALL_CLIENTS:=200}" "${BENCH_STALL_RATE:=2000}" "${BENCH_STALL_DURATION:=10s}" "${BENCH_STALL_DELAY:=5s}" "${BENCH_STALL_SHARD:=3}"
 : "${BENCH_HAPROXY_NODELAY:=1}"  # HAProxy "option http-no-delay" (see config/haproxy-memory.cfg)
 : "${BENCH_RSS_GUARD_MIB:=8192}" # SIGKILL a proxy whose RSS passes this, so it cannot take the machine down
 : "${BENCH_MEM_TIMEOUT:=90}"     # seconds one test may take before it is cut short
@@ -140,13 +151,15 @@ stop_pid() {
 	PIDS=("${keep[@]+"${keep[@]}"}")
 }
 
+# wait_port PORT: until something listens there, for up to 30 s (a process
+# at nice -19 on a busy machine can take a while to start).
 wait_port() {
 	local port=$1 i
-	for i in $(seq 1 100); do
+	for i in $(seq 1 600); do
 		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
 		sleep 0.05
 	done
-	die "nothing listens on 127.0.0.1:$port after 5s"
+	die "nothing listens on 127.0.0.1:$port after 30s"
 }
 
 port_free() {
@@ -513,6 +526,71 @@ profile() {
 	cat "$out/profile.md"
 }
 
+# --- accesslog mode ----------------------------------------------------------------
+#
+# The profile harness (the data plane in-process, as cmd/shard-proxy wires
+# it) with and without --access-log to a file, alternating, BENCH_ROUNDS
+# times; the harness counts requests and allocations in the measured window.
+
+accesslog_run() { # accesslog_run off|file|trace1|trace100: one window; prints "rps allocs_per_req cpu_us_per_req"
+	local mode=$1 args=() pid line
+	case $mode in
+	file) args=(-access-log "$TMP/access.log") ;;
+	trace1) args=(-trace-ratio 0.01) ;;   # --tracing otlp at the default sampling
+	trace100) args=(-trace-ratio 1) ;;
+	esac
+	port_free "$LISTEN" || die "port $LISTEN is taken (set BENCH_PORT)"
+	"${ON_PROXY_CPU[@]}" "$TMP/profile" -shards "$SHARDS_FLAG" -listen "127.0.0.1:$LISTEN" -key "$(key_rule header)" \
+		-cpuprofile "$TMP/al-cpu.pprof" -heapbase "$TMP/al-base.pprof" -heapprofile "$TMP/al-heap.pprof" \
+		"${args[@]}" >"$TMP/al.out" 2>>"$TMP/al.log" &
+	pid=$!
+	PIDS+=("$pid")
+	wait_port "$LISTEN"
+	TARGET=$LISTEN
+	load header "$BENCH_WARMUP" >/dev/null
+	kill -USR1 "$pid"
+	line=$(load header "$BENCH_DURATION")
+	kill -TERM "$pid"
+	wait "$pid" || true
+	stop_pid "$pid"
+	echo "$(field rps "$line") $(field allocs_per_req "$(cat "$TMP/al.out")") $(field cpu_us_per_req "$(cat "$TMP/al.out")")"
+}
+
+accesslog() {
+	log "building the profiling harness"
+	bench_build "$TMP/profile" ./cmd/profile
+	mkdir -p "$BENCH_OUT"
+	start_backends
+	local started round mode r rows="" lines rps allocs cpu
+	started=$(date -u +%Y-%m-%dT%H:%MZ)
+	for round in $(seq 1 "$BENCH_ROUNDS"); do
+		for mode in $(rotate "$round" $BENCH_AL_MODES); do
+			rm -f "$TMP/access.log"
+			r=$(accesslog_run "$mode")
+			lines=0
+			[ "$mode" = file ] && lines=$(wc -l <"$TMP/access.log")
+			read -r rps allocs cpu <<<"$r"
+			rows+="| $round | $mode | $rps | $allocs | $cpu | $lines |"$'\n'
+			log "round $round, access log $mode: rps allocs/req = $r, lines $lines"
+		done
+	done
+	{
+		echo "# shard-proxy access log cost, header key"
+		echo
+		echo "- run: $started, $BENCH_ROUNDS round(s), ${BENCH_DURATION}s each, wrk -c$BENCH_CONNECTIONS; load average at end $(cut -d' ' -f1-3 /proc/loadavg)"
+		machine
+		echo
+		echo "| round | access log | req/s | allocs/request | CPU µs/request | lines written |"
+		echo "|---|---|---|---|---|---|"
+		printf '%s' "$rows"
+		echo
+		printf '%s' "$rows" | awk -F'|' '{gsub(/ /, "", $3); r[$3] += $4; c[$3] += $6; n[$3]++}
+			END { for (m in n) if (m != "off" && n["off"]) printf "- %s/off: req/s ratio %.3f, CPU per request ratio %.3f (means of the rounds)\n", m, (r[m] / n[m]) / (r["off"] / n["off"]), (c[m] / n[m]) / (c["off"] / n["off"]) }'
+	} >"$BENCH_OUT/accesslog.md"
+	log "wrote $BENCH_OUT/accesslog.md"
+	cat "$BENCH_OUT/accesslog.md"
+}
+
 # --- memory mode ------------------------------------------------------------------
 #
 # Every system is restarted for every test, so its VmHWM is that test's peak
@@ -630,10 +708,13 @@ quote() {
 	printf '"%s"' "${s//\"/\\\"}"
 }
 
-# mem_start SYSTEM LOG: start the proxy on the proxy CPU and check that it
-# routes; sets MEASURED_PID, or MEM_ERR and returns 1.
+# mem_start SYSTEM LOG [TEST]: start the proxy on the proxy CPU and check that it
+# routes; sets MEASURED_PID, or MEM_ERR and returns 1. For h2stall, HAProxy
+# and nginx listen for h2c with prior knowledge (shard-proxy takes both on
+# one port), and the check speaks it.
 mem_start() {
-	local sys=$1 plog=$2
+	local sys=$1 plog=$2 t=${3:-} h2=
+	[ "$t" = h2stall ] && h2=yes
 	MEASURED_PID= MEM_ERR=
 	TARGET=$LISTEN
 	port_free "$LISTEN" || { MEM_ERR="port $LISTEN is taken"; return 1; }
@@ -647,13 +728,14 @@ mem_start() {
 	haproxy)
 		local nodelay=
 		[ "$BENCH_HAPROXY_NODELAY" = 1 ] && nodelay="option http-no-delay"
-		render "$BENCH/config/haproxy-memory.cfg" "$TMP/haproxy-memory.cfg" "MAXCONN=$MEM_MAXCONN" "NODELAY=$nodelay"
+		render "$BENCH/config/haproxy-memory.cfg" "$TMP/haproxy-memory.cfg" "MAXCONN=$MEM_MAXCONN" "NODELAY=$nodelay" \
+			"BINDOPTS=${h2:+proto h2}"
 		"${ON_PROXY_CPU[@]}" haproxy -db -f "$TMP/haproxy-memory.cfg" 2>>"$plog" &
 		;;
 	nginx)
 		mkdir -p "$TMP/nginx_body" "$TMP/nginx_proxy"
 		render "$BENCH/config/nginx-memory.conf" "$TMP/nginx-memory.conf" \
-			"WORKER_CONNECTIONS=$NGINX_CONNS" "MAX_BODY=${BENCH_MEM_MAX_BODY_MIB}m"
+			"WORKER_CONNECTIONS=$NGINX_CONNS" "MAX_BODY=${BENCH_MEM_MAX_BODY_MIB}m" "HTTP2=${h2:+http2}"
 		"${ON_PROXY_CPU[@]}" nginx -c "$TMP/nginx-memory.conf" -g 'daemon off; master_process off;' 2>>"$plog" &
 		;;
 	*)
@@ -667,8 +749,12 @@ mem_start() {
 		return 1
 	fi
 	# The routing check of the side-by-side runs; in a subshell, so that a
-	# failure costs this test, not the run.
-	if ! (sanity "$sys" header) 2>"$TMP/sanity.err"; then
+	# failure costs this test, not the run. Over h2c for h2stall: curl is
+	# wrapped in the subshell only, so request() stays as it is.
+	if ! (
+		[ -z "$h2" ] || curl() { command curl --http2-prior-knowledge "$@"; }
+		sanity "$sys" header
+	) 2>"$TMP/sanity.err"; then
 		MEM_ERR="sanity check failed: $(sed 's/^\[bench [0-9:]*\] error: //' "$TMP/sanity.err" | tail -1)"
 		mem_stop "$MEASURED_PID"
 		return 1
@@ -691,18 +777,26 @@ mem_measure() {
 	idle) args=(idle -conns "$IDLE_CONNS" -procs "$BENCH_IDLE_PROCS" -src-base $((2 + n * BENCH_IDLE_PROCS))) ;;
 	hugecl) args=(hugecl -stall "$BENCH_HUGECL_STALL") ;;
 	hung) args=(hung -clients "$BENCH_HUNG_CLIENTS" -hold "$BENCH_HUNG_HOLD") ;;
+	h2stall) args=(h2stall -conns "$BENCH_H2STALL_CONNS" -streams "$BENCH_H2STALL_STREAMS" -bytes "$BENCH_H2STALL_BYTES"
+		-hold "$BENCH_H2STALL_HOLD" -after "$BENCH_H2STALL_AFTER") ;;
+	slowshard | blackhole)
+		local mode=slow
+		[ "$t" = blackhole ] && mode=blackhole
+		args=(stallshard -test "$t" -mode "$mode" -stall "127.0.0.1:${SHARD_PORTS[$BENCH_STALL_SHARD]}"
+			-clients "$BENCH_STALL_CLIENTS" -rate "$BENCH_STALL_RATE" -duration "$BENCH_STALL_DURATION" -delay "$BENCH_STALL_DELAY")
+		;;
 	*)
-		log "unknown memory test $t (want some of: stream sse download download50 upload slowupload idle hugecl hung)"
+		log "unknown memory test $t (want some of: stream sse download download50 upload slowupload idle hugecl hung h2stall slowshard blackhole)"
 		return
 		;;
 	esac
 	local plog="$TMP/$sys-$t.log" line
-	if ! mem_start "$sys" "$plog"; then
+	if ! mem_start "$sys" "$plog" "$t"; then
 		log "$sys/$t: $MEM_ERR"
 		echo "BENCH system=$sys test=$t note=$(quote "$MEM_ERR")" >>"$MEM_RAW"
 		return
 	fi
-	line=$(timeout --foreground -k 5 "$BENCH_MEM_TIMEOUT" "${ON_LOAD_CPU[@]}" "$TMP/memload" "${args[@]}" \
+	line=$(CLK_TCK=$CLK_TCK timeout --foreground -k 5 "$BENCH_MEM_TIMEOUT" "${ON_LOAD_CPU[@]}" "$TMP/memload" "${args[@]}" \
 		-system "$sys" -addr "127.0.0.1:$LISTEN" -pid "$MEASURED_PID" -guard-mib "$BENCH_RSS_GUARD_MIB" \
 		-timeout "$((BENCH_MEM_TIMEOUT - 10))s" 2>>"$TMP/memload.log" | grep '^BENCH ' | tail -1) || true
 	local died=
@@ -751,6 +845,12 @@ memory() {
 		echo "- routing as the header scenario: every request carries X-Shard-Key, hashed onto the four shards"
 		echo "- peak RSS is VmHWM of the proxy process at the end of the test; \"RSS after\" and the idle test's figures are VmRSS. A proxy whose RSS passes ${BENCH_RSS_GUARD_MIB} MiB is killed (the RSS guard)"
 		[ -n "$IDLE_NOTE" ] && echo "- $IDLE_NOTE"
+		case " $BENCH_MEM_TESTS " in *" h2stall "*)
+			echo "- h2stall: HAProxy with \`bind ... proto h2\`, nginx with \`listen ... http2\` (h2c with prior knowledge, HTTP/1.1 to the shards, otherwise the configs above); shard-proxy as above (it takes h2c on the same port)" ;;
+		esac
+		case " $BENCH_MEM_TESTS " in *" slowshard "* | *" blackhole "*)
+			echo "- slowshard, blackhole: the stalled shard is shard $BENCH_STALL_SHARD (port ${SHARD_PORTS[$BENCH_STALL_SHARD]}); $BENCH_STALL_CLIENTS clients at $BENCH_STALL_RATE requests/s in all (0: back to back), phases of $BENCH_STALL_DURATION" ;;
+		esac
 		echo "- ratios compare each system with HAProxy in the same run; the raw lines are in memory.txt"
 		echo
 		"$TMP/memload" report -in "$MEM_RAW"
@@ -856,13 +956,15 @@ grpc_start() {
 	fi
 	port_free "$LISTEN" || { GRPC_ERR="port $LISTEN is taken"; return 1; }
 	case $sys in
-	shard-proxy | candidate)
-		local shards key=header:x-shard-key
+	shard-proxy | candidate | shard-proxy-log)
+		# shard-proxy-log: the same binary with 100% access logging to a file
+		local shards key=header:x-shard-key bin=$sys extra=()
 		shards=$(printf 'http://127.0.0.1:%s,' "${ports[@]}")
 		[ "$sc" = h2 ] && key='path:/accounts/{key}'
-		"${ON_PROXY_CPU[@]}" "$TMP/$sys" --shards "${shards%,}" --shard-protocol "$proto" \
+		[ "$sys" = shard-proxy-log ] && bin=shard-proxy extra=(--access-log "$TMP/grpc-access.log")
+		"${ON_PROXY_CPU[@]}" "$TMP/$bin" --shards "${shards%,}" --shard-protocol "$proto" \
 			--listen "127.0.0.1:$LISTEN" --admin-listen "127.0.0.1:$ADMIN" \
-			--key "$key" --log-level warn 2>>"$plog" &
+			--key "$key" --log-level warn "${extra[@]}" 2>>"$plog" &
 		;;
 	haproxy)
 		local balance="balance hdr(x-shard-key)" hproto="proto h2"
@@ -880,7 +982,7 @@ grpc_start() {
 		"${ON_PROXY_CPU[@]}" nginx -c "$TMP/nginx-grpc.conf" -g 'daemon off; master_process off;' 2>>"$plog" &
 		;;
 	*)
-		GRPC_ERR="unknown system $sys (want some of: shard-proxy haproxy nginx direct candidate)"
+		GRPC_ERR="unknown system $sys (want some of: shard-proxy haproxy nginx direct candidate shard-proxy-log)"
 		return 1
 		;;
 	esac
@@ -993,6 +1095,7 @@ command -v go >/dev/null || die "go is not on PATH"
 case $MODE in
 compare) compare ;;
 profile) profile ;;
+accesslog) accesslog ;;
 memory) memory ;;
 grpc) grpc ;;
 fixedrate | generator)

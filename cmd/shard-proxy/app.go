@@ -35,6 +35,7 @@ type app struct {
 	proxy  *proxy.Proxy
 	admin  *admin.Server
 	source watch.Source
+	rec    *recorders
 
 	dataLn, adminLn net.Listener
 	adminSrv        *http.Server
@@ -54,21 +55,27 @@ type app struct {
 func newApp(o *options, log *slog.Logger) (_ *app, err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	rec, err := openRecorders(&o.record, reg, log)
+	if err != nil {
+		return nil, err
+	}
 	px, err := proxy.New(proxy.Config{
 		Ring: o.ringCfg, Keys: o.rules, MaxBodyBytes: int(o.maxBody), UpstreamTimeout: o.upstreamTO,
 		MaxRequestBodyBytes: int64(o.maxReqBody), MaxBodyDepth: o.maxDepth, UpgradeProtocols: upgradeList(o.upgrades),
 		ClientHeaderTimeout: o.headerTO, OwnerWait: o.ownerWait, OwnerWaitMax: o.ownerWaitMax,
 		HotKeySample: hotKeySample(o.hotSample),
-		Registerer:   reg, Logger: log,
+		Registerer:   reg, Logger: log, AccessLog: rec.accessLog(), Tracer: rec.tracerOf(),
 	})
 	if err != nil {
+		rec.close(context.Background())
 		return nil, err
 	}
-	a := &app{opts: o, log: log, proxy: px, errs: make(chan error, 3), srcDone: make(chan struct{})}
+	a := &app{opts: o, log: log, proxy: px, rec: rec, errs: make(chan error, 3), srcDone: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			a.closeListeners()
 			px.Close()
+			rec.close(context.Background())
 		}
 	}()
 	if a.source, err = newSource(o, px, log); err != nil {
@@ -82,7 +89,8 @@ func newApp(o *options, log *slog.Logger) (_ *app, err error) {
 	}
 	a.admin = admin.New(admin.Config{
 		Tables: px, HotKeys: px, Changes: px, Gatherer: reg, Registerer: reg, Auth: auth, Logger: log,
-		Broadcast: admin.BroadcastConfig{Concurrency: o.bcastConc, Timeout: o.bcastTimeout, MaxBodyBytes: int(o.maxBody)},
+		Broadcast: admin.BroadcastConfig{Concurrency: o.bcastConc, Timeout: o.bcastTimeout, MaxBodyBytes: int(o.maxBody),
+			Tracer: rec.provider()},
 	})
 	if a.dataLn, err = net.Listen("tcp", o.listen); err != nil {
 		return nil, fmt.Errorf("--listen: %w", err)
@@ -113,6 +121,7 @@ func (a *app) Start() {
 		"admin_auth", o.tokenFile != "")
 	srcCtx, stop := context.WithCancel(context.Background())
 	a.stopSource = stop
+	a.rec.start()
 	go func() {
 		defer close(a.srcDone)
 		if err := a.source.Run(srcCtx, a.proxy.Apply); err != nil {
@@ -152,6 +161,7 @@ func (a *app) Shutdown(timeout time.Duration) {
 	_ = a.adminSrv.Shutdown(ctx)
 	a.admin.Close()
 	a.proxy.Close()
+	a.rec.close(ctx) // after the data plane: every request's line and span
 	a.wg.Wait()
 	select {
 	case <-a.srcDone:

@@ -57,6 +57,7 @@ type options struct {
 	bcastTimeout time.Duration
 	logLevel     string
 	logFormat    string
+	record       recordOptions
 
 	// from maps flags set from the environment to their variable names.
 	from map[string]string
@@ -212,6 +213,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	durationFlag(fs, &o.bcastTimeout, "broadcast-timeout", admin.DefaultBroadcastTimeout, "broadcast: default bound per shard (?timeout= overrides)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	recordFlags(fs, &o.record)
 	return fs
 }
 
@@ -283,6 +285,9 @@ func (o *options) validate() error {
 		return err
 	}
 	if err := o.validateLimits(); err != nil {
+		return err
+	}
+	if err := o.record.validate(o.name); err != nil {
 		return err
 	}
 	return o.derive()

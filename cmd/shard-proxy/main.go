@@ -43,6 +43,7 @@ func cli(args []string, getenv func(string) string, stdout, stderr io.Writer, on
 	fs := newFlagSet(&o)
 	from, err := parseFlags(fs, args, getenv)
 	o.from = from
+	o.record.getenv = getenv
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			usage(stdout, fs)

@@ -17,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/header"
@@ -50,6 +51,9 @@ type BroadcastConfig struct {
 	// as estimated by their sizes; the oldest go first, and the newest is
 	// always kept. 0 means DefaultHistoryBytes.
 	HistoryBytes int
+	// Tracer, when set, traces each broadcast: one span with a child per
+	// shard (broadcast_trace.go).
+	Tracer trace.TracerProvider
 }
 
 // Policy says how many shards must answer 2xx for a broadcast to succeed.
@@ -234,10 +238,11 @@ type job struct {
 // run sends j's request, answers with the report (200 when the policy was
 // met, else 502), logs it and keeps it in the history.
 func (b *broadcaster) run(w http.ResponseWriter, r *http.Request, j job) {
+	ctx, endSpan := b.traceBroadcast(r, j)
 	rep := BroadcastReport{
 		ID: j.id, Time: j.start.UTC(), RetryOf: j.retryOf, IdempotencyKey: j.req.header.Get(idempotencyKey),
 		Policy: j.policy, Method: j.req.method, Path: j.req.uri,
-		Shards: append(b.fanOut(r.Context(), j.targets, *j.req, j.timeout), j.settled...),
+		Shards: append(b.fanOut(ctx, j.targets, *j.req, j.timeout), j.settled...),
 	}
 	slices.SortStableFunc(rep.Shards, func(a, b ShardResult) int { return a.Ordinal - b.Ordinal })
 	for _, res := range rep.Shards {
@@ -256,6 +261,7 @@ func (b *broadcaster) run(w http.ResponseWriter, r *http.Request, j job) {
 	b.total.WithLabelValues(outcome).Inc()
 	rep.Retryable = b.history.add(rep, j.req, j.timeout)
 	b.audit(r, rep, outcome)
+	endSpan(&rep, status)
 	writeJSON(w, status, rep)
 }
 
@@ -341,6 +347,7 @@ func (b *broadcaster) send(ctx context.Context, sh watch.Shard, req shardRequest
 	}
 	hr.Header = req.header.Clone()
 	hr.ContentLength = int64(len(req.body))
+	defer b.traceShard(ctx, hr, res)()
 	resp, err := b.client.Do(hr)
 	if err == nil {
 		defer resp.Body.Close()

@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -267,4 +268,53 @@ func TestRelayWaitingExchangeCost(t *testing.T) {
 		}
 	}
 	waitUntil(t, wireTimeout, "every reset stream's shard connection closes", func() bool { return hangups.Load() == n+1 })
+}
+
+// TestRelayStalledClientCost: an HTTP/2 client that opens no window
+// (SETTINGS_INITIAL_WINDOW_SIZE 0) on streams of 1 MiB answers from an
+// HTTP/1.1 shard costs each stream the buffer its exchange read the head
+// into, not that and a copy of it waiting for the window; when the client
+// opens its windows, every answer arrives whole.
+func TestRelayStalledClientCost(t *testing.T) {
+	const n, size = 50, 1 << 20
+	body := strings.Repeat("x", size)
+	var got atomic.Int64
+	shard := startRawShard(t, eachRequest(func(rawMsg) (string, bool) {
+		got.Add(1)
+		return okResponse(body), false
+	}))
+	p := startProxy(t, Config{}, ring.Config{}, rawTopology(shard.addr))
+	c := dialRelay(t, p.url, dialOpts{window: 0})
+	warm := c.newStream()
+	c.mustHeaders(t, warm, reqHead("GET", "/warm", "k"), true)
+	waitUntil(t, wireTimeout, "the first request reaches the shard", func() bool { return got.Load() == 1 })
+	before := heapAfterPoolsEmpty()
+	ids := make([]uint32, n)
+	for i := range ids {
+		ids[i] = c.newStream()
+		c.mustHeaders(t, ids[i], reqHead("GET", fmt.Sprintf("/%d", i), "k"), true)
+	}
+	waitUntil(t, wireTimeout, "every request reaches the shard", func() bool { return got.Load() == n+1 })
+	// Each exchange has read its head and the start of its body, and
+	// waits: under 28 KiB each (its 16 KiB buffer, and the test shard's
+	// 4 KiB reader; a copy waiting for the window would take it near 40).
+	var perStream int64
+	waitUntil(t, wireTimeout, "the stalled exchanges hold one buffer each", func() bool {
+		perStream = (int64(heapAfterPoolsEmpty()) - int64(before)) / n
+		return perStream < 28<<10
+	})
+	t.Logf("an HTTP/2 stream stalled by its client holds %.1f KiB of heap", float64(perStream)/1024)
+	for _, id := range append([]uint32{warm}, ids...) {
+		if err := c.windowUpdate(id, size); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.windowUpdate(0, (n+1)*size); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range append([]uint32{warm}, ids...) {
+		if a := c.answer(t, id); a.status() != "200" || len(a.body) != size {
+			t.Fatalf("stream %d: %s with %d bytes, want 200 with %d", id, a.status(), len(a.body), size)
+		}
+	}
 }

@@ -105,6 +105,10 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Logger logs topology changes; nil means slog.Default().
 	Logger *slog.Logger
+	// AccessLog and Tracer receive every request's record (package
+	// accesslog, package tracing); nil: none.
+	AccessLog route.Recorder
+	Tracer    route.Tracer
 }
 
 // Proxy is the data plane. Serve, Apply and the accessors are safe for
@@ -125,7 +129,8 @@ func New(cfg Config) (*Proxy, error) {
 	cfg = withDefaults(cfg)
 	r, err := route.New(route.Config{Ring: cfg.Ring, Keys: cfg.Keys, MaxBodyDepth: cfg.MaxBodyDepth, UpstreamTimeout: cfg.UpstreamTimeout,
 		MaxConnsPerShard: cfg.MaxConnsPerShard, OwnerWait: cfg.OwnerWait, OwnerWaitMax: cfg.OwnerWaitMax,
-		HotKeySample: cfg.HotKeySample, Registerer: cfg.Registerer, Logger: cfg.Logger})
+		HotKeySample: cfg.HotKeySample, Registerer: cfg.Registerer, Logger: cfg.Logger,
+		AccessLog: cfg.AccessLog, Tracer: cfg.Tracer})
 	if err != nil {
 		return nil, err
 	}

@@ -23,6 +23,8 @@
 //	memload idle       -conns 20000 -procs 4                  idle keep-alive connections
 //	memload hugecl                                            shard declares 64 GiB, stalls, closes
 //	memload hung       -clients 5000 -hold 5s                 requests held by a shard: peak RSS per request
+//	memload h2stall    -conns 50 -streams 100 -bytes 1MiB     HTTP/2 clients at window 0: peak RSS, RSS after, a fast client
+//	memload stallshard -mode slow|blackhole -stall ADDR       one shard stalled: the other shards' latency
 //	memload report     -in memory.txt                         the markdown tables
 package main
 
@@ -46,7 +48,7 @@ import (
 )
 
 func main() {
-	benchline.Main("memload", "stream|download|upload|slowupload|idle|hugecl|hung|report", map[string]func([]string) error{
+	benchline.Main("memload", "stream|download|upload|slowupload|idle|hugecl|hung|h2stall|stallshard|report", map[string]func([]string) error{
 		"stream":      cmdStream,
 		"download":    cmdDownload,
 		"upload":      cmdUpload,
@@ -55,6 +57,8 @@ func main() {
 		"idle-worker": cmdIdleWorker,
 		"hugecl":      cmdHugeCL,
 		"hung":        cmdHung,
+		"h2stall":     cmdH2Stall,
+		"stallshard":  cmdStallShard,
 		"report":      cmdReport,
 	})
 }

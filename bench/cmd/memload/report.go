@@ -52,14 +52,18 @@ func rank(sys string) int {
 	return len(memSystemOrder)
 }
 
-// against is r[k] ÷ base[k] as "1.23x", empty when either is unknown or
-// the base is zero.
-func against(r, base rec, k string) string {
+// against is r[k] ÷ base[k] (or base[baseKey]) as "1.23x", empty when
+// either is unknown or the base is zero.
+func against(r, base rec, k string, baseKey ...string) string {
 	if base == nil || r.Failed() {
 		return ""
 	}
+	bk := k
+	if len(baseKey) > 0 {
+		bk = baseKey[0]
+	}
 	v, ok1 := r.Num(k)
-	b, ok2 := base.Num(k)
+	b, ok2 := base.Num(bk)
 	if !ok1 || !ok2 || b == 0 {
 		return ""
 	}
@@ -151,6 +155,8 @@ func markdown(recs []rec) string {
 	}{
 		{"download", m.download}, {"download50", m.download50}, {"upload", m.upload},
 		{"slowupload", m.slowUpload}, {"idle", m.idle}, {"hugecl", m.hugeCL}, {"hung", m.hung},
+		{"h2stall", m.h2Stall}, {"slowshard", func() { m.stallShard("slowshard") }},
+		{"blackhole", func() { m.stallShard("blackhole") }},
 	}
 	for _, s := range sections {
 		if m.has(s.test) {
@@ -353,7 +359,7 @@ func (m *mdReport) hugeCL() {
 
 func (m *mdReport) hung() {
 	rows := m.rowsOf("hung")
-	fmt.Fprintf(m.b, "## %s requests held by a shard for %s s\n\n", first(rows, "clients"), first(rows, "hold_s"))
+	fmt.Fprintf(m.b, "## %s requests held by a shard for %s s\n\n", first(rows, "clients"), firstFixed(rows, "hold_s", 0))
 	m.b.WriteString("Each on a connection of its own, all at once; the shard answers each after the hold. Per request:\n" +
 		"peak RSS above the proxy's RSS before the test, over the number of requests.\n\n")
 	m.rows("| system | answered 200 | statuses | seconds | peak RSS MiB | KiB per request | peak RSS ÷ HAProxy |",
@@ -362,6 +368,158 @@ func (m *mdReport) hung() {
 			return []string{title(r["system"]), r["ok"], r["statuses"], fixed(r, "seconds", 1),
 				kibMiB(r, "hwm_kib"), fixed(r, "kib_per_request", 1), against(r, base, "hwm_kib")}
 		}, nil)
+}
+
+func (m *mdReport) h2Stall() {
+	rows := m.rowsOf("h2stall")
+	fmt.Fprintf(m.b, "## %s HTTP/2 clients at window 0, %s streams each for %s\n\n", first(rows, "conns"),
+		first(rows, "streams"), sizeOf(rows, "bytes"))
+	fmt.Fprintf(m.b, "h2c with prior knowledge; each connection sends SETTINGS_INITIAL_WINDOW_SIZE 0, never a WINDOW_UPDATE,\n"+
+		"then opens its streams at once, each asking an HTTP/1.1 shard for %s (a key of its own). The proxy may send\n"+
+		"the answers' heads but no DATA (the connection window is the protocol's 65,535 bytes, the stream windows 0).\n"+
+		"They stall %s s; then they close. RSS after: VmRSS %s s after they closed (what the proxy gave back).\n"+
+		"Meanwhile a separate client makes small GETs back to back on one h2c connection (the fast client).\n\n",
+		sizeOf(rows, "bytes"), firstFixed(rows, "hold_s", 0), firstFixed(rows, "after_s", 0))
+	m.rows("| system | RSS before MiB | peak RSS MiB | RSS at end of stall MiB | RSS after MiB | fast GETs | fast errors | fast p50 ms | fast p99 ms | fast max ms | peak RSS ÷ HAProxy | RSS after ÷ HAProxy | fast p99 ÷ HAProxy |",
+		"|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|", []string{"h2stall"},
+		func(r, base rec) []string {
+			return []string{title(r["system"]) + died(r), kibMiB(r, "rss_before_kib"), kibMiB(r, "hwm_kib"),
+				kibMiB(r, "rss_hold_kib"), kibMiB(r, "rss_after_kib"), r["fast_n"], r["fast_err"],
+				fixed(r, "fast_p50_ms", 3), fixed(r, "fast_p99_ms", 3), fixed(r, "fast_max_ms", 1), against(r, base, "hwm_kib"),
+				against(r, base, "rss_after_kib"), against(r, base, "fast_p99_ms")}
+		},
+		func(r rec) {
+			if e := r["fast_first_err"]; e != "" {
+				m.ns.add(fmt.Sprintf("%s, h2stall: first error of the fast client: %s", title(r["system"]), e))
+			}
+		})
+	m.b.WriteString("\nWhat the stalling clients got:\n\n")
+	m.rows("| system | connections open | answer heads | :status | DATA bytes | RST_STREAM | GOAWAY | first error |",
+		"|---|---:|---:|---|---:|---|---|---|", []string{"h2stall"},
+		func(r, base rec) []string {
+			return []string{title(r["system"]), r["opened"] + "/" + r["conns"], r["heads"] + "/" +
+				strconv.Itoa(r.Int("conns")*r.Int("streams")), r["head_statuses"], r["data_bytes"], r["rst"], r["goaway"], r["err"]}
+		}, nil)
+}
+
+// stallShard: the slowshard and blackhole tables.
+func (m *mdReport) stallShard(test string) {
+	rows := m.rowsOf(test)
+	what := fmt.Sprintf("answering every request after %s s", firstFixed(rows, "delay_s", 0))
+	if test == "blackhole" {
+		what = "reading every request and never answering"
+	}
+	rate := "back to back"
+	if v, err := strconv.ParseFloat(first(rows, "rate"), 64); err == nil && v > 0 {
+		rate = fmt.Sprintf("%.0f requests/s in all on a fixed schedule", v)
+	}
+	fmt.Fprintf(m.b, "## One shard %s (%s)\n\n", what, test)
+	fmt.Fprintf(m.b, "%s keep-alive HTTP/1.1 clients, small GETs, %s, one pool of clients per shard (each client draws\n"+
+		"random keys of its own shard, mapped through the proxy first). After %s s of warm-up, a baseline of %s s with every\n"+
+		"shard normal, then %s s with the shard on port %s stalled: one proxy process, the same clients and connections\n"+
+		"throughout. Other shards: the requests sent in the phase that their shard answered 200; latency from the\n"+
+		"request's write to the end of its answer.\n\n",
+		first(rows, "clients"), rate, firstFixed(rows, "warmup_s", 0), firstFixed(rows, "duration_s", 0),
+		firstFixed(rows, "duration_s", 0), first(rows, "stalled_shard"))
+	m.b.WriteString("| system | phase | other shards: requests | req/s | p50 ms | p99 ms | p99.9 ms | errors | p99 ÷ baseline | p99 ÷ HAProxy | proxy core used |\n" +
+		"|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|\n")
+	all, base := table(m.recs, test)
+	for _, r := range all {
+		if r.Failed() {
+			fmt.Fprintf(m.b, "| %s | n/a |%s\n", title(r["system"]), strings.Repeat(" |", 9))
+			m.ns.add(fmt.Sprintf("%s, %s: %s", title(r["system"]), test, r["note"]))
+			continue
+		}
+		if r["err"] != "" {
+			fmt.Fprintf(m.b, "| %s | n/a |%s\n", title(r["system"]), strings.Repeat(" |", 9))
+			m.ns.add(fmt.Sprintf("%s, %s: %s", title(r["system"]), test, r["err"]))
+			continue
+		}
+		for _, ph := range []struct{ p, name string }{{"base", "baseline"}, {"stall", "shard stalled"}} {
+			p := ph.p + "_"
+			errs := replaced(onlyErrors(r[p+"other_statuses"]), "", "0")
+			fmt.Fprintf(m.b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+				title(r["system"])+died(r), ph.name, r[p+"other_n"], fixed(r, p+"other_rps", 0),
+				fixed(r, p+"other_p50_ms", 3), fixed(r, p+"other_p99_ms", 3), fixed(r, p+"other_p999_ms", 3), errs,
+				against(r, r, p+"other_p99_ms", "base_other_p99_ms"), against(r, base, p+"other_p99_ms"),
+				pct(r, p+"core"))
+			if e := r[p+"other_err"]; e != "" {
+				m.ns.add(fmt.Sprintf("%s, %s, %s: first error on the other shards: %s", title(r["system"]), test, ph.name, e))
+			}
+			if w := r.Int(p + "other_wrong_shard"); w > 0 {
+				m.ns.add(fmt.Sprintf("%s, %s, %s: %d answers to the other shards came from another shard than their key's",
+					title(r["system"]), test, ph.name, w))
+			}
+		}
+		m.noteDeath(r)
+	}
+	m.stalledRows(all, base)
+}
+
+// stalledRows: how the stalled shard's own requests ended.
+func (m *mdReport) stalledRows(all []rec, base rec) {
+	m.b.WriteString("\nThe stalled shard's requests in the stalled phase (its pool's clients wait for each answer; a request\n" +
+		"still unanswered 1 s after the phase ended is cut: \"still waiting at the end\"; clients stuck: its clients with\n" +
+		"a request in flight when the phase ended):\n\n")
+	m.b.WriteString("| system | requests sent | answered | how they ended | answer p50 s | answered by another shard | still waiting at the end | clients stuck | peak RSS MiB | peak RSS ÷ HAProxy |\n" +
+		"|---|---:|---:|---|---:|---:|---:|---:|---:|---:|\n")
+	for _, r := range all {
+		if r.Failed() || r["err"] != "" {
+			fmt.Fprintf(m.b, "| %s | n/a |%s\n", title(r["system"]), strings.Repeat(" |", 8))
+			continue
+		}
+		ended := r["stall_stalled_statuses"]
+		if e := r["stall_stalled_err"]; e != "" {
+			ended += " (" + e + ")"
+		}
+		// A request sent in the last moment of the baseline may reach the
+		// shard once it is stalled: it is counted with the stalled phase's.
+		cut := r.Int("stall_stalled_cut") + r.Int("base_stalled_cut")
+		sent := statusTotal(r["stall_stalled_statuses"]) + cut
+		fmt.Fprintf(m.b, "| %s | %d | %s | %s | %s | %s | %d | %s | %s | %s |\n", title(r["system"]), sent,
+			r["stall_stalled_answered"], ended, fixedDiv(r, "stall_stalled_p50_ms", 1000, 2), r["stall_stalled_moved"],
+			cut, r["stuck_clients"], kibMiB(r, "hwm_kib"), against(r, base, "hwm_kib"))
+	}
+}
+
+// onlyErrors keeps the non-200 entries of a statuses cell: "502:3,error:1".
+func onlyErrors(st string) string {
+	var out []string
+	for _, e := range strings.Split(st, ",") {
+		if e != "" && !strings.HasPrefix(e, "200:") {
+			out = append(out, e)
+		}
+	}
+	return strings.Join(out, ",")
+}
+
+// statusTotal adds up a statuses cell's counts.
+func statusTotal(st string) int {
+	n := 0
+	for _, e := range strings.Split(st, ",") {
+		if i := strings.LastIndexByte(e, ':'); i >= 0 {
+			v, _ := strconv.Atoi(e[i+1:])
+			n += v
+		}
+	}
+	return n
+}
+
+func fixedDiv(r rec, k string, div float64, prec int) string {
+	v, ok := r.Num(k)
+	if !ok || v == 0 {
+		return ""
+	}
+	return strconv.FormatFloat(v/div, 'f', prec, 64)
+}
+
+// pct: a share as "93%".
+func pct(r rec, k string) string {
+	v, ok := r.Num(k)
+	if !ok {
+		return ""
+	}
+	return fmt.Sprintf("%.0f%%", v*100)
 }
 
 // replaced is to where s is from, else s.

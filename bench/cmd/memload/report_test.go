@@ -146,3 +146,35 @@ BENCH system=nginx test=slowupload clients=500 bytes=4194304 chunk=65536 gap_ms=
 		t.Errorf("a pace that held got a note:\n%s", md)
 	}
 }
+
+func TestStallTables(t *testing.T) {
+	lines := `BENCH system=shard-proxy test=h2stall conns=50 streams=100 bytes=1048576 hold_s=5 after_s=2 opened=50 heads=5000 head_statuses=200:5000 data_bytes=0 rss_before_kib=25600 rss_hold_kib=266240 rss_after_kib=266240 fast_n=3056 fast_err=0 fast_p50_ms=0.453 fast_p99_ms=2.176 hwm_kib=266240 alive=1
+BENCH system=haproxy test=h2stall conns=50 streams=100 bytes=1048576 hold_s=5 after_s=2 opened=50 heads=5000 head_statuses=200:5000 data_bytes=0 rss_before_kib=16384 rss_hold_kib=133120 rss_after_kib=66560 fast_n=2000 fast_err=1 fast_first_err="status 503" fast_p50_ms=0.5 fast_p99_ms=4.352 hwm_kib=133120 alive=1
+BENCH system=shard-proxy test=blackhole mode=blackhole clients=200 rate=2000 warmup_s=2 duration_s=10 delay_s=5 stalled_shard=18084 shards=4 base_other_n=15000 base_other_rps=1500 base_other_p50_ms=0.4 base_other_p99_ms=2 base_other_p999_ms=9 base_other_statuses=200:15000 stall_other_n=14990 stall_other_rps=1499 stall_other_p50_ms=0.4 stall_other_p99_ms=5 stall_other_p999_ms=20 stall_other_statuses=200:14990,502:2 stall_stalled_answered=0 base_stalled_cut=2 stall_stalled_cut=48 stall_stalled_moved=0 stuck_clients=50 stall_core=0.31 hwm_kib=34816 alive=1
+BENCH system=haproxy test=blackhole mode=blackhole clients=200 rate=2000 warmup_s=2 duration_s=10 delay_s=5 stalled_shard=18084 shards=4 base_other_n=15000 base_other_rps=1500 base_other_p50_ms=0.4 base_other_p99_ms=2.5 base_other_p999_ms=9 base_other_statuses=200:15000 stall_other_n=15000 stall_other_rps=1500 stall_other_p50_ms=0.4 stall_other_p99_ms=2.5 stall_other_p999_ms=9 stall_other_statuses=200:15000 stall_stalled_statuses=504:3 stall_stalled_answered=3 stall_stalled_p50_ms=4000 stall_stalled_cut=47 stall_stalled_moved=0 stuck_clients=47 hwm_kib=20480 alive=1
+BENCH system=nginx test=blackhole note="sanity check failed: no answer"
+`
+	recs, err := benchline.Parse(strings.NewReader(lines), lineKeys...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := markdown(recs)
+	for _, want := range []string{
+		"## 50 HTTP/2 clients at window 0, 100 streams each for 1 MiB",
+		"| shard-proxy | 25.0 | 260.0 | 260.0 | 260.0 | 3056 | 0 | 0.453 | 2.176 |  | 2.00x | 4.00x | 0.50x |",
+		"| HAProxy | 50/50 | 5000/5000 | 200:5000 | 0 |",
+		"- HAProxy, h2stall: first error of the fast client: status 503",
+		"## One shard reading every request and never answering (blackhole)",
+		// the stalled phase against the baseline of the same process, and against HAProxy's stalled phase
+		"| shard-proxy | shard stalled | 14990 | 1499 | 0.400 | 5.000 | 20.000 | 502:2 | 2.50x | 2.00x | 31% |",
+		"| HAProxy | baseline | 15000 | 1500 | 0.400 | 2.500 | 9.000 | 0 | 1.00x | 1.00x |",
+		"| shard-proxy | 50 | 0 |  |  | 0 | 50 | 50 | 34.0 | 1.70x |",
+		"| HAProxy | 50 | 3 | 504:3 | 4.00 | 0 | 47 | 47 | 20.0 | 1.00x |",
+		"| nginx | n/a |",
+		"- nginx, blackhole: sanity check failed: no answer",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q\n%s", want, md)
+		}
+	}
+}

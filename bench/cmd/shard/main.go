@@ -11,6 +11,16 @@
 //	GET  /huge-cl?bytes=68719476736&send=65536&stall=3s
 //	                                            declares Content-Length bytes, sends send
 //	                                            bytes, stalls, then closes the connection
+//	GET  /hang?for=5s                           "ok" after a while
+//	GET  /_stall?mode=slow&delay=5s             from now on, this port answers every request
+//	                                            (but /_stall) after delay: a slow shard
+//	GET  /_stall?mode=blackhole                 this port reads every request and never
+//	                                            answers; a request it holds is closed
+//	                                            unanswered when the mode changes
+//	GET  /_stall?mode=off                       back to normal
+//
+// /_stall acts on its own port only, so memload can stall one shard of
+// four; the other ports go on answering at once.
 //
 // Every handler takes any method; the proxies decide nothing by it.
 package main
@@ -27,6 +37,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -72,6 +83,7 @@ var fill = func() []byte {
 }()
 
 func handler(port string) http.Handler {
+	st := &stall{changed: make(chan struct{})}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", small)
 	mux.HandleFunc("/stream", stream)
@@ -80,7 +92,64 @@ func handler(port string) http.Handler {
 	mux.HandleFunc("/upload", upload)
 	mux.HandleFunc("/huge-cl", func(w http.ResponseWriter, r *http.Request) { hugeCL(w, r, port) })
 	mux.HandleFunc("/hang", hang)
-	return backendHeader(port, mux)
+	mux.HandleFunc("/_stall", st.set)
+	return backendHeader(port, st.wrap(mux))
+}
+
+// stall is what /_stall set on one port: off, a slow shard or a black hole.
+type stall struct {
+	mu      sync.Mutex
+	mode    string
+	delay   time.Duration
+	changed chan struct{} // closed (and replaced) when the mode changes
+}
+
+func (s *stall) set(w http.ResponseWriter, r *http.Request) {
+	mode := r.URL.Query().Get("mode")
+	switch mode {
+	case "off", "slow", "blackhole":
+	default:
+		http.Error(w, "mode: want off, slow or blackhole", http.StatusBadRequest)
+		return
+	}
+	s.mu.Lock()
+	s.mode, s.delay = mode, durArg(r, "delay", 5*time.Second)
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+	fmt.Fprintf(w, "mode %s\n", mode)
+}
+
+func (s *stall) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/_stall" {
+			h.ServeHTTP(w, r)
+			return
+		}
+		s.mu.Lock()
+		mode, delay, changed := s.mode, s.delay, s.changed
+		s.mu.Unlock()
+		switch mode {
+		case "slow":
+			select {
+			case <-time.After(delay):
+			case <-r.Context().Done():
+				return
+			}
+		case "blackhole":
+			// Read, never write: wait for the proxy to give up or for
+			// the mode to change, then close without a byte.
+			select {
+			case <-changed:
+			case <-r.Context().Done():
+			}
+			if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+				conn.Close()
+			}
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // hang: holds the request ?for= long (or until the client leaves), then

@@ -72,6 +72,11 @@ type active struct {
 	in   inbound
 	body bodyReader
 	x    exchange
+	// rec holds what the request's record needs of its head (method,
+	// path, query, client address, key) when requests are recorded: rb
+	// may be overwritten by the body, or given back, before Done. Kept
+	// across the pool, so that recording allocates nothing.
+	rec []byte
 }
 
 var activePool = sync.Pool{New: func() any { return new(active) }}
@@ -89,7 +94,11 @@ func (cc *clientConn) attach() {
 func (cc *clientConn) detach() {
 	if a := cc.active; a != nil {
 		cc.active = nil
+		rec := a.rec[:0]
 		*a = active{}
+		if cap(rec) <= 4<<10 {
+			a.rec = rec
+		}
 		activePool.Put(a)
 	}
 }
@@ -370,13 +379,17 @@ func (cc *clientConn) failHead(err error) {
 		err = answer.ErrBadRequest
 	}
 	cc.r = cc.w // nothing more is read from this connection
+	cc.x.reset(time.Now())
+	cc.describeUnread()
 	cc.writeAnswer(answer.For(err, ""), true)
+	cc.s.router.Done(&cc.x.d) // its access log line: an error, with no method or path
 }
 
 // writeAnswer sends the proxy's own answer; with closing, it says so.
 func (cc *clientConn) writeAnswer(a answer.Answer, closing bool) {
 	cc.acquire()
-	b := appendAnswer(cc.scratch(), a, closing)
+	b, bodyLen := appendAnswer(cc.scratch(), a, closing)
+	cc.x.d.Answered(a.Status, a.Body.Error, bodyLen)
 	_ = cc.write(b)
 }
 

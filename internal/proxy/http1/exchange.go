@@ -37,8 +37,9 @@ type exchange struct {
 	dbuf            *[]byte // decodes a chunked answer for an HTTP/1.0 client
 	streaming       bool
 	copyDone        chan error
-	copyEnded       atomic.Bool // copyBody returned: it no longer reads the client
-	copyErr         error       // why copyBody stopped early, once stopCopy has it
+	copyEnded       atomic.Bool  // copyBody returned: it no longer reads the client
+	bodyIn          atomic.Int64 // request body bytes sent to the shard (tunnel bytes too)
+	copyErr         error        // why copyBody stopped early, once stopCopy has it
 	clientFailed    atomic.Bool
 	ubuf            *[]byte
 	ub              []byte
@@ -146,6 +147,7 @@ func (x *exchange) finish() {
 		putBuf(x.dbuf)
 		x.dbuf = nil
 	}
+	x.d.BytesIn += x.bodyIn.Load()
 	x.cc.s.router.Done(&x.d)
 }
 
@@ -206,11 +208,12 @@ var errUpstreamIO = errors.New("shard connection failed")
 func (x *exchange) send(uc *upstream.Conn) error {
 	cc := x.cc
 	rh := requestHead{clientIP: cc.ip, hostFallback: x.b.Addr, upgrade: x.upgrade, dropExpect: cc.in.continued,
-		previous: x.d.Previous, previousAddr: x.d.PreviousAddr}
+		previous: x.d.Previous, previousAddr: x.d.PreviousAddr, traceparent: x.d.Trace.Outgoing()}
 	wb := appendRequestHead(cc.scratch(), &cc.in.head, rh)
 	body, whole := cc.takeBody()
 	x.streaming = !whole
 	_ = uc.NC.SetWriteDeadline(time.Now().Add(x.cc.s.cfg.UpstreamTimeout))
+	sent := int64(len(body))
 	if len(wb)+len(body) <= cap(wb) {
 		wb = append(wb, body...)
 		body = nil
@@ -219,6 +222,7 @@ func (x *exchange) send(uc *upstream.Conn) error {
 	if _, err := uc.NC.Write(wb); err != nil {
 		return errors.Join(errUpstreamIO, err)
 	}
+	x.bodyIn.Store(sent)
 	if len(body) > 0 {
 		if _, err := uc.NC.Write(body); err != nil {
 			return errors.Join(errUpstreamIO, err)
@@ -263,6 +267,7 @@ func (x *exchange) copyBody(uc *upstream.Conn) error {
 			// The shard stopped reading; its answer, if any, still counts.
 			return errors.Join(errUpstreamIO, err)
 		}
+		x.bodyIn.Add(int64(len(raw)))
 	}
 }
 
@@ -319,6 +324,7 @@ func (x *exchange) readUpUntil(uc *upstream.Conn, p []byte, deadline time.Time, 
 		_ = uc.NC.SetReadDeadline(earlier(deadline, time.Now().Add(look)))
 		n, err := uc.NC.Read(p)
 		if n > 0 {
+			x.d.ShardAnswered()
 			return n, nil
 		}
 		if x.clientFailed.Load() || x.cc.s.forced.Load() {

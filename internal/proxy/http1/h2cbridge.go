@@ -55,6 +55,7 @@ func (x *exchange) bridge() bool {
 	closing := x.clientClose || x.minor == 0 && resp.ContentLength < 0 || cc.s.draining.Load() ||
 		!body.finished() // the shard answered before the body ended
 	x.d.Status = resp.StatusCode
+	x.d.ShardAnswered()
 	x.headSent = true
 	if err := cc.write(bridgeHead(cc.scratch(), resp, x.b.Name, closing, chunked)); err != nil {
 		return false
@@ -120,6 +121,9 @@ func (x *exchange) bridgeRequest() (*http.Request, *h1BodyReader, error) {
 	}
 	header.Prepare(hdr, header.Forwarded{ClientIP: cc.ip, Host: string(h.Host)})
 	header.SetPrevious(hdr, x.d.Previous, x.d.PreviousAddr)
+	if tp := x.d.Trace.OutgoingString(); tp != "" {
+		hdr.Set("Traceparent", tp) // the proxy's span is the shard's parent
+	}
 	host := string(h.Host)
 	if host == "" {
 		host = x.b.Addr
@@ -131,6 +135,7 @@ func (x *exchange) bridgeRequest() (*http.Request, *h1BodyReader, error) {
 		req.ContentLength = 0
 	case cc.in.raw != nil:
 		req.Body, req.ContentLength = io.NopCloser(bytes.NewReader(cc.in.body)), int64(len(cc.in.body))
+		x.bodyIn.Store(int64(len(cc.in.body)))
 	default:
 		req.ContentLength = cc.bodyLength()
 		body := &h1BodyReader{cc: cc}
@@ -174,6 +179,7 @@ func (r *h1BodyReader) Read(p []byte) (int, error) {
 	}
 	n := copy(p, r.rest)
 	r.rest = r.rest[n:]
+	r.cc.x.bodyIn.Add(int64(n))
 	return n, nil
 }
 
@@ -248,6 +254,7 @@ func (x *exchange) bridgeBody(resp *http.Response, chunked bool) error {
 			if werr := cc.write(out); werr != nil {
 				return werr
 			}
+			x.d.BytesOut += int64(n)
 		}
 		if err == io.EOF {
 			break

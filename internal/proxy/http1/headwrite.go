@@ -26,6 +26,9 @@ type requestHead struct {
 	// previous and previousAddr name the key's owner before a reshard
 	// (X-Shard-Previous, X-Shard-Previous-Address); "" when it did not move.
 	previous, previousAddr string
+	// traceparent replaces the client's: the proxy's span is the shard's
+	// parent (a sampled request); nil leaves the client's untouched.
+	traceparent []byte
 }
 
 // appendRequestHead appends the head the shard receives for h.
@@ -64,6 +67,9 @@ func appendRequestHead(dst []byte, h *h1.Request, rh requestHead) []byte {
 			if rh.dropExpect && h1.EqualFold(f.Name, "Expect") {
 				continue
 			}
+			if rh.traceparent != nil && h1.EqualFold(f.Name, "Traceparent") {
+				continue // ours, below
+			}
 		}
 		dst = append(dst, f.Line...)
 	}
@@ -84,11 +90,22 @@ func appendRequestHead(dst []byte, h *h1.Request, rh requestHead) []byte {
 		dst = append(dst, h.Host...)
 		dst = append(dst, "\r\n"...)
 	}
+	return appendDecided(dst, rh)
+}
+
+// appendDecided appends the fields the proxy decides and the end of the
+// head: the handoff, the trace context, Connection for an upgrade.
+func appendDecided(dst []byte, rh requestHead) []byte {
 	if rh.previous != "" {
 		dst = appendField(dst, header.Previous, rh.previous)
 		if rh.previousAddr != "" {
 			dst = appendField(dst, header.PreviousAddress, rh.previousAddr)
 		}
+	}
+	if rh.traceparent != nil {
+		dst = append(dst, "Traceparent: "...)
+		dst = append(dst, rh.traceparent...)
+		dst = append(dst, "\r\n"...)
 	}
 	if rh.upgrade {
 		dst = append(dst, "Connection: Upgrade\r\n"...)
@@ -192,8 +209,8 @@ func keepResponseHop(name []byte, rh responseHead) bool {
 }
 
 // appendAnswer appends a complete response for one of the proxy's own
-// answers.
-func appendAnswer(dst []byte, a answer.Answer, closing bool) []byte {
+// answers, and the length of its body.
+func appendAnswer(dst []byte, a answer.Answer, closing bool) ([]byte, int) {
 	body := a.JSON()
 	dst = append(dst, "HTTP/1.1 "...)
 	dst = strconv.AppendInt(dst, int64(a.Status), 10)
@@ -212,5 +229,5 @@ func appendAnswer(dst []byte, a answer.Answer, closing bool) []byte {
 		dst = append(dst, "Connection: close\r\n"...)
 	}
 	dst = append(dst, "\r\n"...)
-	return append(dst, body...)
+	return append(dst, body...), len(body)
 }

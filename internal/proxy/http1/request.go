@@ -5,8 +5,12 @@ import (
 	"errors"
 	"io"
 	"math"
+	"net"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/h1"
@@ -24,6 +28,7 @@ func (cc *clientConn) serveRequest() (n next) {
 	cc.acquire()
 	cc.bodyStop.Store(false)
 	x.reset(time.Now())
+	cc.describe()
 	// The scratch holds the key the routing record points to: given back
 	// after the record is done (endExchange).
 	x.scratch = keys.AcquireScratch()
@@ -48,7 +53,9 @@ func (cc *clientConn) serveRequest() (n next) {
 	if err := cc.checkBodyStart(); err != nil {
 		return nextOf(cc.refuse(err, ""))
 	}
-	if err := cc.route(x.scratch); err != nil {
+	err := cc.route(x.scratch)
+	cc.keepKey()
+	if err != nil {
 		if errors.Is(err, answer.ErrClientGone) {
 			return nextClose
 		}
@@ -104,6 +111,67 @@ func (cc *clientConn) route(s *keys.Scratch) error {
 		err = r.Wait(d, nil, cc.clientGone)
 	}
 	return err
+}
+
+// describe puts the request's side in its record, when requests are
+// recorded: method, path and query copied to cc.rec (the head's bytes in
+// rb do not live as long as the record), the client's address.
+func (cc *clientConn) describe() {
+	if !cc.s.router.Recording() {
+		return
+	}
+	h := &cc.in.head
+	path, query := h.PathQuery()
+	b := append(cc.rec[:0], h.Method...)
+	b = append(b, path...)
+	b = append(b, query...)
+	m, p, e := len(h.Method), len(h.Method)+len(path), len(b)
+	b = appendClient(b, cc.ip, cc.nc.RemoteAddr())
+	cc.rec = b
+	q := b[p:e:e]
+	if query == nil {
+		q = nil
+	}
+	client := b[e:]
+	cc.x.d.Describe(b[:m:m], b[m:p:p], q, unsafe.String(unsafe.SliceData(client), len(client)), false)
+}
+
+// describeUnread puts the client's address in the record of a request
+// whose head could not be read.
+func (cc *clientConn) describeUnread() {
+	if !cc.s.router.Recording() {
+		return
+	}
+	b := appendClient(cc.rec[:0], cc.ip, cc.nc.RemoteAddr())
+	cc.rec = b
+	cc.x.d.Describe(nil, nil, nil, unsafe.String(unsafe.SliceData(b), len(b)), false)
+}
+
+// appendClient appends the client's address, ip:port ([ip]:port for
+// IPv6), without the allocation of net.Addr's String.
+func appendClient(b []byte, ip string, addr net.Addr) []byte {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return append(b, ip...)
+	}
+	if strings.IndexByte(ip, ':') >= 0 {
+		b = append(append(append(b, '['), ip...), ']')
+	} else {
+		b = append(b, ip...)
+	}
+	return strconv.AppendInt(append(b, ':'), int64(tcp.Port), 10)
+}
+
+// keepKey copies the key to cc.rec, when requests are recorded (the key
+// hash is taken at Done, when what the key pointed into may be gone).
+func (cc *clientConn) keepKey() {
+	d := &cc.x.d
+	if len(d.Key) == 0 || !cc.s.router.Recording() {
+		return
+	}
+	n := len(cc.rec)
+	cc.rec = append(cc.rec, d.Key...)
+	d.Key = cc.rec[n:len(cc.rec):len(cc.rec)]
 }
 
 // refuse answers the proxy's own error. The connection stays open only if

@@ -72,9 +72,11 @@ func (x *exchange) relay(uc *upstream.Conn) bool {
 func (x *exchange) writeHead(head, body []byte) error {
 	if len(body) > 0 && len(head)+len(body) <= cap(head) {
 		head = append(head, body...)
+		x.d.BytesOut += int64(len(body))
 		body = nil
 	}
 	x.headSent = true
+	x.d.BytesOut += int64(len(body))
 	if err := x.cc.write(head); err != nil {
 		return err
 	}
@@ -103,6 +105,7 @@ func (x *exchange) relayLength(uc *upstream.Conn, head []byte, n int64) error {
 		if err := x.cc.write(x.ub[:take]); err != nil {
 			return err
 		}
+		x.d.BytesOut += take
 		left -= take
 	}
 	x.uClean = true
@@ -142,6 +145,7 @@ func (x *exchange) relayChunked(uc *upstream.Conn, head []byte) error {
 			err = x.writeHead(head, piece)
 		} else if len(piece) > 0 {
 			err = x.cc.write(piece)
+			x.d.BytesOut += int64(len(piece))
 		}
 		if err != nil {
 			return err
@@ -175,5 +179,6 @@ func (x *exchange) relayUntilClose(uc *upstream.Conn, head []byte) error {
 		if err := x.cc.write(x.ub[:m]); err != nil {
 			return err
 		}
+		x.d.BytesOut += int64(m)
 	}
 }

@@ -68,6 +68,8 @@ func (x *exchange) tunnel(uc *upstream.Conn) bool {
 		_ = uc.NC.Close()
 	}
 	<-done
+	x.d.BytesOut += t.out.Load()
+	x.bodyIn.Add(t.in.Load())
 	cc.takeUnread() // the tunnel's bytes were no request
 	return false
 }
@@ -96,6 +98,9 @@ type tunnelState struct {
 	// copy stops; set before moved.
 	movedEnd atomic.Int64
 	endAt    atomic.Int64 // unix nanoseconds; 0 while both directions flow
+	// in and out count the bytes relayed to the shard and to the client
+	// (the access log's bytes_in and bytes_out of a tunnel).
+	in, out atomic.Int64
 }
 
 // pipe copies from src to dst until either fails or src idles past idle.
@@ -131,6 +136,7 @@ func (t *tunnelState) pipe(dst, src net.Conn, buf []byte, other net.Conn) {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				err = werr
 			}
+			t.count(fromShard, n)
 		}
 		if err != nil {
 			if cw, ok := dst.(closeWriter); ok && !t.moved.Load() {
@@ -142,6 +148,15 @@ func (t *tunnelState) pipe(dst, src net.Conn, buf []byte, other net.Conn) {
 			}
 			return
 		}
+	}
+}
+
+// count adds n bytes relayed in one direction.
+func (t *tunnelState) count(fromShard bool, n int) {
+	if fromShard {
+		t.out.Add(int64(n))
+	} else {
+		t.in.Add(int64(n))
 	}
 }
 

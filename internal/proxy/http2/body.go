@@ -29,25 +29,27 @@ import (
 
 // awaitBody makes the stream wait for its body (route found that a body
 // rule needs it); the connection's reader calls it, with the request's
-// head still in f.
-func (s *stream) awaitBody(f *h2hpack.Block, rq h2hpack.Request, kr keyRequest) {
+// head still in f. It tells whether the stream waits (its routing goes on
+// when the body is in).
+func (s *stream) awaitBody(f *h2hpack.Block, rq h2hpack.Request, kr keyRequest) bool {
 	c := s.c
 	if limit := c.r.cfg.MaxBodyBytes; rq.Length > int64(limit) {
 		s.routeBody(&kr, answer.BodyTooLarge(limit)) // before any DATA is kept
-		return
+		return true                                  // routeBody ended the routing
 	}
 	s.kreq = keyRequest{fields: slices.Clone(kr.fields), path: kr.path, query: kr.query}
 	s.head = c.outboundHead(nil, f, rq)
 	c.w.Lock()
 	defer c.w.Unlock()
 	if s.state == stateClosed {
-		return
+		return false
 	}
 	s.bodyWait, s.lastBody = true, time.Now()
 	if c.bodyTurn == nil {
 		c.bodyTurn = s
 	}
 	s.bodyTimer = time.AfterFunc(c.r.cfg.ClientBodyTimeout, s.bodyTimedOut)
+	return true
 }
 
 // buffer keeps a DATA frame's data (n bytes with padding) of a stream that
@@ -140,6 +142,7 @@ func (s *stream) routeBody(kr *keyRequest, bodyErr error) {
 	switch {
 	case errors.Is(err, route.ErrMustWait):
 		go s.awaitOwner()
+		return
 	case errors.Is(err, keys.ErrNeedBody): // cannot be: the body is there
 		s.fail(answer.ErrBadRequest, "")
 	case err != nil:
@@ -147,4 +150,5 @@ func (s *stream) routeBody(kr *keyRequest, bodyErr error) {
 	default:
 		s.toOwner()
 	}
+	s.routeEnd()
 }

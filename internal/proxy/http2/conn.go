@@ -39,6 +39,8 @@ type clientConn struct {
 	// it buffers (see body.go); guarded by w.mu.
 	bodyTurn *stream
 
+	addr string // the client's address, when requests are recorded
+
 	// guarded by w.mu
 	streams map[uint32]*stream
 	lastID  uint32 // the highest stream id the client opened
@@ -59,6 +61,9 @@ type clientConn struct {
 // connection is closed (at once, closing it, after Shutdown began).
 func (r *Relay) ServeConn(nc net.Conn, ip string, pending []byte) {
 	c := &clientConn{r: r, ip: ip, streams: map[uint32]*stream{}}
+	if r.router.Recording() && nc.RemoteAddr() != nil {
+		c.addr = nc.RemoteAddr().String() // the access log's client
+	}
 	c.w = h2wire.New(nc, r.cfg.ClientWriteTimeout)
 	if !r.conns.add(c) {
 		_ = nc.Close()
@@ -243,7 +248,7 @@ func (c *clientConn) onHeaders(f *h2hpack.Block) error {
 }
 
 func (c *clientConn) newStream(id uint32, f *h2hpack.Block) *stream {
-	s := &stream{c: c, id: id, reqDeclared: -1}
+	s := &stream{c: c, id: id, reqDeclared: -1, routing: true}
 	s.d.Begin(route.HTTP2, time.Now())
 	s.req = h2wire.Half{Src: c.w, SrcID: id, RecvWin: streamWindow, Grant: streamWindow, ConnCredit: true}
 	s.resp = h2wire.Half{Dst: c.w, Win: int64(c.w.InitWin), OnClose: s.ended} // id: once answered

@@ -218,9 +218,8 @@ func appendH1Request(dst []byte, head []hpack.HeaderField, chunked bool) []byte 
 func (s *stream) readHTTP1(uc *upstream.Conn) (bool, error) {
 	deadline := time.Now().Add(s.c.r.cfg.UpstreamTimeout)
 	bp, n, err := s.firstBytes(uc, deadline)
-	if bp != nil {
-		defer answerBufs.Put(bp)
-	}
+	h := &heldBuf{bp: bp}
+	defer h.release()
 	if err != nil {
 		return false, err
 	}
@@ -247,11 +246,60 @@ func (s *stream) readHTTP1(uc *upstream.Conn) (bool, error) {
 	case h1.FramingNone:
 		return len(rest) == 0 && resp.Minor == 1 && !resp.Flags.Has(h1.FlagConnClose), nil
 	case h1.FramingLength:
-		return s.relayH1Length(uc, buf, rest, resp.ContentLength, &resp)
+		return s.relayH1Length(uc, h, rest, resp.ContentLength, &resp)
 	case h1.FramingChunked:
-		return s.relayH1Chunked(uc, buf, rest, &resp)
+		return s.relayH1Chunked(uc, h, rest, &resp)
 	}
-	return false, s.relayH1UntilClose(uc, buf, rest)
+	return false, s.relayH1UntilClose(uc, h, rest)
+}
+
+// heldBuf is an exchange's answer buffer from answerBufs: nil while the
+// exchange waits for its client to open its window (see readMore).
+type heldBuf struct{ bp *[]byte }
+
+// get returns the buffer, taking one from the pool if none is held.
+func (h *heldBuf) get() []byte {
+	if h.bp == nil {
+		h.bp = answerBufs.Get().(*[]byte)
+	}
+	return *h.bp
+}
+
+// release gives the buffer back; nothing in it is still needed.
+func (h *heldBuf) release() {
+	if h.bp != nil {
+		answerBufs.Put(h.bp)
+		h.bp = nil
+	}
+}
+
+// readMore reads the next bytes of the answer's body, once everything read
+// before was passed on: at most what the client's stream window allows
+// (what is read is then sent at once, not copied to wait), after waiting
+// for the client to open it holding no buffer. A client that stops reading
+// costs its exchange a goroutine, not 32 KiB of answer.
+func (s *stream) readMore(uc *upstream.Conn, h *heldBuf) ([]byte, error) {
+	for {
+		c := s.c
+		c.w.Lock()
+		win, closed := s.resp.Win, s.state == stateClosed
+		c.w.Unlock()
+		if closed {
+			return nil, errStreamGone
+		}
+		if win > 0 {
+			buf := h.get()
+			buf = buf[:min(int64(len(buf)), win)]
+			m, err := s.readShard(uc, buf, time.Now().Add(s.c.r.cfg.UpstreamTimeout))
+			return buf[:m], err
+		}
+		h.release()
+		select { // a window update pokes room (the answer half's OnDrain)
+		case <-s.h1.room:
+		case <-s.h1.gone:
+			return nil, errStreamGone
+		}
+	}
 }
 
 // shardHotWait is how long an exchange waits for its shard's first answer
@@ -397,6 +445,7 @@ func (s *stream) answerH1(resp *h1.Response, end bool) bool {
 		return false
 	}
 	s.answered, s.status = true, resp.Status
+	s.ttfb = time.Since(s.d.Start)
 	c.w.Headers(s.id, fields, end)
 	c.w.Signal()
 	if end {
@@ -409,23 +458,38 @@ func (s *stream) answerH1(resp *h1.Response, end bool) bool {
 }
 
 // pass pushes a piece of the answer's body to the client and waits until
-// the client took it (backpressure: the shard is read no faster).
+// the client took it (backpressure: the shard is read no faster). It pushes
+// no more at a time than the client's stream window allows: what waits
+// for the window stays in the caller's buffer, not in a copy.
 func (s *stream) pass(data []byte, end bool) error {
-	s.resp.Push(data, end)
-	if end {
-		return nil // queued with the end: the stream closes when it is out
-	}
+	s.bytesOut.Add(int64(len(data)))
+	c := s.c
 	for {
-		s.c.w.Lock()
-		held, closed := len(s.resp.Pend), s.state == stateClosed
-		s.c.w.Unlock()
+		c.w.Lock()
+		win, held, closed := s.resp.Win, len(s.resp.Pend), s.state == stateClosed
+		c.w.Unlock()
 		if closed {
 			return errStreamGone
 		}
 		if held == 0 {
-			return nil
+			if len(data) == 0 && !end {
+				return nil // all of it is out
+			}
+			n := 0
+			if win > 0 {
+				n = int(min(int64(len(data)), win))
+			}
+			if n > 0 || len(data) == 0 {
+				last := n == len(data)
+				s.resp.Push(data[:n], end && last)
+				data = data[n:]
+				if last && end {
+					return nil // queued with the end: the stream closes when it is out
+				}
+				continue
+			}
 		}
-		select {
+		select { // the answer half's OnDrain pokes room when it is empty after a flush
 		case <-s.h1.room:
 		case <-s.h1.gone:
 			return errStreamGone
@@ -434,8 +498,7 @@ func (s *stream) pass(data []byte, end bool) error {
 }
 
 // relayH1Length passes a body of exactly n bytes.
-func (s *stream) relayH1Length(uc *upstream.Conn, buf, rest []byte, n int64, resp *h1.Response) (bool, error) {
-	timeout := s.c.r.cfg.UpstreamTimeout
+func (s *stream) relayH1Length(uc *upstream.Conn, h *heldBuf, rest []byte, n int64, resp *h1.Response) (bool, error) {
 	piece := rest[:min(int64(len(rest)), n)]
 	extra := len(rest) > len(piece)
 	for {
@@ -446,18 +509,17 @@ func (s *stream) relayH1Length(uc *upstream.Conn, buf, rest []byte, n int64, res
 		if n == 0 {
 			return !extra && resp.Minor == 1 && !resp.Flags.Has(h1.FlagConnClose), nil
 		}
-		m, err := s.readShard(uc, buf, time.Now().Add(timeout))
+		p, err := s.readMore(uc, h)
 		if err != nil {
 			return false, err
 		}
-		piece = buf[:min(int64(m), n)]
-		extra = int64(m) > n
+		piece = p[:min(int64(len(p)), n)]
+		extra = int64(len(p)) > n
 	}
 }
 
 // relayH1Chunked passes a chunked body's payload, then its trailers.
-func (s *stream) relayH1Chunked(uc *upstream.Conn, buf, rest []byte, resp *h1.Response) (bool, error) {
-	timeout := s.c.r.cfg.UpstreamTimeout
+func (s *stream) relayH1Chunked(uc *upstream.Conn, h *heldBuf, rest []byte, resp *h1.Response) (bool, error) {
 	var ch h1.Chunked
 	var framing []byte // since the last payload: at the end, the last chunk and the trailers
 	p := rest
@@ -483,11 +545,10 @@ func (s *stream) relayH1Chunked(uc *upstream.Conn, buf, rest []byte, resp *h1.Re
 				}
 			}
 		}
-		m, err := s.readShard(uc, buf, time.Now().Add(timeout))
-		if err != nil {
+		var err error
+		if p, err = s.readMore(uc, h); err != nil {
 			return false, err
 		}
-		p = buf[:m]
 	}
 }
 
@@ -506,8 +567,7 @@ func trailerFields(framing []byte) []hpack.HeaderField {
 }
 
 // relayH1UntilClose passes a body that ends when the shard closes.
-func (s *stream) relayH1UntilClose(uc *upstream.Conn, buf, rest []byte) error {
-	timeout := s.c.r.cfg.UpstreamTimeout
+func (s *stream) relayH1UntilClose(uc *upstream.Conn, h *heldBuf, rest []byte) error {
 	p := rest
 	for {
 		if len(p) > 0 {
@@ -515,13 +575,13 @@ func (s *stream) relayH1UntilClose(uc *upstream.Conn, buf, rest []byte) error {
 				return err
 			}
 		}
-		m, err := s.readShard(uc, buf, time.Now().Add(timeout))
+		var err error
+		p, err = s.readMore(uc, h)
 		if errors.Is(err, answer.ErrShardDown) {
 			return s.pass(nil, true) // the close ends the body
 		}
 		if err != nil {
 			return err
 		}
-		p = buf[:m]
 	}
 }

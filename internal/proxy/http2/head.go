@@ -50,6 +50,21 @@ func (c *clientConn) outboundHead(out []hpack.HeaderField, f *h2hpack.Block, rq 
 	return out
 }
 
+// setTraceparent makes tp the head's traceparent (the proxy's span is
+// the shard's parent); "" leaves the head as it is.
+func setTraceparent(h []hpack.HeaderField, tp string) []hpack.HeaderField {
+	if tp == "" {
+		return h
+	}
+	for i := range h {
+		if h[i].Name == "traceparent" {
+			h[i].Value = tp
+			return h
+		}
+	}
+	return append(h, hpack.HeaderField{Name: "traceparent", Value: tp})
+}
+
 // appendPrevious appends the handoff fields when the key moved (name is
 // the previous owner, "" when it did not).
 func appendPrevious(h []hpack.HeaderField, name, addr string) []hpack.HeaderField {

@@ -361,6 +361,7 @@ func (u *shardConn) onData(f *http2.DataFrame) bool {
 			return true
 		}
 	}
+	s.bytesOut.Add(int64(len(data)))
 	s.resp.Push(data, end)
 	if pad := n - len(data); pad > 0 {
 		s.resp.Credit(pad)

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -99,6 +100,14 @@ type stream struct {
 	headTimer    *time.Timer
 	deadline     *time.Timer
 	gone         chan struct{} // closed when done, for a held stream
+	// the record's side (record.go): routing while a goroutine other than
+	// close may still write d; what close copies into d for Done
+	routing, recorded bool
+	errMsg            string        // the proxy's own answer's message
+	ttfb              time.Duration // to the answer's head
+	grpcCode          int           // the call's grpc-status + 1; 0: none yet
+
+	bytesOut atomic.Int64 // answer body bytes relayed (shard readers add)
 }
 
 // route checks the request and takes its routing step, then sends it to
@@ -107,6 +116,13 @@ func (s *stream) route(f *h2hpack.Block) {
 	c := s.c
 	rq, err := h2hpack.ParseRequest(f)
 	s.grpc, s.grpcTimeout, s.isHead = rq.GRPC, rq.Timeout, rq.Method == "HEAD"
+	s.describe(&rq)
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			s.routeEnd()
+		}
+	}()
 	if f.Truncated {
 		err = answer.ErrHeaderTooLarge
 	}
@@ -131,9 +147,10 @@ func (s *stream) route(f *h2hpack.Block) {
 	}
 	switch err = s.routeStep(kr, nil); {
 	case errors.Is(err, keys.ErrNeedBody):
-		s.awaitBody(f, rq, kr)
+		handedOff = s.awaitBody(f, rq, kr)
 	case errors.Is(err, route.ErrMustWait):
 		s.head = c.outboundHead(nil, f, rq) // kept while it waits
+		handedOff = true
 		go s.awaitOwner()
 	case err != nil:
 		s.failRouting(err)
@@ -177,6 +194,7 @@ func (s *stream) failRouting(err error) {
 func (s *stream) toOwner() {
 	b := s.d.Backend
 	s.head = appendPrevious(s.head, s.d.Previous, s.d.PreviousAddr)
+	s.head = setTraceparent(s.head, s.d.Trace.OutgoingString())
 	c, r := s.c, s.c.r.router
 	r.Commit(&s.d)
 	c.w.Lock()
@@ -219,6 +237,7 @@ func (s *stream) toOwner() {
 
 // awaitOwner holds the stream for its owner to become ready.
 func (s *stream) awaitOwner() {
+	defer s.routeEnd()
 	gone := make(chan struct{})
 	s.c.w.Lock()
 	if s.state == stateClosed {
@@ -265,7 +284,10 @@ func (s *stream) fail(err error, shard string) {
 // answer sends the proxy's own answer; c.w.mu held.
 func (s *stream) answer(err error, shard string) {
 	a := answer.For(err, shard)
-	s.answered, s.status = true, a.Status
+	s.answered, s.status, s.errMsg = true, a.Status, a.Body.Error
+	if s.grpc {
+		s.grpcCode = a.GRPCCode() + 1
+	}
 	w := s.c.w
 	status := a.Status
 	if s.grpc {
@@ -282,6 +304,7 @@ func (s *stream) answer(err error, shard string) {
 	}
 	s.resp.ID = s.id
 	body := a.JSON()
+	s.bytesOut.Store(int64(len(body)))
 	fields = append(fields, hpack.HeaderField{Name: "content-length", Value: strconv.Itoa(len(body))})
 	w.Headers(s.id, fields, false)
 	s.resp.Pend, s.resp.End = body, true
@@ -306,6 +329,7 @@ func (s *stream) endAnswered(err error) {
 		return
 	}
 	a := answer.For(err, s.b.Name)
+	s.errMsg, s.grpcCode = a.Body.Error, a.GRPCCode()+1
 	s.resp.End = true
 	s.resp.Trailer = appendFields(nil, a.Trailers(nil))
 	s.resp.Flush()
@@ -422,6 +446,7 @@ func (s *stream) close(reset bool) {
 		c.w.Signal()
 	}
 	s.cancelShard()
+	waited := s.bodyWait // no goroutine routes it: the body never came
 	s.endBodyWait()
 	if len(s.early) > 0 {
 		// What a body rule kept was given back as it came (prepaid).
@@ -434,9 +459,8 @@ func (s *stream) close(reset bool) {
 		close(s.gone)
 	}
 	c.r.router.Untrack(s.live)
-	if s.b != nil {
-		s.d.Status = s.status
-		c.r.router.Done(&s.d)
+	if s.b != nil || !s.routing || waited {
+		s.record()
 	}
 }
 
@@ -556,6 +580,7 @@ func (s *stream) onShardHeaders(f *h2hpack.Block) {
 			s.endAnswered(answer.ErrBadResponse)
 			return
 		}
+		s.noteGRPC(f)
 		s.resp.End, s.resp.Trailer = true, appendAnswerFields(nil, f.RegularFields(), false)
 		s.resp.Flush()
 		return
@@ -580,6 +605,8 @@ func (s *stream) onShardHeaders(f *h2hpack.Block) {
 	}
 	stopTimer(s.headTimer)
 	s.answered, s.status = true, code
+	s.ttfb = time.Since(s.d.Start)
+	s.noteGRPC(f)
 	s.respDeclared = declared // checked against the DATA by the up reader
 	c.w.Headers(s.id, fields, f.StreamEnded())
 	c.w.Signal()

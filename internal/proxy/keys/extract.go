@@ -46,6 +46,14 @@ var scratchPool = sync.Pool{New: func() any { return new(Scratch) }}
 // AcquireScratch returns a Scratch from a pool; give it back with ReleaseScratch.
 func AcquireScratch() *Scratch { return scratchPool.Get().(*Scratch) }
 
+// HeaderValues returns the values of req's fields named name, in s (valid
+// until s is used again): a caller that reads a field other than the
+// key's (the routing step's traceparent) without allocating.
+func (s *Scratch) HeaderValues(req Request, name string) [][]byte {
+	s.vals = req.HeaderValues(s.vals[:0], name)
+	return s.vals
+}
+
 // ReleaseScratch returns s to the pool; keys taken with it become invalid.
 func ReleaseScratch(s *Scratch) {
 	clear(s.vals) // drop references into request buffers

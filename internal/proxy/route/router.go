@@ -64,6 +64,10 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Logger logs topology changes; nil means slog.Default().
 	Logger *slog.Logger
+	// Tracer makes each request's span; nil: no tracing.
+	Tracer Tracer
+	// AccessLog writes each request's log line; nil: no access log.
+	AccessLog Recorder
 }
 
 // Router holds the routing snapshot and takes every request's routing

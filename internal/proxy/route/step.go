@@ -53,8 +53,11 @@ type Decision struct {
 	// Status is what the client was answered: the shard's status, the
 	// proxy's own, or answer.StatusClientGone; 0 while unknown.
 	Status int
+	// Exchange is what the front end alone knows (record.go).
+	Exchange
 
 	committed bool // the request went to its owner (Commit)
+	traced    bool // the trace context was read (startTrace)
 }
 
 // Begin starts a decision for a request that arrived at start.
@@ -76,6 +79,7 @@ var ErrMustWait = errors.New("the owner is not ready: hold the request")
 // ErrMustWait when requests may be held, else answer.ErrShardNotReady
 // naming the owner (d.Status 503). Any other error is the proxy's answer.
 func (r *Router) Route(d *Decision, req keys.Request, s *keys.Scratch, loadBody func() error) error {
+	r.startTrace(d, req, s)
 	snap := r.snap.Load()
 	if snap == nil || len(snap.Backends) == 0 {
 		return answer.ErrNoShards
@@ -146,6 +150,9 @@ func (r *Router) Wait(d *Decision, done <-chan struct{}, gone func() bool) error
 	start := time.Now()
 	snap, outcome := r.awaitOwner(d.Snapshot, d.Key, done, gone)
 	d.OwnerWait = time.Since(start)
+	if r.cfg.Tracer != nil && d.Trace.Span != nil {
+		r.cfg.Tracer.Waited(d, start, outcome == waitServed)
+	}
 	switch outcome {
 	case waitServed:
 		return r.owner(d, snap)
@@ -159,8 +166,10 @@ func (r *Router) Wait(d *Decision, done <-chan struct{}, gone func() bool) error
 // Done ends a request's record: requests_total for the owner, when one was
 // chosen and the request was answered (d.Status), and the duration when it
 // went to the owner (Commit): the proxy's own 503 for a not-ready owner is
-// counted, but its hold does not skew the shard's latency.
+// counted, but its hold does not skew the shard's latency. The span ends
+// and the access log line is written here, for every request.
 func (r *Router) Done(d *Decision) {
+	r.record(d)
 	if d.Backend == nil || d.Status == 0 {
 		return
 	}
