@@ -84,14 +84,17 @@ func (r *run) openLoop(ctx context.Context) error {
 // grow adds a worker when the jobs handed out at the last tick are still
 // waiting and no worker is idle: every worker is waiting for an answer (a
 // slow or stalled shard), and one more connection is what the schedule
-// needs. It adds none when the pacer itself woke late (over two ticks'
-// worth of requests due at once): then the generator is short of CPU, and
-// more connections would only cost more of it. One worker per tick at
-// most: a connection costs a connect at both ends, and a burst of them
-// would be a load of its own.
+// needs. One worker per tick at most: a connection costs a connect at
+// both ends, and a burst of them would be a load of its own. At high
+// rates (a tick of several requests) it adds none when the pacer itself
+// woke late (over two ticks' worth of requests due at once): then the
+// generator is short of CPU, and more connections would only cost more of
+// it (at 50k requests a second, growing then collapsed the run). At lower
+// rates a connection a tick is cheap, and a late wake-up is more often
+// the machine's other load than the generator's.
 func (p *pacer) grow(newlyDue int64, perTick float64) {
 	if len(p.jobs) == 0 || p.idle.Load() > 0 || p.workers >= p.r.cfg.MaxConnections ||
-		float64(newlyDue) > 2*perTick+1 {
+		(perTick > 1 && float64(newlyDue) > 2*perTick+1) {
 		return
 	}
 	p.spawn()

@@ -104,7 +104,7 @@ type run struct {
 	mu     sync.Mutex // guards conns and warmed
 	conns  []Conn
 	warmed []Conn // connected by warm, not yet given to a worker
-	wg    sync.WaitGroup
+	wg     sync.WaitGroup
 }
 
 // Run sends the load cfg describes until cfg.Duration has passed or ctx is

