@@ -101,6 +101,7 @@ type state struct {
 	table *table.Table // nil when err is set
 	topo  Topology
 	err   error         // routing refused (an unknown ring): Owner returns it
+	tls   map[int]bool  // ordinals of shards the proxy speaks TLS to
 	next  chan struct{} // closed when a newer state replaces this one
 }
 
@@ -224,8 +225,10 @@ type Topology struct {
 
 // Shard is one shard (one pod of the StatefulSet).
 type Shard struct {
+	// Ordinal is the pod's ordinal, its identity (never its IP).
 	Ordinal int
-	Name    string
+	// Name is the pod's name, e.g. web-2: X-Shard on its answers.
+	Name string
 	// Address is host:port of the pod; "" while it has none.
 	Address string
 	// Ready is false while the pod is not ready or has no address: its

@@ -46,10 +46,13 @@ var (
 // ShardError is a request that could not be served by its owner: Err is
 // ErrShardNotReady or ErrShardUnreachable, Cause what failed.
 type ShardError struct {
+	// Shard and Ordinal name the owner.
 	Shard   string
 	Ordinal int
-	Err     error
-	Cause   error
+	// Err is ErrShardNotReady or ErrShardUnreachable.
+	Err error
+	// Cause is what failed on the way to the pod, or nil.
+	Cause error
 }
 
 func (e *ShardError) Error() string {
@@ -71,8 +74,11 @@ func (e *ShardError) Unwrap() []error {
 // ErrNoKey (Tried lists the rules), ErrAmbiguousKey, ErrInvalidKey,
 // ErrBadBody or ErrBodyTooLarge (Rule names the rule).
 type KeyError struct {
-	Err   error
-	Rule  string
+	// Err is one of the key errors above.
+	Err error
+	// Rule is the rule that refused the request, as written.
+	Rule string
+	// Tried are the rules tried when none yielded a key (ErrNoKey).
 	Tried []string
 }
 

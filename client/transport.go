@@ -71,6 +71,10 @@ func (c *Client) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, err
 	}
+	if st.tls[sh.Ordinal] {
+		closeBody(req)
+		return nil, &ShardError{Shard: sh.Name, Ordinal: sh.Ordinal, Err: ErrShardUnreachable, Cause: errShardTLS}
+	}
 	out := req.Clone(req.Context())
 	if body != nil {
 		out.Body, out.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
@@ -101,6 +105,10 @@ func (c *Client) RoundTrip(req *http.Request) (*http.Response, error) {
 	header.PrepareAnswer(resp.Header, sh.Name)
 	return resp, nil
 }
+
+// errShardTLS: the pod expects TLS (section 14 of the design); the client
+// does not speak it to pods yet, and plaintext would only be refused.
+var errShardTLS = errors.New("the shard speaks TLS, which this client does not speak to pods yet")
 
 func closeBody(req *http.Request) {
 	if req.Body != nil {

@@ -45,6 +45,9 @@ type shardsDoc struct {
 		Ready    bool   `json:"ready"`
 		Protocol string `json:"protocol"`
 		OwnsKeys bool   `json:"owns_keys"`
+		// TLS is "off", "verified" or "unverified" (shard TLS, when the
+		// proxy speaks it); "" from proxies without shard TLS.
+		TLS string `json:"tls"`
 	} `json:"shards"`
 }
 
@@ -214,6 +217,14 @@ func (c *Client) apply(data string) error {
 	}
 	t, err := buildTable(&doc, prev)
 	st := &state{table: t, topo: topologyOf(&doc), err: err, next: make(chan struct{})}
+	for _, sh := range doc.Shards {
+		if sh.TLS != "" && sh.TLS != "off" {
+			if st.tls == nil {
+				st.tls = map[int]bool{}
+			}
+			st.tls[sh.Ordinal] = true
+		}
+	}
 	if err != nil {
 		st.table = nil
 	}

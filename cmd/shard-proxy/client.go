@@ -32,10 +32,11 @@ var subcommands = map[string]func(args []string, getenv func(string) string, std
 
 // clientOptions are the flags every client subcommand takes.
 type clientOptions struct {
-	admin     string
-	tokenFile string
-	output    string
-	timeout   time.Duration
+	admin      string
+	kubeconfig string // for kube:// admin URLs
+	tokenFile  string
+	output     string
+	timeout    time.Duration
 	// broadcast only
 	data    string
 	policy  string
@@ -51,7 +52,9 @@ type clientOptions struct {
 func clientFlags(name string, o *clientOptions, extra func(*flag.FlagSet, *clientOptions)) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.StringVar(&o.admin, "admin", "http://127.0.0.1"+defaultAdminListen, "admin endpoint of a shard-proxy (env SHARD_PROXY_ADMIN)")
+	fs.StringVar(&o.admin, "admin", "http://127.0.0.1"+defaultAdminListen,
+		"admin endpoint of a shard-proxy, or kube://NAMESPACE/SERVICE[:PORT] through the Kubernetes API server (env SHARD_PROXY_ADMIN)")
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig for kube:// admin URLs (default $KUBECONFIG, then ~/.kube/config)")
 	fs.StringVar(&o.tokenFile, "admin-token-file", "", "file holding the admin token (else env SHARD_PROXY_ADMIN_TOKEN)")
 	fs.StringVar(&o.output, "o", "table", "output: table or json")
 	fs.DurationVar(&o.timeout, "request-timeout", 60*time.Second, "bound on the whole admin request")
@@ -119,18 +122,26 @@ func parseClient(fs *flag.FlagSet, args []string, getenv func(string) string) ([
 type adminClient struct {
 	base  string
 	token string
-	http  *http.Client
+	// tokenHeader carries the token: Authorization (as a bearer token), or
+	// admin.TokenHeader through the API server's service proxy (kube://).
+	tokenHeader string
+	http        *http.Client
 }
 
 func newAdminClient(o *clientOptions, getenv func(string) string) (*adminClient, error) {
 	if o.output != "table" && o.output != "json" {
 		return nil, fmt.Errorf("-o %q: want table or json", o.output)
 	}
-	u, err := url.Parse(o.admin)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("--admin %q: want a URL such as http://shard-proxy:9090", o.admin)
+	c := &adminClient{base: strings.TrimSuffix(o.admin, "/"), tokenHeader: "Authorization", http: &http.Client{Timeout: o.timeout}}
+	if strings.HasPrefix(o.admin, kubeScheme) {
+		base, hc, err := kubeAdmin(o.admin, o.kubeconfig, o.timeout, getenv)
+		if err != nil {
+			return nil, err
+		}
+		c.base, c.http, c.tokenHeader = base, hc, admin.TokenHeader
+	} else if u, err := url.Parse(o.admin); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("--admin %q: want a URL such as http://shard-proxy:9090, or kube://NAMESPACE/SERVICE[:PORT]", o.admin)
 	}
-	c := &adminClient{base: strings.TrimSuffix(o.admin, "/"), http: &http.Client{Timeout: o.timeout}}
 	switch {
 	case o.tokenFile != "":
 		raw, err := os.ReadFile(o.tokenFile)
@@ -151,7 +162,11 @@ func (c *adminClient) do(method, path string, body io.Reader) (int, []byte, erro
 		return 0, nil, err
 	}
 	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
+		if c.tokenHeader == "Authorization" {
+			req.Header.Set("Authorization", "Bearer "+c.token)
+		} else {
+			req.Header.Set(c.tokenHeader, c.token)
+		}
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

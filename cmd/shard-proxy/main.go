@@ -22,6 +22,9 @@ func main() {
 	// SIGTERM during shutdown (which --shutdown-timeout bounds) is absorbed
 	// instead of killing the process on its way out after cli has returned.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGTERM, os.Interrupt)
+	if code, ok := asPlugin(os.Args[0], os.Args[1:], os.Stdout, os.Stderr); ok {
+		os.Exit(code)
+	}
 	os.Exit(cli(os.Args[1:], os.Getenv, os.Stdout, os.Stderr, routeLibraryLogs))
 }
 

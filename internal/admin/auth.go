@@ -73,14 +73,23 @@ func (a *TokenAuth) current() []byte {
 	return a.token
 }
 
-// Allowed reports whether r carries the current token.
+// TokenHeader carries the admin token where Authorization cannot: through
+// the Kubernetes API server's service proxy (the CLI's kube:// admin URLs),
+// which takes Authorization to authenticate the caller and drops it.
+const TokenHeader = "X-Shard-Proxy-Token"
+
+// Allowed reports whether r carries the current token, as a bearer token
+// or in TokenHeader.
 func (a *TokenAuth) Allowed(r *http.Request) bool {
 	const prefix = "Bearer "
-	h := r.Header.Get("Authorization")
-	if len(h) <= len(prefix) || !equalFoldASCII(h[:len(prefix)], prefix) {
+	tok := r.Header.Get(TokenHeader)
+	if h := r.Header.Get("Authorization"); tok == "" && len(h) > len(prefix) && equalFoldASCII(h[:len(prefix)], prefix) {
+		tok = h[len(prefix):]
+	}
+	if tok == "" {
 		return false
 	}
-	return subtle.ConstantTimeCompare([]byte(h[len(prefix):]), a.current()) == 1
+	return subtle.ConstantTimeCompare([]byte(tok), a.current()) == 1
 }
 
 // Wrap lets only requests with the token reach h; others get 401.

@@ -56,13 +56,15 @@ type ExplainAnswer struct {
 	// Tried are the rules tried before Rule, which yielded nothing.
 	Tried []string `json:"tried"`
 	// Hash is the key's xxhash64, 16 hex digits.
-	Hash        string `json:"hash"`
+	Hash string `json:"hash"`
+	// Ring, Replicas and Fingerprint describe the ring in force.
 	Ring        string `json:"ring"`
 	Replicas    int    `json:"replicas"`
 	Fingerprint string `json:"fingerprint"`
-	Ordinal     int    `json:"ordinal"`
-	Shard       string `json:"shard"`
-	Address     string `json:"address"`
+	// Ordinal, Shard and Address name the owner.
+	Ordinal int    `json:"ordinal"`
+	Shard   string `json:"shard"`
+	Address string `json:"address"`
 	// Ready is false when the data port would hold the request for its
 	// owner (up to --owner-wait), then answer 503 shard not ready.
 	Ready bool `json:"ready"`

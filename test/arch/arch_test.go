@@ -23,8 +23,9 @@ import (
 const module = "github.com/shard-proxy/shard-proxy"
 
 // k8sFree are the packages that must not link any k8s.io package: the data
-// and admin planes, the routing table, the ring and the shared model. They
-// take a watch.Topology and never see an API object.
+// and admin planes, the routing table, the ring, the shared model and the
+// public clients (a program that routes by itself must not pull in
+// Kubernetes). They take a watch.Topology and never see an API object.
 var k8sFree = []string{
 	"internal/proxy",
 	"internal/proxy/h1",
@@ -32,6 +33,8 @@ var k8sFree = []string{
 	"internal/admin",
 	"ring",
 	"internal/watch",
+	"client",
+	"client/shardgrpc",
 }
 
 // clientGoUsers are the only packages that may link client-go: the

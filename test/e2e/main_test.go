@@ -34,6 +34,7 @@ func TestE2E(t *testing.T) {
 		{"RollingUpdate", testRollingUpdate},
 		{"PodReplacedHeld", testPodReplacedHeld},
 		{"Reshard", testReshard},
+		{"Clients", testClients},
 		// Last: they stop and restart the shared API server.
 		{"APIServerOutage", testAPIServerOutage},
 		{"ShutdownDuringOutage", testShutdownDuringOutage},
