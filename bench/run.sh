@@ -19,6 +19,12 @@
 #   bash bench/run.sh grpc       gRPC unary calls (and plain HTTP/2 GETs with
 #                                h2load) through shard-proxy, HAProxy and nginx
 #                                over h2c, in bench/results/grpc.md
+#   bash bench/run.sh fixedrate  open-loop runs of shard-proxy load at 50% and
+#                                90% of the slowest proxy's saturation rate,
+#                                p50/p99/p99.9 side by side, in
+#                                bench/results/fixedrate.md (bench/fixedrate.sh)
+#   bash bench/run.sh generator  can one core of shard-proxy load keep
+#                                BENCH_GEN_RATE req/s? bench/results/generator.md
 #
 # SHARD_PROXY_BIN=/path measures that shard-proxy binary instead of building
 # one from this checkout.
@@ -1092,5 +1098,10 @@ profile) profile ;;
 accesslog) accesslog ;;
 memory) memory ;;
 grpc) grpc ;;
-*) die "unknown mode $MODE: want compare (default), profile, memory or grpc" ;;
+fixedrate | generator)
+	command -v jq >/dev/null || die "jq is not installed (Debian: apt-get install jq)"
+	. "$BENCH/fixedrate.sh"
+	$MODE
+	;;
+*) die "unknown mode $MODE: want compare (default), profile, memory, grpc, fixedrate or generator" ;;
 esac

@@ -27,6 +27,7 @@ var subcommands = map[string]func(args []string, getenv func(string) string, std
 	"plan":       cmdPlan,
 	"top":        cmdTop,
 	"explain":    cmdExplain,
+	"load":       cmdLoad,
 }
 
 // clientOptions are the flags every client subcommand takes.

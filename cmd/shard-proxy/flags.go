@@ -427,6 +427,8 @@ Usage:
   shard-proxy top [--interval 2s] [-n 5] [--once] [client flags]
                                           per-shard request rate, 5xx share, p99
                                           and hot keys, refreshing
+  shard-proxy load [flags] URL            load test: {key} in URL and headers,
+                                          a report per shard (load -h)
 
 Every flag can also be set as SHARD_PROXY_<FLAG> (--admin-listen is
 SHARD_PROXY_ADMIN_LISTEN); the flag wins.
