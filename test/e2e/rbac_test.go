@@ -19,7 +19,8 @@ import (
 // bound to that directory's Role, with a TokenRequest token: it becomes
 // ready, routes, and follows a scale, so the Role is sufficient. The Role
 // grants only get, list and watch on statefulsets and endpointslices, and
-// the API server's authorizer agrees.
+// get on services (the shard-proxy.io/shard-tls annotation, read once at
+// start), and the API server's authorizer agrees.
 func testRBAC(t *testing.T, env *kubeenv.Env) {
 	var (
 		sa      corev1.ServiceAccount
@@ -104,14 +105,25 @@ func checkRoleRules(t *testing.T, rules []rbacv1.PolicyRule) {
 			}
 		}
 	}
-	want := []string{"apps/statefulsets", "discovery.k8s.io/endpointslices"}
+	want := map[string][]string{
+		"apps/statefulsets":               allowedVerbs,
+		"discovery.k8s.io/endpointslices": allowedVerbs,
+		"/services":                       {"get"},
+	}
 	for gr, verbs := range granted {
-		if !slices.Contains(want, gr) {
+		w, ok := want[gr]
+		if !ok {
 			t.Errorf("the Role grants %v on %s; want only %v", verbs, gr, want)
+			continue
+		}
+		for _, v := range verbs {
+			if !slices.Contains(w, v) {
+				t.Errorf("the Role grants %s on %s; want only %v there", v, gr, w)
+			}
 		}
 	}
-	for _, gr := range want {
-		for _, v := range allowedVerbs {
+	for gr, verbs := range want {
+		for _, v := range verbs {
 			if !slices.Contains(granted[gr], v) {
 				t.Errorf("the Role does not grant %s on %s", v, gr)
 			}
@@ -152,6 +164,9 @@ func checkAccess(t *testing.T, env *kubeenv.Env, ns, sa string) {
 		{ns, "get", "discovery.k8s.io", "endpointslices", true},
 		{ns, "list", "discovery.k8s.io", "endpointslices", true},
 		{ns, "watch", "discovery.k8s.io", "endpointslices", true},
+		{ns, "get", "", "services", true},
+		{ns, "list", "", "services", false},
+		{ns, "watch", "", "services", false},
 		{ns, "patch", "apps", "statefulsets", false},
 		{ns, "update", "apps", "statefulsets", false},
 		{ns, "delete", "apps", "statefulsets", false},
