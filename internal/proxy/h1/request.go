@@ -239,3 +239,15 @@ func (h *Request) PathQuery() (path, query []byte) {
 	}
 	return t, nil
 }
+
+// Idempotent tells whether a request with this method may be sent again
+// after its connection failed before any answer byte (RFC 9110 §9.2.2:
+// the idempotent methods, less TRACE, which a proxy never repeats): what
+// both front ends ask before a retry on a fresh shard connection.
+func Idempotent(method string) bool {
+	switch method {
+	case "GET", "HEAD", "PUT", "OPTIONS", "DELETE":
+		return true
+	}
+	return false
+}

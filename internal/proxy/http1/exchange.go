@@ -162,11 +162,7 @@ func (x *exchange) retryable(uc *upstream.Conn, err error, attempt int) bool {
 	if !errors.Is(err, errUpstreamIO) {
 		return false
 	}
-	switch string(x.cc.in.head.Method) {
-	case "GET", "HEAD", "PUT", "OPTIONS", "DELETE":
-		return true
-	}
-	return false
+	return h1.Idempotent(string(x.cc.in.head.Method))
 }
 
 // fail ends an exchange that went wrong: the shard connection is closed,

@@ -81,11 +81,7 @@ var errStaleConn = errors.New("the shard connection closed before its answer")
 func idempotent(head []hpack.HeaderField) bool {
 	for _, f := range head {
 		if f.Name == ":method" {
-			switch f.Value {
-			case "GET", "HEAD", "PUT", "OPTIONS", "DELETE":
-				return true
-			}
-			return false
+			return h1.Idempotent(f.Value)
 		}
 	}
 	return false
