@@ -236,24 +236,13 @@ func TestRelayWaitingExchangeCost(t *testing.T) {
 	})
 	p := startProxy(t, Config{}, ring.Config{}, rawTopology(shard.addr))
 	c := dialRelay(t, p.url, bigWindows)
-	// One stream first: the relay's own allocations (pools, tables) are
-	// made before the measure.
-	first := c.newStream()
-	c.mustHeaders(t, first, reqHead("GET", "/warm", "k"), true)
-	waitUntil(t, wireTimeout, "the first request reaches the shard", func() bool { return got.Load() == 1 })
-	before := heapAfterPoolsEmpty()
-	ids := make([]uint32, n)
-	for i := range ids {
-		ids[i] = c.newStream()
-		c.mustHeaders(t, ids[i], reqHead("GET", fmt.Sprintf("/%d", i), "k"), true)
-	}
-	waitUntil(t, wireTimeout, "every request reaches the shard", func() bool { return got.Load() == n+1 })
+	first, ids, heapEach := openMeasuredStreams(t, c, n, &got)
 	// Past the first look (10 ms) every exchange waits without its buffer:
 	// under 12 KiB each, the test shard's own reader (4 KiB) counted; a
 	// 16 KiB answer buffer held would pass it.
 	var perStream int64
 	waitUntil(t, wireTimeout, "the waiting exchanges give back their buffers", func() bool {
-		perStream = (int64(heapAfterPoolsEmpty()) - int64(before)) / n
+		perStream = heapEach()
 		return perStream < 12<<10
 	})
 	t.Logf("an HTTP/2 stream waiting for its HTTP/1.1 shard holds %.1f KiB of heap", float64(perStream)/1024)
@@ -285,22 +274,13 @@ func TestRelayStalledClientCost(t *testing.T) {
 	}))
 	p := startProxy(t, Config{}, ring.Config{}, rawTopology(shard.addr))
 	c := dialRelay(t, p.url, dialOpts{window: 0})
-	warm := c.newStream()
-	c.mustHeaders(t, warm, reqHead("GET", "/warm", "k"), true)
-	waitUntil(t, wireTimeout, "the first request reaches the shard", func() bool { return got.Load() == 1 })
-	before := heapAfterPoolsEmpty()
-	ids := make([]uint32, n)
-	for i := range ids {
-		ids[i] = c.newStream()
-		c.mustHeaders(t, ids[i], reqHead("GET", fmt.Sprintf("/%d", i), "k"), true)
-	}
-	waitUntil(t, wireTimeout, "every request reaches the shard", func() bool { return got.Load() == n+1 })
+	warm, ids, heapEach := openMeasuredStreams(t, c, n, &got)
 	// Each exchange has read its head and the start of its body, and
 	// waits: under 28 KiB each (its 16 KiB buffer, and the test shard's
 	// 4 KiB reader; a copy waiting for the window would take it near 40).
 	var perStream int64
 	waitUntil(t, wireTimeout, "the stalled exchanges hold one buffer each", func() bool {
-		perStream = (int64(heapAfterPoolsEmpty()) - int64(before)) / n
+		perStream = heapEach()
 		return perStream < 28<<10
 	})
 	t.Logf("an HTTP/2 stream stalled by its client holds %.1f KiB of heap", float64(perStream)/1024)
@@ -317,4 +297,23 @@ func TestRelayStalledClientCost(t *testing.T) {
 			t.Fatalf("stream %d: %s with %d bytes, want 200 with %d", id, a.status(), len(a.body), size)
 		}
 	}
+}
+
+// openMeasuredStreams opens one stream whose request reaches the shard
+// first (the relay's own allocations, pools and tables, are made before
+// the measure), then n more, and waits until the shard counted (got) all
+// of them. heapEach tells the heap grown since the first, per stream.
+func openMeasuredStreams(t *testing.T, c *h2peer, n int, got *atomic.Int64) (first uint32, ids []uint32, heapEach func() int64) {
+	t.Helper()
+	first = c.newStream()
+	c.mustHeaders(t, first, reqHead("GET", "/warm", "k"), true)
+	waitUntil(t, wireTimeout, "the first request reaches the shard", func() bool { return got.Load() == 1 })
+	before := heapAfterPoolsEmpty()
+	ids = make([]uint32, n)
+	for i := range ids {
+		ids[i] = c.newStream()
+		c.mustHeaders(t, ids[i], reqHead("GET", fmt.Sprintf("/%d", i), "k"), true)
+	}
+	waitUntil(t, wireTimeout, "every request reaches the shard", func() bool { return got.Load() == int64(n)+1 })
+	return first, ids, func() int64 { return (int64(heapAfterPoolsEmpty()) - int64(before)) / int64(n) }
 }

@@ -62,6 +62,14 @@ func parkedNow(t *testing.T, p *running, n int64, engineBefore int) {
 	})
 }
 
+// sendParked sends req on rc and waits until it waits in the parker.
+func sendParked(t *testing.T, p *running, rc *rawClient, req string) {
+	t.Helper()
+	base := goroutinesIn("/internal/proxy/http1.")
+	rc.send(req)
+	parkedNow(t, p, 1, base)
+}
+
 func TestParkedRequest(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the parker needs epoll")
@@ -70,10 +78,8 @@ func TestParkedRequest(t *testing.T) {
 		shard := startHeldShard(t, false)
 		p := startProxy(t, Config{}, ring.Config{}, rawTopology(shard.addr))
 		rc := dialRaw(t, p)
-		base := goroutinesIn("/internal/proxy/http1.")
 		// Two requests pipelined: the second waits behind the first.
-		rc.send("GET /a HTTP/1.1\r\nHost: h\r\nX-Shard-Key: 1\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\nX-Shard-Key: 1\r\n\r\n")
-		parkedNow(t, p, 1, base)
+		sendParked(t, p, rc, "GET /a HTTP/1.1\r\nHost: h\r\nX-Shard-Key: 1\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\nX-Shard-Key: 1\r\n\r\n")
 		shard.open.open()
 		for _, want := range []string{"late /a", "late /b"} {
 			a := rc.response("GET")
@@ -90,9 +96,7 @@ func TestParkedRequest(t *testing.T) {
 		shard := startHeldShard(t, true)
 		p := startProxy(t, Config{}, ring.Config{}, rawTopology(shard.addr))
 		rc := dialRaw(t, p)
-		base := goroutinesIn("/internal/proxy/http1.")
-		rc.send("GET /a HTTP/1.1\r\nHost: h\r\nX-Shard-Key: 1\r\n\r\n")
-		parkedNow(t, p, 1, base)
+		sendParked(t, p, rc, "GET /a HTTP/1.1\r\nHost: h\r\nX-Shard-Key: 1\r\n\r\n")
 		_ = rc.c.Close()
 		// The request is cancelled: its shard connection closes.
 		waitUntil(t, wireTimeout, "the shard sees its request cancelled", func() bool { return shard.hangups.Load() == 1 })
@@ -103,10 +107,8 @@ func TestParkedRequest(t *testing.T) {
 		const timeout = 3 * time.Second
 		p := startProxy(t, Config{UpstreamTimeout: timeout}, ring.Config{}, rawTopology(shard.addr))
 		rc := dialRaw(t, p)
-		base := goroutinesIn("/internal/proxy/http1.")
 		start := time.Now()
-		rc.send("GET /a HTTP/1.1\r\nHost: h\r\nX-Shard-Key: 1\r\n\r\n")
-		parkedNow(t, p, 1, base)
+		sendParked(t, p, rc, "GET /a HTTP/1.1\r\nHost: h\r\nX-Shard-Key: 1\r\n\r\n")
 		a := rc.response("GET")
 		took := time.Since(start)
 		if a.Status() != 504 {
@@ -120,9 +122,7 @@ func TestParkedRequest(t *testing.T) {
 		shard := startHeldShard(t, false)
 		p := startProxy(t, Config{}, ring.Config{}, rawTopology(shard.addr))
 		rc := dialRaw(t, p)
-		base := goroutinesIn("/internal/proxy/http1.")
-		rc.send("GET /a HTTP/1.1\r\nHost: h\r\nX-Shard-Key: 1\r\n\r\n")
-		parkedNow(t, p, 1, base)
+		sendParked(t, p, rc, "GET /a HTTP/1.1\r\nHost: h\r\nX-Shard-Key: 1\r\n\r\n")
 		done := make(chan error, 1)
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), wireTimeout)
