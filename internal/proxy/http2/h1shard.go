@@ -31,6 +31,7 @@ type h1call struct {
 	gone chan struct{} // closed when the stream closes
 	// conn is the shard connection while the exchange uses it (c.w.mu).
 	conn *upstream.Conn
+	buf  heldBuf // the answer's buffer (the exchange's goroutine)
 }
 
 func poke(ch chan struct{}) {
@@ -103,14 +104,26 @@ func (s *stream) exchangeOn(pool *upstream.Pool, head []byte, chunked bool) (boo
 		return reused, errStreamGone
 	}
 	x.conn = uc
+	// A request whose client has sent all of it, with no body, is written
+	// by this goroutine, at once followed by the wait for its answer; one
+	// with a body has a sender beside the reader.
+	whole := !chunked && s.state != stateOpen && len(s.early) == 0 && s.earlyTrailer == nil
 	c.w.Unlock()
-	sent := make(chan error, 1)
-	go func() { sent <- s.sendHTTP1(uc, head, chunked) }()
-	reusable, err := s.readHTTP1(uc)
+	var sent chan error
+	inline := head
+	if !whole {
+		sent = make(chan error, 1)
+		go func() { sent <- s.sendHTTP1(uc, head, chunked) }()
+		inline = nil
+	}
+	reusable, err := s.readHTTP1(uc, inline)
 	if err != nil || !reusable {
 		_ = uc.NC.SetDeadline(time.Unix(1, 0)) // stops the sender, if it still runs
 	}
-	sendErr := <-sent
+	var sendErr error
+	if sent != nil {
+		sendErr = <-sent
+	}
 	c.w.Lock()
 	x.conn = nil
 	c.w.Unlock()
@@ -209,17 +222,18 @@ func appendH1Request(dst []byte, head []hpack.HeaderField, chunked bool) []byte 
 	return append(dst, "\r\n"...)
 }
 
-// readHTTP1 reads the shard's answer and passes it on; it tells whether
-// the connection ended the exchange on a message boundary (reusable).
-func (s *stream) readHTTP1(uc *upstream.Conn) (bool, error) {
+// readHTTP1 reads the shard's answer and passes it on, after writing head
+// when it is not nil (the whole request); it tells whether the connection
+// ended the exchange on a message boundary (reusable).
+func (s *stream) readHTTP1(uc *upstream.Conn, head []byte) (bool, error) {
 	deadline := time.Now().Add(s.c.r.cfg.UpstreamTimeout)
-	bp, n, err := s.firstBytes(uc, deadline)
-	h := &heldBuf{bp: bp}
+	h := &s.h1.buf
 	defer h.release()
+	n, err := s.firstBytes(uc, h, head, deadline)
 	if err != nil {
 		return false, err
 	}
-	buf := *bp
+	buf := *h.bp
 	var resp h1.Response
 	n, err = s.readH1Head(uc, &resp, buf, n, deadline)
 	if err != nil {
@@ -261,6 +275,15 @@ func (h *heldBuf) get() []byte {
 	return *h.bp
 }
 
+// Take implements sock.Buffer: the first bytes of an answer are read into
+// a buffer taken only once they are there.
+func (h *heldBuf) Take() []byte { return h.get() }
+
+// Give implements sock.Buffer.
+func (h *heldBuf) Give() { h.release() }
+
+var _ sock.Buffer = (*heldBuf)(nil)
+
 // release gives the buffer back; nothing in it is still needed.
 func (h *heldBuf) release() {
 	if h.bp != nil {
@@ -298,48 +321,33 @@ func (s *stream) readMore(uc *upstream.Conn, h *heldBuf) ([]byte, error) {
 	}
 }
 
-// shardHotWait is how long an exchange waits for its shard's first answer
-// bytes holding a buffer; past it, it waits without one (a shard that
-// thinks costs the exchange's goroutine, not 16 KiB more).
-const shardHotWait = 10 * time.Millisecond
-
 // firstBytes reads the first bytes of the shard's answer, by deadline,
-// into a buffer from answerBufs, which it returns (nil if none is held)
-// with how many bytes it holds. A shard closing the connection before
-// any byte is errStaleConn.
-func (s *stream) firstBytes(uc *upstream.Conn, deadline time.Time) (*[]byte, int, error) {
-	bp := answerBufs.Get().(*[]byte)
-	hot := time.Now().Add(shardHotWait)
-	if deadline.Before(hot) {
-		hot = deadline
-	}
-	n, err := s.readShard(uc, *bp, hot)
-	if !errors.Is(err, answer.ErrShardTimeout) || !time.Now().Before(deadline) {
-		if errors.Is(err, answer.ErrShardDown) {
-			err = errStaleConn
-		}
-		return bp, n, err
-	}
-	answerBufs.Put(bp)
+// into h, which takes its buffer only once they are there (a shard that
+// thinks costs the exchange its goroutine, not 16 KiB more); with head, it
+// writes the request first. It tells how many bytes h holds. A shard
+// closing the connection (or refusing the request's bytes) before any
+// byte of the answer is errStaleConn.
+func (s *stream) firstBytes(uc *upstream.Conn, h *heldBuf, head []byte, deadline time.Time) (int, error) {
 	_ = uc.NC.SetReadDeadline(deadline)
 	if s.isGone() { // looked at after the deadline is set: see readShard
-		return nil, 0, errStreamGone
+		return 0, errStreamGone
 	}
-	if err := sock.AwaitReadable(uc.NC); err != nil {
-		if s.isGone() {
-			return nil, 0, errStreamGone
-		}
-		if answer.IsTimeout(err) {
-			return nil, 0, answer.ErrShardTimeout
-		}
-		return nil, 0, answer.ErrShardDown
+	var n int
+	var err error
+	if head != nil {
+		n, err = uc.WriteReadLean(head, h, deadline)
+	} else {
+		n, err = uc.ReadLean(h)
 	}
-	bp = answerBufs.Get().(*[]byte)
-	n, err = s.readShard(uc, *bp, deadline)
-	if errors.Is(err, answer.ErrShardDown) {
-		err = errStaleConn
+	switch {
+	case n > 0:
+		return n, nil
+	case s.isGone():
+		return 0, errStreamGone
+	case answer.IsTimeout(err):
+		return 0, answer.ErrShardTimeout
 	}
-	return bp, n, err
+	return 0, errStaleConn
 }
 
 // readH1Head reads heads until the final one, relaying 1xx answers; buf
