@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"golang.org/x/net/http2/hpack"
 
@@ -41,6 +42,13 @@ func poke(ch chan struct{}) {
 	}
 }
 
+// responses holds the parsed answer heads (package h1 keeps a Response's
+// field slice between uses).
+var responses = sync.Pool{New: func() any { return new(h1.Response) }}
+
+// requestHeads holds the buffers requests are written from.
+var requestHeads = sync.Pool{New: func() any { b := make([]byte, 0, 1<<10); return &b }}
+
 // answerBufs holds the buffers HTTP/1.1 answers are read into.
 var answerBufs = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
 
@@ -58,8 +66,15 @@ func (s *stream) exchangeHTTP1() {
 	chunked := s.reqDeclared < 0 && (s.state == stateOpen || len(s.early) > 0 || s.earlyTrailer != nil)
 	repeatable := !chunked && s.reqDeclared <= 0 && idempotent(s.head)
 	c.w.Unlock()
-	head := appendH1Request(nil, s.head, chunked)
+	hp := requestHeads.Get().(*[]byte)
+	head := appendH1Request((*hp)[:0], s.head, chunked)
 	s.head = nil
+	defer func() { // every sender has returned
+		if cap(head) <= 64<<10 {
+			*hp = head[:0]
+			requestHeads.Put(hp)
+		}
+	}()
 	for attempt := 0; ; attempt++ {
 		reused, err := s.exchangeOn(upstream.PoolOf(b), head, chunked)
 		if errors.Is(err, errStaleConn) && reused && repeatable && attempt == 0 {
@@ -234,8 +249,9 @@ func (s *stream) readHTTP1(uc *upstream.Conn, head []byte) (bool, error) {
 		return false, err
 	}
 	buf := *h.bp
-	var resp h1.Response
-	n, err = s.readH1Head(uc, &resp, buf, n, deadline)
+	resp := responses.Get().(*h1.Response)
+	defer responses.Put(resp)
+	n, err = s.readH1Head(uc, resp, buf, n, deadline)
 	if err != nil {
 		return false, err
 	}
@@ -249,16 +265,16 @@ func (s *stream) readHTTP1(uc *upstream.Conn, head []byte) (bool, error) {
 	}
 	headLen, _ := resp.Parse(buf[:n]) // parsed already: its length
 	rest := buf[headLen:n]
-	if !s.answerH1(&resp, framing == h1.FramingNone) {
+	if !s.answerH1(resp, framing == h1.FramingNone) {
 		return false, errStreamGone
 	}
 	switch framing {
 	case h1.FramingNone:
 		return len(rest) == 0 && resp.Minor == 1 && !resp.Flags.Has(h1.FlagConnClose), nil
 	case h1.FramingLength:
-		return s.relayH1Length(uc, h, rest, resp.ContentLength, &resp)
+		return s.relayH1Length(uc, h, rest, resp.ContentLength, resp)
 	case h1.FramingChunked:
-		return s.relayH1Chunked(uc, h, rest, &resp)
+		return s.relayH1Chunked(uc, h, rest, resp)
 	}
 	return false, s.relayH1UntilClose(uc, h, rest)
 }
@@ -409,11 +425,31 @@ func (s *stream) isGone() bool {
 	}
 }
 
+// answerHead is the scratch an HTTP/1.1 answer head is turned into HPACK
+// fields in: the fields, and their names in lower case. The values point
+// into the answer's buffer: the fields live only until they are encoded,
+// under the client connection's lock.
+type answerHead struct {
+	fields []hpack.HeaderField
+	names  []byte
+}
+
+var answerHeads = sync.Pool{New: func() any { return new(answerHead) }}
+
 // answerFields turns an HTTP/1.1 answer head into HPACK fields under the
 // header policy: hop-by-hop fields and those Connection names dropped,
-// names in lower case, the proxy's X-Shard.
-func (s *stream) answerFields(resp *h1.Response) []hpack.HeaderField {
-	fields := []hpack.HeaderField{{Name: ":status", Value: strconv.Itoa(resp.Status)}}
+// names in lower case, the proxy's X-Shard. They are valid until ah goes
+// back to answerHeads, and while resp's buffer is unchanged.
+func (s *stream) answerFields(ah *answerHead, resp *h1.Response) []hpack.HeaderField {
+	size := 0
+	for i := range resp.Fields {
+		size += len(resp.Fields[i].Name)
+	}
+	if cap(ah.names) < size {
+		ah.names = make([]byte, 0, size) // the names' strings must not move
+	}
+	names := ah.names[:0]
+	fields := append(ah.fields[:0], hpack.HeaderField{Name: ":status", Value: statusText(resp.Status)})
 	for i := range resp.Fields {
 		f := &resp.Fields[i]
 		switch header.Classify(f.Name) {
@@ -423,14 +459,47 @@ func (s *stream) answerFields(resp *h1.Response) []hpack.HeaderField {
 		if resp.HopByHop(f.Name) {
 			continue
 		}
-		fields = append(fields, hpack.HeaderField{Name: string(bytes.ToLower(f.Name)), Value: string(f.Value)})
+		start := len(names)
+		for _, c := range f.Name {
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			names = append(names, c)
+		}
+		fields = append(fields, hpack.HeaderField{Name: unsafeString(names[start:]), Value: unsafeString(f.Value)})
 	}
-	return append(fields, hpack.HeaderField{Name: header.ShardLower, Value: s.b.Name})
+	fields = append(fields, hpack.HeaderField{Name: header.ShardLower, Value: s.b.Name})
+	ah.fields, ah.names = fields, names
+	return fields
 }
+
+// done gives ah back, its fields encoded.
+func (ah *answerHead) done() {
+	clear(ah.fields)
+	ah.fields = ah.fields[:0]
+	if cap(ah.names) > 16<<10 {
+		ah.names = nil
+	}
+	answerHeads.Put(ah)
+}
+
+// statusText is a status code's three digits.
+func statusText(code int) string {
+	if code == 200 {
+		return "200"
+	}
+	return strconv.Itoa(code)
+}
+
+// unsafeString is b as a string, without a copy: b must stay unchanged
+// while the string is used.
+func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // interimH1 passes a 1xx answer on.
 func (s *stream) interimH1(resp *h1.Response) {
-	fields := s.answerFields(resp)
+	ah := answerHeads.Get().(*answerHead)
+	defer ah.done()
+	fields := s.answerFields(ah, resp)
 	s.c.w.Lock()
 	defer s.c.w.Unlock()
 	if s.state != stateClosed && !s.answered {
@@ -441,7 +510,9 @@ func (s *stream) interimH1(resp *h1.Response) {
 
 // answerH1 sends the final head; false when the stream closed meanwhile.
 func (s *stream) answerH1(resp *h1.Response, end bool) bool {
-	fields := s.answerFields(resp)
+	ah := answerHeads.Get().(*answerHead)
+	defer ah.done()
+	fields := s.answerFields(ah, resp)
 	c := s.c
 	c.w.Lock()
 	defer c.w.Unlock()
