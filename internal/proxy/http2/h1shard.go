@@ -52,6 +52,39 @@ var requestHeads = sync.Pool{New: func() any { b := make([]byte, 0, 1<<10); retu
 // answerBufs holds the buffers HTTP/1.1 answers are read into.
 var answerBufs = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
 
+// exchangers hands an exchange to a goroutine that finished one and waits
+// for the next, for exchangerIdle at most: its stack has grown to what an
+// exchange needs, which a new goroutine would grow again (a copy each
+// time it doubles).
+var exchangers = make(chan *stream)
+
+const exchangerIdle = 100 * time.Millisecond
+
+// startExchange runs s's exchange on a waiting exchanger, or a new one.
+func startExchange(s *stream) {
+	select {
+	case exchangers <- s:
+	default:
+		go exchanger(s)
+	}
+}
+
+// exchanger runs s's exchange, then the next ones handed to it, until
+// none comes for exchangerIdle.
+func exchanger(s *stream) {
+	t := time.NewTimer(exchangerIdle)
+	for {
+		s.exchangeHTTP1()
+		s = nil // not kept while waiting
+		t.Reset(exchangerIdle)
+		select {
+		case s = <-exchangers:
+		case <-t.C:
+			return
+		}
+	}
+}
+
 // errStreamGone: the client's stream closed while the exchange ran.
 var errStreamGone = errors.New("the stream closed")
 
