@@ -30,8 +30,12 @@ type h1call struct {
 	wake chan struct{} // the client sent DATA, trailers or its end
 	room chan struct{} // the client took what the answer half held
 	gone chan struct{} // closed when the stream closes
-	// conn is the shard connection while the exchange uses it (c.w.mu).
-	conn *upstream.Conn
+	// conn is the shard connection while the exchange uses it; alone: no
+	// sender writes to it (the request went whole with its head); read:
+	// the answer was read to its end (all three c.w.mu). A stream closing
+	// then leaves the connection's deadline alone: nothing waits on it.
+	conn        *upstream.Conn
+	alone, read bool
 	buf  heldBuf // the answer's buffer (the exchange's goroutine)
 }
 
@@ -156,6 +160,7 @@ func (s *stream) exchangeOn(pool *upstream.Pool, head []byte, chunked bool) (boo
 	// by this goroutine, at once followed by the wait for its answer; one
 	// with a body has a sender beside the reader.
 	whole := !chunked && s.state != stateOpen && len(s.early) == 0 && s.earlyTrailer == nil
+	x.alone, x.read = whole, false
 	c.w.Unlock()
 	var sent chan error
 	inline := head
@@ -556,6 +561,7 @@ func (s *stream) answerH1(resp *h1.Response, end bool) bool {
 	s.ttfb = time.Since(s.d.Start)
 	c.w.Headers(s.id, fields, end)
 	c.w.Signal()
+	s.h1.read = end
 	if end {
 		s.resp.Closed = true
 		s.ended()
@@ -575,6 +581,7 @@ func (s *stream) pass(data []byte, end bool) error {
 	for {
 		c.w.Lock()
 		win, held, closed := s.resp.Win, len(s.resp.Pend), s.state == stateClosed
+		s.h1.read = end // the answer's last bytes: the shard is read no more
 		c.w.Unlock()
 		if closed {
 			return errStreamGone

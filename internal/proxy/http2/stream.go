@@ -430,7 +430,7 @@ func (s *stream) close(reset bool) {
 	c := s.c
 	if x := s.h1; x != nil {
 		close(x.gone) // the exchange's goroutines stop
-		if x.conn != nil {
+		if x.conn != nil && !(x.alone && x.read) {
 			_ = x.conn.NC.SetDeadline(time.Unix(1, 0))
 		}
 	}
