@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -36,7 +37,7 @@ type h1call struct {
 	// then leaves the connection's deadline alone: nothing waits on it.
 	conn        *upstream.Conn
 	alone, read bool
-	buf  heldBuf // the answer's buffer (the exchange's goroutine)
+	buf         heldBuf // the answer's buffer (the exchange's goroutine)
 }
 
 func poke(ch chan struct{}) {
@@ -56,36 +57,80 @@ var requestHeads = sync.Pool{New: func() any { b := make([]byte, 0, 1<<10); retu
 // answerBufs holds the buffers HTTP/1.1 answers are read into.
 var answerBufs = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
 
-// exchangers hands an exchange to a goroutine that finished one and waits
-// for the next, for exchangerIdle at most: its stack has grown to what an
-// exchange needs, which a new goroutine would grow again (a copy each
-// time it doubles).
-var exchangers = make(chan *stream)
+// exchangers are the goroutines that run exchanges: one that finished an
+// exchange waits for the next (its stack has grown to what an exchange
+// needs, which a new goroutine would grow again, a copy each time it
+// doubles). A sweep every exchangerIdle retires those that waited since
+// the last one; the sweeper stops when none is left.
+var exchangers struct {
+	next chan *stream // to a waiting exchanger; nil retires it
+	idle atomic.Int64 // exchangers waiting
 
-const exchangerIdle = 100 * time.Millisecond
+	mu       sync.Mutex
+	count    int  // exchangers alive
+	sweeping bool // the sweeper runs
+}
+
+const exchangerIdle = 50 * time.Millisecond
+
+func init() { exchangers.next = make(chan *stream) }
 
 // startExchange runs s's exchange on a waiting exchanger, or a new one.
 func startExchange(s *stream) {
 	select {
-	case exchangers <- s:
+	case exchangers.next <- s:
+		return
 	default:
-		go exchanger(s)
 	}
+	e := &exchangers
+	e.mu.Lock()
+	e.count++
+	if !e.sweeping {
+		e.sweeping = true
+		go sweepExchangers()
+	}
+	e.mu.Unlock()
+	go exchanger(s)
 }
 
-// exchanger runs s's exchange, then the next ones handed to it, until
-// none comes for exchangerIdle.
+// exchanger runs s's exchange, then those handed to it, until retired.
 func exchanger(s *stream) {
-	t := time.NewTimer(exchangerIdle)
-	for {
+	e := &exchangers
+	for s != nil {
 		s.exchangeHTTP1()
-		s = nil // not kept while waiting
-		t.Reset(exchangerIdle)
-		select {
-		case s = <-exchangers:
-		case <-t.C:
+		e.idle.Add(1)
+		s = <-e.next // nil: retired
+		e.idle.Add(-1)
+	}
+	e.mu.Lock()
+	e.count--
+	e.mu.Unlock()
+}
+
+// sweepExchangers retires, every exchangerIdle, as many waiting exchangers
+// as waited the whole time since the last sweep, and stops when none is
+// left.
+func sweepExchangers() {
+	e := &exchangers
+	t := time.NewTicker(exchangerIdle)
+	defer t.Stop()
+	var before int64
+	for range t.C {
+		for n := min(before, e.idle.Load()); n > 0; n-- {
+			select {
+			case e.next <- nil:
+			default:
+				n = 1 // none waits now
+			}
+		}
+		before = e.idle.Load()
+		e.mu.Lock()
+		if e.count == 0 {
+			e.sweeping = false
+			e.mu.Unlock()
 			return
 		}
+		e.mu.Unlock()
 	}
 }
 
