@@ -110,3 +110,20 @@ func TestH1AnswerAllocations(t *testing.T) {
 		t.Errorf("%v allocations per answer, want 0", n)
 	}
 }
+
+// BenchmarkH1AnswerRead reads a typical shard answer (nginx's head, a
+// short body) from a warm reader.
+func BenchmarkH1AnswerRead(b *testing.B) {
+	raw := "HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Mon, 07 Dec 2026 22:00:00 GMT\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: keep-alive\r\nX-Shard: web-1\r\n\r\nok"
+	sr := strings.NewReader(raw)
+	br := bufio.NewReaderSize(sr, 16<<10)
+	var a h1Answer
+	b.ReportAllocs()
+	for b.Loop() {
+		sr.Reset(raw)
+		br.Reset(sr)
+		if err := a.read(br, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
