@@ -18,7 +18,12 @@
 #                                bench/results/accesslog.md
 #   bash bench/run.sh grpc       gRPC unary calls (and plain HTTP/2 GETs with
 #                                h2load) through shard-proxy, HAProxy and nginx
-#                                over h2c, in bench/results/grpc.md
+#                                over h2c, in bench/results/grpc.md; the
+#                                systems shard-proxy-log (100% access log to a
+#                                file), shard-proxy-trace1 and -trace100
+#                                (--tracing otlp at 1% and 100% sampling, to an
+#                                OTLP/HTTP sink on the load CPU) are measured
+#                                against shard-proxy in the same round
 #   bash bench/run.sh fixedrate  open-loop runs of shard-proxy load at 50% and
 #                                90% of the slowest proxy's saturation rate,
 #                                p50/p99/p99.9 side by side, in
@@ -882,6 +887,7 @@ memory() {
 # is +10), the same shards over h2c on +15..+18.
 H2_PORTS=($((BENCH_PORT + 11)) $((BENCH_PORT + 12)) $((BENCH_PORT + 13)) $((BENCH_PORT + 14)))
 H2C_PORTS=($((BENCH_PORT + 15)) $((BENCH_PORT + 16)) $((BENCH_PORT + 17)) $((BENCH_PORT + 18)))
+OTLP_SINK=$((BENCH_PORT + 19)) # the OTLP/HTTP receiver of the shard-proxy-trace* systems (grpcload otlpsink)
 
 grpc_build() {
 	log "building shard-proxy, the gRPC shard and the gRPC load tool"
@@ -928,6 +934,15 @@ start_grpc_shards() {
 		for p in "${H2_PORTS[@]}" "${H2C_PORTS[@]}"; do wait_port "$p"; done
 		;;
 	esac
+	case " $BENCH_GRPC_SYSTEMS " in *" shard-proxy-trace"*)
+		# The tracing systems' collector: reads and drops every batch, on
+		# the load CPU.
+		"${ON_LOAD_CPU[@]}" "$TMP/grpcload" otlpsink -listen "127.0.0.1:$OTLP_SINK" 2>>"$TMP/otlpsink.log" &
+		OTLP_SINK_PID=$!
+		PIDS+=($!)
+		wait_port "$OTLP_SINK"
+		;;
+	esac
 }
 
 # grpc_start SYSTEM SCENARIO LOG: start the proxy on the proxy CPU; sets
@@ -956,13 +971,24 @@ grpc_start() {
 	fi
 	port_free "$LISTEN" || { GRPC_ERR="port $LISTEN is taken"; return 1; }
 	case $sys in
-	shard-proxy | candidate | shard-proxy-log)
-		# shard-proxy-log: the same binary with 100% access logging to a file
-		local shards key=header:x-shard-key bin=$sys extra=()
+	shard-proxy | candidate | shard-proxy-log | shard-proxy-trace1 | shard-proxy-trace100)
+		# shard-proxy-log: the same binary with 100% access logging to a
+		# file; -trace1, -trace100: with --tracing otlp at 1% (the default)
+		# and 100% sampling, exporting over OTLP/HTTP to the sink
+		local shards key=header:x-shard-key bin=$sys extra=() env=()
 		shards=$(printf 'http://127.0.0.1:%s,' "${ports[@]}")
 		[ "$sc" = h2 ] && key='path:/accounts/{key}'
-		[ "$sys" = shard-proxy-log ] && bin=shard-proxy extra=(--access-log "$TMP/grpc-access.log")
-		"${ON_PROXY_CPU[@]}" "$TMP/$bin" --shards "${shards%,}" --shard-protocol "$proto" \
+		case $sys in
+		shard-proxy-log) bin=shard-proxy extra=(--access-log "$TMP/grpc-access.log") ;;
+		shard-proxy-trace*)
+			local ratio=0.01
+			[ "$sys" = shard-proxy-trace100 ] && ratio=1
+			bin=shard-proxy extra=(--tracing otlp)
+			env=(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$OTLP_SINK" OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf
+				OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=$ratio)
+			;;
+		esac
+		env "${env[@]}" "${ON_PROXY_CPU[@]}" "$TMP/$bin" --shards "${shards%,}" --shard-protocol "$proto" \
 			--listen "127.0.0.1:$LISTEN" --admin-listen "127.0.0.1:$ADMIN" \
 			--key "$key" --log-level warn "${extra[@]}" 2>>"$plog" &
 		;;
@@ -982,7 +1008,7 @@ grpc_start() {
 		"${ON_PROXY_CPU[@]}" nginx -c "$TMP/nginx-grpc.conf" -g 'daemon off; master_process off;' 2>>"$plog" &
 		;;
 	*)
-		GRPC_ERR="unknown system $sys (want some of: shard-proxy haproxy nginx direct candidate shard-proxy-log)"
+		GRPC_ERR="unknown system $sys (want some of: shard-proxy haproxy nginx direct candidate shard-proxy-log shard-proxy-trace1 shard-proxy-trace100)"
 		return 1
 		;;
 	esac
@@ -1061,8 +1087,12 @@ grpc() {
 			done
 		done
 	done
-	local streams=$(((BENCH_GRPC_CALLERS + BENCH_GRPC_CONNS - 1) / BENCH_GRPC_CONNS)) h2v=
+	local streams=$(((BENCH_GRPC_CALLERS + BENCH_GRPC_CONNS - 1) / BENCH_GRPC_CONNS)) h2v= sink=
 	command -v h2load >/dev/null 2>&1 && h2v=", $(h2load --version 2>&1 | head -1)"
+	if [ -n "${OTLP_SINK_PID:-}" ]; then
+		stop_pid "$OTLP_SINK_PID" # it prints what it took
+		sink="- tracing: shard-proxy-trace1 and -trace100 run \`--tracing otlp\` with OTEL_TRACES_SAMPLER_ARG 0.01 and 1, exporting over OTLP/HTTP (the SDK's batch processor, its defaults) to \`grpcload otlpsink\` on CPU $BENCH_LOAD_CPU, which reads and drops every batch; it took $(sed -n 's/^otlpsink: //p' "$TMP/otlpsink.log" | tail -1)"
+	fi
 	{
 		echo "# shard-proxy gRPC and HTTP/2 benchmark"
 		echo
@@ -1079,6 +1109,7 @@ grpc() {
 		echo "- every system adds X-Forwarded-For/-Proto/-Host and names the shard in X-Shard; before each measurement 12 keys go through it twice: every answer OK, each key on the same shard both times, the keys on more than one shard"
 		echo "- CPU µs/call is the proxy's own CPU time (user + system, all threads) over the measured window ÷ the calls completed in it; core used is its share of its core; peak RSS is its VmHWM after the run"
 		echo "- ratios compare with HAProxy, and with the better of HAProxy and nginx on each figure (higher calls/s, lower p99, lower CPU), in the same round; the raw lines are in grpc.txt"
+		[ -z "$sink" ] || echo "$sink"
 		echo
 		"$TMP/grpcload" report -in "$GRPC_RAW"
 	} >"$BENCH_OUT/grpc.md.tmp"
