@@ -25,6 +25,14 @@
 #                                bench/results/fixedrate.md (bench/fixedrate.sh)
 #   bash bench/run.sh generator  can one core of shard-proxy load keep
 #                                BENCH_GEN_RATE req/s? bench/results/generator.md
+#   bash bench/run.sh broadcast  admin broadcast to BENCH_BCAST_SHARDS shards over
+#                                a BENCH_BCAST_RTT link: one keyed request, a lone
+#                                broadcast, rounds of concurrent ones with the new
+#                                shard connections each made, in
+#                                bench/results/broadcast.md (bench/cmd/broadcast)
+#   bash bench/run.sh publish    the three-round comparison of every system and
+#                                key (BENCH_ROUNDS=3 unless set), copied to
+#                                bench/RESULTS.md and bench/results.png
 #
 # SHARD_PROXY_BIN=/path measures that shard-proxy binary instead of building
 # one from this checkout.
@@ -76,6 +84,8 @@ set -euo pipefail
 : "${BENCH_GRPC_CONNS:=4}"       # client connections they share (1: one multiplexed client)
 : "${BENCH_GRPC_PAYLOAD:=32}"    # bytes of payload in each request and each answer
 : "${BENCH_H2_UPSTREAM:=http1}"  # h2 scenario, proxy to shards: http1, or h2c (nginx cannot: n/a)
+# "run.sh broadcast"
+: "${BENCH_BCAST_SHARDS:=256}" "${BENCH_BCAST_RTT:=20ms}" "${BENCH_BCAST_CONCURRENT:=20}" "${BENCH_BCAST_ROUNDS:=3}"
 # The machine is shared (builds, other tests). Raising the benchmark's own
 # processes' priority keeps that load from stealing the pinned cores in the
 # middle of a measurement; it applies to every system alike. Needs root.
@@ -1090,10 +1100,33 @@ grpc() {
 	cat "$BENCH_OUT/grpc.md"
 }
 
+# broadcast: the admin plane's broadcast over a slow link (bench/cmd/broadcast).
+# The shards, their links and the caller share the load CPU; shard-proxy is
+# alone on the proxy CPU.
+broadcast() {
+	log "building shard-proxy and the broadcast bench"
+	build_shard_proxy
+	bench_build "$TMP/broadcast" ./cmd/broadcast
+	mkdir -p "$BENCH_OUT"
+	port_free "$LISTEN" || die "port $LISTEN is taken (set BENCH_PORT)"
+	"${ON_LOAD_CPU[@]}" "$TMP/broadcast" -proxy "$TMP/shard-proxy" -proxy-wrap "${ON_PROXY_CPU[*]}" \
+		-port "$LISTEN" -shards "$BENCH_BCAST_SHARDS" -rtt "$BENCH_BCAST_RTT" \
+		-concurrent "$BENCH_BCAST_CONCURRENT" -rounds "$BENCH_BCAST_ROUNDS" >"$BENCH_OUT/broadcast.md.tmp"
+	{
+		cat "$BENCH_OUT/broadcast.md.tmp"
+		echo
+		machine | grep -v '^- load:'
+	} >"$BENCH_OUT/broadcast.md"
+	rm -f "$BENCH_OUT/broadcast.md.tmp"
+	log "wrote $BENCH_OUT/broadcast.md"
+	cat "$BENCH_OUT/broadcast.md"
+}
+
 install_missing
 command -v go >/dev/null || die "go is not on PATH"
 case $MODE in
 compare) compare ;;
+broadcast) broadcast ;;
 profile) profile ;;
 accesslog) accesslog ;;
 memory) memory ;;
@@ -1103,5 +1136,5 @@ fixedrate | generator)
 	. "$BENCH/fixedrate.sh"
 	$MODE
 	;;
-*) die "unknown mode $MODE: want compare (default), profile, memory, grpc, fixedrate or generator" ;;
+*) die "unknown mode $MODE: want compare (default), publish, profile, memory, grpc, broadcast, fixedrate or generator" ;;
 esac
