@@ -154,3 +154,37 @@ func TestBroadcastConnectionsPerShardAreBounded(t *testing.T) {
 		}
 	}
 }
+
+// By default a broadcast contacts every shard of a large table at once (one
+// wave, so it takes about one shard round trip): every shard holds its
+// request before any is answered. With the old default of 64 at once, the
+// shards past the 64th got nothing until others answered.
+func TestBroadcastReachesEveryShardInOneWave(t *testing.T) {
+	const shardCount = 80
+	gate := make(chan struct{})
+	shards, topo := startCountingShards(t, shardCount, gate)
+	a := startAdmin(t, Config{Logger: slog.New(slog.DiscardHandler)}, &topo)
+	client := testutil.Client(t)
+	var errs []error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		errs = broadcastAll(client, a.url, 1, shardCount)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for i, s := range shards {
+		for s.inFlight.Load() < 1 {
+			if time.Now().After(deadline) {
+				close(gate)
+				<-done
+				t.Fatalf("shard %d got no request in 10s while the others held theirs: the broadcast went out in waves", i)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	close(gate)
+	<-done
+	if errs != nil {
+		t.Fatalf("broadcast failed: %v", errs[0])
+	}
+}
