@@ -293,7 +293,7 @@ func (m *measurer) all() error {
 	fmt.Printf("- %d shards (Go net/http servers), each behind a relay that delays every byte by %s each way and the first bytes of a connection by one round trip more (the TCP handshake); netem is not available in this kernel\n", c.shards, c.rtt/2)
 	fmt.Printf("- shard-proxy: `%s %s`, %d concurrent broadcasts per round\n", strings.TrimSpace(c.wrap+" "+c.proxy), c.extra, c.concurrent)
 	fmt.Printf("- time: what the caller waited for the whole report; new shard connections: accepted by the relays while that step ran; CPU: used during the step (both rows of a round count once, on the median row)\n")
-	fmt.Printf("- machine: %d CPUs, load average %s\n\n", runtime.NumCPU(), loadavg())
+	fmt.Printf("- CPUs this bench process may use: %d (shard-proxy: its own affinity); load average at the end %s\n\n", runtime.NumCPU(), loadavg())
 	fmt.Println("| step | time ms | ÷ keyed | ÷ lone warm | new shard connections | shard requests | shard-proxy CPU ms | shards+links+client CPU ms |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range rows {
