@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/shard-proxy/shard-proxy/internal/certs"
+	"github.com/shard-proxy/shard-proxy/internal/proxy"
 	"github.com/shard-proxy/shard-proxy/internal/watch"
 	"github.com/shard-proxy/shard-proxy/internal/watch/kube"
 )
@@ -179,12 +180,12 @@ func (s *tlsSetup) watch(ctx context.Context) {
 // unless --listen is "", TLS with a certificate.
 func (a *app) listenData(o *options) (err error) {
 	if o.listen != "" {
-		if a.dataLn, err = net.Listen("tcp", o.listen); err != nil {
+		if a.dataLn, err = proxy.Listen(o.listen); err != nil {
 			return fmt.Errorf("--listen: %w", err)
 		}
 	}
 	if a.tls.data != nil {
-		if a.tlsLn, err = net.Listen("tcp", o.tls.listen); err != nil {
+		if a.tlsLn, err = proxy.Listen(o.tls.listen); err != nil {
 			return fmt.Errorf("%s: %w", o.name("tls-listen"), err)
 		}
 	}

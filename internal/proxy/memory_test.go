@@ -16,9 +16,40 @@ import (
 
 	"golang.org/x/net/http2"
 
+	"github.com/shard-proxy/shard-proxy/internal/proxy/http1"
 	"github.com/shard-proxy/shard-proxy/internal/testutil"
 	"github.com/shard-proxy/shard-proxy/ring"
 )
+
+// A connection holds a read buffer only while bytes are there to read: a
+// new one whose request is still on its way, and a keep-alive one between
+// requests, wait with none (before hotIdle parks them, too).
+func TestWaitingConnectionsHoldNoBuffers(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("lean reads are Linux only")
+	}
+	const n = 200
+	shards := testutil.StartShards(t, 1, "web")
+	topo := testutil.Topology(shards)
+	p := startProxy(t, Config{}, ring.Config{}, &topo)
+	before := http1.BuffersHeld()
+	clients := make([]*rawClient, n)
+	for i := range clients {
+		clients[i] = dialRaw(t, p)
+	}
+	waitUntil(t, wireTimeout, "every connection is served", func() bool { return p.http1.Open() >= n })
+	if held := http1.BuffersHeld() - before; held > n/20 {
+		t.Errorf("%d new connections with no request yet hold %d buffers", n, held)
+	}
+	for i, rc := range clients {
+		if a := rc.roundTrip(fmt.Sprintf("GET /%d HTTP/1.1\r\nHost: h\r\nX-Shard-Key: %d\r\n\r\n", i, i), "GET"); a.Status() != 200 {
+			t.Fatalf("answer %q", a.Raw())
+		}
+	}
+	if held := http1.BuffersHeld() - before; held > n/20 {
+		t.Errorf("%d keep-alive connections between requests hold %d buffers", n, held)
+	}
+}
 
 // An idle keep-alive connection gives its buffers back and keeps no slice
 // of them, whatever its last request was; it serves the next request as

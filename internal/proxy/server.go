@@ -7,6 +7,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/shard-proxy/shard-proxy/internal/proxy/sock"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown.
@@ -114,3 +116,7 @@ func (l *listeners) close() {
 		_ = ln.Close()
 	}
 }
+
+// Listen opens a listener for Serve: on Linux a connection is accepted
+// only once its first bytes arrived (see sock.Listen).
+func Listen(addr string) (net.Listener, error) { return sock.Listen(addr) }

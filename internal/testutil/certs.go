@@ -32,9 +32,19 @@ var serial atomic.Int64
 // NewCA makes a CA valid from an hour ago for a day.
 func NewCA(t testing.TB, name string) *CA {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := MakeCA(name)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return ca
+}
+
+// MakeCA is NewCA for code that returns errors instead of failing a test
+// (such as test/kubeenv's control plane and kubelet).
+func MakeCA(name string) (*CA, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(serial.Add(1)), Subject: pkix.Name{CommonName: name},
@@ -43,13 +53,13 @@ func NewCA(t testing.TB, name string) *CA {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		t.Fatal(err)
+		return nil, fmt.Errorf("creating CA %q: %w", name, err)
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	return &CA{Cert: cert, Key: key, PEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+	return &CA{Cert: cert, Key: key, PEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}, nil
 }
 
 // Leaf is a certificate the CA issued, with its key, as PEM and as a
@@ -64,19 +74,7 @@ type Leaf struct {
 // by servers and clients, valid until notAfter (zero: a day from now).
 func (ca *CA) Issue(t testing.TB, notAfter time.Time, names ...string) *Leaf {
 	t.Helper()
-	if notAfter.IsZero() {
-		notAfter = time.Now().Add(24 * time.Hour)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial.Add(1)), Subject: pkix.Name{CommonName: names[0]},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: notAfter,
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-	}
+	tmpl := &x509.Certificate{Subject: pkix.Name{CommonName: names[0]}, NotAfter: notAfter}
 	for _, n := range names {
 		if ip := net.ParseIP(n); ip != nil {
 			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
@@ -84,23 +82,61 @@ func (ca *CA) Issue(t testing.TB, notAfter time.Time, names ...string) *Leaf {
 			tmpl.DNSNames = append(tmpl.DNSNames, n)
 		}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
+	l, err := ca.Sign(tmpl)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return l
+}
+
+// Sign issues a certificate from tmpl for a fresh ECDSA P-256 key. What
+// tmpl leaves unset is filled in: a serial number, validity from an hour
+// ago for a day, the digital signature key usage, and the server and
+// client extended key usages.
+func (ca *CA) Sign(tmpl *x509.Certificate) (*Leaf, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	tmpl = fill(tmpl)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
+	if err != nil {
+		return nil, fmt.Errorf("issuing %q: %w", tmpl.Subject.CommonName, err)
+	}
 	kder, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	l := &Leaf{
 		CertPEM:  pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		KeyPEM:   pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}),
-		NotAfter: notAfter.Truncate(time.Second),
+		NotAfter: tmpl.NotAfter.Truncate(time.Second),
 	}
 	if l.TLS, err = tls.X509KeyPair(l.CertPEM, l.KeyPEM); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	return l
+	return l, nil
+}
+
+// fill returns a copy of tmpl with the defaults Sign documents.
+func fill(tmpl *x509.Certificate) *x509.Certificate {
+	c := *tmpl
+	if c.SerialNumber == nil {
+		c.SerialNumber = big.NewInt(serial.Add(1))
+	}
+	if c.NotBefore.IsZero() {
+		c.NotBefore = time.Now().Add(-time.Hour)
+	}
+	if c.NotAfter.IsZero() {
+		c.NotAfter = time.Now().Add(24 * time.Hour)
+	}
+	if c.KeyUsage == 0 {
+		c.KeyUsage = x509.KeyUsageDigitalSignature
+	}
+	if c.ExtKeyUsage == nil {
+		c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+	}
+	return &c
 }
 
 // Pool is a pool holding only the CA.

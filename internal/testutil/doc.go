@@ -1,7 +1,9 @@
 // Package testutil is what the tests of several packages share: real HTTP
 // shard servers on loopback that record what they receive (Shard), request
 // helpers (Client, Do, Answer), the goroutines leak checks ignore
-// (LeakOptions), and, for tests that run the shard-proxy binary as a
+// (LeakOptions), certificates made by the test (CA, issuing with Issue or
+// Sign; also test/kubeenv's control plane and TLS pods) and Secret volumes
+// (SecretDir), and, for tests that run the shard-proxy binary as a
 // process, building it once (Builder), its environment (ChildEnv) and its
 // JSON log (Log). Race tells whether the tests run with the race detector.
 //

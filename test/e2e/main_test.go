@@ -35,6 +35,7 @@ func TestE2E(t *testing.T) {
 		{"PodReplacedHeld", testPodReplacedHeld},
 		{"Reshard", testReshard},
 		{"Clients", testClients},
+		{"ShardTLSImpostor", testShardTLSImpostor},
 		// Last: they stop and restart the shared API server.
 		{"APIServerOutage", testAPIServerOutage},
 		{"ShutdownDuringOutage", testShutdownDuringOutage},

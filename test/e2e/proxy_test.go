@@ -171,6 +171,8 @@ type shardInfo struct {
 	Ready    bool   `json:"ready"`
 	Protocol string `json:"protocol"`
 	OwnsKeys bool   `json:"owns_keys"`
+	TLS      string `json:"tls"`
+	TLSName  string `json:"tls_name"`
 }
 
 type locateAnswer struct {

@@ -3,7 +3,9 @@
 // a fake clientset: etcd, kube-apiserver and kube-controller-manager as child
 // processes on loopback, a network namespace for pod IPs, and a fake
 // kubelet and scheduler that turn Pods into real HTTP servers in that
-// namespace. StatefulSets create real Pods, and the EndpointSlice controller
+// namespace (HTTPS with a certificate for each pod's stable name under
+// WithTLS, where Impersonate can put an impostor at a pod's address).
+// StatefulSets create real Pods, and the EndpointSlice controller
 // publishes real EndpointSlices for them.
 //
 // Tests skip, saying how to provision, when the binaries are missing or the

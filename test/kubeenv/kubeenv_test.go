@@ -2,10 +2,12 @@ package kubeenv_test
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/shard-proxy/shard-proxy/internal/testutil"
 	"github.com/shard-proxy/shard-proxy/test/kubeenv"
 )
 
@@ -88,6 +91,8 @@ func TestStatefulSetPodsServe(t *testing.T) {
 		waitReady(t, env, ns, "web", 3)
 	})
 
+	t.Run("TLS pods and an impostor", func(t *testing.T) { testTLSPods(t, env) })
+
 	t.Run("API server restart", func(t *testing.T) {
 		begin := time.Now()
 		env.StopAPIServer()
@@ -142,6 +147,71 @@ func TestStatefulSetPodsServe(t *testing.T) {
 			return err
 		})
 	})
+}
+
+// testTLSPods: with WithTLS each pod serves TLS with a certificate for its
+// stable name under the test's CA; an impostor that took over web-1's
+// address with web-0's certificate fails a client that verifies web-1's
+// name in the handshake, before any request byte, and counts it so; a
+// client that asks for web-0 there gets the impostor's answer, counted as a
+// request (so the counters can tell the two apart).
+func testTLSPods(t *testing.T, env *kubeenv.Env) {
+	ns := env.Namespace(t)
+	ca := testutil.NewCA(t, "pods CA")
+	kubelet := env.StartKubelet(t, ns, kubeenv.WithTLS(ca))
+	env.CreateStatefulSet(t, ns, kubeenv.StatefulSet{Name: "web", Replicas: 2, AppProtocol: "https"})
+	eps := waitReady(t, env, ns, "web", 2)
+	for i := range 2 {
+		pod := fmt.Sprintf("web-%d", i)
+		name := kubeenv.StableName(pod, "web", ns)
+		code, pr, err := getTLS(ca, eps[pod], name)
+		if err != nil || code != http.StatusOK || pr.Pod != pod || pr.TLS == nil ||
+			pr.TLS.ServerName != name || pr.TLS.Version != "TLS 1.3" || pr.TLS.ALPN != "h2" {
+			t.Errorf("%s over TLS as %s: %d %+v (TLS %+v), %v; want 200 from %s over TLS 1.3, h2", pod, name, code, pr, pr.TLS, err, pod)
+		}
+		if leaf, ok := kubelet.PodCert(pod); !ok || leaf.TLS.Leaf.DNSNames[0] != name {
+			t.Errorf("PodCert(%s) = %v, %v; want a certificate for %s", pod, leaf, ok, name)
+		}
+	}
+
+	imps, err := kubelet.Impersonate("web-1", "web-0")
+	if err != nil || len(imps) != 1 {
+		t.Fatalf("Impersonate: %v, %v", imps, err)
+	}
+	im := imps[0]
+	_, _, err = getTLS(ca, eps["web-1"], kubeenv.StableName("web-1", "web", ns))
+	if err == nil || !strings.Contains(err.Error(), "certificate is valid for "+kubeenv.StableName("web-0", "web", ns)) {
+		t.Errorf("a client verifying web-1 at its address: %v; want the impostor's certificate refused", err)
+	}
+	kubeenv.Eventually(t, 10*time.Second, "the impostor saw the failed handshake", func(context.Context) error {
+		if s := im.Stats(); s != (kubeenv.ImpostorStats{Accepted: 1, Failed: 1, LastError: s.LastError}) || s.LastError == "" {
+			return fmt.Errorf("impostor stats %+v; want 1 accepted, 1 failed handshake, nothing else", s)
+		}
+		return nil
+	})
+	code, pr, err := getTLS(ca, eps["web-1"], kubeenv.StableName("web-0", "web", ns))
+	if err != nil || code != http.StatusOK || pr.Pod != "web-0" {
+		t.Errorf("a client asking for web-0 at web-1's address: %d %+v, %v; want the impostor's 200 as web-0", code, pr, err)
+	}
+	if s := im.Stats(); s.Accepted != 2 || s.Handshakes != 1 || s.Requests != 1 || s.Bytes == 0 {
+		t.Errorf("impostor stats %+v; want 2 accepted, 1 handshake, 1 request and its bytes", s)
+	}
+	t.Logf("impostor at %s as %s: %+v", im.Addr, im.As, im.Stats())
+}
+
+// getTLS sends GET / over TLS to ip:8080, verifying the certificate under
+// ca for name.
+func getTLS(ca *testutil.CA, ip netip.Addr, name string) (int, kubeenv.PodResponse, error) {
+	var pr kubeenv.PodResponse
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), ServerName: name}, ForceAttemptHTTP2: true}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	resp, err := client.Get("https://" + netip.AddrPortFrom(ip, 8080).String() + "/")
+	if err != nil {
+		return 0, pr, err
+	}
+	defer resp.Body.Close()
+	return resp.StatusCode, pr, json.NewDecoder(resp.Body).Decode(&pr)
 }
 
 func waitReady(t *testing.T, env *kubeenv.Env, ns, svc string, n int) map[string]netip.Addr {

@@ -2,6 +2,7 @@ package kubeenv
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -20,6 +21,8 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
+
+	"github.com/shard-proxy/shard-proxy/internal/testutil"
 )
 
 // Kubelet plays scheduler and kubelet for the pods of one namespace: it
@@ -36,12 +39,14 @@ type Kubelet struct {
 	net       *Netns
 	namespace string
 	handler   func(Pod) http.Handler
+	ca        *testutil.CA // pods serve TLS (WithTLS)
 	lister    corelisters.PodLister
 	queue     workqueue.TypedRateLimitingInterface[string]
 
 	mu       sync.Mutex
-	running  map[string]*runningPod // by pod name
-	notReady map[string]bool        // pods a test marked not ready
+	running  map[string]*runningPod    // by pod name
+	certs    map[string]*testutil.Leaf // by pod name, with WithTLS
+	notReady map[string]bool           // pods a test marked not ready
 	// grace, when set, makes a deleted pod terminate as a real one does
 	// (see WithGracefulTermination); terminating holds when each began.
 	grace       time.Duration
@@ -53,7 +58,10 @@ type runningPod struct {
 	uid      types.UID
 	ip       netip.Addr
 	servers  []*http.Server
+	addrs    []string // where servers listen
 	wg       sync.WaitGroup
+	// impostors took over the servers' addresses (Impersonate).
+	impostors []*Impostor
 }
 
 // KubeletOption changes how StartKubelet runs pods.
@@ -85,6 +93,7 @@ func (e *Env) StartKubelet(t testing.TB, namespace string, opts ...KubeletOption
 		namespace:   namespace,
 		handler:     DefaultHandler,
 		running:     map[string]*runningPod{},
+		certs:       map[string]*testutil.Leaf{},
 		notReady:    map[string]bool{},
 		terminating: map[string]time.Time{},
 		// Retry quickly and never back off for long: the API server may be
@@ -262,35 +271,57 @@ func (k *Kubelet) ensureRunning(pod *corev1.Pod) (netip.Addr, error) {
 		return netip.Addr{}, err
 	}
 	rp = &runningPod{uid: pod.UID, ip: ip}
+	var tlsConf *tls.Config
+	if k.ca != nil {
+		if tlsConf, err = k.podTLS(pod); err != nil {
+			_ = k.net.ReleaseIP(ip)
+			return netip.Addr{}, fmt.Errorf("pod %s: %w", pod.Name, err)
+		}
+	}
 	for _, c := range pod.Spec.Containers {
 		for _, port := range c.Ports {
 			if port.Protocol != "" && port.Protocol != corev1.ProtocolTCP {
 				continue
 			}
-			addr := net.JoinHostPort(ip.String(), strconv.Itoa(int(port.ContainerPort)))
-			ln, err := k.net.Listen("tcp", addr)
-			if err != nil {
+			if err := k.serve(rp, pod, port.ContainerPort, tlsConf); err != nil {
 				k.stopServers(rp)
-				return netip.Addr{}, fmt.Errorf("pod %s: listening on %s: %w", pod.Name, addr, err)
+				return netip.Addr{}, err
 			}
-			// Pods speak HTTP/1.1 and HTTP/2 over cleartext (h2c, as gRPC
-			// servers do), whichever the client starts with.
-			var protos http.Protocols
-			protos.SetHTTP1(true)
-			protos.SetUnencryptedHTTP2(true)
-			srv := &http.Server{
-				Handler:           k.handler(Pod{Namespace: pod.Namespace, Name: pod.Name, IP: ip, Port: port.ContainerPort}),
-				ReadHeaderTimeout: 10 * time.Second,
-				Protocols:         &protos,
-			}
-			rp.servers = append(rp.servers, srv)
-			rp.wg.Go(func() { _ = srv.Serve(ln) })
 		}
 	}
 	k.mu.Lock()
 	k.running[pod.Name] = rp
 	k.mu.Unlock()
 	return ip, nil
+}
+
+// serve starts the pod's server on port: HTTP/1.1 and HTTP/2 over
+// cleartext (h2c, as gRPC servers do), whichever the client starts with,
+// or, with tlsConf, over TLS chosen by ALPN.
+func (k *Kubelet) serve(rp *runningPod, pod *corev1.Pod, port int32, tlsConf *tls.Config) error {
+	addr := net.JoinHostPort(rp.ip.String(), strconv.Itoa(int(port)))
+	ln, err := k.net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("pod %s: listening on %s: %w", pod.Name, addr, err)
+	}
+	var protos http.Protocols
+	protos.SetHTTP1(true)
+	protos.SetUnencryptedHTTP2(tlsConf == nil)
+	protos.SetHTTP2(tlsConf != nil)
+	srv := &http.Server{
+		Handler:           k.handler(Pod{Namespace: pod.Namespace, Name: pod.Name, Service: pod.Spec.Subdomain, IP: rp.ip, Port: port}),
+		ReadHeaderTimeout: 10 * time.Second,
+		Protocols:         &protos,
+		TLSConfig:         tlsConf,
+	}
+	rp.servers = append(rp.servers, srv)
+	rp.addrs = append(rp.addrs, addr)
+	if tlsConf != nil {
+		rp.wg.Go(func() { _ = srv.ServeTLS(ln, "", "") })
+	} else {
+		rp.wg.Go(func() { _ = srv.Serve(ln) })
+	}
+	return nil
 }
 
 // terminate walks a deleted pod through graceful termination; it returns
@@ -345,11 +376,17 @@ func (k *Kubelet) stopPod(name string) {
 func (k *Kubelet) stopServers(rp *runningPod) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	for _, s := range rp.servers {
+	k.mu.Lock()
+	servers, impostors := rp.servers, rp.impostors
+	k.mu.Unlock()
+	for _, s := range servers {
 		if rp.graceful {
 			_ = s.Shutdown(ctx)
 		}
 		_ = s.Close()
+	}
+	for _, im := range impostors {
+		im.Close()
 	}
 	rp.wg.Wait()
 	_ = k.net.ReleaseIP(rp.ip)

@@ -12,8 +12,10 @@ import (
 // Pod identifies one running pod for a handler.
 type Pod struct {
 	Namespace, Name string
-	IP              netip.Addr
-	Port            int32
+	// Service is the pod's spec.subdomain: a StatefulSet's serviceName.
+	Service string
+	IP      netip.Addr
+	Port    int32
 }
 
 // PodResponse is the JSON body the default pod handler answers with.
@@ -27,6 +29,8 @@ type PodResponse struct {
 	Query     string            `json:"query,omitempty"`
 	Headers   map[string]string `json:"headers,omitempty"`
 	Body      string            `json:"body,omitempty"`
+	// TLS describes the request's TLS connection (nil: cleartext).
+	TLS *TLSInfo `json:"tls,omitempty"`
 }
 
 // Request headers that make the default handler misbehave on purpose.
@@ -53,7 +57,7 @@ func DefaultHandler(p Pod) http.Handler {
 		resp := PodResponse{
 			Pod: p.Name, Namespace: p.Namespace, IP: p.IP.String(), Port: p.Port,
 			Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery,
-			Headers: map[string]string{}, Body: string(body),
+			Headers: map[string]string{}, Body: string(body), TLS: tlsInfo(r.TLS),
 		}
 		for k, v := range r.Header {
 			resp.Headers[k] = v[0]

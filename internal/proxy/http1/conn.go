@@ -38,8 +38,24 @@ const hotIdle = 200 * time.Millisecond
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
 
-func getBuf() *[]byte  { return bufPool.Get().(*[]byte) }
-func putBuf(b *[]byte) { bufPool.Put(b) }
+// buffersOut counts the pooled buffers taken and not given back (see
+// BuffersHeld).
+var buffersOut atomic.Int64
+
+func getBuf() *[]byte {
+	buffersOut.Add(1)
+	return bufPool.Get().(*[]byte)
+}
+
+func putBuf(b *[]byte) {
+	buffersOut.Add(-1)
+	bufPool.Put(b)
+}
+
+// BuffersHeld is how many of the engine's 16 KiB buffers are taken now, by
+// every Server of the process: what connections hold while they wait is
+// measured by it.
+func BuffersHeld() int64 { return buffersOut.Load() }
 
 // clientConn is one client connection of the HTTP/1.1 engine. One goroutine
 // serves it, request after request; a second one exists only while a
@@ -79,6 +95,9 @@ type active struct {
 	in   inbound
 	body bodyReader
 	x    exchange
+	// lean reads the client's socket into rb, taken only once bytes are
+	// there (not under TLS: see sock.Lean).
+	lean sock.Lean
 	// rec holds what the request's record needs of its head (method,
 	// path, query, client address, key) when requests are recorded: rb
 	// may be overwritten by the body, or given back, before Done. Kept
@@ -93,7 +112,41 @@ func (cc *clientConn) attach() {
 	if cc.active == nil {
 		cc.active = activePool.Get().(*active)
 		cc.x.cc = cc
+		if !cc.tls {
+			cc.lean.Init(cc.nc)
+		}
 	}
+}
+
+// readLean reads the next request's first bytes into rb, taking the read
+// buffer only once they are there: a keep-alive connection waiting for its
+// next request, and a new one whose request is still on its way, hold
+// none. Under TLS it reads with the buffer held.
+func (cc *clientConn) readLean() (int, error) {
+	if !cc.lean.Ready() {
+		cc.acquireRead()
+		return cc.nc.Read(cc.rb)
+	}
+	return cc.lean.Read((*leanRead)(cc))
+}
+
+// leanRead is the client connection's read buffer as a sock.Buffer.
+type leanRead clientConn
+
+func (l *leanRead) Take() []byte {
+	cc := (*clientConn)(l)
+	if cc.rbuf == nil {
+		cc.rbuf = getBuf()
+		cc.rb = *cc.rbuf
+	}
+	cc.r, cc.w = 0, 0
+	return cc.rb
+}
+
+func (l *leanRead) Give() {
+	cc := (*clientConn)(l)
+	putBuf(cc.rbuf)
+	cc.rbuf, cc.rb = nil, nil
 }
 
 // detach gives the request state back; the connection holds nothing of
@@ -253,9 +306,9 @@ func (cc *clientConn) awaitRequest() int {
 	cfg := &cc.s.cfg
 	start := time.Now()
 	idleEnd := start.Add(cfg.IdleTimeout)
-	cc.acquireRead()
+	cc.attach()
 	cc.r, cc.w = 0, 0
-	if cc.wbuf != nil { // only the read buffer is needed to wait
+	if cc.wbuf != nil { // no buffer is needed to wait
 		putBuf(cc.wbuf)
 		cc.wbuf, cc.wb = nil, nil
 	}
@@ -272,7 +325,7 @@ func (cc *clientConn) awaitRequest() int {
 	if cc.s.draining.Load() {
 		return cc.drainIdle()
 	}
-	n, err := cc.nc.Read(cc.rb)
+	n, err := cc.readLean()
 	if n > 0 {
 		cc.w = n
 		return waitRequest

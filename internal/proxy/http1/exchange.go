@@ -75,7 +75,7 @@ func (x *exchange) run() next {
 // its answer began (retryable); first numbers the first try.
 func (x *exchange) attempt(first int) next {
 	for try := first; ; try++ {
-		uc, err := upstream.PoolOf(x.b).Get()
+		uc, err := upstream.PoolOf(x.b).Get(x.shed) // a dial waits: lean, like a shard that thinks
 		if err != nil {
 			return nextOf(x.fail(nil, err))
 		}
@@ -302,7 +302,8 @@ func (x *exchange) readUp(uc *upstream.Conn, p []byte) (int, error) {
 
 // readUpUntil is readUp with the shard's time running out at deadline (a
 // total bound on the answer's head, however slowly its bytes come), moved
-// forward while the request body still streams.
+// forward while the request body still streams. A nil p reads into the
+// exchange's answer buffer, taken only once the shard's bytes are there.
 // With shed, it gives up with errShardSlow when nothing came from the
 // shard within shardHotWait (no upload streaming): the caller then waits
 // without its buffers (waitShard).
@@ -318,7 +319,13 @@ func (x *exchange) readUpUntil(uc *upstream.Conn, p []byte, deadline time.Time, 
 			deadline = time.Now().Add(timeout)
 		}
 		_ = uc.NC.SetReadDeadline(earlier(deadline, time.Now().Add(look)))
-		n, err := uc.NC.Read(p)
+		var n int
+		var err error
+		if p == nil {
+			n, err = uc.ReadLean((*answerBuf)(x))
+		} else {
+			n, err = uc.NC.Read(p)
+		}
 		if n > 0 {
 			x.d.ShardAnswered()
 			return n, nil
@@ -353,7 +360,8 @@ var errShardSlow = errors.New("the shard has not answered yet")
 // stalled shard), what they hold is one goroutine each.
 const shardHotWait = 10 * time.Millisecond
 
-// shed gives back the buffers of a request whose shard thinks: the
+// shed gives back the buffers of a request whose shard thinks, or that
+// waits for a new shard connection to be dialed: the
 // exchange's read buffer, the connection's write buffer and (when it holds
 // nothing else) its read buffer go back to the pool; they are taken again
 // when needed.
@@ -425,7 +433,6 @@ func (x *exchange) waitShard(uc *upstream.Conn, deadline time.Time) error {
 // restart it).
 func (x *exchange) readFinalHead(uc *upstream.Conn) error {
 	deadline := x.headDeadline
-	x.takeReadBuffer()
 	for {
 		n, err := x.resp.Parse(x.ub[x.ur:x.uw])
 		if err == nil {
@@ -446,17 +453,20 @@ func (x *exchange) readFinalHead(uc *upstream.Conn) error {
 			x.uw = copy(x.ub, x.ub[x.ur:x.uw])
 			x.ur = 0
 		}
-		if x.uw == len(x.ub) {
+		if x.ubuf != nil && x.uw == len(x.ub) {
 			return answer.ErrBadResponse // a head larger than the buffer
 		}
-		m, err := x.readUpUntil(uc, x.ub[x.uw:], deadline, x.uw == 0)
+		var p []byte // nothing yet: read lean (see readUpUntil)
+		if x.ubuf != nil {
+			p = x.ub[x.uw:]
+		}
+		m, err := x.readUpUntil(uc, p, deadline, x.uw == 0)
 		if errors.Is(err, errShardSlow) {
 			x.shed()
 			if x.park(uc) {
 				return errParked
 			}
 			if err = x.waitShard(uc, deadline); err == nil {
-				x.takeReadBuffer()
 				continue
 			}
 		}
@@ -474,6 +484,23 @@ func (x *exchange) takeReadBuffer() {
 		x.ubuf = getBuf()
 		x.ub = *x.ubuf
 	}
+}
+
+// answerBuf is the exchange's answer buffer as a sock.Buffer, for the
+// first read of an answer (see readUpUntil).
+type answerBuf exchange
+
+func (a *answerBuf) Take() []byte {
+	x := (*exchange)(a)
+	x.takeReadBuffer()
+	x.ur, x.uw = 0, 0
+	return x.ub
+}
+
+func (a *answerBuf) Give() {
+	x := (*exchange)(a)
+	putBuf(x.ubuf)
+	x.ubuf, x.ub = nil, nil
 }
 
 // relayInformational passes a 1xx answer on (never to an HTTP/1.0 client,

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/shard-proxy/shard-proxy/internal/proxy/sock"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/upstream"
@@ -76,7 +77,7 @@ func (pk *parker) park(cc *clientConn, idleEnd time.Time) bool {
 	err = raw.Control(func(fd uintptr) {
 		pc.fd = int(fd)
 		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(fd)}
-		addErr = unix.EpollCtl(pk.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
+		addErr = epollCtl(pk.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
 	})
 	if err != nil || addErr != nil {
 		return false
@@ -104,12 +105,12 @@ func (pk *parker) parkWaiting(cc *clientConn, uc *upstream.Conn, until time.Time
 		return false // shut down
 	}
 	shard := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(pc.fd)}
-	if unix.EpollCtl(pk.epfd, unix.EPOLL_CTL_ADD, pc.fd, &shard) != nil {
+	if epollCtl(pk.epfd, unix.EPOLL_CTL_ADD, pc.fd, &shard) != nil {
 		return false
 	}
 	client := unix.EpollEvent{Events: unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(pc.clientFD)}
-	if unix.EpollCtl(pk.epfd, unix.EPOLL_CTL_ADD, pc.clientFD, &client) != nil {
-		_ = unix.EpollCtl(pk.epfd, unix.EPOLL_CTL_DEL, pc.fd, nil)
+	if epollCtl(pk.epfd, unix.EPOLL_CTL_ADD, pc.clientFD, &client) != nil {
+		_ = epollCtl(pk.epfd, unix.EPOLL_CTL_DEL, pc.fd, nil)
 		return false
 	}
 	pk.parked[pc.fd] = pc
@@ -119,10 +120,10 @@ func (pk *parker) parkWaiting(cc *clientConn, uc *upstream.Conn, until time.Time
 
 // unpark takes pc's sockets out of the set; pk.mu held.
 func (pk *parker) unpark(pc *parkedConn) {
-	_ = unix.EpollCtl(pk.epfd, unix.EPOLL_CTL_DEL, pc.fd, nil)
+	_ = epollCtl(pk.epfd, unix.EPOLL_CTL_DEL, pc.fd, nil)
 	delete(pk.parked, pc.fd)
 	if pc.up != nil {
-		_ = unix.EpollCtl(pk.epfd, unix.EPOLL_CTL_DEL, pc.clientFD, nil)
+		_ = epollCtl(pk.epfd, unix.EPOLL_CTL_DEL, pc.clientFD, nil)
 		delete(pk.parked, pc.clientFD)
 	}
 }
@@ -230,7 +231,7 @@ func (pk *parker) drain() {
 	all := pk.parked
 	pk.parked = nil
 	for fd := range all {
-		_ = unix.EpollCtl(pk.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+		_ = epollCtl(pk.epfd, unix.EPOLL_CTL_DEL, fd, nil)
 	}
 	pk.mu.Unlock()
 	for fd, pc := range all {
@@ -257,6 +258,21 @@ func (pk *parker) drain() {
 }
 
 var _ net.Conn = (*net.TCPConn)(nil)
+
+// epollCtl is epoll_ctl(2) as a raw system call: it never blocks, and the
+// parker's lock is held around it. Through the scheduler (unix.EpollCtl),
+// the goroutine holding the lock could lose its P in the call and wait
+// behind every runnable goroutine to get one back: with thousands of
+// connections arriving at once, thousands queued on the lock meanwhile,
+// each with its stack.
+func epollCtl(epfd, op, fd int, ev *unix.EpollEvent) error {
+	_, _, errno := syscall.RawSyscall6(syscall.SYS_EPOLL_CTL, uintptr(epfd), uintptr(op), uintptr(fd),
+		uintptr(unsafe.Pointer(ev)), 0, 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
 
 // inspect calls fn for each parked idle connection, under the parker's
 // lock, and returns how many there are.

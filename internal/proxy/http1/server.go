@@ -107,6 +107,13 @@ func (s *Server) forget(cc *clientConn) {
 	s.wg.Done()
 }
 
+// Open is how many client connections the engine serves now.
+func (s *Server) Open() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
 // WaitingLean is how many requests wait for their shard's answer now
 // without holding buffers (after clientCheckInterval without a byte).
 func (s *Server) WaitingLean() int64 { return s.shedding.Load() }

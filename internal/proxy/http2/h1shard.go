@@ -91,7 +91,7 @@ func idempotent(head []hpack.HeaderField) bool {
 // tells whether that connection had served before.
 func (s *stream) exchangeOn(pool *upstream.Pool, head []byte, chunked bool) (bool, error) {
 	c, x := s.c, s.h1
-	uc, err := pool.Get()
+	uc, err := pool.Get(nil)
 	if err != nil {
 		return false, answer.FromShard(err)
 	}

@@ -30,6 +30,17 @@ type Conn struct {
 	// that a failure before any answer byte may be retried on a fresh one.
 	Reused bool
 	idleAt time.Time
+	lean   sock.Lean // reads NC without a buffer held while waiting (not under TLS)
+}
+
+// ReadLean reads once from the shard into b's buffer, which it takes only
+// when bytes (or a close) are there: an exchange waiting for its shard's
+// answer holds no buffer. Under TLS the buffer is taken first.
+func (c *Conn) ReadLean(b sock.Buffer) (int, error) {
+	if !c.lean.Ready() {
+		return c.NC.Read(b.Take())
+	}
+	return c.lean.Read(b)
 }
 
 // Pool is the HTTP/1.1 connections to one shard at one address (one
@@ -50,9 +61,11 @@ func PoolOf(b *route.Backend) *Pool {
 	return b.Pool(route.PoolHTTP1, func(b *route.Backend) route.Pool { return &Pool{b: b} }).(*Pool)
 }
 
-// get returns a pooled connection, or dials a new one when none is idle.
-// It fails with answer.ErrShardBusy at MaxConns, answer.ErrShardDown when the dial fails.
-func (u *Pool) Get() (*Conn, error) {
+// Get returns a pooled connection, or dials a new one when none is idle;
+// before a dial it calls beforeDial (if not nil), so that a caller about to
+// wait for the dial can give back the buffers it holds. It fails with
+// answer.ErrShardBusy at MaxConns, answer.ErrShardDown when the dial fails.
+func (u *Pool) Get(beforeDial func()) (*Conn, error) {
 	for {
 		u.mu.Lock()
 		if n := len(u.idle); n > 0 {
@@ -75,6 +88,9 @@ func (u *Pool) Get() (*Conn, error) {
 		}
 		u.open++
 		u.mu.Unlock()
+		if beforeDial != nil {
+			beforeDial()
+		}
 		return u.dialNew()
 	}
 }
@@ -89,7 +105,11 @@ func (u *Pool) dialNew() (*Conn, error) {
 		return nil, err
 	}
 	_, isTLS := nc.(*tls.Conn)
-	return &Conn{NC: nc, FD: sock.FD(sock.Raw(nc)), tls: isTLS}, nil
+	c := &Conn{NC: nc, FD: sock.FD(sock.Raw(nc)), tls: isTLS}
+	if !isTLS {
+		c.lean.Init(nc)
+	}
+	return c, nil
 }
 
 // usable tells whether an idle connection can carry a request.
