@@ -1159,7 +1159,8 @@ broadcast() {
 	{
 		cat "$BENCH_OUT/broadcast.md.tmp"
 		echo
-		machine | grep -v '^- load:'
+		machine | grep -v '^- load:\|^- pinning:'
+		echo "- pinning: shard-proxy alone on CPU $BENCH_PROXY_CPU; the shards, their links and the caller (one process) on CPU $BENCH_LOAD_CPU; all at nice $BENCH_NICE"
 	} >"$BENCH_OUT/broadcast.md"
 	rm -f "$BENCH_OUT/broadcast.md.tmp"
 	log "wrote $BENCH_OUT/broadcast.md"
