@@ -231,6 +231,22 @@ func (m *measurer) concurrent() ([]time.Duration, error) {
 	return times, nil
 }
 
+// rss is the resident set of process pid in MiB, from /proc.
+func rss(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kib float64
+			fmt.Sscan(v, &kib)
+			return fmt.Sprintf("%.1f", kib/1024)
+		}
+	}
+	return ""
+}
+
 func loadavg() string {
 	b, _ := os.ReadFile("/proc/loadavg")
 	return strings.Join(strings.Fields(string(b))[:3], " ")
@@ -261,7 +277,7 @@ func (m *measurer) all() error {
 		if !strings.HasSuffix(what, "slowest") {
 			proxyCPU, selfCPU = ms(cpu1-cpu0), ms(self1-self0)
 		}
-		rows = append(rows, fmt.Sprintf("| %s | %s | %s | %s | %d | %d | %s | %s |", what, ms(t), ratio(t, keyed), vsLone, newConns, requests, proxyCPU, selfCPU))
+		rows = append(rows, fmt.Sprintf("| %s | %s | %s | %s | %d | %d | %s | %s | %s |", what, ms(t), ratio(t, keyed), vsLone, newConns, requests, proxyCPU, selfCPU, rss(m.pid)))
 		cpu0, self0 = cpu1, self1
 	}
 	row("one keyed request (data plane, warm pool; median)", keyed, "", 0, c.keyed)
@@ -298,8 +314,8 @@ func (m *measurer) all() error {
 	fmt.Printf("- shard-proxy: `%s %s`, %d concurrent broadcasts per round\n", strings.TrimSpace(c.wrap+" "+c.proxy), c.extra, c.concurrent)
 	fmt.Printf("- time: what the caller waited for the whole report; new shard connections: accepted by the relays while that step ran; CPU: used during the step (both rows of a round count once, on the median row)\n")
 	fmt.Printf("- CPUs this bench process may use: %d (shard-proxy: its own affinity); load average at the end %s\n\n", runtime.NumCPU(), loadavg())
-	fmt.Println("| step | time ms | ÷ keyed | ÷ lone warm | new shard connections | shard requests | shard-proxy CPU ms | shards+links+client CPU ms |")
-	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Println("| step | time ms | ÷ keyed | ÷ lone warm | new shard connections | shard requests | shard-proxy CPU ms | shards+links+client CPU ms | shard-proxy RSS MiB after |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range rows {
 		fmt.Println(r)
 	}
