@@ -200,6 +200,11 @@ func newShardTransport() *http.Transport {
 		MaxConnsPerHost:     BroadcastConnsPerShard,
 		MaxIdleConnsPerHost: BroadcastConnsPerShard,
 		IdleConnTimeout:     BroadcastIdleTimeout,
+		// Broadcast requests and answers are mostly small; larger ones
+		// take a few more system calls. A pooled connection holds both
+		// buffers, and a burst of broadcasts pools thousands.
+		ReadBufferSize:  1 << 10,
+		WriteBufferSize: 1 << 10,
 	}
 }
 
