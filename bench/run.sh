@@ -150,10 +150,12 @@ install_caddy() {
 	CADDY=$(go env GOPATH)/bin/caddy
 }
 
-# caddy_version: the module version the caddy binary was built from.
+# caddy_version: ", caddy vX" when the comparison measures caddy: the module
+# version the binary was built from.
 caddy_version() {
-	[ -n "${CADDY:-}" ] || { echo "caddy (not installed)"; return; }
-	echo "caddy $(go version -m "$CADDY" 2>/dev/null | awk '$1 == "mod" && $2 == "github.com/caddyserver/caddy/v2" {print $3}')"
+	case "$MODE/ $BENCH_SYSTEMS " in compare/*" caddy "* | publish/*" caddy "*) ;; *) return ;; esac
+	[ -n "${CADDY:-}" ] || { echo ", caddy (not installed)"; return; }
+	echo ", caddy $(go version -m "$CADDY" 2>/dev/null | awk '$1 == "mod" && $2 == "github.com/caddyserver/caddy/v2" {print $3}')"
 }
 
 # --- process handling ----------------------------------------------------------
@@ -417,7 +419,7 @@ machine() {
 	echo "- machine: $(nproc) CPUs, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1) (family $(sed -n 's/^cpu family\s*: //p' /proc/cpuinfo | head -1), model $(sed -n 's/^model\s*: //p' /proc/cpuinfo | head -1), $(sed -n 's/^cpu MHz\s*: \([0-9]*\).*/\1/p' /proc/cpuinfo | head -1) MHz$virt), kernel $(uname -r)"
 	echo "- pinning: each proxy alone on CPU $BENCH_PROXY_CPU; wrk (1 thread) and the 4 nginx shards (1 worker) on CPU $BENCH_LOAD_CPU; all at nice $BENCH_NICE"
 	echo "- load: wrk, $BENCH_CONNECTIONS keep-alive connections, ${BENCH_WARMUP}s warm-up then ${BENCH_DURATION}s measured, a random key on every request (seed $BENCH_SEED)"
-	echo "- versions: $(shard_proxy_version), $(haproxy -v | head -1 | cut -d' ' -f1-3), $(nginx -v 2>&1 | cut -d' ' -f3), $(caddy_version), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), $(go version | cut -d' ' -f3)"
+	echo "- versions: $(shard_proxy_version), $(haproxy -v | head -1 | cut -d' ' -f1-3), $(nginx -v 2>&1 | cut -d' ' -f3)$(caddy_version), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), $(go version | cut -d' ' -f3)"
 }
 
 # bench_build OUT PKG: build a program of the bench module. A throw-away
