@@ -69,6 +69,8 @@ type clientConn struct {
 	tls   bool
 	ip    string
 	state atomic.Int32
+	// prev and next link the Server's connections (under its mu).
+	prev, next *clientConn
 
 	rbuf *[]byte // read buffer, nil while idle
 	rb   []byte

@@ -165,6 +165,7 @@ func (pk *parker) run() {
 		return
 	}
 	events := make([]unix.EpollEvent, 128)
+	var nextSweep time.Time
 	for {
 		select {
 		case <-pk.stop:
@@ -184,9 +185,19 @@ func (pk *parker) run() {
 			pk.resume(int(ev.Fd))
 		}
 		n = 0
-		pk.expire(time.Now())
+		if now := time.Now(); !now.Before(nextSweep) {
+			pk.expire(now)
+			nextSweep = now.Add(sweepEvery)
+		}
 	}
 }
+
+// sweepEvery is how often at most the parker looks for parked connections
+// past their deadline: the sweep visits every one, under the lock that
+// parking takes, so it must not run on every wake-up (with thousands
+// parked and wake-ups every few hundred microseconds, it did). Deadlines
+// are seconds long, and a waiting request's leaves it a second more.
+const sweepEvery = 100 * time.Millisecond
 
 // resume takes fd's connection out of the set and serves it again.
 func (pk *parker) resume(fd int) {
