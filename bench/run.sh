@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark of shard-proxy, HAProxy and nginx as sharding
+# Side-by-side benchmark of shard-proxy, HAProxy, nginx and Caddy as sharding
 # proxies, with direct-to-shard as the ceiling. See bench/README.md.
 #
 #   bash bench/run.sh            measure, write bench/results/latest.{md,png,tsv}
@@ -30,6 +30,14 @@
 #                                bench/results/fixedrate.md (bench/fixedrate.sh)
 #   bash bench/run.sh generator  can one core of shard-proxy load keep
 #                                BENCH_GEN_RATE req/s? bench/results/generator.md
+#   bash bench/run.sh broadcast  admin broadcast to BENCH_BCAST_SHARDS shards over
+#                                a BENCH_BCAST_RTT link: one keyed request, a lone
+#                                broadcast, rounds of concurrent ones with the new
+#                                shard connections each made, in
+#                                bench/results/broadcast.md (bench/cmd/broadcast)
+#   bash bench/run.sh publish    the three-round comparison of every system and
+#                                key (BENCH_ROUNDS=3 unless set), copied to
+#                                bench/RESULTS.md and bench/results.png
 #
 # SHARD_PROXY_BIN=/path measures that shard-proxy binary instead of building
 # one from this checkout.
@@ -41,9 +49,11 @@ set -euo pipefail
 : "${BENCH_DURATION:=10}"        # seconds measured per system and scenario
 : "${BENCH_WARMUP:=2}"           # seconds of unmeasured load before each measurement
 : "${BENCH_CONNECTIONS:=64}"     # wrk connections
-: "${BENCH_ROUNDS:=1}"           # repeat everything; the summary takes medians
+BENCH_ROUNDS_SET=${BENCH_ROUNDS:-}
+: "${BENCH_ROUNDS:=1}"           # repeat everything; the summary takes medians (publish: 3)
 : "${BENCH_SCENARIOS:=header path body}"
-: "${BENCH_SYSTEMS:=shard-proxy haproxy nginx direct}"
+: "${BENCH_SYSTEMS:=shard-proxy haproxy nginx caddy direct}"
+: "${BENCH_CADDY_VERSION:=v2.11.9}" # go install'ed into $(go env GOPATH)/bin when no caddy is found
 : "${BENCH_PROXY_CPU:=1}"
 : "${BENCH_LOAD_CPU:=0}"
 : "${BENCH_PORT:=18080}"         # proxy listens here; shards on +1..+4, admin on +10
@@ -81,6 +91,8 @@ set -euo pipefail
 : "${BENCH_GRPC_CONNS:=4}"       # client connections they share (1: one multiplexed client)
 : "${BENCH_GRPC_PAYLOAD:=32}"    # bytes of payload in each request and each answer
 : "${BENCH_H2_UPSTREAM:=http1}"  # h2 scenario, proxy to shards: http1, or h2c (nginx cannot: n/a)
+# "run.sh broadcast"
+: "${BENCH_BCAST_SHARDS:=256}" "${BENCH_BCAST_RTT:=20ms}" "${BENCH_BCAST_CONCURRENT:=20}" "${BENCH_BCAST_ROUNDS:=3}"
 # The machine is shared (builds, other tests). Raising the benchmark's own
 # processes' priority keeps that load from stealing the pinned cores in the
 # middle of a measurement; it applies to every system alike. Needs root.
@@ -115,6 +127,7 @@ install_missing() {
 		cmd=${pair%%:*} pkg=${pair#*:}
 		command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
 	done
+	install_caddy
 	[ ${#missing[@]} -eq 0 ] && return
 	local sudo=
 	[ "$(id -u)" -eq 0 ] || sudo=sudo
@@ -127,6 +140,27 @@ install_missing() {
 	for svc in nginx haproxy; do
 		command -v systemctl >/dev/null 2>&1 && $sudo systemctl stop "$svc" >/dev/null 2>&1 || true
 	done
+}
+
+# install_caddy: CADDY is the caddy binary, built with go install when it is
+# neither on PATH nor in $(go env GOPATH)/bin and a comparison measures it.
+install_caddy() {
+	CADDY=$(command -v caddy 2>/dev/null || true)
+	[ -z "$CADDY" ] && command -v go >/dev/null && [ -x "$(go env GOPATH)/bin/caddy" ] && CADDY=$(go env GOPATH)/bin/caddy
+	[ -n "$CADDY" ] && return
+	case " $BENCH_SYSTEMS " in *" caddy "*) ;; *) return ;; esac
+	[ "$MODE" = compare ] || [ "$MODE" = publish ] || return 0
+	log "installing caddy $BENCH_CADDY_VERSION with go install (a few minutes)"
+	go install "github.com/caddyserver/caddy/v2/cmd/caddy@$BENCH_CADDY_VERSION" || die "go install caddy@$BENCH_CADDY_VERSION failed"
+	CADDY=$(go env GOPATH)/bin/caddy
+}
+
+# caddy_version: ", caddy vX" when the comparison measures caddy: the module
+# version the binary was built from.
+caddy_version() {
+	case "$MODE/ $BENCH_SYSTEMS " in compare/*" caddy "* | publish/*" caddy "*) ;; *) return ;; esac
+	[ -n "${CADDY:-}" ] || { echo ", caddy (not installed)"; return; }
+	echo ", caddy $(go version -m "$CADDY" 2>/dev/null | awk '$1 == "mod" && $2 == "github.com/caddyserver/caddy/v2" {print $3}')"
 }
 
 # --- process handling ----------------------------------------------------------
@@ -204,6 +238,7 @@ key_rule() {
 unsupported() {
 	case $1/$2 in
 	nginx/body) echo "unsupported: nginx cannot hash on a JSON body field without the njs or lua module" ;;
+	caddy/body) echo "unsupported: Caddy cannot hash on a JSON body field without a plugin" ;;
 	haproxy/body) [ -n "$HAPROXY_BODY" ] || echo "unsupported: this HAProxy rejects req.body,json_query ($HAPROXY_BODY_ERR)" ;;
 	esac
 }
@@ -265,6 +300,16 @@ start_system() {
 		# master_process off: the one process is the worker, so its PID is
 		# the one to measure and to stop.
 		"${ON_PROXY_CPU[@]}" nginx -c "$TMP/nginx.conf" -g 'daemon off; master_process off;' &
+		MEASURED_PID=$!
+		;;
+	caddy)
+		[ -n "${CADDY:-}" ] || die "caddy is not installed (go install github.com/caddyserver/caddy/v2/cmd/caddy@$BENCH_CADDY_VERSION)"
+		local hdr=X-Shard-Key
+		[ "$sc" = path ] && hdr=X-Shard-Path-Key
+		render "$BENCH/config/Caddyfile" "$TMP/Caddyfile" "HASHHEADER=$hdr"
+		# Caddy's storage and config dirs go to the run's temp dir.
+		XDG_DATA_HOME=$TMP/caddy XDG_CONFIG_HOME=$TMP/caddy "${ON_PROXY_CPU[@]}" \
+			"$CADDY" run --config "$TMP/Caddyfile" --adapter caddyfile 2>>"$TMP/caddy.log" &
 		MEASURED_PID=$!
 		;;
 	esac
@@ -379,7 +424,7 @@ machine() {
 	echo "- machine: $(nproc) CPUs, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1) (family $(sed -n 's/^cpu family\s*: //p' /proc/cpuinfo | head -1), model $(sed -n 's/^model\s*: //p' /proc/cpuinfo | head -1), $(sed -n 's/^cpu MHz\s*: \([0-9]*\).*/\1/p' /proc/cpuinfo | head -1) MHz$virt), kernel $(uname -r)"
 	echo "- pinning: each proxy alone on CPU $BENCH_PROXY_CPU; wrk (1 thread) and the 4 nginx shards (1 worker) on CPU $BENCH_LOAD_CPU; all at nice $BENCH_NICE"
 	echo "- load: wrk, $BENCH_CONNECTIONS keep-alive connections, ${BENCH_WARMUP}s warm-up then ${BENCH_DURATION}s measured, a random key on every request (seed $BENCH_SEED)"
-	echo "- versions: $(shard_proxy_version), $(haproxy -v | head -1 | cut -d' ' -f1-3), $(nginx -v 2>&1 | cut -d' ' -f3), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), $(go version | cut -d' ' -f3)"
+	echo "- versions: $(shard_proxy_version), $(haproxy -v | head -1 | cut -d' ' -f1-3), $(nginx -v 2>&1 | cut -d' ' -f3)$(caddy_version), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), $(go version | cut -d' ' -f3)"
 }
 
 # bench_build OUT PKG: build a program of the bench module. A throw-away
@@ -423,6 +468,17 @@ build() {
 		(cd "$BENCH_CANDIDATE" && go build -o "$TMP/candidate" ./cmd/shard-proxy)
 		case " $BENCH_SYSTEMS " in *" candidate "*) ;; *) BENCH_SYSTEMS="$BENCH_SYSTEMS candidate" ;; esac
 	fi
+}
+
+# publish: the comparison that bench/RESULTS.md and the README chart
+# (bench/results.png) are made from: three rounds unless BENCH_ROUNDS says
+# otherwise, every system and key, copied into place at the end.
+publish() {
+	BENCH_ROUNDS=${BENCH_ROUNDS_SET:-3}
+	compare
+	cp "$BENCH_OUT/latest.md" "$BENCH/RESULTS.md"
+	cp "$BENCH_OUT/latest.png" "$BENCH/results.png"
+	log "wrote $BENCH/RESULTS.md and $BENCH/results.png"
 }
 
 compare() {
@@ -1121,10 +1177,35 @@ grpc() {
 	cat "$BENCH_OUT/grpc.md"
 }
 
+# broadcast: the admin plane's broadcast over a slow link (bench/cmd/broadcast).
+# The shards, their links and the caller share the load CPU; shard-proxy is
+# alone on the proxy CPU.
+broadcast() {
+	log "building shard-proxy and the broadcast bench"
+	build_shard_proxy
+	bench_build "$TMP/broadcast" ./cmd/broadcast
+	mkdir -p "$BENCH_OUT"
+	port_free "$LISTEN" || die "port $LISTEN is taken (set BENCH_PORT)"
+	"${ON_LOAD_CPU[@]}" "$TMP/broadcast" -proxy "$TMP/shard-proxy" -proxy-wrap "${ON_PROXY_CPU[*]}" \
+		-port "$LISTEN" -shards "$BENCH_BCAST_SHARDS" -rtt "$BENCH_BCAST_RTT" \
+		-concurrent "$BENCH_BCAST_CONCURRENT" -rounds "$BENCH_BCAST_ROUNDS" >"$BENCH_OUT/broadcast.md.tmp"
+	{
+		cat "$BENCH_OUT/broadcast.md.tmp"
+		echo
+		machine | grep -v '^- load:\|^- pinning:'
+		echo "- pinning: shard-proxy alone on CPU $BENCH_PROXY_CPU; the shards, their links and the caller (one process) on CPU $BENCH_LOAD_CPU; all at nice $BENCH_NICE"
+	} >"$BENCH_OUT/broadcast.md"
+	rm -f "$BENCH_OUT/broadcast.md.tmp"
+	log "wrote $BENCH_OUT/broadcast.md"
+	cat "$BENCH_OUT/broadcast.md"
+}
+
 install_missing
 command -v go >/dev/null || die "go is not on PATH"
 case $MODE in
 compare) compare ;;
+publish) publish ;;
+broadcast) broadcast ;;
 profile) profile ;;
 accesslog) accesslog ;;
 memory) memory ;;
@@ -1134,5 +1215,5 @@ fixedrate | generator)
 	. "$BENCH/fixedrate.sh"
 	$MODE
 	;;
-*) die "unknown mode $MODE: want compare (default), profile, memory, grpc, fixedrate or generator" ;;
+*) die "unknown mode $MODE: want compare (default), publish, profile, memory, grpc, broadcast, fixedrate or generator" ;;
 esac
