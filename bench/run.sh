@@ -436,6 +436,15 @@ bench_build() {
 	(cd "$BENCH" && GOWORK="$TMP/go.work" go build -o "$1" "$2")
 }
 
+# build_candidate VAR: with BENCH_CANDIDATE set, builds $TMP/candidate from
+# that checkout and adds "candidate" to the systems list named VAR.
+build_candidate() {
+	[ -n "$BENCH_CANDIDATE" ] || return 0
+	log "building the candidate from $BENCH_CANDIDATE"
+	(cd "$BENCH_CANDIDATE" && go build -o "$TMP/candidate" ./cmd/shard-proxy)
+	case " ${!1} " in *" candidate "*) ;; *) printf -v "$1" '%s candidate' "${!1}" ;; esac
+}
+
 # build_shard_proxy: $TMP/shard-proxy, from SHARD_PROXY_BIN if set, else
 # built from this checkout.
 build_shard_proxy() {
@@ -463,11 +472,7 @@ build() {
 	log "building shard-proxy and the report tool"
 	build_shard_proxy
 	bench_build "$TMP/report" ./cmd/report
-	if [ -n "$BENCH_CANDIDATE" ]; then
-		log "building the candidate from $BENCH_CANDIDATE"
-		(cd "$BENCH_CANDIDATE" && go build -o "$TMP/candidate" ./cmd/shard-proxy)
-		case " $BENCH_SYSTEMS " in *" candidate "*) ;; *) BENCH_SYSTEMS="$BENCH_SYSTEMS candidate" ;; esac
-	fi
+	build_candidate BENCH_SYSTEMS
 }
 
 # publish: the comparison that bench/RESULTS.md and the README chart
@@ -665,11 +670,7 @@ memory_build() {
 	build_shard_proxy
 	bench_build "$TMP/memload" ./cmd/memload
 	bench_build "$TMP/shard" ./cmd/shard
-	if [ -n "$BENCH_CANDIDATE" ]; then
-		log "building the candidate from $BENCH_CANDIDATE"
-		(cd "$BENCH_CANDIDATE" && go build -o "$TMP/candidate" ./cmd/shard-proxy)
-		case " $BENCH_MEM_SYSTEMS " in *" candidate "*) ;; *) BENCH_MEM_SYSTEMS="$BENCH_MEM_SYSTEMS candidate" ;; esac
-	fi
+	build_candidate BENCH_MEM_SYSTEMS
 	# Today's shard-proxy buffers bodies up to --max-body-bytes (4 MiB by
 	# default): give it room for the upload tests, as nginx gets
 	# client_max_body_size. A build without the flag gets none.
@@ -950,11 +951,7 @@ grpc_build() {
 	build_shard_proxy
 	bench_build "$TMP/grpcload" ./cmd/grpcload
 	bench_build "$TMP/grpcshard" ./cmd/grpcshard
-	if [ -n "$BENCH_CANDIDATE" ]; then
-		log "building the candidate from $BENCH_CANDIDATE"
-		(cd "$BENCH_CANDIDATE" && go build -o "$TMP/candidate" ./cmd/shard-proxy)
-		case " $BENCH_GRPC_SYSTEMS " in *" candidate "*) ;; *) BENCH_GRPC_SYSTEMS="$BENCH_GRPC_SYSTEMS candidate" ;; esac
-	fi
+	build_candidate BENCH_GRPC_SYSTEMS
 	# h2load (Debian's nghttp2-client) is optional: without it the h2
 	# scenario is skipped, and grpc.md says so.
 	H2_NOTE=
