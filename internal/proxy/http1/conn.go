@@ -12,6 +12,7 @@ import (
 
 	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/h1"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/h1write"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/header"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/sock"
 )
@@ -71,6 +72,7 @@ type clientConn struct {
 	state atomic.Int32
 	// prev and next link the Server's connections (under its mu).
 	prev, next *clientConn
+	parked     parkedState // while the parker holds the connection
 
 	rbuf *[]byte // read buffer, nil while idle
 	rb   []byte
@@ -463,7 +465,7 @@ func (cc *clientConn) failHead(err error) {
 // writeAnswer sends the proxy's own answer; with closing, it says so.
 func (cc *clientConn) writeAnswer(a answer.Answer, closing bool) {
 	cc.acquire()
-	b, bodyLen := appendAnswer(cc.scratch(), a, closing)
+	b, bodyLen := h1write.AppendAnswer(cc.scratch(), a, closing)
 	cc.x.d.Answered(a.Status, a.Body.Error, bodyLen)
 	_ = cc.write(b)
 }

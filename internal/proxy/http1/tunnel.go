@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/shard-proxy/shard-proxy/internal/proxy/h1write"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/upstream"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/wsframe"
 )
@@ -16,7 +17,7 @@ import (
 func (x *exchange) tunnel(uc *upstream.Conn) bool {
 	cc := x.cc
 	x.d.Status = 101
-	head := appendResponseHead(cc.scratch(), &x.resp, responseHead{shard: x.b.Name, upgrade: true})
+	head := h1write.AppendResponse(cc.scratch(), &x.resp, h1write.ResponseHead{Shard: x.b.Name, Upgrade: true})
 	cc.keepScratch(head)
 	defer upstream.PoolOf(x.b).Discard(uc)
 	if x.stopCopy(); !cc.bodyDone() {
