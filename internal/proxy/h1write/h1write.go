@@ -18,19 +18,20 @@ import (
 
 // RequestHead says what the engine decided about a request it forwards.
 type RequestHead struct {
+	// ClientIP is the client's address, added to X-Forwarded-For.
 	ClientIP string
-	// tls: the client spoke TLS to us (X-Forwarded-Proto: https).
+	// TLS: the client spoke TLS to us (X-Forwarded-Proto: https).
 	TLS bool
-	// hostFallback is the Host to send when the client sent none (HTTP/1.0).
+	// HostFallback is the Host to send when the client sent none (HTTP/1.0).
 	HostFallback string
-	// upgrade keeps Upgrade and says "Connection: Upgrade" (WebSocket).
+	// Upgrade keeps Upgrade and says "Connection: Upgrade" (WebSocket).
 	Upgrade bool
-	// dropExpect drops Expect: the proxy answered 100-continue itself.
+	// DropExpect drops Expect: the proxy answered 100-continue itself.
 	DropExpect bool
-	// previous and previousAddr name the key's owner before a reshard
+	// Previous and PreviousAddr name the key's owner before a reshard
 	// (X-Shard-Previous, X-Shard-Previous-Address); "" when it did not move.
 	Previous, PreviousAddr string
-	// traceparent replaces the client's: the proxy's span is the shard's
+	// Traceparent replaces the client's: the proxy's span is the shard's
 	// parent (a sampled request); nil leaves the client's untouched.
 	Traceparent []byte
 }
@@ -160,14 +161,16 @@ func AppendField(dst []byte, name, value string) []byte {
 
 // ResponseHead says how a response head is rewritten for the client.
 type ResponseHead struct {
+	// Shard names the shard that answered (X-Shard); "" for none.
 	Shard string
-	// closing adds "Connection: close"; keepAlive10 adds
+	// Closing adds "Connection: close"; KeepAlive10 adds
 	// "Connection: keep-alive" for an HTTP/1.0 client that asked for it.
 	Closing, KeepAlive10 bool
-	// relayChunked keeps Transfer-Encoding (the chunked body goes on as
+	// RelayChunked keeps Transfer-Encoding (the chunked body goes on as
 	// it is); otherwise the body is decoded (HTTP/1.0 client).
 	RelayChunked bool
-	Upgrade      bool
+	// Upgrade keeps Upgrade and says "Connection: Upgrade" (a 101).
+	Upgrade bool
 }
 
 // AppendResponse appends the head the client receives for r.

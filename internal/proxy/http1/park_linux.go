@@ -78,7 +78,6 @@ func (pk *parker) park(cc *clientConn, idleEnd time.Time) bool {
 	if pk.err != nil {
 		return false
 	}
-	cc.parked = parkedState{fd: int32(cc.fd), until: idleEnd.UnixNano()}
 	pk.mu.Lock()
 	defer pk.mu.Unlock()
 	if pk.closed {
@@ -88,6 +87,7 @@ func (pk *parker) park(cc *clientConn, idleEnd time.Time) bool {
 	if epollCtl(pk.epfd, unix.EPOLL_CTL_ADD, cc.fd, &ev) != nil {
 		return false
 	}
+	cc.parked = parkedState{fd: int32(cc.fd), until: idleEnd.UnixNano()}
 	pk.set(cc.fd, cc)
 	return true
 }
@@ -104,7 +104,6 @@ func (pk *parker) parkWaiting(cc *clientConn, uc *upstream.Conn, until time.Time
 	if pk.err != nil {
 		return false
 	}
-	cc.parked = parkedState{fd: int32(uc.FD), until: until.UnixNano(), up: uc}
 	pk.mu.Lock()
 	defer pk.mu.Unlock()
 	if pk.closed {
@@ -119,6 +118,7 @@ func (pk *parker) parkWaiting(cc *clientConn, uc *upstream.Conn, until time.Time
 		_ = epollCtl(pk.epfd, unix.EPOLL_CTL_DEL, uc.FD, nil)
 		return false
 	}
+	cc.parked = parkedState{fd: int32(uc.FD), until: until.UnixNano(), up: uc}
 	pk.set(uc.FD, cc)
 	pk.set(cc.fd, cc)
 	return true
@@ -175,7 +175,8 @@ func (pk *parker) start() {
 }
 
 // run waits for parked sockets to turn readable and resumes them; every
-// second it closes those idle past their deadline.
+// 100 ms to a second (sweepEvery, or the epoll wait's own deadline) it
+// closes those idle past their deadline.
 func (pk *parker) run() {
 	defer close(pk.done)
 	raw, err := pk.ep.SyscallConn()
@@ -238,11 +239,20 @@ func (pk *parker) resume(fd int) {
 func (pk *parker) expire(now time.Time) {
 	var gone []*clientConn
 	pk.mu.Lock()
+	top := -1 // the highest descriptor still parked
 	for fd := range pk.byFD {
 		if cc := pk.parkedAt(fd); cc != nil && now.UnixNano() > cc.parked.until {
 			pk.unpark(cc)
 			gone = append(gone, cc)
 		}
+		if pk.byFD[fd] != nil {
+			top = fd
+		}
+	}
+	// After a burst of connections, give the slice's tail back: the sweep
+	// visits all of it.
+	if n := len(pk.byFD); n > 1024 && top+1 < n/4 {
+		pk.byFD = append([]*clientConn(nil), pk.byFD[:n/2]...)
 	}
 	pk.mu.Unlock()
 	for _, cc := range gone {

@@ -111,6 +111,10 @@ func (s *Server) track(cc *clientConn) bool {
 
 func (s *Server) forget(cc *clientConn) {
 	s.mu.Lock()
+	if cc.prev == nil && s.conns != cc {
+		s.mu.Unlock()
+		return // forgotten already
+	}
 	if cc.prev != nil {
 		cc.prev.next = cc.next
 	} else {
