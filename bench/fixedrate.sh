@@ -45,6 +45,7 @@ fr_row() {
 
 fixedrate() {
 	build_shard_proxy
+	build_candidate BENCH_FR_SYSTEMS
 	mkdir -p "$BENCH_OUT"
 	FR_DIR="$BENCH_OUT/fixedrate"
 	rm -rf "$FR_DIR"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark of shard-proxy, HAProxy and nginx as sharding
+# Side-by-side benchmark of shard-proxy, HAProxy, nginx and Caddy as sharding
 # proxies, with direct-to-shard as the ceiling. See bench/README.md.
 #
 #   bash bench/run.sh            measure, write bench/results/latest.{md,png,tsv}
@@ -18,13 +18,26 @@
 #                                bench/results/accesslog.md
 #   bash bench/run.sh grpc       gRPC unary calls (and plain HTTP/2 GETs with
 #                                h2load) through shard-proxy, HAProxy and nginx
-#                                over h2c, in bench/results/grpc.md
+#                                over h2c, in bench/results/grpc.md; the
+#                                systems shard-proxy-log (100% access log to a
+#                                file), shard-proxy-trace1 and -trace100
+#                                (--tracing otlp at 1% and 100% sampling, to an
+#                                OTLP/HTTP sink on the load CPU) are measured
+#                                against shard-proxy in the same round
 #   bash bench/run.sh fixedrate  open-loop runs of shard-proxy load at 50% and
 #                                90% of the slowest proxy's saturation rate,
 #                                p50/p99/p99.9 side by side, in
 #                                bench/results/fixedrate.md (bench/fixedrate.sh)
 #   bash bench/run.sh generator  can one core of shard-proxy load keep
 #                                BENCH_GEN_RATE req/s? bench/results/generator.md
+#   bash bench/run.sh broadcast  admin broadcast to BENCH_BCAST_SHARDS shards over
+#                                a BENCH_BCAST_RTT link: one keyed request, a lone
+#                                broadcast, rounds of concurrent ones with the new
+#                                shard connections each made, in
+#                                bench/results/broadcast.md (bench/cmd/broadcast)
+#   bash bench/run.sh publish    the three-round comparison of every system and
+#                                key (BENCH_ROUNDS=3 unless set), copied to
+#                                bench/RESULTS.md and bench/results.png
 #
 # SHARD_PROXY_BIN=/path measures that shard-proxy binary instead of building
 # one from this checkout.
@@ -36,9 +49,11 @@ set -euo pipefail
 : "${BENCH_DURATION:=10}"        # seconds measured per system and scenario
 : "${BENCH_WARMUP:=2}"           # seconds of unmeasured load before each measurement
 : "${BENCH_CONNECTIONS:=64}"     # wrk connections
-: "${BENCH_ROUNDS:=1}"           # repeat everything; the summary takes medians
+BENCH_ROUNDS_SET=${BENCH_ROUNDS:-}
+: "${BENCH_ROUNDS:=1}"           # repeat everything; the summary takes medians (publish: 3)
 : "${BENCH_SCENARIOS:=header path body}"
-: "${BENCH_SYSTEMS:=shard-proxy haproxy nginx direct}"
+: "${BENCH_SYSTEMS:=shard-proxy haproxy nginx caddy direct}"
+: "${BENCH_CADDY_VERSION:=v2.11.9}" # go install'ed into $(go env GOPATH)/bin when no caddy is found
 : "${BENCH_PROXY_CPU:=1}"
 : "${BENCH_LOAD_CPU:=0}"
 : "${BENCH_PORT:=18080}"         # proxy listens here; shards on +1..+4, admin on +10
@@ -76,6 +91,8 @@ set -euo pipefail
 : "${BENCH_GRPC_CONNS:=4}"       # client connections they share (1: one multiplexed client)
 : "${BENCH_GRPC_PAYLOAD:=32}"    # bytes of payload in each request and each answer
 : "${BENCH_H2_UPSTREAM:=http1}"  # h2 scenario, proxy to shards: http1, or h2c (nginx cannot: n/a)
+# "run.sh broadcast"
+: "${BENCH_BCAST_SHARDS:=256}" "${BENCH_BCAST_RTT:=20ms}" "${BENCH_BCAST_CONCURRENT:=20}" "${BENCH_BCAST_ROUNDS:=3}"
 # The machine is shared (builds, other tests). Raising the benchmark's own
 # processes' priority keeps that load from stealing the pinned cores in the
 # middle of a measurement; it applies to every system alike. Needs root.
@@ -110,6 +127,7 @@ install_missing() {
 		cmd=${pair%%:*} pkg=${pair#*:}
 		command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
 	done
+	install_caddy
 	[ ${#missing[@]} -eq 0 ] && return
 	local sudo=
 	[ "$(id -u)" -eq 0 ] || sudo=sudo
@@ -122,6 +140,27 @@ install_missing() {
 	for svc in nginx haproxy; do
 		command -v systemctl >/dev/null 2>&1 && $sudo systemctl stop "$svc" >/dev/null 2>&1 || true
 	done
+}
+
+# install_caddy: CADDY is the caddy binary, built with go install when it is
+# neither on PATH nor in $(go env GOPATH)/bin and a comparison measures it.
+install_caddy() {
+	CADDY=$(command -v caddy 2>/dev/null || true)
+	[ -z "$CADDY" ] && command -v go >/dev/null && [ -x "$(go env GOPATH)/bin/caddy" ] && CADDY=$(go env GOPATH)/bin/caddy
+	[ -n "$CADDY" ] && return
+	case " $BENCH_SYSTEMS " in *" caddy "*) ;; *) return ;; esac
+	[ "$MODE" = compare ] || [ "$MODE" = publish ] || return 0
+	log "installing caddy $BENCH_CADDY_VERSION with go install (a few minutes)"
+	go install "github.com/caddyserver/caddy/v2/cmd/caddy@$BENCH_CADDY_VERSION" || die "go install caddy@$BENCH_CADDY_VERSION failed"
+	CADDY=$(go env GOPATH)/bin/caddy
+}
+
+# caddy_version: ", caddy vX" when the comparison measures caddy: the module
+# version the binary was built from.
+caddy_version() {
+	case "$MODE/ $BENCH_SYSTEMS " in compare/*" caddy "* | publish/*" caddy "*) ;; *) return ;; esac
+	[ -n "${CADDY:-}" ] || { echo ", caddy (not installed)"; return; }
+	echo ", caddy $(go version -m "$CADDY" 2>/dev/null | awk '$1 == "mod" && $2 == "github.com/caddyserver/caddy/v2" {print $3}')"
 }
 
 # --- process handling ----------------------------------------------------------
@@ -199,6 +238,7 @@ key_rule() {
 unsupported() {
 	case $1/$2 in
 	nginx/body) echo "unsupported: nginx cannot hash on a JSON body field without the njs or lua module" ;;
+	caddy/body) echo "unsupported: Caddy cannot hash on a JSON body field without a plugin" ;;
 	haproxy/body) [ -n "$HAPROXY_BODY" ] || echo "unsupported: this HAProxy rejects req.body,json_query ($HAPROXY_BODY_ERR)" ;;
 	esac
 }
@@ -260,6 +300,16 @@ start_system() {
 		# master_process off: the one process is the worker, so its PID is
 		# the one to measure and to stop.
 		"${ON_PROXY_CPU[@]}" nginx -c "$TMP/nginx.conf" -g 'daemon off; master_process off;' &
+		MEASURED_PID=$!
+		;;
+	caddy)
+		[ -n "${CADDY:-}" ] || die "caddy is not installed (go install github.com/caddyserver/caddy/v2/cmd/caddy@$BENCH_CADDY_VERSION)"
+		local hdr=X-Shard-Key
+		[ "$sc" = path ] && hdr=X-Shard-Path-Key
+		render "$BENCH/config/Caddyfile" "$TMP/Caddyfile" "HASHHEADER=$hdr"
+		# Caddy's storage and config dirs go to the run's temp dir.
+		XDG_DATA_HOME=$TMP/caddy XDG_CONFIG_HOME=$TMP/caddy "${ON_PROXY_CPU[@]}" \
+			"$CADDY" run --config "$TMP/Caddyfile" --adapter caddyfile 2>>"$TMP/caddy.log" &
 		MEASURED_PID=$!
 		;;
 	esac
@@ -374,7 +424,7 @@ machine() {
 	echo "- machine: $(nproc) CPUs, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1) (family $(sed -n 's/^cpu family\s*: //p' /proc/cpuinfo | head -1), model $(sed -n 's/^model\s*: //p' /proc/cpuinfo | head -1), $(sed -n 's/^cpu MHz\s*: \([0-9]*\).*/\1/p' /proc/cpuinfo | head -1) MHz$virt), kernel $(uname -r)"
 	echo "- pinning: each proxy alone on CPU $BENCH_PROXY_CPU; wrk (1 thread) and the 4 nginx shards (1 worker) on CPU $BENCH_LOAD_CPU; all at nice $BENCH_NICE"
 	echo "- load: wrk, $BENCH_CONNECTIONS keep-alive connections, ${BENCH_WARMUP}s warm-up then ${BENCH_DURATION}s measured, a random key on every request (seed $BENCH_SEED)"
-	echo "- versions: $(shard_proxy_version), $(haproxy -v | head -1 | cut -d' ' -f1-3), $(nginx -v 2>&1 | cut -d' ' -f3), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), $(go version | cut -d' ' -f3)"
+	echo "- versions: $(shard_proxy_version), $(haproxy -v | head -1 | cut -d' ' -f1-3), $(nginx -v 2>&1 | cut -d' ' -f3)$(caddy_version), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), $(go version | cut -d' ' -f3)"
 }
 
 # bench_build OUT PKG: build a program of the bench module. A throw-away
@@ -384,6 +434,15 @@ machine() {
 bench_build() {
 	[ -f "$TMP/go.work" ] || (cd "$TMP" && go work init "$ROOT" "$BENCH")
 	(cd "$BENCH" && GOWORK="$TMP/go.work" go build -o "$1" "$2")
+}
+
+# build_candidate VAR: with BENCH_CANDIDATE set, builds $TMP/candidate from
+# that checkout and adds "candidate" to the systems list named VAR.
+build_candidate() {
+	[ -n "$BENCH_CANDIDATE" ] || return 0
+	log "building the candidate from $BENCH_CANDIDATE"
+	(cd "$BENCH_CANDIDATE" && go build -o "$TMP/candidate" ./cmd/shard-proxy)
+	case " ${!1} " in *" candidate "*) ;; *) printf -v "$1" '%s candidate' "${!1}" ;; esac
 }
 
 # build_shard_proxy: $TMP/shard-proxy, from SHARD_PROXY_BIN if set, else
@@ -413,11 +472,18 @@ build() {
 	log "building shard-proxy and the report tool"
 	build_shard_proxy
 	bench_build "$TMP/report" ./cmd/report
-	if [ -n "$BENCH_CANDIDATE" ]; then
-		log "building the candidate from $BENCH_CANDIDATE"
-		(cd "$BENCH_CANDIDATE" && go build -o "$TMP/candidate" ./cmd/shard-proxy)
-		case " $BENCH_SYSTEMS " in *" candidate "*) ;; *) BENCH_SYSTEMS="$BENCH_SYSTEMS candidate" ;; esac
-	fi
+	build_candidate BENCH_SYSTEMS
+}
+
+# publish: the comparison that bench/RESULTS.md and the README chart
+# (bench/results.png) are made from: three rounds unless BENCH_ROUNDS says
+# otherwise, every system and key, copied into place at the end.
+publish() {
+	BENCH_ROUNDS=${BENCH_ROUNDS_SET:-3}
+	compare
+	cp "$BENCH_OUT/latest.md" "$BENCH/RESULTS.md"
+	cp "$BENCH_OUT/latest.png" "$BENCH/results.png"
+	log "wrote $BENCH/RESULTS.md and $BENCH/results.png"
 }
 
 compare() {
@@ -604,11 +670,7 @@ memory_build() {
 	build_shard_proxy
 	bench_build "$TMP/memload" ./cmd/memload
 	bench_build "$TMP/shard" ./cmd/shard
-	if [ -n "$BENCH_CANDIDATE" ]; then
-		log "building the candidate from $BENCH_CANDIDATE"
-		(cd "$BENCH_CANDIDATE" && go build -o "$TMP/candidate" ./cmd/shard-proxy)
-		case " $BENCH_MEM_SYSTEMS " in *" candidate "*) ;; *) BENCH_MEM_SYSTEMS="$BENCH_MEM_SYSTEMS candidate" ;; esac
-	fi
+	build_candidate BENCH_MEM_SYSTEMS
 	# Today's shard-proxy buffers bodies up to --max-body-bytes (4 MiB by
 	# default): give it room for the upload tests, as nginx gets
 	# client_max_body_size. A build without the flag gets none.
@@ -882,17 +944,14 @@ memory() {
 # is +10), the same shards over h2c on +15..+18.
 H2_PORTS=($((BENCH_PORT + 11)) $((BENCH_PORT + 12)) $((BENCH_PORT + 13)) $((BENCH_PORT + 14)))
 H2C_PORTS=($((BENCH_PORT + 15)) $((BENCH_PORT + 16)) $((BENCH_PORT + 17)) $((BENCH_PORT + 18)))
+OTLP_SINK=$((BENCH_PORT + 19)) # the OTLP/HTTP receiver of the shard-proxy-trace* systems (grpcload otlpsink)
 
 grpc_build() {
 	log "building shard-proxy, the gRPC shard and the gRPC load tool"
 	build_shard_proxy
 	bench_build "$TMP/grpcload" ./cmd/grpcload
 	bench_build "$TMP/grpcshard" ./cmd/grpcshard
-	if [ -n "$BENCH_CANDIDATE" ]; then
-		log "building the candidate from $BENCH_CANDIDATE"
-		(cd "$BENCH_CANDIDATE" && go build -o "$TMP/candidate" ./cmd/shard-proxy)
-		case " $BENCH_GRPC_SYSTEMS " in *" candidate "*) ;; *) BENCH_GRPC_SYSTEMS="$BENCH_GRPC_SYSTEMS candidate" ;; esac
-	fi
+	build_candidate BENCH_GRPC_SYSTEMS
 	# h2load (Debian's nghttp2-client) is optional: without it the h2
 	# scenario is skipped, and grpc.md says so.
 	H2_NOTE=
@@ -928,6 +987,15 @@ start_grpc_shards() {
 		for p in "${H2_PORTS[@]}" "${H2C_PORTS[@]}"; do wait_port "$p"; done
 		;;
 	esac
+	case " $BENCH_GRPC_SYSTEMS " in *" shard-proxy-trace"*)
+		# The tracing systems' collector: reads and drops every batch, on
+		# the load CPU.
+		"${ON_LOAD_CPU[@]}" "$TMP/grpcload" otlpsink -listen "127.0.0.1:$OTLP_SINK" 2>>"$TMP/otlpsink.log" &
+		OTLP_SINK_PID=$!
+		PIDS+=($!)
+		wait_port "$OTLP_SINK"
+		;;
+	esac
 }
 
 # grpc_start SYSTEM SCENARIO LOG: start the proxy on the proxy CPU; sets
@@ -956,13 +1024,24 @@ grpc_start() {
 	fi
 	port_free "$LISTEN" || { GRPC_ERR="port $LISTEN is taken"; return 1; }
 	case $sys in
-	shard-proxy | candidate | shard-proxy-log)
-		# shard-proxy-log: the same binary with 100% access logging to a file
-		local shards key=header:x-shard-key bin=$sys extra=()
+	shard-proxy | candidate | shard-proxy-log | shard-proxy-trace1 | shard-proxy-trace100)
+		# shard-proxy-log: the same binary with 100% access logging to a
+		# file; -trace1, -trace100: with --tracing otlp at 1% (the default)
+		# and 100% sampling, exporting over OTLP/HTTP to the sink
+		local shards key=header:x-shard-key bin=$sys extra=() env=()
 		shards=$(printf 'http://127.0.0.1:%s,' "${ports[@]}")
 		[ "$sc" = h2 ] && key='path:/accounts/{key}'
-		[ "$sys" = shard-proxy-log ] && bin=shard-proxy extra=(--access-log "$TMP/grpc-access.log")
-		"${ON_PROXY_CPU[@]}" "$TMP/$bin" --shards "${shards%,}" --shard-protocol "$proto" \
+		case $sys in
+		shard-proxy-log) bin=shard-proxy extra=(--access-log "$TMP/grpc-access.log") ;;
+		shard-proxy-trace*)
+			local ratio=0.01
+			[ "$sys" = shard-proxy-trace100 ] && ratio=1
+			bin=shard-proxy extra=(--tracing otlp)
+			env=(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$OTLP_SINK" OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf
+				OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=$ratio)
+			;;
+		esac
+		env "${env[@]}" "${ON_PROXY_CPU[@]}" "$TMP/$bin" --shards "${shards%,}" --shard-protocol "$proto" \
 			--listen "127.0.0.1:$LISTEN" --admin-listen "127.0.0.1:$ADMIN" \
 			--key "$key" --log-level warn "${extra[@]}" 2>>"$plog" &
 		;;
@@ -982,7 +1061,7 @@ grpc_start() {
 		"${ON_PROXY_CPU[@]}" nginx -c "$TMP/nginx-grpc.conf" -g 'daemon off; master_process off;' 2>>"$plog" &
 		;;
 	*)
-		GRPC_ERR="unknown system $sys (want some of: shard-proxy haproxy nginx direct candidate shard-proxy-log)"
+		GRPC_ERR="unknown system $sys (want some of: shard-proxy haproxy nginx direct candidate shard-proxy-log shard-proxy-trace1 shard-proxy-trace100)"
 		return 1
 		;;
 	esac
@@ -1061,8 +1140,12 @@ grpc() {
 			done
 		done
 	done
-	local streams=$(((BENCH_GRPC_CALLERS + BENCH_GRPC_CONNS - 1) / BENCH_GRPC_CONNS)) h2v=
+	local streams=$(((BENCH_GRPC_CALLERS + BENCH_GRPC_CONNS - 1) / BENCH_GRPC_CONNS)) h2v= sink=
 	command -v h2load >/dev/null 2>&1 && h2v=", $(h2load --version 2>&1 | head -1)"
+	if [ -n "${OTLP_SINK_PID:-}" ]; then
+		stop_pid "$OTLP_SINK_PID" # it prints what it took
+		sink="- tracing: shard-proxy-trace1 and -trace100 run \`--tracing otlp\` with OTEL_TRACES_SAMPLER_ARG 0.01 and 1, exporting over OTLP/HTTP (the SDK's batch processor, its defaults) to \`grpcload otlpsink\` on CPU $BENCH_LOAD_CPU, which reads and drops every batch; it took $(sed -n 's/^otlpsink: //p' "$TMP/otlpsink.log" | tail -1)"
+	fi
 	{
 		echo "# shard-proxy gRPC and HTTP/2 benchmark"
 		echo
@@ -1079,6 +1162,7 @@ grpc() {
 		echo "- every system adds X-Forwarded-For/-Proto/-Host and names the shard in X-Shard; before each measurement 12 keys go through it twice: every answer OK, each key on the same shard both times, the keys on more than one shard"
 		echo "- CPU µs/call is the proxy's own CPU time (user + system, all threads) over the measured window ÷ the calls completed in it; core used is its share of its core; peak RSS is its VmHWM after the run"
 		echo "- ratios compare with HAProxy, and with the better of HAProxy and nginx on each figure (higher calls/s, lower p99, lower CPU), in the same round; the raw lines are in grpc.txt"
+		[ -z "$sink" ] || echo "$sink"
 		echo
 		"$TMP/grpcload" report -in "$GRPC_RAW"
 	} >"$BENCH_OUT/grpc.md.tmp"
@@ -1090,10 +1174,35 @@ grpc() {
 	cat "$BENCH_OUT/grpc.md"
 }
 
+# broadcast: the admin plane's broadcast over a slow link (bench/cmd/broadcast).
+# The shards, their links and the caller share the load CPU; shard-proxy is
+# alone on the proxy CPU.
+broadcast() {
+	log "building shard-proxy and the broadcast bench"
+	build_shard_proxy
+	bench_build "$TMP/broadcast" ./cmd/broadcast
+	mkdir -p "$BENCH_OUT"
+	port_free "$LISTEN" || die "port $LISTEN is taken (set BENCH_PORT)"
+	"${ON_LOAD_CPU[@]}" "$TMP/broadcast" -proxy "$TMP/shard-proxy" -proxy-wrap "${ON_PROXY_CPU[*]}" \
+		-port "$LISTEN" -shards "$BENCH_BCAST_SHARDS" -rtt "$BENCH_BCAST_RTT" \
+		-concurrent "$BENCH_BCAST_CONCURRENT" -rounds "$BENCH_BCAST_ROUNDS" >"$BENCH_OUT/broadcast.md.tmp"
+	{
+		cat "$BENCH_OUT/broadcast.md.tmp"
+		echo
+		machine | grep -v '^- load:\|^- pinning:'
+		echo "- pinning: shard-proxy alone on CPU $BENCH_PROXY_CPU; the shards, their links and the caller (one process) on CPU $BENCH_LOAD_CPU; all at nice $BENCH_NICE"
+	} >"$BENCH_OUT/broadcast.md"
+	rm -f "$BENCH_OUT/broadcast.md.tmp"
+	log "wrote $BENCH_OUT/broadcast.md"
+	cat "$BENCH_OUT/broadcast.md"
+}
+
 install_missing
 command -v go >/dev/null || die "go is not on PATH"
 case $MODE in
 compare) compare ;;
+publish) publish ;;
+broadcast) broadcast ;;
 profile) profile ;;
 accesslog) accesslog ;;
 memory) memory ;;
@@ -1103,5 +1212,5 @@ fixedrate | generator)
 	. "$BENCH/fixedrate.sh"
 	$MODE
 	;;
-*) die "unknown mode $MODE: want compare (default), profile, memory, grpc, fixedrate or generator" ;;
+*) die "unknown mode $MODE: want compare (default), publish, profile, memory, grpc, broadcast, fixedrate or generator" ;;
 esac

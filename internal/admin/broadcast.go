@@ -27,9 +27,24 @@ import (
 
 // Defaults of BroadcastConfig.
 const (
-	DefaultBroadcastConcurrency = 64
-	DefaultBroadcastTimeout     = 10 * time.Second
-	DefaultMaxBodyBytes         = 4 << 20
+	// DefaultBroadcastConcurrency is high enough that a broadcast to a
+	// StatefulSet of up to 256 shards goes out in one wave: a broadcast
+	// then takes about one shard round trip, not one per wave.
+	DefaultBroadcastConcurrency = 256
+	// BroadcastConnsPerShard bounds the connections broadcasts hold to one
+	// shard, in use and idle together: that many broadcasts run at once at
+	// full speed, further ones wait for a connection to each shard, so a
+	// shard never sees more than this many broadcast requests at once and
+	// the proxy never holds more than this many connections per shard for
+	// broadcast. The idle pool per shard is as large, so that concurrent
+	// broadcasts up to this bound reuse connections instead of dialing
+	// again each time (idle ones close after BroadcastIdleTimeout).
+	BroadcastConnsPerShard = 32
+	// BroadcastIdleTimeout is how long an idle broadcast connection to a
+	// shard stays open, so that the next broadcast finds it warm.
+	BroadcastIdleTimeout    = 90 * time.Second
+	DefaultBroadcastTimeout = 10 * time.Second
+	DefaultMaxBodyBytes     = 4 << 20
 	// ResultBodyLimit caps each shard's body in the report.
 	ResultBodyLimit = 64 << 10
 )
@@ -152,11 +167,7 @@ func newBroadcaster(cfg BroadcastConfig, reg prometheus.Registerer, log *slog.Lo
 		cfg.HistoryBytes = DefaultHistoryBytes
 	}
 	if cfg.Transport == nil {
-		cfg.Transport = &http.Transport{
-			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConnsPerHost: 4,
-			IdleConnTimeout:     90 * time.Second,
-		}
+		cfg.Transport = newShardTransport()
 	}
 	b := &broadcaster{
 		cfg: cfg,
@@ -179,6 +190,22 @@ func newBroadcaster(cfg BroadcastConfig, reg prometheus.Registerer, log *slog.Lo
 	b.total.WithLabelValues("success")
 	b.total.WithLabelValues("failure")
 	return b
+}
+
+// newShardTransport is the pooled transport broadcasts reach plain shards
+// with: a pool per shard of BroadcastConnsPerShard connections.
+func newShardTransport() *http.Transport {
+	return &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxConnsPerHost:     BroadcastConnsPerShard,
+		MaxIdleConnsPerHost: BroadcastConnsPerShard,
+		IdleConnTimeout:     BroadcastIdleTimeout,
+		// Broadcast requests and answers are mostly small; larger ones
+		// take a few more system calls. A pooled connection holds both
+		// buffers, and a burst of broadcasts pools thousands.
+		ReadBufferSize:  1 << 10,
+		WriteBufferSize: 1 << 10,
+	}
 }
 
 // close releases idle connections to shards.

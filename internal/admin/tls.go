@@ -57,26 +57,24 @@ func (b *broadcaster) clientFor(sh watch.Shard) *http.Client {
 	}
 	shardTLS, name := b.shardTLS, sh.TLSName
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
-	tr := &http.Transport{
-		DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			if shardTLS == nil {
-				return nil, answer.TLSFailure(false, certs.ReasonHandshake, errors.New("no shard TLS configured"))
+	tr := newShardTransport()
+	tr.DialContext = nil
+	tr.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if shardTLS == nil {
+			return nil, answer.TLSFailure(false, certs.ReasonHandshake, errors.New("no shard TLS configured"))
+		}
+		nc, err := dialer.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		tc, err := shardTLS.Handshake(ctx, nc, name, false)
+		if err != nil {
+			if se := (*certs.ShardError)(nil); errors.As(err, &se) {
+				return nil, answer.TLSFailure(se.Identity(), se.Reason, err)
 			}
-			nc, err := dialer.DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			tc, err := shardTLS.Handshake(ctx, nc, name, false)
-			if err != nil {
-				if se := (*certs.ShardError)(nil); errors.As(err, &se) {
-					return nil, answer.TLSFailure(se.Identity(), se.Reason, err)
-				}
-				return nil, err
-			}
-			return tc, nil
-		},
-		MaxIdleConnsPerHost: 4,
-		IdleConnTimeout:     90 * time.Second,
+			return nil, err
+		}
+		return tc, nil
 	}
 	c := &http.Client{Transport: tr, CheckRedirect: b.client.CheckRedirect}
 	b.tls.m[id] = c

@@ -7,11 +7,14 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/shard-proxy/shard-proxy/internal/proxy/h1"
 )
 
 // h1Sender is the load generator's own HTTP/1.1 client: one keep-alive
 // connection per worker, the request written from the templates into a
-// reused buffer in one write, the answer parsed in place (h1answer.go).
+// reused buffer in one write, the answer parsed in place by the proxy's own parsers
+// (h1answer.go).
 // Nothing is allocated per request once a connection is warm; that is
 // what lets one core send tens of thousands of requests a second, which
 // net/http's client cannot.
@@ -37,7 +40,8 @@ type h1Conn struct {
 	c    net.Conn
 	br   *bufio.Reader
 	wbuf []byte
-	used bool // the connection carried an exchange already
+	ans  h1Answer // the answer reader, reused
+	used bool     // the connection carried an exchange already
 
 	mu          sync.Mutex // guards c against Interrupt, and interrupted
 	interrupted bool
@@ -67,7 +71,7 @@ func (c *h1Conn) Do(key []byte, a *Answer) error {
 		if c.isInterrupted() {
 			return errInterrupted
 		}
-		if attempt > 0 || !reused || !errors.Is(err, errNoAnswer) || !idempotent(c.s.target.Method) {
+		if attempt > 0 || !reused || !errors.Is(err, errNoAnswer) || !h1.Idempotent(c.s.target.Method) {
 			return err
 		}
 	}
@@ -110,12 +114,14 @@ func (c *h1Conn) exchange(a *Answer) (keep bool, err error) {
 	if _, err := c.c.Write(c.wbuf); err != nil {
 		return false, &opError{kind: kindOf(err, "write"), err: err}
 	}
-	var ans h1Answer
+	ans := &c.ans
 	ans.shard = a.Shard[:0]
-	if err := ans.read(c.br, c.s.target.Method == "HEAD"); err != nil {
+	err = ans.read(c.br, c.s.target.Method == "HEAD")
+	a.Shard, ans.shard = ans.shard, nil // the caller's buffer, not kept here
+	if err != nil {
 		return false, err
 	}
-	a.Status, a.Shard = ans.status, ans.shard
+	a.Status = ans.status
 	return ans.keep, nil
 }
 
@@ -146,14 +152,6 @@ func (c *h1Conn) Interrupt() {
 }
 
 func (c *h1Conn) Close() { c.closeConn() }
-
-func idempotent(method string) bool {
-	switch method {
-	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
-		return true
-	}
-	return false
-}
 
 // opError is a failed exchange, with the kind the report counts it as:
 // connect, write, read, timeout or protocol.

@@ -30,7 +30,7 @@ type accessLog struct {
 
 // openAccessLog opens an access log to a file in the test's directory;
 // cfg.Dest is set here, cfg.Sample 0 means 1.
-func openAccessLog(t *testing.T, cfg accesslog.Config) *accessLog {
+func openAccessLog(t testing.TB, cfg accesslog.Config) *accessLog {
 	t.Helper()
 	cfg.Dest = filepath.Join(t.TempDir(), "access.log")
 	if cfg.Sample == 0 {

@@ -16,6 +16,9 @@
 //	grpcload h2     -addr A -clients 4 -streams 16 -warmup 2s -duration 10s -pid P
 //	                           h2load GETs of /accounts/<key> (keys from the same
 //	                           seeded generator), its output as a BENCH line
+//	grpcload otlpsink -listen A
+//	                           an OTLP/HTTP receiver that reads and drops every
+//	                           batch (the tracing systems export to it)
 //	grpcload report -in grpc.txt
 //	                           the markdown tables
 //
@@ -52,11 +55,12 @@ import (
 )
 
 func main() {
-	benchline.Main("grpcload", "load|sanity|h2|report", map[string]func([]string) error{
-		"load":   cmdLoad,
-		"sanity": cmdSanity,
-		"h2":     cmdH2,
-		"report": cmdReport,
+	benchline.Main("grpcload", "load|sanity|h2|otlpsink|report", map[string]func([]string) error{
+		"otlpsink": cmdSink,
+		"load":     cmdLoad,
+		"sanity":   cmdSanity,
+		"h2":       cmdH2,
+		"report":   cmdReport,
 	})
 }
 

@@ -10,10 +10,11 @@ import (
 )
 
 var (
-	systemOrder   = []string{"shard-proxy", "candidate", "haproxy", "nginx", "direct"}
+	systemOrder   = []string{"shard-proxy", "shard-proxy-log", "shard-proxy-trace1", "shard-proxy-trace100", "candidate", "haproxy", "nginx", "direct"}
 	scenarioOrder = []string{"grpc", "h2"}
 	systemTitle   = map[string]string{
 		"shard-proxy": "shard-proxy", "candidate": "shard-proxy (candidate)", "haproxy": "HAProxy", "nginx": "nginx", "direct": "direct (ceiling)",
+		"shard-proxy-log": "shard-proxy, 100% access log", "shard-proxy-trace1": "shard-proxy, tracing 1%", "shard-proxy-trace100": "shard-proxy, tracing 100%",
 	}
 	scenarioTitle = map[string]string{
 		"grpc": "gRPC unary calls (grpc.testing.TestService/UnaryCall, key in x-shard-key metadata)",
@@ -188,6 +189,7 @@ func markdown(recs []rec) string {
 			fmt.Fprintf(&b, "Medians over %d rounds; each ratio is taken within a round, then the median.\n\n", rounds)
 		}
 		writeSummary(&b, summarize(recs, sc))
+		writeVariants(&b, recs, sc)
 		if rounds > 1 {
 			writeRounds(&b, recs, sc, rounds)
 		}
@@ -260,4 +262,58 @@ func systemsOf(recs []rec, scenario string) []string {
 		}
 	}
 	return out
+}
+
+// variants are the shard-proxy systems with the access log or tracing on,
+// measured against "shard-proxy" (both off).
+var variants = []string{"shard-proxy-log", "shard-proxy-trace1", "shard-proxy-trace100"}
+
+// writeVariants writes, when the scenario has any of the variants and
+// shard-proxy, each variant's calls/s and CPU per call ÷ shard-proxy's,
+// taken within a round, with their median and every round's.
+func writeVariants(b *strings.Builder, recs []rec, sc string) {
+	type pair struct{ rps, cpu []float64 }
+	off := map[int]rec{}
+	got := map[string]*pair{}
+	for _, r := range recs {
+		if r["scenario"] == sc && r["system"] == "shard-proxy" && !r.Failed() {
+			off[r.Int("round")] = r
+		}
+	}
+	for _, r := range recs {
+		o := off[r.Int("round")]
+		if r["scenario"] != sc || !slices.Contains(variants, r["system"]) || r.Failed() || o == nil {
+			continue
+		}
+		p := got[r["system"]]
+		if p == nil {
+			p = &pair{}
+			got[r["system"]] = p
+		}
+		ratio(&p.rps, r.F("rps"), o.F("rps"))
+		ratio(&p.cpu, r.F("cpu_us"), o.F("cpu_us"))
+	}
+	if len(got) == 0 {
+		return
+	}
+	b.WriteString("Against shard-proxy with the access log and tracing off, in the same round (median; every round):\n\n")
+	b.WriteString("| system | calls/s ÷ off | CPU per call ÷ off | calls/s ÷ off, by round | CPU ÷ off, by round |\n|---|--:|--:|---|---|\n")
+	for _, sys := range variants {
+		p := got[sys]
+		if p == nil {
+			continue
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s |\n", title(systemTitle, sys),
+			x(benchline.Median(p.rps)), x(benchline.Median(p.cpu)), xs(p.rps), xs(p.cpu))
+	}
+	b.WriteString("\n")
+}
+
+// xs is each ratio, in order, as "0.97 1.02".
+func xs(v []float64) string {
+	out := make([]string, len(v))
+	for i, f := range v {
+		out[i] = strconv.FormatFloat(f, 'f', 2, 64)
+	}
+	return strings.Join(out, " ")
 }

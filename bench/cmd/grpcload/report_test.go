@@ -69,6 +69,36 @@ func TestReportRatiosAndMedians(t *testing.T) {
 	}
 }
 
+// TestReportVariants: the access log and tracing systems are measured
+// against shard-proxy in their own round (round 2's trace1 against round
+// 2's shard-proxy, not round 1's), and a round whose shard-proxy failed
+// gives no ratio.
+func TestReportVariants(t *testing.T) {
+	lines := sampleLines + `
+BENCH round=1 scenario=grpc system=shard-proxy-trace1 calls=100 seconds=10.000 rps=7600.000 p50_us=2000 p99_us=6000 errors=0 cpu_us=66.000 cpu_util=0.480 hwm_kib=32768
+BENCH round=2 scenario=grpc system=shard-proxy-trace1 calls=100 seconds=10.000 rps=9000.000 p50_us=2000 p99_us=6000 errors=0 cpu_us=50.000 cpu_util=0.450 hwm_kib=33792
+BENCH round=1 scenario=grpc system=shard-proxy-trace100 calls=100 seconds=10.000 rps=4000.000 p50_us=2000 p99_us=6000 errors=0 cpu_us=120.000 cpu_util=0.480 hwm_kib=32768
+BENCH round=1 scenario=h2 system=shard-proxy note="did not start"
+BENCH round=1 scenario=h2 system=shard-proxy-log calls=100 seconds=10.000 rps=5000.000 p50_us=1500 p99_us=4000 errors=0 cpu_us=30.000 cpu_util=0.300 hwm_kib=16384
+`
+	recs, err := benchline.Parse(strings.NewReader(lines), lineKeys...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := markdown(recs)
+	for _, want := range []string{
+		"| shard-proxy, tracing 1% | 0.97× | 1.05× | 0.95 1.00 | 1.10 1.00 |",
+		"| shard-proxy, tracing 100% | 0.50× | 2.00× | 0.50 | 2.00 |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+	if strings.Count(md, "Against shard-proxy with the access log") != 1 {
+		t.Errorf("the variants table once, for gRPC only (h2's shard-proxy failed):\n%s", md)
+	}
+}
+
 func TestParseH2load(t *testing.T) {
 	out := []byte(`starting benchmark...
 spawning thread #0: 4 total client(s). Timing-based test with 0s of warm-up time and 3s of main duration for measurements.

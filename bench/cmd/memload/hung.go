@@ -18,7 +18,8 @@ func cmdHung(args []string) error {
 	fs.Parse(args)
 	r := newResult(c)
 	mon := startMonitor(c)
-	base := mon.now().rss
+	before := mon.now()
+	base := before.rss
 	target := fmt.Sprintf("/hang?for=%s", *hold)
 	var st statuses
 	var ok atomic.Int64
@@ -43,6 +44,9 @@ func cmdHung(args []string) error {
 	stat := mon.finish(r)
 	if *clients > 0 && stat.hwm > 0 {
 		r.set("kib_per_request", float64(stat.hwm-base)/float64(*clients))
+		r.set("rss_before_kib", base)
+		r.set("anon_before_kib", before.anon)
+		r.set("anon_kib_per_request", float64(stat.anonPeak-before.anon)/float64(*clients))
 	}
 	r.print()
 	return nil

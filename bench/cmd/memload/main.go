@@ -158,7 +158,12 @@ func short(err error) string {
 
 type procStat struct {
 	hwm, rss int64 // KiB
-	alive    bool
+	// anon is the private (anonymous) part of rss: what the process
+	// allocated, without the pages of its binary and libraries that it
+	// maps (RssFile), which the kernel shares and can drop. anonPeak is the
+	// largest anon sampled (every 20 ms: the kernel keeps no peak of it).
+	anon, anonPeak int64
+	alive          bool
 }
 
 func readProc(pid int) procStat {
@@ -166,7 +171,7 @@ func readProc(pid int) procStat {
 	if st == nil {
 		return procStat{}
 	}
-	s := procStat{hwm: benchline.KiB(st, "VmHWM"), rss: benchline.KiB(st, "VmRSS")}
+	s := procStat{hwm: benchline.KiB(st, "VmHWM"), rss: benchline.KiB(st, "VmRSS"), anon: benchline.KiB(st, "RssAnon")}
 	// A zombie (the proxy died, run.sh has not reaped it yet) has no memory
 	// lines.
 	if f := st["State"]; len(f) > 0 {
@@ -241,6 +246,7 @@ func (m *monitor) now() procStat {
 	defer m.mu.Unlock()
 	if s.alive {
 		s.hwm = max(s.hwm, m.last.hwm)
+		s.anonPeak = max(s.anon, m.last.anonPeak)
 		m.last = s
 		return s
 	}
@@ -267,6 +273,7 @@ func (m *monitor) finish(r *result) procStat {
 	}
 	r.set("hwm_kib", s.hwm)
 	r.set("rss_kib", s.rss)
+	r.set("anon_peak_kib", s.anonPeak)
 	r.set("alive", b2i(s.alive))
 	m.mu.Lock()
 	r.set("guard_killed", b2i(m.killed))

@@ -361,12 +361,15 @@ func (m *mdReport) hung() {
 	rows := m.rowsOf("hung")
 	fmt.Fprintf(m.b, "## %s requests held by a shard for %s s\n\n", first(rows, "clients"), firstFixed(rows, "hold_s", 0))
 	m.b.WriteString("Each on a connection of its own, all at once; the shard answers each after the hold. Per request:\n" +
-		"peak RSS above the proxy's RSS before the test, over the number of requests.\n\n")
-	m.rows("| system | answered 200 | statuses | seconds | peak RSS MiB | KiB per request | peak RSS ÷ HAProxy |",
-		"|---|---:|---|---:|---:|---:|---:|", []string{"hung"},
+		"peak RSS above the proxy's RSS before the test, over the number of requests. Private: the anonymous part\n" +
+		"of RSS (RssAnon, sampled every 20 ms), without the mapped pages of the program's binary and libraries.\n\n")
+	m.rows("| system | answered 200 | statuses | seconds | RSS before MiB | peak RSS MiB | KiB per request | private before MiB | peak private MiB | private KiB per request | peak RSS ÷ HAProxy | peak private ÷ HAProxy |",
+		"|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|", []string{"hung"},
 		func(r, base rec) []string {
 			return []string{title(r["system"]), r["ok"], r["statuses"], fixed(r, "seconds", 1),
-				kibMiB(r, "hwm_kib"), fixed(r, "kib_per_request", 1), against(r, base, "hwm_kib")}
+				kibMiB(r, "rss_before_kib"), kibMiB(r, "hwm_kib"), fixed(r, "kib_per_request", 1),
+				kibMiB(r, "anon_before_kib"), kibMiB(r, "anon_peak_kib"), fixed(r, "anon_kib_per_request", 1),
+				against(r, base, "hwm_kib"), against(r, base, "anon_peak_kib")}
 		}, nil)
 }
 

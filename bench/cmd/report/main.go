@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -21,19 +22,23 @@ import (
 
 // Order of systems and scenarios in tables and charts.
 var (
-	systemOrder   = []string{"shard-proxy", "candidate", "haproxy", "nginx", "direct"}
+	systemOrder   = []string{"shard-proxy", "candidate", "haproxy", "nginx", "caddy", "direct"}
 	scenarioOrder = []string{"header", "path", "body"}
 	systemTitle   = map[string]string{
-		"shard-proxy": "shard-proxy", "candidate": "shard-proxy (candidate)", "haproxy": "HAProxy", "nginx": "nginx", "direct": "direct (ceiling)",
+		"shard-proxy": "shard-proxy", "candidate": "shard-proxy (candidate)", "haproxy": "HAProxy", "nginx": "nginx", "caddy": "Caddy", "direct": "direct (ceiling)",
 	}
 )
 
 // Targets of issue 5.
 const (
-	targetHeaderRPS   = 1.0  // header req/s ≥ this × HAProxy's
-	targetHeaderP99   = 1.2  // header p99 ≤ this × HAProxy's
-	targetBodyOfOwn   = 0.8  // body req/s ≥ this × shard-proxy's header req/s
-	targetRSSMiB      = 64.0 // VmHWM under load
+	targetHeaderRPS = 1.0  // header req/s ≥ this × HAProxy's
+	targetHeaderP99 = 1.2  // header p99 ≤ this × HAProxy's
+	targetBodyOfOwn = 0.8  // body req/s ≥ this × shard-proxy's header req/s
+	targetRSSMiB    = 64.0 // VmHWM under load
+	// Targets of issue 22, against the faster of peerSystems in each round.
+	targetPeerRPS     = 1.05 // req/s ≥ this × the faster peer's
+	targetPeerCPU     = 0.95 // CPU per request ≤ this × that peer's
+	targetPeerP99     = 1.1  // p99 ≤ this × that peer's
 	baselineSystem    = "haproxy"
 	subjectSystem     = "shard-proxy"
 	ceilingSystem     = "direct"
@@ -221,6 +226,7 @@ func writeMarkdown(w io.Writer, rows []row) error {
 		b.WriteString("\n")
 	}
 	writeTargets(b, cells, rows)
+	writePeerTargets(b, rows)
 	if rounds > 1 {
 		writeRounds(b, rows)
 	}
@@ -302,6 +308,54 @@ func writeTargets(b *strings.Builder, cells []cell, rows []row) {
 	if any {
 		check("0 errors", strconv.Itoa(errs), errs == 0)
 		check(fmt.Sprintf("peak RSS ≤ %.0f MiB", targetRSSMiB), mib(hwm)+" MiB", float64(hwm)/1024 <= targetRSSMiB)
+	}
+}
+
+// peerSystems are the peers issue 22 compares shard-proxy with.
+var peerSystems = []string{"nginx", "haproxy"}
+
+// peerRatios is, for one scenario, the median over rounds of shard-proxy's
+// req/s, CPU per request and p99 over those of the faster peer in the same
+// round (each 0 when unknown), and how many rounds had both.
+func peerRatios(rows []row, scenario string) (rps, cpu, p99 float64, rounds int) {
+	best := map[int]row{}
+	for _, r := range rows {
+		if r.scenario == scenario && r.measured() && r.rps > 0 && slices.Contains(peerSystems, r.system) && r.rps > best[r.round].rps {
+			best[r.round] = r
+		}
+	}
+	var rr, cr, pr []float64
+	for _, r := range rows {
+		b, ok := best[r.round]
+		if r.system != subjectSystem || r.scenario != scenario || !r.measured() || !ok {
+			continue
+		}
+		rr = append(rr, r.rps/b.rps)
+		if r.cpuUS > 0 && b.cpuUS > 0 {
+			cr = append(cr, r.cpuUS/b.cpuUS)
+		}
+		if b.p99us > 0 {
+			pr = append(pr, r.p99us/b.p99us)
+		}
+	}
+	return benchline.Median(rr), benchline.Median(cr), benchline.Median(pr), len(rr)
+}
+
+// writePeerTargets checks the HTTP/1.1 targets of issue 22: per key, against
+// the faster of nginx and HAProxy in each round.
+func writePeerTargets(b *strings.Builder, rows []row) {
+	b.WriteString("\n## Targets of issue 22 (shard-proxy ÷ the faster of nginx and HAProxy in the same round, median)\n\n")
+	b.WriteString("| key | rounds | req/s (≥ 1.05x) | CPU/req (≤ 0.95x) | p99 (≤ 1.1x) | all met |\n|---|---:|---:|---:|---:|---|\n")
+	for _, sc := range scenarioOrder {
+		rps, cpu, p99, n := peerRatios(rows, sc)
+		if n == 0 {
+			continue
+		}
+		met := "no"
+		if rps >= targetPeerRPS && cpu > 0 && cpu <= targetPeerCPU && p99 <= targetPeerP99 {
+			met = "yes"
+		}
+		fmt.Fprintf(b, "| %s | %d | %s | %s | %s | %s |\n", sc, n, ratio(rps), ratio(cpu), ratio(p99), met)
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -93,5 +94,42 @@ func TestChartIsWritten(t *testing.T) {
 	}
 	if !strings.HasPrefix(string(data), "\x89PNG") {
 		t.Errorf("%s is not a PNG", png)
+	}
+}
+
+// Issue 22's targets compare shard-proxy with whichever of nginx and
+// HAProxy was faster in each round (not always the same one), and Caddy is
+// reported beside them.
+func TestPeerTargetsTakeTheFasterPeerPerRound(t *testing.T) {
+	const rows4 = `1	shard-proxy	path	21000	1000	2000	0	1	10	1	1	
+1	haproxy	path	20000	1000	2000	0	1	11	1	1	
+1	nginx	path	15000	1000	1000	0	1	5	1	1	
+1	caddy	path	9000	1000	4000	0	1	30	1	1	
+2	shard-proxy	path	22000	1000	2000	0	1	10	1	1	
+2	haproxy	path	15000	1000	1000	0	1	5	1	1	
+2	nginx	path	20000	1000	2000	0	1	11	1	1	
+2	caddy	path	9000	1000	4000	0	1	30	1	1	
+`
+	path := filepath.Join(t.TempDir(), "rows.tsv")
+	if err := os.WriteFile(path, []byte(rows4), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := readRows(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rps, cpu, p99, n := peerRatios(rows, "path")
+	near := func(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
+	if n != 2 || !near(rps, 1.075) || !near(cpu, 10.0/11) || !near(p99, 1) {
+		t.Errorf("peerRatios = %v, %v, %v over %d rounds; want 1.075, 0.909, 1 over 2", rps, cpu, p99, n)
+	}
+	var b strings.Builder
+	if err := writeMarkdown(&b, rows); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"| Caddy | path | 9000 |", "| path | 2 | 1.08x | 0.91x | 1.00x | yes |"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("markdown lacks %q:\n%s", want, b.String())
+		}
 	}
 }

@@ -76,6 +76,50 @@ type Conn struct {
 	Dead    bool // closed: nothing more is queued
 	kick    chan struct{}
 	timeout time.Duration // per socket write
+
+	// after is the work left by Defer for whoever unlocks next: the first
+	// few in place (a lock held usually ends one stream), the rest in more.
+	after  [4]Deferred
+	nAfter int
+	more   []Deferred
+}
+
+// Deferred is work that a holder of a Conn's lock decides on but that
+// need not, and should not, run under it (a stream's access log line and
+// span: see Conn.Defer).
+type Deferred interface {
+	// RunUnlocked does the work; the Conn is not locked.
+	RunUnlocked()
+}
+
+// Defer leaves d for the goroutine that unlocks the Conn next, which runs
+// it after unlocking, before Unlock returns; the Conn locked. Each d runs
+// once, in the order deferred.
+func (w *Conn) Defer(d Deferred) {
+	if w.nAfter < len(w.after) {
+		w.after[w.nAfter] = d
+		w.nAfter++
+		return
+	}
+	w.more = append(w.more, d)
+}
+
+// Unlock unlocks the Conn, then runs what was deferred while it was
+// locked (Defer).
+func (w *Conn) Unlock() {
+	if w.nAfter == 0 {
+		w.Mutex.Unlock()
+		return
+	}
+	after, n, more := w.after, w.nAfter, w.more
+	w.after, w.nAfter, w.more = [4]Deferred{}, 0, nil
+	w.Mutex.Unlock()
+	for i := range n {
+		after[i].RunUnlocked()
+	}
+	for _, d := range more {
+		d.RunUnlocked()
+	}
 }
 
 // New returns the sending side of nc, with RFC 9113's initial settings

@@ -3,6 +3,7 @@ package h2wire
 import (
 	"bytes"
 	"net"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -205,4 +206,51 @@ func expectUpdates(t *testing.T, p *peer, stream, conn int) {
 		t.Fatalf("given back %d (stream) and %d (connection), want %d and %d", gotStream, gotConn, stream, conn)
 	}
 	p.quiet(t, 50*time.Millisecond)
+}
+
+// deferred records when it ran and whether its Conn was unlocked then.
+type deferred struct {
+	w        *Conn
+	id       int
+	ran      *[]int
+	unlocked *[]bool
+}
+
+func (d deferred) RunUnlocked() {
+	*d.ran = append(*d.ran, d.id)
+	ok := d.w.TryLock()
+	if ok {
+		d.w.Mutex.Unlock()
+	}
+	*d.unlocked = append(*d.unlocked, ok)
+}
+
+// TestDefer: work deferred under the lock runs once, in order, unlocked,
+// when the holder unlocks (past the four kept in place too); an Unlock
+// with nothing deferred runs nothing, and a later holder's Unlock runs
+// only what it deferred.
+func TestDefer(t *testing.T) {
+	w := New(nil, time.Second)
+	var ran []int
+	var unlocked []bool
+	w.Lock()
+	for i := range 7 {
+		w.Defer(deferred{w, i, &ran, &unlocked})
+	}
+	w.Unlock()
+	if want := []int{0, 1, 2, 3, 4, 5, 6}; !slices.Equal(ran, want) {
+		t.Fatalf("ran %v, want %v", ran, want)
+	}
+	if slices.Contains(unlocked, false) {
+		t.Fatalf("ran with the Conn locked: %v", unlocked)
+	}
+	w.Lock()
+	w.Signal() // nothing to write: a hold that defers nothing
+	w.Unlock()
+	w.Lock()
+	w.Defer(deferred{w, 7, &ran, &unlocked})
+	w.Unlock()
+	if want := []int{0, 1, 2, 3, 4, 5, 6, 7}; !slices.Equal(ran, want) {
+		t.Fatalf("ran %v, want %v", ran, want)
+	}
 }

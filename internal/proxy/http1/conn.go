@@ -12,6 +12,7 @@ import (
 
 	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/h1"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/h1write"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/header"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/sock"
 )
@@ -38,24 +39,35 @@ const hotIdle = 200 * time.Millisecond
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
 
-// buffersOut counts the pooled buffers taken and not given back (see
-// BuffersHeld).
-var buffersOut atomic.Int64
+// countBuffers turns on buffersOut, the count of pooled buffers taken and
+// not given back (see CountBuffers); off, the hot path pays one load.
+var (
+	countBuffers atomic.Bool
+	buffersOut   atomic.Int64
+)
 
 func getBuf() *[]byte {
-	buffersOut.Add(1)
+	if countBuffers.Load() {
+		buffersOut.Add(1)
+	}
 	return bufPool.Get().(*[]byte)
 }
 
 func putBuf(b *[]byte) {
-	buffersOut.Add(-1)
+	if countBuffers.Load() {
+		buffersOut.Add(-1)
+	}
 	bufPool.Put(b)
 }
 
-// BuffersHeld is how many of the engine's 16 KiB buffers are taken now, by
-// every Server of the process: what connections hold while they wait is
-// measured by it.
-func BuffersHeld() int64 { return buffersOut.Load() }
+// CountBuffers starts counting the engine's 16 KiB buffers taken and not
+// given back, by every Server of the process, and returns the count so
+// far: what connections hold while they wait is measured by the change.
+// Tests call it; a shared counter on every take is not free.
+func CountBuffers() int64 {
+	countBuffers.Store(true)
+	return buffersOut.Load()
+}
 
 // clientConn is one client connection of the HTTP/1.1 engine. One goroutine
 // serves it, request after request; a second one exists only while a
@@ -69,6 +81,9 @@ type clientConn struct {
 	tls   bool
 	ip    string
 	state atomic.Int32
+	// prev and next link the Server's connections (under its mu).
+	prev, next *clientConn
+	parked     parkedState // while the parker holds the connection
 
 	rbuf *[]byte // read buffer, nil while idle
 	rb   []byte
@@ -121,7 +136,8 @@ func (cc *clientConn) attach() {
 // readLean reads the next request's first bytes into rb, taking the read
 // buffer only once they are there: a keep-alive connection waiting for its
 // next request, and a new one whose request is still on its way, hold
-// none. Under TLS it reads with the buffer held.
+// none. Under TLS it reads with the buffer held (records must be
+// decrypted into something).
 func (cc *clientConn) readLean() (int, error) {
 	if !cc.lean.Ready() {
 		cc.acquireRead()
@@ -248,6 +264,7 @@ func (cc *clientConn) handOff() bool {
 // connections that expire while parked.
 func (cc *clientConn) closeParked() {
 	_ = cc.nc.Close()
+	cc.r = cc.w // what was not read yet goes with the connection
 	cc.release()
 	cc.s.forget(cc)
 }
@@ -461,7 +478,7 @@ func (cc *clientConn) failHead(err error) {
 // writeAnswer sends the proxy's own answer; with closing, it says so.
 func (cc *clientConn) writeAnswer(a answer.Answer, closing bool) {
 	cc.acquire()
-	b, bodyLen := appendAnswer(cc.scratch(), a, closing)
+	b, bodyLen := h1write.AppendAnswer(cc.scratch(), a, closing)
 	cc.x.d.Answered(a.Status, a.Body.Error, bodyLen)
 	_ = cc.write(b)
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/h1"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/h1write"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/keys"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/route"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/sock"
@@ -203,9 +204,9 @@ var errUpstreamIO = errors.New("shard connection failed")
 // on its own goroutine while the answer is awaited.
 func (x *exchange) send(uc *upstream.Conn) error {
 	cc := x.cc
-	rh := requestHead{clientIP: cc.ip, tls: cc.tls, hostFallback: x.b.Addr, upgrade: x.upgrade, dropExpect: cc.in.continued,
-		previous: x.d.Previous, previousAddr: x.d.PreviousAddr, traceparent: x.d.Trace.Outgoing()}
-	wb := appendRequestHead(cc.scratch(), &cc.in.head, rh)
+	rh := h1write.RequestHead{ClientIP: cc.ip, TLS: cc.tls, HostFallback: x.b.Addr, Upgrade: x.upgrade, DropExpect: cc.in.continued,
+		Previous: x.d.Previous, PreviousAddr: x.d.PreviousAddr, Traceparent: x.d.Trace.Outgoing()}
+	wb := h1write.AppendRequest(cc.scratch(), &cc.in.head, rh)
 	body, whole := cc.takeBody()
 	x.streaming = !whole
 	_ = uc.NC.SetWriteDeadline(time.Now().Add(x.cc.s.cfg.UpstreamTimeout))
@@ -509,7 +510,7 @@ func (x *exchange) relayInformational() error {
 	if x.minor == 0 {
 		return nil
 	}
-	wb := appendResponseHead(x.cc.scratch(), &x.resp, responseHead{shard: x.b.Name})
+	wb := h1write.AppendResponse(x.cc.scratch(), &x.resp, h1write.ResponseHead{Shard: x.b.Name})
 	x.cc.keepScratch(wb)
 	return x.cc.write(wb)
 }

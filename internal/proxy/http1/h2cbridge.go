@@ -16,6 +16,7 @@ import (
 
 	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/h1"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/h1write"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/header"
 )
 
@@ -213,11 +214,11 @@ func bridgeHead(b []byte, resp *http.Response, shard string, closing, chunked bo
 	switch {
 	case chunked:
 		for k := range resp.Trailer {
-			b = appendField(b, "Trailer", k)
+			b = h1write.AppendField(b, "Trailer", k)
 		}
 		b = append(b, "Transfer-Encoding: chunked\r\n"...)
 	case resp.ContentLength >= 0:
-		b = appendField(b, "Content-Length", strconv.FormatInt(resp.ContentLength, 10))
+		b = h1write.AppendField(b, "Content-Length", strconv.FormatInt(resp.ContentLength, 10))
 	}
 	if closing {
 		b = append(b, "Connection: close\r\n"...)
@@ -233,7 +234,7 @@ func appendHeader(b []byte, h http.Header) []byte {
 	slices.Sort(keys)
 	for _, k := range keys {
 		for _, v := range h[k] {
-			b = appendField(b, k, v)
+			b = h1write.AppendField(b, k, v)
 		}
 	}
 	return b

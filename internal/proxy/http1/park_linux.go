@@ -30,59 +30,65 @@ type parker struct {
 	epfd int
 	ep   *os.File // the epoll fd, so the netpoller can wait on it
 
-	mu       sync.Mutex
-	parked   map[int]*parkedConn // by socket fd
+	mu sync.Mutex
+	// byFD holds the parked connections by socket descriptor (a waiting
+	// request under both of its sockets): a slice, as descriptors are
+	// small numbers, where a map weighed some 50 bytes a connection.
+	byFD     []*clientConn
+	closed   bool // drained: nothing parks any more
 	stop     chan struct{}
 	done     chan struct{}
 	stopOnce sync.Once // Shutdown may be called more than once
 }
 
-type parkedConn struct {
-	cc      *clientConn
-	fd      int
-	idleEnd time.Time
+// parkedState is what the parker keeps of a connection it holds, in the
+// connection itself (parking allocates nothing).
+type parkedState struct {
+	// fd is the socket watched for readability: the client's for an idle
+	// connection, the shard's for a waiting request.
+	fd int32
+	// until is when the parker gives up (unix nanoseconds): it closes an
+	// idle connection, and hands a waiting request back to a goroutine to
+	// wait out the rest of its answer head's time.
+	until int64
 	// up is the shard connection of a waiting request (nil for an idle
-	// connection): fd is its socket, clientFD the client's, both in the
-	// set, and idleEnd when it goes back to a goroutine to wait out the
-	// rest of its answer head's time.
-	up       *upstream.Conn
-	clientFD int
+	// connection); the client's socket (cc.fd) is then in the set too,
+	// for a hang-up.
+	up *upstream.Conn
+}
+
+// set puts cc under fd; pk.mu held.
+func (pk *parker) set(fd int, cc *clientConn) {
+	if fd >= len(pk.byFD) {
+		pk.byFD = append(pk.byFD, make([]*clientConn, fd+1-len(pk.byFD)+len(pk.byFD)/2)...)
+	}
+	pk.byFD[fd] = cc
 }
 
 // park hands cc to the parker until its socket is readable or its idle
 // deadline passes. It reports false when cc cannot be parked (not a plain
 // socket, or the parker could not start); the caller then waits itself.
+// A TLS connection parks on its socket: it comes here only after a read
+// found no record buffered in it (see awaitRequest).
 func (pk *parker) park(cc *clientConn, idleEnd time.Time) bool {
+	if cc.fd < 0 {
+		return false
+	}
 	pk.once.Do(pk.start)
 	if pk.err != nil {
 		return false
 	}
-	// A TLS connection parks on its socket: it comes here only after a
-	// read found no record buffered in it (see awaitRequest).
-	sc, ok := sock.Raw(cc.nc).(syscall.Conn)
-	if !ok {
-		return false
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	pc := &parkedConn{cc: cc, idleEnd: idleEnd}
-	var addErr error
 	pk.mu.Lock()
 	defer pk.mu.Unlock()
-	if pk.parked == nil {
-		return false // shut down
-	}
-	err = raw.Control(func(fd uintptr) {
-		pc.fd = int(fd)
-		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(fd)}
-		addErr = epollCtl(pk.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
-	})
-	if err != nil || addErr != nil {
+	if pk.closed {
 		return false
 	}
-	pk.parked[pc.fd] = pc
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(cc.fd)}
+	if epollCtl(pk.epfd, unix.EPOLL_CTL_ADD, cc.fd, &ev) != nil {
+		return false
+	}
+	cc.parked = parkedState{fd: int32(cc.fd), until: idleEnd.UnixNano()}
+	pk.set(cc.fd, cc)
 	return true
 }
 
@@ -98,44 +104,57 @@ func (pk *parker) parkWaiting(cc *clientConn, uc *upstream.Conn, until time.Time
 	if pk.err != nil {
 		return false
 	}
-	pc := &parkedConn{cc: cc, fd: uc.FD, clientFD: cc.fd, idleEnd: until, up: uc}
 	pk.mu.Lock()
 	defer pk.mu.Unlock()
-	if pk.parked == nil {
-		return false // shut down
-	}
-	shard := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(pc.fd)}
-	if epollCtl(pk.epfd, unix.EPOLL_CTL_ADD, pc.fd, &shard) != nil {
+	if pk.closed {
 		return false
 	}
-	client := unix.EpollEvent{Events: unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(pc.clientFD)}
-	if epollCtl(pk.epfd, unix.EPOLL_CTL_ADD, pc.clientFD, &client) != nil {
-		_ = epollCtl(pk.epfd, unix.EPOLL_CTL_DEL, pc.fd, nil)
+	shard := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(uc.FD)}
+	if epollCtl(pk.epfd, unix.EPOLL_CTL_ADD, uc.FD, &shard) != nil {
 		return false
 	}
-	pk.parked[pc.fd] = pc
-	pk.parked[pc.clientFD] = pc
+	client := unix.EpollEvent{Events: unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(cc.fd)}
+	if epollCtl(pk.epfd, unix.EPOLL_CTL_ADD, cc.fd, &client) != nil {
+		_ = epollCtl(pk.epfd, unix.EPOLL_CTL_DEL, uc.FD, nil)
+		return false
+	}
+	cc.parked = parkedState{fd: int32(uc.FD), until: until.UnixNano(), up: uc}
+	pk.set(uc.FD, cc)
+	pk.set(cc.fd, cc)
 	return true
 }
 
-// unpark takes pc's sockets out of the set; pk.mu held.
-func (pk *parker) unpark(pc *parkedConn) {
-	_ = epollCtl(pk.epfd, unix.EPOLL_CTL_DEL, pc.fd, nil)
-	delete(pk.parked, pc.fd)
-	if pc.up != nil {
-		_ = epollCtl(pk.epfd, unix.EPOLL_CTL_DEL, pc.clientFD, nil)
-		delete(pk.parked, pc.clientFD)
+// unpark takes cc's sockets out of the set; pk.mu held.
+func (pk *parker) unpark(cc *clientConn) {
+	fd := int(cc.parked.fd)
+	_ = epollCtl(pk.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+	pk.byFD[fd] = nil
+	if cc.parked.up != nil {
+		_ = epollCtl(pk.epfd, unix.EPOLL_CTL_DEL, cc.fd, nil)
+		pk.byFD[cc.fd] = nil
 	}
 }
 
-// wake serves pc again on a new goroutine: a waiting request goes on with
-// its exchange, an idle connection reads its next request.
-func (pc *parkedConn) wake(idleEnd time.Time) {
-	if pc.up != nil {
-		go pc.cc.resumeExchange(pc.up)
+// wake serves cc, just unparked, again on a new goroutine: a waiting
+// request goes on with its exchange, an idle connection reads its next
+// request.
+func (cc *clientConn) wake() {
+	p := cc.parked
+	cc.parked = parkedState{}
+	if p.up != nil {
+		go cc.resumeExchange(p.up)
 	} else {
-		go pc.cc.resume(idleEnd)
+		go cc.resume(time.Unix(0, p.until))
 	}
+}
+
+// parkedAt reports the connection parked under fd by itself (not a
+// waiting request's client socket, which is under it too); pk.mu held.
+func (pk *parker) parkedAt(fd int) *clientConn {
+	if cc := pk.byFD[fd]; cc != nil && int(cc.parked.fd) == fd {
+		return cc
+	}
+	return nil
 }
 
 func (pk *parker) start() {
@@ -151,13 +170,13 @@ func (pk *parker) start() {
 	}
 	pk.epfd = fd
 	pk.ep = os.NewFile(uintptr(fd), "shard-proxy-parker")
-	pk.parked = map[int]*parkedConn{}
 	pk.stop, pk.done = make(chan struct{}), make(chan struct{})
 	go pk.run()
 }
 
 // run waits for parked sockets to turn readable and resumes them; every
-// second it closes those idle past their deadline.
+// 100 ms to a second (sweepEvery, or the epoll wait's own deadline) it
+// closes those idle past their deadline.
 func (pk *parker) run() {
 	defer close(pk.done)
 	raw, err := pk.ep.SyscallConn()
@@ -165,6 +184,7 @@ func (pk *parker) run() {
 		return
 	}
 	events := make([]unix.EpollEvent, 128)
+	var nextSweep time.Time
 	for {
 		select {
 		case <-pk.stop:
@@ -184,40 +204,63 @@ func (pk *parker) run() {
 			pk.resume(int(ev.Fd))
 		}
 		n = 0
-		pk.expire(time.Now())
+		if now := time.Now(); !now.Before(nextSweep) {
+			pk.expire(now)
+			nextSweep = now.Add(sweepEvery)
+		}
 	}
 }
+
+// sweepEvery is how often at most the parker looks for parked connections
+// past their deadline: the sweep visits every one, under the lock that
+// parking takes, so it must not run on every wake-up (with thousands
+// parked and wake-ups every few hundred microseconds, it did). Deadlines
+// are seconds long, and a waiting request's leaves it a second more.
+const sweepEvery = 100 * time.Millisecond
 
 // resume takes fd's connection out of the set and serves it again.
 func (pk *parker) resume(fd int) {
 	pk.mu.Lock()
-	pc := pk.parked[fd]
-	if pc != nil {
-		pk.unpark(pc)
+	var cc *clientConn
+	if fd >= 0 && fd < len(pk.byFD) {
+		cc = pk.byFD[fd]
+	}
+	if cc != nil {
+		pk.unpark(cc)
 	}
 	pk.mu.Unlock()
-	if pc != nil {
-		pc.wake(pc.idleEnd)
+	if cc != nil {
+		cc.wake()
 	}
 }
 
 // expire closes parked connections idle past their deadline, and gives
 // waiting requests past theirs back to a goroutine.
 func (pk *parker) expire(now time.Time) {
-	var gone []*parkedConn
+	var gone []*clientConn
 	pk.mu.Lock()
-	for _, pc := range pk.parked {
-		if now.After(pc.idleEnd) {
-			pk.unpark(pc)
-			gone = append(gone, pc)
+	top := -1 // the highest descriptor still parked
+	for fd := range pk.byFD {
+		if cc := pk.parkedAt(fd); cc != nil && now.UnixNano() > cc.parked.until {
+			pk.unpark(cc)
+			gone = append(gone, cc)
+		}
+		if pk.byFD[fd] != nil {
+			top = fd
 		}
 	}
+	// After a burst of connections, give the slice's tail back: the sweep
+	// visits all of it.
+	if n := len(pk.byFD); n > 1024 && top+1 < n/4 {
+		pk.byFD = append([]*clientConn(nil), pk.byFD[:n/2]...)
+	}
 	pk.mu.Unlock()
-	for _, pc := range gone {
-		if pc.up != nil {
-			pc.wake(pc.idleEnd)
+	for _, cc := range gone {
+		if cc.parked.up != nil {
+			cc.wake()
 		} else {
-			pc.cc.closeParked()
+			cc.parked = parkedState{}
+			cc.closeParked()
 		}
 	}
 }
@@ -227,24 +270,26 @@ func (pk *parker) expire(now time.Time) {
 // request, and closes the rest; then it stops the parker.
 func (pk *parker) drain() {
 	pk.once.Do(func() { pk.err = errors.New("parker closed") }) // never starts after this
+	var all []*clientConn
 	pk.mu.Lock()
-	all := pk.parked
-	pk.parked = nil
-	for fd := range all {
-		_ = epollCtl(pk.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+	pk.closed = true
+	for fd := range pk.byFD {
+		if cc := pk.parkedAt(fd); cc != nil {
+			pk.unpark(cc)
+			all = append(all, cc)
+		}
 	}
 	pk.mu.Unlock()
-	for fd, pc := range all {
-		if pc.up != nil {
-			if fd == pc.fd { // once, not for the client's socket too
-				pc.wake(pc.idleEnd)
-			}
+	for _, cc := range all {
+		if cc.parked.up != nil {
+			cc.wake()
 			continue
 		}
-		if _, data, ok := sock.Peek(pc.cc.fd); ok && data {
-			go pc.cc.resume(time.Now().Add(pc.cc.s.cfg.ClientHeaderTimeout))
+		cc.parked = parkedState{}
+		if _, data, ok := sock.Peek(cc.fd); ok && data {
+			go cc.resume(time.Now().Add(cc.s.cfg.ClientHeaderTimeout))
 		} else {
-			pc.cc.closeParked()
+			cc.closeParked()
 		}
 	}
 	if pk.stop != nil {
@@ -277,13 +322,13 @@ func epollCtl(epfd, op, fd int, ev *unix.EpollEvent) error {
 // inspect calls fn for each parked idle connection, under the parker's
 // lock, and returns how many there are.
 func (pk *parker) inspect(fn func(cc *clientConn)) int {
-	pk.once.Do(pk.start) // as the first park does; orders the read of pk.parked after start
+	pk.once.Do(pk.start) // as the first park does; orders the read of pk.byFD after start
 	pk.mu.Lock()
 	defer pk.mu.Unlock()
 	n := 0
-	for _, pc := range pk.parked {
-		if pc.up == nil {
-			fn(pc.cc)
+	for fd := range pk.byFD {
+		if cc := pk.parkedAt(fd); cc != nil && cc.parked.up == nil {
+			fn(cc)
 			n++
 		}
 	}

@@ -13,6 +13,9 @@ import (
 // buffers).
 type parker struct{}
 
+// parkedState: nothing is parked here.
+type parkedState struct{}
+
 func (*parker) park(*clientConn, time.Time) bool                        { return false }
 func (*parker) parkWaiting(*clientConn, *upstream.Conn, time.Time) bool { return false }
 func (*parker) drain()                                                  {}

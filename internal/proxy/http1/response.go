@@ -3,6 +3,7 @@ package http1
 import (
 	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/h1"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/h1write"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/upstream"
 )
 
@@ -28,14 +29,14 @@ func (x *exchange) relay(uc *upstream.Conn) bool {
 	closing := x.clientClose || framing == h1.FramingClose ||
 		framing == h1.FramingChunked && x.minor == 0 || cc.s.draining.Load() ||
 		x.streaming && !x.copyEnded.Load()
-	rh := responseHead{
-		shard:        x.b.Name,
-		closing:      closing,
-		keepAlive10:  x.minor == 0 && !closing,
-		relayChunked: x.minor == 1,
+	rh := h1write.ResponseHead{
+		Shard:        x.b.Name,
+		Closing:      closing,
+		KeepAlive10:  x.minor == 0 && !closing,
+		RelayChunked: x.minor == 1,
 	}
 	x.d.Status = r.Status
-	head := appendResponseHead(cc.scratch(), r, rh)
+	head := h1write.AppendResponse(cc.scratch(), r, rh)
 	cc.keepScratch(head)
 	var err error
 	switch framing {

@@ -62,8 +62,12 @@ type Server struct {
 	log    *slog.Logger
 	parker parker
 
-	mu       sync.Mutex
-	conns    map[*clientConn]struct{}
+	mu sync.Mutex
+	// conns lists the connections served (linked through prev and next:
+	// a map's slot and growth weighed five times the two pointers), open
+	// counts them.
+	conns    *clientConn
+	open     int
 	draining atomic.Bool
 	// forced: the shutdown timeout passed; exchanges still waiting on a
 	// shard give up at their next look (every clientCheckInterval).
@@ -75,7 +79,7 @@ type Server struct {
 
 // New returns a Server for cfg.
 func New(cfg Config) *Server {
-	return &Server{cfg: cfg, router: cfg.Router, log: cfg.Logger, conns: map[*clientConn]struct{}{}}
+	return &Server{cfg: cfg, router: cfg.Router, log: cfg.Logger}
 }
 
 // ServeConn serves nc on a goroutine of its own until it closes. It
@@ -95,14 +99,32 @@ func (s *Server) track(cc *clientConn) bool {
 	if s.draining.Load() {
 		return false
 	}
-	s.conns[cc] = struct{}{}
+	cc.next = s.conns
+	if s.conns != nil {
+		s.conns.prev = cc
+	}
+	s.conns = cc
+	s.open++
 	s.wg.Add(1)
 	return true
 }
 
 func (s *Server) forget(cc *clientConn) {
 	s.mu.Lock()
-	delete(s.conns, cc)
+	if cc.prev == nil && s.conns != cc {
+		s.mu.Unlock()
+		return // forgotten already
+	}
+	if cc.prev != nil {
+		cc.prev.next = cc.next
+	} else {
+		s.conns = cc.next
+	}
+	if cc.next != nil {
+		cc.next.prev = cc.prev
+	}
+	cc.prev, cc.next = nil, nil
+	s.open--
 	s.mu.Unlock()
 	s.wg.Done()
 }
@@ -111,7 +133,7 @@ func (s *Server) forget(cc *clientConn) {
 func (s *Server) Open() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.conns)
+	return s.open
 }
 
 // WaitingLean is how many requests wait for their shard's answer now
@@ -128,7 +150,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// Idle connections wait in a read with a deadline; moving it to now
 	// wakes them to look at draining. A connection that goes idle after
 	// this loop sees draining itself.
-	for cc := range s.conns {
+	for cc := s.conns; cc != nil; cc = cc.next {
 		if cc.state.Load() == connIdle {
 			_ = cc.nc.SetReadDeadline(time.Now())
 		}
@@ -147,7 +169,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.forced.Store(true)
 	s.mu.Lock()
-	for cc := range s.conns {
+	for cc := s.conns; cc != nil; cc = cc.next {
 		_ = cc.nc.Close()
 	}
 	s.mu.Unlock()

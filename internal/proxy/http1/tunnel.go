@@ -5,7 +5,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/shard-proxy/shard-proxy/internal/proxy/h1write"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/upstream"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/wsframe"
 )
 
 // tunnel relays an upgraded connection (WebSocket after 101): the answer's
@@ -15,7 +17,7 @@ import (
 func (x *exchange) tunnel(uc *upstream.Conn) bool {
 	cc := x.cc
 	x.d.Status = 101
-	head := appendResponseHead(cc.scratch(), &x.resp, responseHead{shard: x.b.Name, upgrade: true})
+	head := h1write.AppendResponse(cc.scratch(), &x.resp, h1write.ResponseHead{Shard: x.b.Name, Upgrade: true})
 	cc.keepScratch(head)
 	defer upstream.PoolOf(x.b).Discard(uc)
 	if x.stopCopy(); !cc.bodyDone() {
@@ -33,7 +35,7 @@ func (x *exchange) tunnel(uc *upstream.Conn) bool {
 	defer x.b.Metrics.Tunnels.Dec()
 	t := &tunnelState{shard: uc.NC, idle: cc.s.cfg.TunnelIdleTimeout, ws: x.websocket}
 	if t.ws {
-		t.frames.advance(x.ub[x.ur:x.uw], false) // what came with the 101
+		t.frames.Advance(x.ub[x.ur:x.uw], false) // what came with the 101
 	}
 	x.ur = x.uw
 	live := cc.s.router.Track(x.key, x.b.Name, func() {
@@ -60,7 +62,7 @@ func (x *exchange) tunnel(uc *upstream.Conn) bool {
 		// copy towards the client stopped between two frames; if a frame
 		// was still incomplete after wsFinishFrame, the connection just
 		// closes, rather than put the close frame inside it.
-		if t.frames.atBoundary() {
+		if t.frames.AtBoundary() {
 			_ = cc.nc.SetWriteDeadline(time.Now().Add(time.Second))
 			_, _ = cc.nc.Write(wsClose1012)
 		}
@@ -92,7 +94,7 @@ type tunnelState struct {
 	// ws: a WebSocket tunnel; frames follows the shard's frames (only
 	// the shard-to-client copy touches it until that copy ends).
 	ws     bool
-	frames wsFrames
+	frames wsframe.Frames
 	moved  atomic.Bool // the key's owner changed (route.Router.Track)
 	// movedEnd: unix nanoseconds by which a moved tunnel's shard-to-client
 	// copy stops; set before moved.
@@ -117,7 +119,7 @@ func (t *tunnelState) pipe(dst, src net.Conn, buf []byte, other net.Conn) {
 		}
 		fromShard := src == t.shard
 		if fromShard && t.moved.Load() {
-			if !t.ws || t.frames.atBoundary() {
+			if !t.ws || t.frames.AtBoundary() {
 				return
 			}
 			_ = src.SetReadDeadline(time.Unix(0, t.movedEnd.Load())) // the frame under way may end
@@ -125,8 +127,8 @@ func (t *tunnelState) pipe(dst, src net.Conn, buf []byte, other net.Conn) {
 		n, err := src.Read(buf)
 		if fromShard && t.ws && n > 0 {
 			moved := t.moved.Load()
-			n = t.frames.advance(buf[:n], moved) // a moved tunnel stops at the frame's end
-			if moved && t.frames.atBoundary() {
+			n = t.frames.Advance(buf[:n], moved) // a moved tunnel stops at the frame's end
+			if moved && t.frames.AtBoundary() {
 				_, _ = dst.Write(buf[:n])
 				return
 			}

@@ -8,8 +8,13 @@ import (
 // goroutine routes it (the connection's reader, a body rule's wait, a
 // hold for the owner) until the stream goes to its owner (s.b set, under
 // c.w.mu) or its routing ends without one (routeEnd). The record is
-// ended once, under c.w.mu, by whoever comes last: close, once routing
-// is over; or routeEnd, when the stream closed while it routed.
+// ended once by whoever comes last: close, once routing is over; or
+// routeEnd, when the stream closed while it routed. That one decides
+// and fills in the answer's side under c.w.mu, and leaves the end itself
+// (route.Router.Done: the access log line, the span, the shard's
+// metrics) to run once c.w.mu is unlocked (h2wire.Conn.Defer): nothing
+// writes s.d after that, and the connection's other streams do not wait
+// for a log line to be built.
 
 // describe puts the request's side into the record; the routing
 // goroutine calls it before the routing step.
@@ -33,9 +38,9 @@ func (s *stream) routeEnd() {
 	}
 }
 
-// record fills in what the stream knows of its answer and ends the
-// record (route.Router.Done), once; c.w.mu held. A stream that never went
-// to its owner is not counted for it.
+// record fills in what the stream knows of its answer and has the record
+// ended (route.Router.Done) once c.w.mu is unlocked, once; c.w.mu held. A
+// stream that never went to its owner is not counted for it.
 func (s *stream) record() {
 	if s.recorded {
 		return
@@ -50,8 +55,12 @@ func (s *stream) record() {
 	if s.grpcCode > 0 {
 		d.SetGRPCStatus(s.grpcCode - 1)
 	}
-	s.c.r.router.Done(d)
+	s.c.w.Defer(s)
 }
+
+// RunUnlocked ends the stream's record (h2wire.Deferred): record left it
+// for whoever unlocks c.w.mu next.
+func (s *stream) RunUnlocked() { s.c.r.router.Done(&s.d) }
 
 // noteGRPC takes a gRPC call's status from the shard's trailers (or its
 // trailers-only answer); c.w.mu held.

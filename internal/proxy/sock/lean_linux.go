@@ -24,7 +24,8 @@ type Lean struct {
 }
 
 // Init prepares l to read nc and tells whether it can: false when nc is not
-// a plain socket (TLS, for one), and the caller reads nc itself.
+// a plain socket (TLS, for one), and the caller reads nc itself. It
+// allocates twice (the raw connection and the read function).
 func (l *Lean) Init(nc net.Conn) bool {
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
@@ -43,8 +44,10 @@ func (l *Lean) Ready() bool { return l.raw != nil }
 
 // Read reads once into b's buffer, waiting (with no buffer taken) until
 // bytes or a close arrive or the socket's read deadline passes. It returns
-// io.EOF when the peer closed, and the deadline error as net.Conn.Read
-// would.
+// io.EOF when the peer closed, a *net.OpError for the deadline (what
+// net.Conn.Read returns, with op "raw-read"), and an *os.SyscallError for
+// a failed read (a reset, say). When it returns an error, b's buffer was
+// given back unless the read itself failed.
 func (l *Lean) Read(b Buffer) (int, error) {
 	l.buf, l.n, l.errn = b, 0, nil
 	err := l.raw.Read(l.fn)

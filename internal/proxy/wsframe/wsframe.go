@@ -1,27 +1,29 @@
-package http1
+// Package wsframe follows WebSocket frame boundaries (RFC 6455 §5.2) in a
+// byte stream, for the tunnels of the front ends.
+package wsframe
 
 import "encoding/binary"
 
-// wsFrames follows WebSocket frame boundaries (RFC 6455 §5.2) in the
+// Frames follows WebSocket frame boundaries (RFC 6455 §5.2) in the
 // bytes a shard sends through a tunnel, so that the proxy's own close
 // frame (1012, when the key moved) goes between two frames, never inside
 // one.
-type wsFrames struct {
+type Frames struct {
 	head [14]byte
 	hn   int    // bytes of the current frame's head seen so far
 	left uint64 // bytes of the current frame's payload still to come
 }
 
-// atBoundary tells whether the bytes so far end a frame.
-func (f *wsFrames) atBoundary() bool { return f.hn == 0 && f.left == 0 }
+// AtBoundary tells whether the bytes so far end a frame.
+func (f *Frames) AtBoundary() bool { return f.hn == 0 && f.left == 0 }
 
-// advance follows p. With stop, it stops at the first frame boundary and
+// Advance follows p. With stop, it stops at the first frame boundary and
 // returns how much of p comes before it (0 when already at one);
 // otherwise it returns len(p).
-func (f *wsFrames) advance(p []byte, stop bool) int {
+func (f *Frames) Advance(p []byte, stop bool) int {
 	i := 0
 	for i < len(p) {
-		if stop && f.atBoundary() {
+		if stop && f.AtBoundary() {
 			return i
 		}
 		if f.left > 0 {

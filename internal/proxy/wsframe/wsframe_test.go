@@ -1,4 +1,4 @@
-package http1
+package wsframe
 
 import (
 	"bytes"
@@ -8,7 +8,7 @@ import (
 
 // TestWSFrames: frame boundaries are found whatever the head's form
 // (7-, 16- and 64-bit lengths, masked or not, empty payloads) and however
-// the bytes are split; with stop, advance ends exactly at the next one.
+// the bytes are split; with stop, Advance ends exactly at the next one.
 func TestWSFrames(t *testing.T) {
 	frames := [][]byte{
 		{0x81, 0x02, 'h', 'i'},
@@ -24,17 +24,17 @@ func TestWSFrames(t *testing.T) {
 		ends = append(ends, len(stream))
 	}
 	for split := 1; split <= len(stream); split++ {
-		var f wsFrames
+		var f Frames
 		var got []int
 		off := 0
 		for off < len(stream) {
 			chunk := stream[off:min(off+split, len(stream))]
-			n := f.advance(chunk, true)
+			n := f.Advance(chunk, true)
 			if n == 0 { // at a boundary already: step over one byte to go on
-				n = f.advance(chunk[:1], false)
+				n = f.Advance(chunk[:1], false)
 			}
 			off += n
-			if f.atBoundary() {
+			if f.AtBoundary() {
 				got = append(got, off)
 			}
 		}

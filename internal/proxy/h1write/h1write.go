@@ -1,4 +1,6 @@
-package http1
+// Package h1write writes the HTTP/1.1 heads the proxy forwards, with the
+// header policy (package header) applied, and the proxy's own answers.
+package h1write
 
 import (
 	"net/http"
@@ -14,27 +16,28 @@ import (
 // X-Forwarded-* added, X-Shard on answers. Everything here appends to a
 // caller's buffer and does not allocate once the buffer has grown.
 
-// requestHead says what the engine decided about a request it forwards.
-type requestHead struct {
-	clientIP string
-	// tls: the client spoke TLS to us (X-Forwarded-Proto: https).
-	tls bool
-	// hostFallback is the Host to send when the client sent none (HTTP/1.0).
-	hostFallback string
-	// upgrade keeps Upgrade and says "Connection: Upgrade" (WebSocket).
-	upgrade bool
-	// dropExpect drops Expect: the proxy answered 100-continue itself.
-	dropExpect bool
-	// previous and previousAddr name the key's owner before a reshard
+// RequestHead says what the engine decided about a request it forwards.
+type RequestHead struct {
+	// ClientIP is the client's address, added to X-Forwarded-For.
+	ClientIP string
+	// TLS: the client spoke TLS to us (X-Forwarded-Proto: https).
+	TLS bool
+	// HostFallback is the Host to send when the client sent none (HTTP/1.0).
+	HostFallback string
+	// Upgrade keeps Upgrade and says "Connection: Upgrade" (WebSocket).
+	Upgrade bool
+	// DropExpect drops Expect: the proxy answered 100-continue itself.
+	DropExpect bool
+	// Previous and PreviousAddr name the key's owner before a reshard
 	// (X-Shard-Previous, X-Shard-Previous-Address); "" when it did not move.
-	previous, previousAddr string
-	// traceparent replaces the client's: the proxy's span is the shard's
+	Previous, PreviousAddr string
+	// Traceparent replaces the client's: the proxy's span is the shard's
 	// parent (a sampled request); nil leaves the client's untouched.
-	traceparent []byte
+	Traceparent []byte
 }
 
-// appendRequestHead appends the head the shard receives for h.
-func appendRequestHead(dst []byte, h *h1.Request, rh requestHead) []byte {
+// AppendRequest appends the head the shard receives for h.
+func AppendRequest(dst []byte, h *h1.Request, rh RequestHead) []byte {
 	dst = append(dst, h.Method...)
 	dst = append(dst, ' ')
 	dst = append(dst, h.Target...)
@@ -50,7 +53,7 @@ func appendRequestHead(dst []byte, h *h1.Request, rh requestHead) []byte {
 		}
 		switch class {
 		case header.HopByHop:
-			if !keepHop(f.Name, rh.upgrade) {
+			if !keepHop(f.Name, rh.Upgrade) {
 				continue
 			}
 		case header.ForwardedFor:
@@ -66,26 +69,26 @@ func appendRequestHead(dst []byte, h *h1.Request, rh requestHead) []byte {
 			if cl && h1.EqualFold(f.Name, "Content-Length") {
 				continue // several identical values: one canonical line below
 			}
-			if rh.dropExpect && h1.EqualFold(f.Name, "Expect") {
+			if rh.DropExpect && h1.EqualFold(f.Name, "Expect") {
 				continue
 			}
-			if rh.traceparent != nil && h1.EqualFold(f.Name, "Traceparent") {
+			if rh.Traceparent != nil && h1.EqualFold(f.Name, "Traceparent") {
 				continue // ours, below
 			}
 		}
 		dst = append(dst, f.Line...)
 	}
-	if h.Host == nil && rh.hostFallback != "" {
-		dst = appendField(dst, "Host", rh.hostFallback)
+	if h.Host == nil && rh.HostFallback != "" {
+		dst = AppendField(dst, "Host", rh.HostFallback)
 	}
 	if cl {
 		dst = append(dst, "Content-Length: "...)
 		dst = strconv.AppendInt(dst, h.ContentLength, 10)
 		dst = append(dst, "\r\n"...)
 	}
-	dst = appendXFF(dst, h, hasXFF, rh.clientIP)
+	dst = appendXFF(dst, h, hasXFF, rh.ClientIP)
 	if !hasProto {
-		if rh.tls {
+		if rh.TLS {
 			dst = append(dst, "X-Forwarded-Proto: https\r\n"...)
 		} else {
 			dst = append(dst, "X-Forwarded-Proto: http\r\n"...)
@@ -101,19 +104,19 @@ func appendRequestHead(dst []byte, h *h1.Request, rh requestHead) []byte {
 
 // appendDecided appends the fields the proxy decides and the end of the
 // head: the handoff, the trace context, Connection for an upgrade.
-func appendDecided(dst []byte, rh requestHead) []byte {
-	if rh.previous != "" {
-		dst = appendField(dst, header.Previous, rh.previous)
-		if rh.previousAddr != "" {
-			dst = appendField(dst, header.PreviousAddress, rh.previousAddr)
+func appendDecided(dst []byte, rh RequestHead) []byte {
+	if rh.Previous != "" {
+		dst = AppendField(dst, header.Previous, rh.Previous)
+		if rh.PreviousAddr != "" {
+			dst = AppendField(dst, header.PreviousAddress, rh.PreviousAddr)
 		}
 	}
-	if rh.traceparent != nil {
+	if rh.Traceparent != nil {
 		dst = append(dst, "Traceparent: "...)
-		dst = append(dst, rh.traceparent...)
+		dst = append(dst, rh.Traceparent...)
 		dst = append(dst, "\r\n"...)
 	}
-	if rh.upgrade {
+	if rh.Upgrade {
 		dst = append(dst, "Connection: Upgrade\r\n"...)
 	}
 	return append(dst, "\r\n"...)
@@ -148,27 +151,30 @@ func appendXFF(dst []byte, h *h1.Request, prior bool, ip string) []byte {
 	return append(dst, "\r\n"...)
 }
 
-func appendField(dst []byte, name, value string) []byte {
+// AppendField appends the field line "name: value".
+func AppendField(dst []byte, name, value string) []byte {
 	dst = append(dst, name...)
 	dst = append(dst, ": "...)
 	dst = append(dst, value...)
 	return append(dst, "\r\n"...)
 }
 
-// responseHead says how a response head is rewritten for the client.
-type responseHead struct {
-	shard string
-	// closing adds "Connection: close"; keepAlive10 adds
+// ResponseHead says how a response head is rewritten for the client.
+type ResponseHead struct {
+	// Shard names the shard that answered (X-Shard); "" for none.
+	Shard string
+	// Closing adds "Connection: close"; KeepAlive10 adds
 	// "Connection: keep-alive" for an HTTP/1.0 client that asked for it.
-	closing, keepAlive10 bool
-	// relayChunked keeps Transfer-Encoding (the chunked body goes on as
+	Closing, KeepAlive10 bool
+	// RelayChunked keeps Transfer-Encoding (the chunked body goes on as
 	// it is); otherwise the body is decoded (HTTP/1.0 client).
-	relayChunked bool
-	upgrade      bool
+	RelayChunked bool
+	// Upgrade keeps Upgrade and says "Connection: Upgrade" (a 101).
+	Upgrade bool
 }
 
-// appendResponseHead appends the head the client receives for r.
-func appendResponseHead(dst []byte, r *h1.Response, rh responseHead) []byte {
+// AppendResponse appends the head the client receives for r.
+func AppendResponse(dst []byte, r *h1.Response, rh ResponseHead) []byte {
 	dst = append(dst, "HTTP/1.1 "...)
 	dst = strconv.AppendInt(dst, int64(r.Status), 10)
 	dst = append(dst, ' ')
@@ -187,36 +193,36 @@ func appendResponseHead(dst []byte, r *h1.Response, rh responseHead) []byte {
 				continue
 			}
 		case header.ShardName:
-			if rh.shard != "" {
+			if rh.Shard != "" {
 				continue // ours is the one that counts
 			}
 		}
 		dst = append(dst, f.Line...)
 	}
-	if rh.shard != "" {
-		dst = appendField(dst, header.Shard, rh.shard)
+	if rh.Shard != "" {
+		dst = AppendField(dst, header.Shard, rh.Shard)
 	}
 	switch {
-	case rh.upgrade:
+	case rh.Upgrade:
 		dst = append(dst, "Connection: Upgrade\r\n"...)
-	case rh.closing:
+	case rh.Closing:
 		dst = append(dst, "Connection: close\r\n"...)
-	case rh.keepAlive10:
+	case rh.KeepAlive10:
 		dst = append(dst, "Connection: keep-alive\r\n"...)
 	}
 	return append(dst, "\r\n"...)
 }
 
-func keepResponseHop(name []byte, rh responseHead) bool {
+func keepResponseHop(name []byte, rh ResponseHead) bool {
 	if h1.EqualFold(name, "Transfer-Encoding") {
-		return rh.relayChunked
+		return rh.RelayChunked
 	}
-	return rh.upgrade && h1.EqualFold(name, "Upgrade")
+	return rh.Upgrade && h1.EqualFold(name, "Upgrade")
 }
 
-// appendAnswer appends a complete response for one of the proxy's own
+// AppendAnswer appends a complete response for one of the proxy's own
 // answers, and the length of its body.
-func appendAnswer(dst []byte, a answer.Answer, closing bool) ([]byte, int) {
+func AppendAnswer(dst []byte, a answer.Answer, closing bool) ([]byte, int) {
 	body := a.JSON()
 	dst = append(dst, "HTTP/1.1 "...)
 	dst = strconv.AppendInt(dst, int64(a.Status), 10)
@@ -229,7 +235,7 @@ func appendAnswer(dst []byte, a answer.Answer, closing bool) ([]byte, int) {
 		dst = append(dst, "Retry-After: 1\r\n"...)
 	}
 	if a.Body.Shard != "" {
-		dst = appendField(dst, header.Shard, a.Body.Shard)
+		dst = AppendField(dst, header.Shard, a.Body.Shard)
 	}
 	if closing {
 		dst = append(dst, "Connection: close\r\n"...)
