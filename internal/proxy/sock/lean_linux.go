@@ -35,7 +35,7 @@ func (l *Lean) Init(nc net.Conn) bool {
 	if err != nil {
 		return false
 	}
-	l.raw, l.fn, l.fnw = raw, l.read, l.writeRead
+	l.raw, l.fn = raw, l.read
 	return true
 }
 
@@ -68,8 +68,12 @@ func (l *Lean) Read(b Buffer) (int, error) {
 // peer has not answered yet: its readiness is awaited first). When the
 // socket takes only part of p (its buffer is full), it returns what is
 // left unwritten, nothing read, and the caller writes the rest and reads
-// itself. A write error is returned as such.
+// itself. A write error is returned as such (an *os.SyscallError); the
+// other errors are Read's.
 func (l *Lean) WriteRead(p []byte, b Buffer) (n int, rest []byte, err error) {
+	if l.fnw == nil {
+		l.fnw = l.writeRead // made on first use: most connections never write here
+	}
 	l.out, l.buf, l.n, l.errn = p, b, 0, nil
 	err = l.raw.Read(l.fnw)
 	rest, l.out, l.buf = l.out, nil, nil
