@@ -271,6 +271,7 @@ var proxyLeaves = []string{
 	"internal/proxy/keys", "internal/proxy/hotkeys", "internal/proxy/h1",
 	"internal/proxy/upstream", "internal/proxy/sock", "internal/proxy/h2hpack",
 	"internal/proxy/h2wire", "internal/proxy/h1write", "internal/proxy/wsframe",
+	"internal/proxy/workers",
 }
 
 // TestFrontEndsApart checks that no front end links another, and that the

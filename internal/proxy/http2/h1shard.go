@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -17,6 +16,7 @@ import (
 	"github.com/shard-proxy/shard-proxy/internal/proxy/header"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/sock"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/upstream"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/workers"
 )
 
 // A stream whose owner speaks HTTP/1.1 is relayed as one HTTP/1.1
@@ -57,82 +57,9 @@ var requestHeads = sync.Pool{New: func() any { b := make([]byte, 0, 1<<10); retu
 // answerBufs holds the buffers HTTP/1.1 answers are read into.
 var answerBufs = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
 
-// exchangers are the goroutines that run exchanges: one that finished an
-// exchange waits for the next (its stack has grown to what an exchange
-// needs, which a new goroutine would grow again, a copy each time it
-// doubles). A sweep every exchangerIdle retires those that waited since
-// the last one; the sweeper stops when none is left.
-var exchangers struct {
-	next chan *stream // to a waiting exchanger; nil retires it
-	idle atomic.Int64 // exchangers waiting
-
-	mu       sync.Mutex
-	count    int  // exchangers alive
-	sweeping bool // the sweeper runs
-}
-
-const exchangerIdle = 50 * time.Millisecond
-
-func init() { exchangers.next = make(chan *stream) }
-
-// startExchange runs s's exchange on a waiting exchanger, or a new one.
-func startExchange(s *stream) {
-	select {
-	case exchangers.next <- s:
-		return
-	default:
-	}
-	e := &exchangers
-	e.mu.Lock()
-	e.count++
-	if !e.sweeping {
-		e.sweeping = true
-		go sweepExchangers()
-	}
-	e.mu.Unlock()
-	go exchanger(s)
-}
-
-// exchanger runs s's exchange, then those handed to it, until retired.
-func exchanger(s *stream) {
-	e := &exchangers
-	for s != nil {
-		s.exchangeHTTP1()
-		e.idle.Add(1)
-		s = <-e.next // nil: retired
-		e.idle.Add(-1)
-	}
-	e.mu.Lock()
-	e.count--
-	e.mu.Unlock()
-}
-
-// sweepExchangers retires, every exchangerIdle, as many waiting exchangers
-// as waited the whole time since the last sweep, and stops when none is
-// left.
-func sweepExchangers() {
-	e := &exchangers
-	t := time.NewTicker(exchangerIdle)
-	defer t.Stop()
-	var before int64
-	for range t.C {
-		for n := min(before, e.idle.Load()); n > 0; n-- {
-			select {
-			case e.next <- nil:
-			default:
-				n = 1 // none waits now
-			}
-		}
-		before = e.idle.Load()
-		e.mu.Lock()
-		if e.count == 0 {
-			e.sweeping = false
-			e.mu.Unlock()
-			return
-		}
-		e.mu.Unlock()
-	}
-}
+// exchangers run the exchanges, on reused goroutines whose stacks have
+// grown already; idle ones are retired after 50 to 100 ms.
+var exchangers = workers.Pool[*stream]{Run: (*stream).exchangeHTTP1, Idle: 50 * time.Millisecond}
 
 // errStreamGone: the client's stream closed while the exchange ran.
 var errStreamGone = errors.New("the stream closed")

@@ -227,7 +227,7 @@ func (s *stream) toOwner() {
 	c.w.Unlock()
 	if b.Protocol != watch.H2C {
 		s.head = slices.Clone(s.head)
-		startExchange(s)
+		exchangers.Go(s)
 		return
 	}
 	if up := poolOf(c.r, b).usable(); up != nil {
