@@ -38,6 +38,10 @@ type h1call struct {
 	conn        *upstream.Conn
 	alone, read bool
 	buf         heldBuf // the answer's buffer (the exchange's goroutine)
+	// the request as HTTP/1.1 (its head, then the body chunked or not),
+	// and whether it may be sent again; set before the exchange starts
+	req                 *[]byte
+	chunked, repeatable bool
 }
 
 func poke(ch chan struct{}) {
@@ -64,29 +68,38 @@ var exchangers = workers.Pool[*stream]{Run: (*stream).exchangeHTTP1, Idle: 50 * 
 // errStreamGone: the client's stream closed while the exchange ran.
 var errStreamGone = errors.New("the stream closed")
 
+// startHTTP1 writes the request's HTTP/1.1 head while its HTTP/2 head is
+// still in the connection's scratch (no copy of it is kept), then runs the
+// exchange on an exchanger.
+func (s *stream) startHTTP1() {
+	c, x := s.c, s.h1
+	c.w.Lock()
+	x.chunked = s.reqDeclared < 0 && (s.state == stateOpen || len(s.early) > 0 || s.earlyTrailer != nil)
+	c.w.Unlock()
+	x.repeatable = !x.chunked && s.reqDeclared <= 0 && idempotent(s.head)
+	x.req = requestHeads.Get().(*[]byte)
+	*x.req = appendH1Request((*x.req)[:0], s.head, x.chunked)
+	s.head = nil
+	exchangers.Go(s)
+}
+
 // exchangeHTTP1 runs the stream's exchange with its HTTP/1.1 owner. A
 // request without a body whose method may be repeated goes once more, on
 // a fresh connection, when a pooled one turns out closed before any byte
 // of the answer (the shard closed it while idle), as the HTTP/1.1 engine
 // does.
 func (s *stream) exchangeHTTP1() {
-	c, b := s.c, s.b
-	c.w.Lock()
-	chunked := s.reqDeclared < 0 && (s.state == stateOpen || len(s.early) > 0 || s.earlyTrailer != nil)
-	repeatable := !chunked && s.reqDeclared <= 0 && idempotent(s.head)
-	c.w.Unlock()
-	hp := requestHeads.Get().(*[]byte)
-	head := appendH1Request((*hp)[:0], s.head, chunked)
-	s.head = nil
+	b, x := s.b, s.h1
+	head, chunked := *x.req, x.chunked
 	defer func() { // every sender has returned
 		if cap(head) <= 64<<10 {
-			*hp = head[:0]
-			requestHeads.Put(hp)
+			requestHeads.Put(x.req)
 		}
+		x.req = nil
 	}()
 	for attempt := 0; ; attempt++ {
 		reused, err := s.exchangeOn(upstream.PoolOf(b), head, chunked)
-		if errors.Is(err, errStaleConn) && reused && repeatable && attempt == 0 {
+		if errors.Is(err, errStaleConn) && reused && x.repeatable && attempt == 0 {
 			continue
 		}
 		if errors.Is(err, errStaleConn) {

@@ -226,8 +226,7 @@ func (s *stream) toOwner() {
 	s.live = live
 	c.w.Unlock()
 	if b.Protocol != watch.H2C {
-		s.head = slices.Clone(s.head)
-		exchangers.Go(s)
+		s.startHTTP1()
 		return
 	}
 	if up := poolOf(c.r, b).usable(); up != nil {
