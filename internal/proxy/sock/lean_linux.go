@@ -16,14 +16,15 @@ import (
 type Lean struct {
 	raw  syscall.RawConn
 	fn   func(uintptr) bool
+	fnw  func(uintptr) bool
 	buf  Buffer
 	n    int
 	errn error
+	out  []byte // what WriteRead still has to write
 }
 
 // Init prepares l to read nc and tells whether it can: false when nc is not
-// a plain socket (TLS, for one), and the caller reads nc itself. It
-// allocates twice (the raw connection and the read function).
+// a plain socket (TLS, for one), and the caller reads nc itself.
 func (l *Lean) Init(nc net.Conn) bool {
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
@@ -33,7 +34,7 @@ func (l *Lean) Init(nc net.Conn) bool {
 	if err != nil {
 		return false
 	}
-	l.raw, l.fn = raw, l.read
+	l.raw, l.fn, l.fnw = raw, l.read, l.writeRead
 	return true
 }
 
@@ -42,10 +43,8 @@ func (l *Lean) Ready() bool { return l.raw != nil }
 
 // Read reads once into b's buffer, waiting (with no buffer taken) until
 // bytes or a close arrive or the socket's read deadline passes. It returns
-// io.EOF when the peer closed, a *net.OpError for the deadline (what
-// net.Conn.Read returns, with op "raw-read"), and an *os.SyscallError for
-// a failed read (a reset, say). When it returns an error, b's buffer was
-// given back unless the read itself failed.
+// io.EOF when the peer closed, and the deadline error as net.Conn.Read
+// would.
 func (l *Lean) Read(b Buffer) (int, error) {
 	l.buf, l.n, l.errn = b, 0, nil
 	err := l.raw.Read(l.fn)
@@ -59,6 +58,58 @@ func (l *Lean) Read(b Buffer) (int, error) {
 		return 0, io.EOF
 	}
 	return l.n, nil
+}
+
+// WriteRead writes p, then reads as Read does; the wait for the answer
+// begins straight after the write, with no read that finds nothing (the
+// peer has not answered yet: its readiness is awaited first). When the
+// socket takes only part of p (its buffer is full), it returns what is
+// left unwritten, nothing read, and the caller writes the rest and reads
+// itself. A write error is returned as such.
+func (l *Lean) WriteRead(p []byte, b Buffer) (n int, rest []byte, err error) {
+	l.out, l.buf, l.n, l.errn = p, b, 0, nil
+	err = l.raw.Read(l.fnw)
+	rest, l.out, l.buf = l.out, nil, nil
+	switch {
+	case err != nil:
+		return 0, rest, err
+	case l.errn != nil:
+		return 0, rest, os.NewSyscallError("readwrite", l.errn)
+	case len(rest) > 0:
+		return 0, rest, nil
+	case l.n == 0:
+		return 0, nil, io.EOF
+	}
+	return l.n, nil, nil
+}
+
+// writeRead writes what is left to write on the first call, then reads.
+// Go's poller forgets the socket's readiness before the first call, so
+// an answer arriving after the write always wakes the wait.
+func (l *Lean) writeRead(fd uintptr) bool {
+	if len(l.out) == 0 {
+		return l.read(fd)
+	}
+	for {
+		n, err := syscall.Write(int(fd), l.out)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			return true // the caller writes the rest, waiting
+		case err != nil:
+			l.errn = err
+			return true
+		}
+		l.out = l.out[n:]
+		if len(l.out) > 0 {
+			return true // the caller writes the rest, waiting
+		}
+		if w, ok := l.buf.(Writer); ok {
+			w.Wrote()
+		}
+		return false // all written: wait for the answer
+	}
 }
 
 // read is the raw read: false (wait) when nothing is there yet.

@@ -21,3 +21,8 @@ func (l *Lean) Ready() bool { return false }
 func (l *Lean) Read(Buffer) (int, error) {
 	return 0, errors.New("sock: no lean reads on this platform")
 }
+
+// WriteRead is never called here (Ready is false).
+func (l *Lean) WriteRead(p []byte, _ Buffer) (int, []byte, error) {
+	return 0, p, errors.New("sock: no lean reads on this platform")
+}

@@ -43,6 +43,26 @@ func (c *Conn) ReadLean(b sock.Buffer) (int, error) {
 	return c.lean.Read(b)
 }
 
+// WriteReadLean writes a request, then reads the first bytes of its answer
+// as ReadLean does. On a plain socket the wait for the answer follows the
+// write with no read that finds nothing yet: one system call less than a
+// write and a read. writeDeadline bounds a write the socket cannot take at
+// once; the read deadline is the caller's.
+func (c *Conn) WriteReadLean(p []byte, b sock.Buffer, writeDeadline time.Time) (int, error) {
+	if c.lean.Ready() {
+		n, rest, err := c.lean.WriteRead(p, b)
+		if err != nil || len(rest) == 0 {
+			return n, err
+		}
+		p = rest
+	}
+	_ = c.NC.SetWriteDeadline(writeDeadline)
+	if _, err := c.NC.Write(p); err != nil {
+		return 0, err
+	}
+	return c.ReadLean(b)
+}
+
 // Pool is the HTTP/1.1 connections to one shard at one address (one
 // route.Backend). Safe for concurrent use.
 type Pool struct {
