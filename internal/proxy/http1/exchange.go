@@ -55,6 +55,11 @@ type exchange struct {
 	// bounds the wait for the answer's head in total.
 	try          int
 	headDeadline time.Time
+	// pending is a request sent whole, not yet written: the first read of
+	// its answer writes it (see readUpUntil).
+	pending []byte
+	// keep: the client connection stays open after this answer.
+	keep bool
 }
 
 func (x *exchange) reset(now time.Time) {
@@ -209,13 +214,20 @@ func (x *exchange) send(uc *upstream.Conn) error {
 	wb := h1write.AppendRequest(cc.scratch(), &cc.in.head, rh)
 	body, whole := cc.takeBody()
 	x.streaming = !whole
-	_ = uc.NC.SetWriteDeadline(time.Now().Add(x.cc.s.cfg.UpstreamTimeout))
 	sent := int64(len(body))
 	if len(wb)+len(body) <= cap(wb) {
 		wb = append(wb, body...)
 		body = nil
 	}
 	cc.keepScratch(wb)
+	if whole && len(body) == 0 {
+		// Written with the wait for the answer: no read that finds
+		// nothing yet (upstream.Conn.WriteReadLean).
+		x.pending = wb
+		x.bodyIn.Store(sent)
+		return nil
+	}
+	_ = uc.NC.SetWriteDeadline(time.Now().Add(x.cc.s.cfg.UpstreamTimeout))
 	if _, err := uc.NC.Write(wb); err != nil {
 		return errors.Join(errUpstreamIO, err)
 	}
@@ -305,6 +317,7 @@ func (x *exchange) readUp(uc *upstream.Conn, p []byte) (int, error) {
 // total bound on the answer's head, however slowly its bytes come), moved
 // forward while the request body still streams. A nil p reads into the
 // exchange's answer buffer, taken only once the shard's bytes are there.
+// A request waiting in pending is written first.
 // With shed, it gives up with errShardSlow when nothing came from the
 // shard within shardHotWait (no upload streaming): the caller then waits
 // without its buffers (waitShard).
@@ -322,9 +335,14 @@ func (x *exchange) readUpUntil(uc *upstream.Conn, p []byte, deadline time.Time, 
 		_ = uc.NC.SetReadDeadline(earlier(deadline, time.Now().Add(look)))
 		var n int
 		var err error
-		if p == nil {
+		switch {
+		case x.pending != nil:
+			w := x.pending
+			x.pending = nil
+			n, err = uc.WriteReadLean(w, (*answerBuf)(x), time.Now().Add(timeout))
+		case p == nil:
 			n, err = uc.ReadLean((*answerBuf)(x))
-		} else {
+		default:
 			n, err = uc.NC.Read(p)
 		}
 		if n > 0 {

@@ -24,8 +24,7 @@ type Lean struct {
 }
 
 // Init prepares l to read nc and tells whether it can: false when nc is not
-// a plain socket (TLS, for one), and the caller reads nc itself. It
-// allocates twice (the raw connection and the read function).
+// a plain socket (TLS, for one), and the caller reads nc itself.
 func (l *Lean) Init(nc net.Conn) bool {
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
@@ -35,7 +34,7 @@ func (l *Lean) Init(nc net.Conn) bool {
 	if err != nil {
 		return false
 	}
-	l.raw, l.fn = raw, l.read
+	l.raw, l.fn, l.fnw = raw, l.read, l.writeRead
 	return true
 }
 
@@ -44,10 +43,8 @@ func (l *Lean) Ready() bool { return l.raw != nil }
 
 // Read reads once into b's buffer, waiting (with no buffer taken) until
 // bytes or a close arrive or the socket's read deadline passes. It returns
-// io.EOF when the peer closed, a *net.OpError for the deadline (what
-// net.Conn.Read returns, with op "raw-read"), and an *os.SyscallError for
-// a failed read (a reset, say). When it returns an error, b's buffer was
-// given back unless the read itself failed.
+// io.EOF when the peer closed, and the deadline error as net.Conn.Read
+// would.
 func (l *Lean) Read(b Buffer) (int, error) {
 	l.buf, l.n, l.errn = b, 0, nil
 	err := l.raw.Read(l.fn)
@@ -68,12 +65,8 @@ func (l *Lean) Read(b Buffer) (int, error) {
 // peer has not answered yet: its readiness is awaited first). When the
 // socket takes only part of p (its buffer is full), it returns what is
 // left unwritten, nothing read, and the caller writes the rest and reads
-// itself. A write error is returned as such (an *os.SyscallError); the
-// other errors are Read's.
+// itself. A write error is returned as such.
 func (l *Lean) WriteRead(p []byte, b Buffer) (n int, rest []byte, err error) {
-	if l.fnw == nil {
-		l.fnw = l.writeRead // made on first use: most connections never write here
-	}
 	l.out, l.buf, l.n, l.errn = p, b, 0, nil
 	err = l.raw.Read(l.fnw)
 	rest, l.out, l.buf = l.out, nil, nil
@@ -109,7 +102,13 @@ func (l *Lean) writeRead(fd uintptr) bool {
 			return true
 		}
 		l.out = l.out[n:]
-		return len(l.out) > 0 // all written: wait for the answer
+		if len(l.out) > 0 {
+			return true // the caller writes the rest, waiting
+		}
+		if w, ok := l.buf.(Writer); ok {
+			w.Wrote()
+		}
+		return false // all written: wait for the answer
 	}
 }
 
