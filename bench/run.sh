@@ -64,7 +64,7 @@ BENCH_ROUNDS_SET=${BENCH_ROUNDS:-}
 : "${SHARD_PROXY_BIN:=}"         # measure this binary instead of building ./cmd/shard-proxy
 # "run.sh memory" (see the README for what each test does)
 : "${BENCH_MEM_SYSTEMS:=shard-proxy haproxy nginx}"
-: "${BENCH_MEM_TESTS:=stream sse download download50 upload slowupload idle hugecl hung h2stall slowshard blackhole}"
+: "${BENCH_MEM_TESTS:=stream sse download download50 upload slowupload idle h2idle hugecl hung h2stall slowshard blackhole}"
 : "${BENCH_MEM_BYTES:=64MiB}"    # one download, each of the concurrent downloads, the upload
 : "${BENCH_MEM_MAX_BODY_MIB:=128}" # shard-proxy --max-body-bytes, nginx client_max_body_size
 : "${BENCH_AL_MODES:=off file trace1 trace100}" # "run.sh accesslog": off, 100% access log to a file, tracing at 1% and 100%
@@ -74,6 +74,9 @@ BENCH_ROUNDS_SET=${BENCH_ROUNDS:-}
 : "${BENCH_AFTER:=5}"            # seconds after the downloads end when RSS is read again
 : "${BENCH_SLOW_CLIENTS:=500}" "${BENCH_SLOW_BYTES:=4MiB}" "${BENCH_SLOW_CHUNK:=64KiB}" "${BENCH_SLOW_GAP:=100ms}"
 : "${BENCH_IDLE_CONNS:=20000}" "${BENCH_IDLE_PROCS:=4}"
+# "h2idle": idle h2c connections (one stream each, then idle), held by BENCH_IDLE_PROCS processes. Fewer than
+# "idle": an HTTP/2 connection costs a proxy more, and 5,000 is enough for the growth to swamp the noise
+: "${BENCH_H2IDLE_CONNS:=5000}"
 : "${BENCH_HUGECL_STALL:=3s}"
 : "${BENCH_HUNG_CLIENTS:=5000}" "${BENCH_HUNG_HOLD:=5s}" # "hung": requests a shard holds at once, and how long
 # "h2stall": HTTP/2 client connections at window 0, streams each, answer size, stall, when RSS is read after
@@ -690,27 +693,35 @@ memory_build() {
 # it holds connections, plus some. Raise the limit as far as allowed; if it
 # stays below, hold fewer connections and say so (IDLE_NOTE).
 memory_fd_limit() {
-	local want=$((BENCH_IDLE_CONNS + 512)) soft
+	local most=$((BENCH_IDLE_CONNS > BENCH_H2IDLE_CONNS ? BENCH_IDLE_CONNS : BENCH_H2IDLE_CONNS))
+	local want=$((most + 512)) soft
 	soft=$(ulimit -n)
 	if [ "$soft" != unlimited ] && [ "$soft" -lt "$want" ]; then
 		ulimit -n "$want" 2>/dev/null || { ulimit -Hn "$want" && ulimit -n "$want"; } 2>/dev/null ||
 			ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 		soft=$(ulimit -n)
 	fi
-	IDLE_CONNS=$BENCH_IDLE_CONNS IDLE_NOTE=
+	IDLE_CONNS=$BENCH_IDLE_CONNS H2IDLE_CONNS=$BENCH_H2IDLE_CONNS IDLE_NOTE=
 	if [ "$soft" != unlimited ] && [ "$soft" -lt "$want" ]; then
-		IDLE_CONNS=$((soft - 512))
-		case " $BENCH_MEM_TESTS " in *" idle "*)
-			IDLE_NOTE="the open-file limit here is $soft and could not be raised (hard limit $(ulimit -Hn)), so the idle test holds $IDLE_CONNS connections, not $BENCH_IDLE_CONNS"
-			log "$IDLE_NOTE"
-			;;
-		esac
+		local t n
+		for t in idle h2idle; do
+			local -n conns="${t^^}_CONNS" asked="BENCH_${t^^}_CONNS"
+			[ "$conns" -gt $((soft - 512)) ] || continue
+			conns=$((soft - 512))
+			case " $BENCH_MEM_TESTS " in *" $t "*)
+				n="the open-file limit here is $soft and could not be raised (hard limit $(ulimit -Hn)), so the $t test holds $conns connections, not $asked"
+				IDLE_NOTE="${IDLE_NOTE:+$IDLE_NOTE; }$n"
+				log "$n"
+				;;
+			esac
+		done
 	fi
-	# Room for the connections beyond the idle test's (to the shards).
-	MEM_MAXCONN=$((IDLE_CONNS + 1024))
+	most=$((IDLE_CONNS > H2IDLE_CONNS ? IDLE_CONNS : H2IDLE_CONNS))
+	# Room for the connections beyond the idle tests' (to the shards).
+	MEM_MAXCONN=$((most + 1024))
 	# nginx starts closing idle keep-alive connections to make room once
 	# fewer than 1/16 of its worker_connections are free: keep above that.
-	NGINX_CONNS=$((IDLE_CONNS + IDLE_CONNS / 8 + 1024))
+	NGINX_CONNS=$((most + most / 8 + 1024))
 }
 
 start_memory_shards() {
@@ -771,12 +782,12 @@ quote() {
 }
 
 # mem_start SYSTEM LOG [TEST]: start the proxy on the proxy CPU and check that it
-# routes; sets MEASURED_PID, or MEM_ERR and returns 1. For h2stall, HAProxy
+# routes; sets MEASURED_PID, or MEM_ERR and returns 1. For h2stall and h2idle, HAProxy
 # and nginx listen for h2c with prior knowledge (shard-proxy takes both on
 # one port), and the check speaks it.
 mem_start() {
 	local sys=$1 plog=$2 t=${3:-} h2=
-	[ "$t" = h2stall ] && h2=yes
+	case $t in h2stall | h2idle) h2=yes ;; esac
 	MEASURED_PID= MEM_ERR=
 	TARGET=$LISTEN
 	port_free "$LISTEN" || { MEM_ERR="port $LISTEN is taken"; return 1; }
@@ -811,7 +822,7 @@ mem_start() {
 		return 1
 	fi
 	# The routing check of the side-by-side runs; in a subshell, so that a
-	# failure costs this test, not the run. Over h2c for h2stall: curl is
+	# failure costs this test, not the run. Over h2c for h2stall and h2idle: curl is
 	# wrapped in the subshell only, so request() stays as it is.
 	if ! (
 		[ -z "$h2" ] || curl() { command curl --http2-prior-knowledge "$@"; }
@@ -837,6 +848,9 @@ mem_measure() {
 	# Each system's workers connect from their own loopback addresses, so
 	# that the previous system's TIME_WAIT sockets are not in the way.
 	idle) args=(idle -conns "$IDLE_CONNS" -procs "$BENCH_IDLE_PROCS" -src-base $((2 + n * BENCH_IDLE_PROCS))) ;;
+	# From addresses of its own (127.0.0.128 up), clear of the idle test's.
+	h2idle) args=(idle -test h2idle -proto h2 -conns "$H2IDLE_CONNS" -procs "$BENCH_IDLE_PROCS"
+		-src-base $((128 + n * BENCH_IDLE_PROCS))) ;;
 	hugecl) args=(hugecl -stall "$BENCH_HUGECL_STALL") ;;
 	hung) args=(hung -clients "$BENCH_HUNG_CLIENTS" -hold "$BENCH_HUNG_HOLD") ;;
 	h2stall) args=(h2stall -conns "$BENCH_H2STALL_CONNS" -streams "$BENCH_H2STALL_STREAMS" -bytes "$BENCH_H2STALL_BYTES"
@@ -848,7 +862,7 @@ mem_measure() {
 			-clients "$BENCH_STALL_CLIENTS" -rate "$BENCH_STALL_RATE" -duration "$BENCH_STALL_DURATION" -delay "$BENCH_STALL_DELAY")
 		;;
 	*)
-		log "unknown memory test $t (want some of: stream sse download download50 upload slowupload idle hugecl hung h2stall slowshard blackhole)"
+		log "unknown memory test $t (want some of: stream sse download download50 upload slowupload idle h2idle hugecl hung h2stall slowshard blackhole)"
 		return
 		;;
 	esac
@@ -907,8 +921,8 @@ memory() {
 		echo "- routing as the header scenario: every request carries X-Shard-Key, hashed onto the four shards"
 		echo "- peak RSS is VmHWM of the proxy process at the end of the test; \"RSS after\" and the idle test's figures are VmRSS. A proxy whose RSS passes ${BENCH_RSS_GUARD_MIB} MiB is killed (the RSS guard)"
 		[ -n "$IDLE_NOTE" ] && echo "- $IDLE_NOTE"
-		case " $BENCH_MEM_TESTS " in *" h2stall "*)
-			echo "- h2stall: HAProxy with \`bind ... proto h2\`, nginx with \`listen ... http2\` (h2c with prior knowledge, HTTP/1.1 to the shards, otherwise the configs above); shard-proxy as above (it takes h2c on the same port)" ;;
+		case " $BENCH_MEM_TESTS " in *" h2stall "* | *" h2idle "*)
+			echo "- h2stall, h2idle: HAProxy with \`bind ... proto h2\`, nginx with \`listen ... http2\` (h2c with prior knowledge, HTTP/1.1 to the shards, otherwise the configs above); shard-proxy as above (it takes h2c on the same port)" ;;
 		esac
 		case " $BENCH_MEM_TESTS " in *" slowshard "* | *" blackhole "*)
 			echo "- slowshard, blackhole: the stalled shard is shard $BENCH_STALL_SHARD (port ${SHARD_PORTS[$BENCH_STALL_SHARD]}); $BENCH_STALL_CLIENTS clients at $BENCH_STALL_RATE requests/s in all (0: back to back), phases of $BENCH_STALL_DURATION" ;;

@@ -17,7 +17,8 @@ import (
 )
 
 // cmdIdle: -conns keep-alive connections, each made one small request and
-// then left open. The file-descriptor limit of one process is often lower
+// then left open: HTTP/1.1, or with -proto h2 h2c with prior knowledge
+// (one stream, then idle; run.sh calls that test h2idle). The file-descriptor limit of one process is often lower
 // than that, so -procs worker processes hold them, each from its own
 // loopback source address (127.0.0.<src-base+i>). Before the connections
 // and after they are all open (and -settle later) it reads the proxy's RSS
@@ -30,14 +31,18 @@ func cmdIdle(args []string) error {
 	srcBase := fs.Int("src-base", 2, "worker i connects from 127.0.0.<src-base+i>")
 	conc := fs.Int("concurrency", 64, "connections being opened at once, per worker")
 	settle := fs.Duration("settle", 2*time.Second, "wait after the last connection before reading RSS")
+	proto := fs.String("proto", "h1", "h1 (HTTP/1.1 keep-alive) or h2 (h2c with prior knowledge)")
 	fs.Parse(args)
+	if *proto != "h1" && *proto != "h2" {
+		return fmt.Errorf("bad -proto %q: want h1 or h2", *proto)
+	}
 	r := newResult(c)
 	mon := startMonitor(c)
 	before := mon.now()
 	fdsBefore := countFDs(c.pid)
 
 	t0 := time.Now()
-	ws, err := startIdleWorkers(c, *conns, *procs, *srcBase, *conc)
+	ws, err := startIdleWorkers(c, *proto, *conns, *procs, *srcBase, *conc)
 	if err != nil {
 		return err
 	}
@@ -51,6 +56,7 @@ func cmdIdle(args []string) error {
 	alive, _ := ws.readAll("ALIVE ")
 
 	held := ready["ok"]
+	r.set("proto", *proto)
 	r.set("conns", *conns)
 	r.set("held", held)
 	r.set("failed", ready["fail"])
@@ -82,9 +88,9 @@ type idleWorker struct {
 	out   *bufio.Scanner
 }
 
-// startIdleWorkers starts procs workers sharing conns connections, worker
-// i connecting from 127.0.0.<srcBase+i>.
-func startIdleWorkers(c *common, conns, procs, srcBase, conc int) (idleWorkers, error) {
+// startIdleWorkers starts procs workers sharing conns connections of
+// proto, worker i connecting from 127.0.0.<srcBase+i>.
+func startIdleWorkers(c *common, proto string, conns, procs, srcBase, conc int) (idleWorkers, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -95,7 +101,7 @@ func startIdleWorkers(c *common, conns, procs, srcBase, conc int) (idleWorkers, 
 		if i < conns%procs {
 			n++
 		}
-		cmd := exec.Command(self, "idle-worker", "-addr", c.addr, "-conns", strconv.Itoa(n),
+		cmd := exec.Command(self, "idle-worker", "-proto", proto, "-addr", c.addr, "-conns", strconv.Itoa(n),
 			"-src", fmt.Sprintf("127.0.0.%d", srcBase+i), "-concurrency", strconv.Itoa(conc),
 			"-seed", strconv.FormatUint(c.seed+uint64(i)*1000003, 10), "-timeout", c.timeout.String())
 		cmd.Stderr = os.Stderr
@@ -169,6 +175,7 @@ func cmdIdleWorker(args []string) error {
 	conns := fs.Int("conns", 5000, "connections to open and hold")
 	src := fs.String("src", "", "source address")
 	conc := fs.Int("concurrency", 64, "connections being opened at once")
+	proto := fs.String("proto", "h1", "h1 or h2")
 	fs.Parse(args)
 	var srcIP net.IP
 	if *src != "" {
@@ -176,7 +183,7 @@ func cmdIdleWorker(args []string) error {
 			return fmt.Errorf("bad -src %q", *src)
 		}
 	}
-	held := make([]*conn, *conns)
+	held := make([]idleConn, *conns)
 	var st statuses
 	var fail atomic.Int64
 	sem := make(chan struct{}, max(*conc, 1))
@@ -186,22 +193,10 @@ func cmdIdleWorker(args []string) error {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			cn, err := dial(c.addr, srcIP, 10*time.Second)
+			cn, err := openIdle(c, srcIP, key(c.seed, i), *proto == "h2")
 			if err == nil {
-				cn.SetDeadline(time.Now().Add(30 * time.Second))
-				var status int
-				status, err = cn.get(c.addr, "/", key(c.seed, i))
-				if err == nil && status != 200 {
-					err = fmt.Errorf("status %d", status)
-				}
-				if err != nil {
-					cn.Close()
-				} else {
-					cn.SetDeadline(time.Time{})
-					held[i] = cn
-				}
-			}
-			if err != nil {
+				held[i] = cn
+			} else {
 				fail.Add(1)
 				st.add(0, err)
 			}
@@ -220,7 +215,7 @@ func cmdIdleWorker(args []string) error {
 		if in.Text() == "check" {
 			n := 0
 			for _, cn := range held {
-				if cn != nil && stillOpen(cn) {
+				if cn != nil && cn.open() {
 					n++
 				}
 			}

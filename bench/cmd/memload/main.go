@@ -21,6 +21,7 @@
 //	memload slowupload -clients 500 -bytes N -chunk 64KiB -gap 100ms
 //	                                                          slow uploaders + a fast GET client
 //	memload idle       -conns 20000 -procs 4                  idle keep-alive connections
+//	memload idle -proto h2 -test h2idle -conns 5000           idle h2c connections (one stream each)
 //	memload hugecl                                            shard declares 64 GiB, stalls, closes
 //	memload hung       -clients 5000 -hold 5s                 requests held by a shard: peak RSS per request
 //	memload h2stall    -conns 50 -streams 100 -bytes 1MiB     HTTP/2 clients at window 0: peak RSS, RSS after, a fast client

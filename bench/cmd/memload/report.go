@@ -154,7 +154,7 @@ func markdown(recs []rec) string {
 		write func()
 	}{
 		{"download", m.download}, {"download50", m.download50}, {"upload", m.upload},
-		{"slowupload", m.slowUpload}, {"idle", m.idle}, {"hugecl", m.hugeCL}, {"hung", m.hung},
+		{"slowupload", m.slowUpload}, {"idle", m.idle}, {"h2idle", m.h2Idle}, {"hugecl", m.hugeCL}, {"hung", m.hung},
 		{"h2stall", m.h2Stall}, {"slowshard", func() { m.stallShard("slowshard") }},
 		{"blackhole", func() { m.stallShard("blackhole") }},
 	}
@@ -325,8 +325,22 @@ func (m *mdReport) idle() {
 	m.b.WriteString("## Idle keep-alive connections\n\n")
 	m.b.WriteString("Each connection made one small request and stays open. KiB per connection = (RSS after − RSS before) ÷ connections held;\n" +
 		"still open: connections the proxy had not closed when checked after the measurement.\n\n")
+	m.idleRows("idle")
+}
+
+func (m *mdReport) h2Idle() {
+	m.b.WriteString("## Idle HTTP/2 connections\n\n")
+	m.b.WriteString("h2c with prior knowledge: each connection sent the preface and SETTINGS, made one small GET on stream 1\n" +
+		"(HTTP/1.1 to the shards) and stays open, answering PING, sending nothing else. KiB per connection =\n" +
+		"(RSS after − RSS before) ÷ connections held; still open: connections the proxy had neither closed nor\n" +
+		"sent GOAWAY on when checked after the measurement.\n\n")
+	m.idleRows("h2idle")
+}
+
+// idleRows: the table of the idle and h2idle tests.
+func (m *mdReport) idleRows(test string) {
 	m.rows("| system | connections | held | still open | RSS before MiB | RSS after MiB | KiB per connection | proxy fds | KiB/conn ÷ HAProxy |",
-		"|---|---:|---:|---:|---:|---:|---:|---:|---:|", []string{"idle"},
+		"|---|---:|---:|---:|---:|---:|---:|---:|---:|", []string{test},
 		func(r, base rec) []string {
 			perConn := ""
 			if v, ok := r.Num("per_conn_bytes"); ok {
@@ -338,7 +352,7 @@ func (m *mdReport) idle() {
 		},
 		func(r rec) {
 			if e := r["err"]; e != "" {
-				m.ns.add(fmt.Sprintf("%s, idle: %s connections failed, first error: %s", title(r["system"]), r["failed"], e))
+				m.ns.add(fmt.Sprintf("%s, %s: %s connections failed, first error: %s", title(r["system"]), test, r["failed"], e))
 			}
 		})
 }
