@@ -1,12 +1,15 @@
 package proxy
 
 import (
+	"context"
 	"strconv"
 	"testing"
 
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 
 	"github.com/shard-proxy/shard-proxy/internal/accesslog"
+	"github.com/shard-proxy/shard-proxy/internal/testutil"
+	"github.com/shard-proxy/shard-proxy/internal/tracing"
 	"github.com/shard-proxy/shard-proxy/ring"
 )
 
@@ -22,6 +25,21 @@ func BenchmarkGRPCUnary(b *testing.B) { benchGRPCUnary(b, Config{}) }
 func BenchmarkGRPCUnaryAccessLog(b *testing.B) {
 	al := openAccessLog(b, accesslog.Config{})
 	benchGRPCUnary(b, Config{AccessLog: al.log})
+}
+
+// BenchmarkGRPCUnaryTracing is BenchmarkGRPCUnary with tracing at the
+// default 1% sampling, exporting to a real OTLP receiver: against it, what
+// tracing costs the requests it does not sample (and 1% of the others).
+func BenchmarkGRPCUnaryTracing(b *testing.B) {
+	rcv := testutil.StartOTLPReceiver(b, "grpc")
+	b.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", rcv.Endpoint)
+	env := map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}
+	tr, err := tracing.New(context.Background(), tracing.Config{Getenv: func(k string) string { return env[k] }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = tr.Shutdown(context.Background()) })
+	benchGRPCUnary(b, Config{Tracer: tr})
 }
 
 func benchGRPCUnary(b *testing.B, cfg Config) {

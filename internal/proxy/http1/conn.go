@@ -99,13 +99,7 @@ type clientConn struct {
 	served   int    // requests read so far
 	wb       []byte // scratch for heads we write; from the pool while active
 	wbuf     *[]byte
-	// pending is the length of the last answer's end, at the start of
-	// wb, not written yet: the wait for the next request writes it first
-	// (readLean), and anything else that writes to the client or reuses
-	// wb flushes it before (flush).
-	pending   int32
-	pipelines bool      // the client sends requests before it reads answers
-	wdl       time.Time // write deadline last set
+	wdl      time.Time // write deadline last set
 }
 
 // active is a connection's request state: the request, its body reader,
@@ -144,73 +138,12 @@ func (cc *clientConn) attach() {
 // next request, and a new one whose request is still on its way, hold
 // none. Under TLS it reads with the buffer held (records must be
 // decrypted into something).
-//
-// The end of the last answer, when it waits in wb (pending), is written
-// first, and the wait for the next request follows the write with no read
-// that finds nothing yet (sock.Lean.WriteRead: one system call less). That
-// wait lasts until the read deadline, which the caller set to at most
-// pendingWait from now; then it is set to hot, and the usual read looks.
-func (cc *clientConn) readLean(hot time.Time) (int, error) {
+func (cc *clientConn) readLean() (int, error) {
 	if !cc.lean.Ready() {
 		cc.acquireRead()
 		return cc.nc.Read(cc.rb)
 	}
-	if cc.pending > 0 {
-		p := cc.wb[:cc.pending]
-		cc.pending = 0
-		n, rest, err := cc.lean.WriteRead(p, (*leanRead)(cc))
-		if len(rest) > 0 { // what the socket did not take at once
-			if werr := cc.write(rest); werr != nil {
-				return 0, werr
-			}
-			(*leanRead)(cc).Wrote()
-		}
-		if n > 0 || err != nil && !answer.IsTimeout(err) || cc.s.draining.Load() {
-			return n, err
-		}
-		_ = cc.nc.SetReadDeadline(hot)
-		looked := time.Now()
-		n, err = cc.lean.Read((*leanRead)(cc))
-		if n > 0 && time.Since(looked) < 50*time.Microsecond {
-			// The request was there all along: a client that sends
-			// before it reads (see pendingWait). Its answers are written
-			// at once from now on.
-			cc.pipelines = true
-		}
-		return n, err
-	}
 	return cc.lean.Read((*leanRead)(cc))
-}
-
-// pendingWait bounds the wait that follows the write of an answer's end
-// (see readLean). A client that sent its next request before it read the
-// answer (pipelining) left no readiness for that wait to see: Go's poller
-// forgets it when a wait begins, and only bytes that come after wake it.
-// So the wait is short: a keep-alive client under load sends well within
-// it, a slower one is read as before, and a pipelining one is found out
-// (its request was there when the wait ended) and never waits so again.
-const pendingWait = 5 * time.Millisecond
-
-// deferEnd writes p, the end of an answer; on a plain connection that
-// stays open, when p is at the start of wb, it leaves it there to be
-// written with the wait for the next request (see readLean).
-func (cc *clientConn) deferEnd(p []byte, keep bool) error {
-	if keep && !cc.pipelines && cc.r == cc.w && cc.lean.Ready() && cc.pending == 0 &&
-		len(p) > 0 && len(p) <= cap(cc.wb) && &p[0] == &cc.wb[:1][0] {
-		cc.pending = int32(len(p))
-		return nil
-	}
-	return cc.write(p)
-}
-
-// flush writes the answer's end left in wb, if any.
-func (cc *clientConn) flush() error {
-	if cc.pending == 0 {
-		return nil
-	}
-	p := cc.wb[:cc.pending]
-	cc.pending = 0
-	return cc.write(p)
 }
 
 // leanRead is the client connection's read buffer as a sock.Buffer.
@@ -230,16 +163,6 @@ func (l *leanRead) Give() {
 	cc := (*clientConn)(l)
 	putBuf(cc.rbuf)
 	cc.rbuf, cc.rb = nil, nil
-}
-
-// Wrote: the answer's end is written; neither buffer is needed to wait for
-// the next request (the read buffer is taken again when it is there).
-func (l *leanRead) Wrote() {
-	cc := (*clientConn)(l)
-	cc.releaseScratch()
-	if cc.rbuf != nil && cc.r == cc.w {
-		l.Give()
-	}
 }
 
 // detach gives the request state back; the connection holds nothing of
@@ -340,7 +263,6 @@ func (cc *clientConn) handOff() bool {
 // closeParked closes the connection and forgets it; the parker calls it for
 // connections that expire while parked.
 func (cc *clientConn) closeParked() {
-	_ = cc.flush()
 	_ = cc.nc.Close()
 	cc.r = cc.w // what was not read yet goes with the connection
 	cc.release()
@@ -403,17 +325,13 @@ func (cc *clientConn) awaitRequest() int {
 	idleEnd := start.Add(cfg.IdleTimeout)
 	cc.attach()
 	cc.r, cc.w = 0, 0
-	if cc.pending == 0 { // no buffer is needed to wait (see readLean)
-		cc.releaseScratch()
+	if cc.wbuf != nil { // no buffer is needed to wait
+		putBuf(cc.wbuf)
+		cc.wbuf, cc.wb = nil, nil
 	}
 	// The deadline is set before the state is published, so that
 	// Shutdown's wake-up deadline is never overwritten (see Shutdown).
-	hot := earlier(start.Add(hotIdle), idleEnd)
-	if cc.pending > 0 {
-		_ = cc.nc.SetReadDeadline(earlier(hot, start.Add(pendingWait)))
-	} else {
-		_ = cc.nc.SetReadDeadline(hot)
-	}
+	_ = cc.nc.SetReadDeadline(earlier(start.Add(hotIdle), idleEnd))
 	cc.state.Store(connIdle)
 	parked := false
 	defer func() {
@@ -422,10 +340,9 @@ func (cc *clientConn) awaitRequest() int {
 		}
 	}()
 	if cc.s.draining.Load() {
-		_ = cc.flush()
 		return cc.drainIdle()
 	}
-	n, err := cc.readLean(hot)
+	n, err := cc.readLean()
 	if n > 0 {
 		cc.w = n
 		return waitRequest
@@ -569,9 +486,6 @@ func (cc *clientConn) writeAnswer(a answer.Answer, closing bool) {
 // scratch returns the connection's write buffer, empty, for a head or a
 // piece of body to be built in; keepScratch takes it back once it grew.
 func (cc *clientConn) scratch() []byte {
-	if cc.pending > 0 {
-		_ = cc.flush() // a failed write shows again at the next one
-	}
 	if cc.wbuf == nil {
 		cc.wbuf = getBuf()
 		cc.wb = (*cc.wbuf)[:0]
@@ -582,9 +496,6 @@ func (cc *clientConn) scratch() []byte {
 // releaseScratch gives the write buffer back while nothing is to be
 // written (a request waits for its shard).
 func (cc *clientConn) releaseScratch() {
-	if cc.pending > 0 {
-		_ = cc.flush()
-	}
 	if cc.wbuf != nil {
 		putBuf(cc.wbuf)
 		cc.wbuf, cc.wb = nil, nil
@@ -610,11 +521,6 @@ func (cc *clientConn) readBuffer() []byte {
 
 // write sends p to the client, within the client write timeout.
 func (cc *clientConn) write(p []byte) error {
-	if cc.pending > 0 {
-		if err := cc.flush(); err != nil {
-			return err
-		}
-	}
 	now := time.Now()
 	if cc.wdl.Sub(now) < cc.s.cfg.ClientWriteTimeout-time.Second {
 		cc.wdl = now.Add(cc.s.cfg.ClientWriteTimeout)

@@ -58,8 +58,6 @@ type exchange struct {
 	// pending is a request sent whole, not yet written: the first read of
 	// its answer writes it (see readUpUntil).
 	pending []byte
-	// keep: the client connection stays open after this answer.
-	keep bool
 }
 
 func (x *exchange) reset(now time.Time) {

@@ -38,12 +38,10 @@ func (x *exchange) relay(uc *upstream.Conn) bool {
 	x.d.Status = r.Status
 	head := h1write.AppendResponse(cc.scratch(), r, rh)
 	cc.keepScratch(head)
-	x.keep = !closing
 	var err error
 	switch framing {
 	case h1.FramingNone:
-		x.headSent = true
-		err = cc.deferEnd(head, x.keep)
+		err = cc.write(head)
 		x.uClean = true
 	case h1.FramingLength:
 		err = x.relayLength(uc, head, r.ContentLength)
@@ -71,10 +69,8 @@ func (x *exchange) relay(uc *upstream.Conn) bool {
 }
 
 // writeHead sends the answer's head, with as much of the body as fits in
-// the same write. After it, errors can only end the connection. With end,
-// body is the rest of the answer: when it fits with the head, they may be
-// written with the wait for the next request (clientConn.deferEnd).
-func (x *exchange) writeHead(head, body []byte, end bool) error {
+// the same write. After it, errors can only end the connection.
+func (x *exchange) writeHead(head, body []byte) error {
 	if len(body) > 0 && len(head)+len(body) <= cap(head) {
 		head = append(head, body...)
 		x.d.BytesOut += int64(len(body))
@@ -82,9 +78,6 @@ func (x *exchange) writeHead(head, body []byte, end bool) error {
 	}
 	x.headSent = true
 	x.d.BytesOut += int64(len(body))
-	if end && len(body) == 0 {
-		return x.cc.deferEnd(head, x.keep)
-	}
 	if err := x.cc.write(head); err != nil {
 		return err
 	}
@@ -97,7 +90,7 @@ func (x *exchange) writeHead(head, body []byte, end bool) error {
 // relayLength streams a body of exactly n bytes.
 func (x *exchange) relayLength(uc *upstream.Conn, head []byte, n int64) error {
 	have := min(int64(x.uw-x.ur), n)
-	if err := x.writeHead(head, x.ub[x.ur:x.ur+int(have)], have == n); err != nil {
+	if err := x.writeHead(head, x.ub[x.ur:x.ur+int(have)]); err != nil {
 		return err
 	}
 	x.ur += int(have)
@@ -150,7 +143,7 @@ func (x *exchange) relayChunked(uc *upstream.Conn, head []byte) error {
 		}
 		var err error
 		if first {
-			err = x.writeHead(head, piece, false)
+			err = x.writeHead(head, piece)
 		} else if len(piece) > 0 {
 			err = x.cc.write(piece)
 			x.d.BytesOut += int64(len(piece))
@@ -172,7 +165,7 @@ func (x *exchange) relayChunked(uc *upstream.Conn, head []byte) error {
 
 // relayUntilClose streams a body that ends when the shard closes.
 func (x *exchange) relayUntilClose(uc *upstream.Conn, head []byte) error {
-	if err := x.writeHead(head, x.ub[x.ur:x.uw], false); err != nil {
+	if err := x.writeHead(head, x.ub[x.ur:x.uw]); err != nil {
 		return err
 	}
 	for {

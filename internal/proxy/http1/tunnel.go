@@ -23,7 +23,7 @@ func (x *exchange) tunnel(uc *upstream.Conn) bool {
 	if x.stopCopy(); !cc.bodyDone() {
 		return false // an upgrade request with a body still arriving
 	}
-	if err := x.writeHead(head, x.ub[x.ur:x.uw], false); err != nil {
+	if err := x.writeHead(head, x.ub[x.ur:x.uw]); err != nil {
 		return false
 	}
 	if early := cc.takeUnread(); len(early) > 0 { // the client spoke the new protocol right away

@@ -7,11 +7,3 @@ type Buffer interface {
 	Take() []byte
 	Give()
 }
-
-// Writer is a Buffer told when Lean.WriteRead has written all it had to
-// write, before the wait for the answer: what held those bytes can be given
-// back while the peer thinks.
-type Writer interface {
-	Buffer
-	Wrote()
-}

@@ -102,13 +102,7 @@ func (l *Lean) writeRead(fd uintptr) bool {
 			return true
 		}
 		l.out = l.out[n:]
-		if len(l.out) > 0 {
-			return true // the caller writes the rest, waiting
-		}
-		if w, ok := l.buf.(Writer); ok {
-			w.Wrote()
-		}
-		return false // all written: wait for the answer
+		return len(l.out) > 0 // all written: wait for the answer
 	}
 }
 
