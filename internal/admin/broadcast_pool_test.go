@@ -115,11 +115,12 @@ func TestConcurrentBroadcastsReuseShardConnections(t *testing.T) {
 	}
 }
 
-// More concurrent broadcasts than BroadcastConnsPerShard wait for a
-// connection to each shard: no shard holds more broadcast requests or
-// connections than that at once, and every broadcast still succeeds.
-func TestBroadcastConnectionsPerShardAreBounded(t *testing.T) {
-	const shardCount, broadcasts = 4, 32 + 8
+// heldBroadcasts starts n broadcasts through the admin plane to
+// shardCount counting shards that hold every request until release; the
+// caller waits for each shard to hold what it expects (heldBy), then
+// releases them and gets the broadcasts' errors.
+func heldBroadcasts(t *testing.T, shardCount, n int) (shards []*countingShard, release func() []error) {
+	t.Helper()
 	gate := make(chan struct{})
 	shards, topo := startCountingShards(t, shardCount, gate)
 	a := startAdmin(t, Config{Logger: slog.New(slog.DiscardHandler)}, &topo)
@@ -128,29 +129,49 @@ func TestBroadcastConnectionsPerShardAreBounded(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		errs = broadcastAll(client, a.url, broadcasts, shardCount)
+		errs = broadcastAll(client, a.url, n, shardCount)
 	}()
-	// Hold every request until each shard has as many as the bound allows
-	// at once, so that any beyond the bound would pile up there too.
+	return shards, func() []error {
+		close(gate)
+		<-done
+		return errs
+	}
+}
+
+// heldBy reports false when, within 10 s, some shard does not hold want
+// requests at once; i is that shard.
+func heldBy(shards []*countingShard, want int64) (i int, ok bool) {
 	deadline := time.Now().Add(10 * time.Second)
-	for _, s := range shards {
-		for s.inFlight.Load() < 32 {
+	for i, s := range shards {
+		for s.inFlight.Load() < want {
 			if time.Now().After(deadline) {
-				close(gate)
-				<-done
-				t.Fatalf("a shard holds %d requests after 10s, want %d", s.inFlight.Load(), 32)
+				return i, false
 			}
 			time.Sleep(time.Millisecond)
 		}
 	}
-	close(gate)
-	<-done
+	return 0, true
+}
+
+// More concurrent broadcasts than BroadcastConnsPerShard wait for a
+// connection to each shard: no shard holds more broadcast requests or
+// connections than that at once, and every broadcast still succeeds.
+func TestBroadcastConnectionsPerShardAreBounded(t *testing.T) {
+	const shardCount, bound = 4, BroadcastConnsPerShard
+	shards, release := heldBroadcasts(t, shardCount, bound+8)
+	// Hold every request until each shard has as many as the bound allows
+	// at once, so that any beyond the bound would pile up there too.
+	i, ok := heldBy(shards, bound)
+	errs := release()
+	if !ok {
+		t.Fatalf("shard %d holds %d requests after 10s, want %d", i, shards[i].inFlight.Load(), bound)
+	}
 	if errs != nil {
 		t.Fatalf("%d broadcasts failed, the first: %v", len(errs), errs[0])
 	}
 	for i, s := range shards {
-		if m, c := s.maxIn.Load(), s.conns.Load(); m > 32 || c > 32 {
-			t.Errorf("shard %d: %d requests at once over %d connections, want at most %d of each", i, m, c, 32)
+		if m, c := s.maxIn.Load(), s.conns.Load(); m > bound || c > bound {
+			t.Errorf("shard %d: %d requests at once over %d connections, want at most %d of each", i, m, c, bound)
 		}
 	}
 }
@@ -160,30 +181,12 @@ func TestBroadcastConnectionsPerShardAreBounded(t *testing.T) {
 // request before any is answered. With the old default of 64 at once, the
 // shards past the 64th got nothing until others answered.
 func TestBroadcastReachesEveryShardInOneWave(t *testing.T) {
-	const shardCount = 80
-	gate := make(chan struct{})
-	shards, topo := startCountingShards(t, shardCount, gate)
-	a := startAdmin(t, Config{Logger: slog.New(slog.DiscardHandler)}, &topo)
-	client := testutil.Client(t)
-	var errs []error
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		errs = broadcastAll(client, a.url, 1, shardCount)
-	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for i, s := range shards {
-		for s.inFlight.Load() < 1 {
-			if time.Now().After(deadline) {
-				close(gate)
-				<-done
-				t.Fatalf("shard %d got no request in 10s while the others held theirs: the broadcast went out in waves", i)
-			}
-			time.Sleep(time.Millisecond)
-		}
+	shards, release := heldBroadcasts(t, 80, 1)
+	i, ok := heldBy(shards, 1)
+	errs := release()
+	if !ok {
+		t.Fatalf("shard %d got no request in 10s while the others held theirs: the broadcast went out in waves", i)
 	}
-	close(gate)
-	<-done
 	if errs != nil {
 		t.Fatalf("broadcast failed: %v", errs[0])
 	}
