@@ -64,21 +64,7 @@ func peekFD(fd uintptr) (gone, data, wait bool) {
 // WaitReadable blocks until nc has bytes (or a close) to read, or its read
 // deadline passes, without reading and without a buffer: an idle
 // connection then costs its goroutine and socket only.
-func WaitReadable(nc net.Conn) bool {
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return true // the caller reads with a buffer instead
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return true
-	}
-	err = raw.Read(func(fd uintptr) bool {
-		_, _, wait := peekFD(fd)
-		return !wait
-	})
-	return err == nil
-}
+func WaitReadable(nc net.Conn) bool { return AwaitReadable(nc) == nil }
 
 // AwaitReadable is WaitReadable with the reason it stopped waiting: nil
 // when nc has bytes or a close to read, else the deadline or the error.
