@@ -6,7 +6,9 @@ package upstream
 
 import (
 	"crypto/tls"
+	"errors"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -51,9 +53,15 @@ func (c *Conn) ReadLean(b sock.Buffer) (int, error) {
 func (c *Conn) WriteReadLean(p []byte, b sock.Buffer, writeDeadline time.Time) (int, error) {
 	if c.lean.Ready() {
 		n, rest, err := c.lean.WriteRead(p, b)
-		if err != nil || len(rest) == 0 {
+		switch {
+		case len(rest) == 0:
 			return n, err
+		case err != nil && !errors.Is(err, os.ErrDeadlineExceeded):
+			return 0, err
 		}
+		// What the socket did not take, or all of it when the read
+		// deadline had passed before the write (the wait ends before it
+		// begins): written here, then the read gives the deadline's error.
 		p = rest
 	}
 	_ = c.NC.SetWriteDeadline(writeDeadline)
