@@ -65,7 +65,9 @@ func (l *Lean) Read(b Buffer) (int, error) {
 // peer has not answered yet: its readiness is awaited first). When the
 // socket takes only part of p (its buffer is full), it returns what is
 // left unwritten, nothing read, and the caller writes the rest and reads
-// itself. A write error is returned as such.
+// itself. A write error is returned as such. When the read deadline has
+// passed already, the wait ends before the write: the deadline's error
+// comes back with all of p unwritten.
 func (l *Lean) WriteRead(p []byte, b Buffer) (n int, rest []byte, err error) {
 	l.out, l.buf, l.n, l.errn = p, b, 0, nil
 	err = l.raw.Read(l.fnw)
