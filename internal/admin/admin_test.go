@@ -28,13 +28,13 @@ type adminUnderTest struct {
 	reg    *prometheus.Registry
 }
 
-func startAdmin(t *testing.T, cfg Config, topo *watch.Topology) *adminUnderTest {
+func startAdmin(t testing.TB, cfg Config, topo *watch.Topology) *adminUnderTest {
 	t.Helper()
 	return startAdminRing(t, ring.Config{Algorithm: ring.Modulus}, cfg, topo)
 }
 
 // startAdminRing is startAdmin over a ring of rc's algorithm.
-func startAdminRing(t *testing.T, rc ring.Config, cfg Config, topo *watch.Topology) *adminUnderTest {
+func startAdminRing(t testing.TB, rc ring.Config, cfg Config, topo *watch.Topology) *adminUnderTest {
 	t.Helper()
 	px, err := proxy.New(proxy.Config{Ring: rc, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -56,7 +56,7 @@ func startAdminRing(t *testing.T, rc ring.Config, cfg Config, topo *watch.Topolo
 	return a
 }
 
-func (a *adminUnderTest) apply(t *testing.T, topo watch.Topology) {
+func (a *adminUnderTest) apply(t testing.TB, topo watch.Topology) {
 	t.Helper()
 	if err := a.tables.Apply(topo); err != nil {
 		t.Fatal(err)

@@ -48,7 +48,7 @@ func BenchmarkBroadcastFanOut(b *testing.B) {
 			b.Fatal(err)
 		}
 		tbl := px.Table()
-		bc := newBroadcaster(BroadcastConfig{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}, nil, nil)
+		bc := newBroadcaster(BroadcastConfig{}, nil, nil)
 		defer bc.close()
 		req := shardRequest{method: "POST", uri: "/cache/evict", header: http.Header{}}
 		b.ResetTimer()

@@ -1,13 +1,11 @@
 package admin
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -19,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/shard-proxy/shard-proxy/internal/admin/h1client"
 	"github.com/shard-proxy/shard-proxy/internal/certs"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/header"
@@ -58,8 +57,6 @@ type BroadcastConfig struct {
 	// MaxBodyBytes caps the request body, which is read once and replayed
 	// to every shard.
 	MaxBodyBytes int
-	// Transport sends the requests; nil means a pooled transport of our own.
-	Transport http.RoundTripper
 	// History is how many reports GET /broadcasts keeps, newest first;
 	// 0 means DefaultHistory.
 	History int
@@ -138,16 +135,17 @@ type BroadcastReport struct {
 }
 
 type broadcaster struct {
-	cfg     BroadcastConfig
-	client  *http.Client
+	cfg BroadcastConfig
+	// shards sends the requests: a pool of connections per shard (at most
+	// BroadcastConnsPerShard), the head written once per broadcast.
+	shards  *h1client.Client
 	log     *slog.Logger
 	total   *prometheus.CounterVec
 	results *prometheus.CounterVec
 	ids     idSource
 	history *history
-	// shardTLS and tls reach TLS shards (tls.go).
+	// shardTLS reaches TLS shards (tls.go).
 	shardTLS *certs.ShardClient
-	tls      tlsClients
 }
 
 func newBroadcaster(cfg BroadcastConfig, reg prometheus.Registerer, log *slog.Logger) *broadcaster {
@@ -166,13 +164,8 @@ func newBroadcaster(cfg BroadcastConfig, reg prometheus.Registerer, log *slog.Lo
 	if cfg.HistoryBytes <= 0 {
 		cfg.HistoryBytes = DefaultHistoryBytes
 	}
-	if cfg.Transport == nil {
-		cfg.Transport = newShardTransport()
-	}
 	b := &broadcaster{
-		cfg: cfg,
-		// Redirects are the shard's answer, reported as they are.
-		client:  &http.Client{Transport: cfg.Transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		cfg:     cfg,
 		log:     log,
 		history: newHistory(cfg.History, cfg.HistoryBytes),
 		total: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -189,32 +182,14 @@ func newBroadcaster(cfg BroadcastConfig, reg prometheus.Registerer, log *slog.Lo
 	}
 	b.total.WithLabelValues("success")
 	b.total.WithLabelValues("failure")
+	// Redirects are the shard's answer, reported as they are: the client
+	// follows none.
+	b.shards = h1client.New(h1client.Config{Dial: b.dial, MaxConns: BroadcastConnsPerShard, IdleTimeout: BroadcastIdleTimeout})
 	return b
 }
 
-// newShardTransport is the pooled transport broadcasts reach plain shards
-// with: a pool per shard of BroadcastConnsPerShard connections.
-func newShardTransport() *http.Transport {
-	return &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxConnsPerHost:     BroadcastConnsPerShard,
-		MaxIdleConnsPerHost: BroadcastConnsPerShard,
-		IdleConnTimeout:     BroadcastIdleTimeout,
-		// Broadcast requests and answers are mostly small; larger ones
-		// take a few more system calls. A pooled connection holds both
-		// buffers, and a burst of broadcasts pools thousands.
-		ReadBufferSize:  1 << 10,
-		WriteBufferSize: 1 << 10,
-	}
-}
-
 // close releases idle connections to shards.
-func (b *broadcaster) close() {
-	if t, ok := b.cfg.Transport.(interface{ CloseIdleConnections() }); ok {
-		t.CloseIdleConnections()
-	}
-	b.tls.close()
-}
+func (b *broadcaster) close() { b.shards.Close() }
 
 // broadcast serves ANY /broadcast/<path>.
 func (s *Server) broadcast(w http.ResponseWriter, r *http.Request) {
@@ -348,67 +323,62 @@ type shardRequest struct {
 // are not contacted but reported failed.
 func (b *broadcaster) fanOut(ctx context.Context, shards []watch.Shard, req shardRequest, timeout time.Duration) []ShardResult {
 	results := make([]ShardResult, len(shards))
+	hr, err := h1client.NewRequest(req.method, req.uri, req.header, req.body) // the head, written once
+	g := b.shards.Group(ctx, len(shards))
+	defer g.Close()
 	sem := make(chan struct{}, b.cfg.Concurrency)
 	var wg sync.WaitGroup
 	for i, sh := range shards {
 		results[i] = ShardResult{Ordinal: sh.Ordinal, Shard: sh.Name, Address: sh.Addr}
-		if !sh.Ready {
+		switch {
+		case !sh.Ready:
 			results[i].Error, results[i].outcome = answer.ErrShardNotReady.Error(), "not_ready"
+			continue
+		case err != nil:
+			results[i].Error, results[i].outcome = "building request: "+err.Error(), "unreachable"
 			continue
 		}
 		sem <- struct{}{} // taken before the goroutine starts: at most Concurrency exist
 		wg.Go(func() {
 			defer func() { <-sem }()
-			b.send(ctx, sh, req, timeout, &results[i])
+			b.send(ctx, g, i, sh, hr, timeout, &results[i])
 		})
 	}
 	wg.Wait()
 	return results
 }
 
-// send delivers req to one shard and fills res.
-func (b *broadcaster) send(ctx context.Context, sh watch.Shard, req shardRequest, timeout time.Duration, res *ShardResult) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+// send delivers req to one shard, exchange i of g, and fills res.
+func (b *broadcaster) send(ctx context.Context, g *h1client.Group, i int, sh watch.Shard, req *h1client.Request, timeout time.Duration, res *ShardResult) {
 	start := time.Now()
 	defer func() { res.DurationMS = millis(time.Since(start)) }()
-	hr, err := http.NewRequestWithContext(ctx, req.method, shardURL(sh)+req.uri, bytes.NewReader(req.body))
-	if err != nil {
-		res.Error, res.outcome = "building request: "+err.Error(), "unreachable"
-		return
+	var trace []byte
+	if b.cfg.Tracer != nil { // not called otherwise: its frame alone would grow the goroutine's stack
+		var end func()
+		trace, end = b.traceShard(ctx, req.Method, res)
+		defer end()
 	}
-	hr.Header = req.header.Clone()
-	hr.ContentLength = int64(len(req.body))
-	defer b.traceShard(ctx, hr, res)()
-	resp, err := b.clientFor(sh).Do(hr)
-	if err == nil {
-		defer resp.Body.Close()
-		var body []byte
-		body, err = io.ReadAll(io.LimitReader(resp.Body, ResultBodyLimit+1))
-		if err == nil {
-			res.Status = resp.StatusCode
-			if len(body) > ResultBodyLimit {
-				body, res.Truncated = trimUTF8(body[:ResultBodyLimit]), true
-			}
-			res.Body = string(body)
-			res.outcome = "success"
-			if resp.StatusCode < 200 || resp.StatusCode > 299 {
-				res.outcome = "http_error"
-			}
-			// Drain a little so the connection can be reused.
-			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	t := h1client.Target{Addr: sh.Addr, TLS: sh.TLS, TLSName: sh.TLSName}
+	a, err := g.Do(i, t, req, trace, start.Add(timeout), ResultBodyLimit)
+	switch {
+	case err == nil:
+		res.Status, res.Body, res.Truncated = a.Status, a.Body, a.Truncated
+		if a.Truncated {
+			res.Body = trimUTF8(a.Body)
+		}
+		res.outcome = "success"
+		if a.Status < 200 || a.Status > 299 {
+			res.outcome = "http_error"
+		}
+	case errors.Is(err, h1client.ErrTimeout):
+		res.Error, res.outcome = answer.ErrShardTimeout.Error(), "timeout"
+	default:
+		if msg, outcome, ok := tlsFailure(err); ok {
+			res.Error, res.outcome = msg, outcome
 			return
 		}
+		res.Error, res.outcome = answer.ErrShardDown.Error()+": "+rootCause(err), "unreachable"
 	}
-	if ctx.Err() == context.DeadlineExceeded {
-		res.Error, res.outcome = answer.ErrShardTimeout.Error(), "timeout"
-		return
-	}
-	if msg, outcome, ok := tlsFailure(err); ok {
-		res.Error, res.outcome = msg, outcome
-		return
-	}
-	res.Error, res.outcome = answer.ErrShardDown.Error()+": "+rootCause(err), "unreachable"
 }
 
 // forwardedURI is /<path>?<query> without the broadcast's own parameters.
@@ -478,10 +448,10 @@ func millis(d time.Duration) float64 {
 
 // trimUTF8 drops a rune cut in half at the end of b, so a truncated text
 // body does not end in a replacement character.
-func trimUTF8(b []byte) []byte {
+func trimUTF8(b string) string {
 	for i := len(b) - 1; i >= 0 && i >= len(b)-utf8.UTFMax; i-- {
 		if utf8.RuneStart(b[i]) {
-			if !utf8.FullRune(b[i:]) {
+			if !utf8.FullRuneInString(b[i:]) {
 				return b[:i]
 			}
 			break

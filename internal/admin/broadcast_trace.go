@@ -37,20 +37,28 @@ func (b *broadcaster) traceBroadcast(r *http.Request, j job) (ctx context.Contex
 	}
 }
 
-// traceShard starts the span of one shard's request and puts its
-// traceparent on hr; end ends it with the shard's result.
-func (b *broadcaster) traceShard(ctx context.Context, hr *http.Request, res *ShardResult) (end func()) {
+// traceShard starts the span of one shard's request and returns the
+// trace context lines the shard receives in place of the caller's (nil
+// when not sampled: the caller's go as they came); end ends it with the
+// shard's result.
+func (b *broadcaster) traceShard(ctx context.Context, method string, res *ShardResult) (lines []byte, end func()) {
 	if b.cfg.Tracer == nil || !trace.SpanContextFromContext(ctx).IsValid() {
-		return func() {}
+		return nil, func() {}
 	}
-	_, span := b.cfg.Tracer.Tracer("github.com/shard-proxy/shard-proxy/admin").Start(ctx, hr.Method,
+	_, span := b.cfg.Tracer.Tracer("github.com/shard-proxy/shard-proxy/admin").Start(ctx, method,
 		trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
 			attribute.String("shard.name", res.Shard), attribute.Int("shard.ordinal", res.Ordinal),
 			attribute.String("server.address", res.Address)))
 	if span.SpanContext().IsSampled() {
-		propagation.TraceContext{}.Inject(trace.ContextWithSpan(ctx, span), propagation.HeaderCarrier(hr.Header))
+		carrier := propagation.MapCarrier{}
+		propagation.TraceContext{}.Inject(trace.ContextWithSpan(ctx, span), carrier)
+		for _, name := range []string{"traceparent", "tracestate"} {
+			if v := carrier.Get(name); v != "" {
+				lines = append(lines, http.CanonicalHeaderKey(name)+": "+v+"\r\n"...)
+			}
+		}
 	}
-	return func() {
+	return lines, func() {
 		if res.Status > 0 {
 			span.SetAttributes(attribute.Int("http.response.status_code", res.Status))
 		}

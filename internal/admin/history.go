@@ -110,7 +110,7 @@ func keptReport(rep BroadcastReport) (BroadcastReport, int) {
 	for i := range rep.Shards {
 		res := &rep.Shards[i]
 		if len(res.Body) > HistoryBodyLimit {
-			res.Body, res.Truncated = string(trimUTF8([]byte(res.Body[:HistoryBodyLimit]))), true
+			res.Body, res.Truncated = strings.Clone(trimUTF8(res.Body[:HistoryBodyLimit])), true // a copy: the whole body is not kept
 		}
 		size += len(res.Shard) + len(res.Address) + len(res.Body) + len(res.Error) + shardResultOverhead
 	}
