@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shard-proxy/shard-proxy/internal/testutil"
 	"github.com/shard-proxy/shard-proxy/internal/watch"
 )
 
@@ -149,4 +150,24 @@ func processCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// A broadcast allocates a few objects per shard, whatever the header:
+// the result's body, its line in the report, and the report's own
+// (JSON, audit, history) shared out. The bound is a regression guard: a
+// per-shard request object, header map or context (net/http's client
+// made about 70) fails it.
+func TestBroadcastAllocationsPerShard(t *testing.T) {
+	if testutil.Race {
+		t.Skip("the race detector allocates, and sync.Pool drops at random under it")
+	}
+	const shards, bound = 64, 5.0 // 3.5 measured; the margin is for pools a GC emptied mid-run
+	topo := rawShards(t, shards)
+	a := startAdmin(t, Config{Logger: slog.New(slog.DiscardHandler)}, &topo)
+	benchBroadcast(t, a.Server, shards) // dials every shard
+	perShard := testing.AllocsPerRun(20, func() { benchBroadcast(t, a.Server, shards) }) / shards
+	t.Logf("%.2f allocations per shard request", perShard)
+	if perShard > bound {
+		t.Errorf("%.2f allocations per shard request, want at most %.0f", perShard, bound)
+	}
 }

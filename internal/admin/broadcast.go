@@ -21,6 +21,7 @@ import (
 	"github.com/shard-proxy/shard-proxy/internal/certs"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/answer"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/header"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/workers"
 	"github.com/shard-proxy/shard-proxy/internal/watch"
 )
 
@@ -139,6 +140,7 @@ type broadcaster struct {
 	// shards sends the requests: a pool of connections per shard (at most
 	// BroadcastConnsPerShard), the head written once per broadcast.
 	shards  *h1client.Client
+	calls   workers.Pool[*shardCall]
 	log     *slog.Logger
 	total   *prometheus.CounterVec
 	results *prometheus.CounterVec
@@ -184,6 +186,7 @@ func newBroadcaster(cfg BroadcastConfig, reg prometheus.Registerer, log *slog.Lo
 	b.total.WithLabelValues("failure")
 	// Redirects are the shard's answer, reported as they are: the client
 	// follows none.
+	b.calls = workers.Pool[*shardCall]{Run: (*shardCall).run, Idle: 100 * time.Millisecond}
 	b.shards = h1client.New(h1client.Config{Dial: b.dial, MaxConns: BroadcastConnsPerShard, IdleTimeout: BroadcastIdleTimeout})
 	return b
 }
@@ -326,6 +329,7 @@ func (b *broadcaster) fanOut(ctx context.Context, shards []watch.Shard, req shar
 	hr, err := h1client.NewRequest(req.method, req.uri, req.header, req.body) // the head, written once
 	g := b.shards.Group(ctx, len(shards))
 	defer g.Close()
+	calls := make([]shardCall, len(shards))
 	sem := make(chan struct{}, b.cfg.Concurrency)
 	var wg sync.WaitGroup
 	for i, sh := range shards {
@@ -338,14 +342,35 @@ func (b *broadcaster) fanOut(ctx context.Context, shards []watch.Shard, req shar
 			results[i].Error, results[i].outcome = "building request: "+err.Error(), "unreachable"
 			continue
 		}
-		sem <- struct{}{} // taken before the goroutine starts: at most Concurrency exist
-		wg.Go(func() {
-			defer func() { <-sem }()
-			b.send(ctx, g, i, sh, hr, timeout, &results[i])
-		})
+		sem <- struct{}{} // taken before the call starts: at most Concurrency run
+		wg.Add(1)
+		calls[i] = shardCall{b: b, ctx: ctx, g: g, i: i, sh: sh, req: hr, timeout: timeout, res: &results[i], sem: sem, wg: &wg}
+		b.calls.Go(&calls[i])
 	}
 	wg.Wait()
 	return results
+}
+
+// shardCall is one shard's part of a broadcast, run by a worker: workers
+// are reused between broadcasts, so that a shard request neither starts a
+// goroutine nor grows its stack (a copy each time it doubles).
+type shardCall struct {
+	b       *broadcaster
+	ctx     context.Context
+	g       *h1client.Group
+	i       int
+	sh      watch.Shard
+	req     *h1client.Request
+	timeout time.Duration
+	res     *ShardResult
+	sem     chan struct{}
+	wg      *sync.WaitGroup
+}
+
+func (c *shardCall) run() {
+	defer c.wg.Done()
+	defer func() { <-c.sem }()
+	c.b.send(c.ctx, c.g, c.i, c.sh, c.req, c.timeout, c.res)
 }
 
 // send delivers req to one shard, exchange i of g, and fills res.
