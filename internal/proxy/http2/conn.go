@@ -1,7 +1,6 @@
 package http2
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/tls"
 	"errors"
@@ -76,9 +75,7 @@ func (r *Relay) ServeConn(nc net.Conn, ip string, pending []byte) {
 		return
 	}
 	defer r.conns.done(c)
-	br := bufio.NewReaderSize(sock.Prefixed(nc, pending), readBufSize)
-	go c.w.WriteLoop()
-	err := c.serve(br)
+	err := c.serve(sock.NewReader(nc, pending, readBufs))
 	c.shutdownStreams()
 	if err == errBacklog {
 		_ = nc.Close() // it does not read: no GOAWAY would reach it
@@ -99,7 +96,7 @@ func (r *Relay) ServeConn(nc net.Conn, ip string, pending []byte) {
 }
 
 // serve reads the client's frames until the connection ends.
-func (c *clientConn) serve(br *bufio.Reader) error {
+func (c *clientConn) serve(br io.Reader) error {
 	got := make([]byte, len(preface))
 	_ = c.w.NC.SetReadDeadline(time.Now().Add(c.r.cfg.ClientHeaderTimeout))
 	if _, err := io.ReadFull(br, got); err != nil || !bytes.Equal(got, preface) {
