@@ -52,7 +52,7 @@ func TestTracingNotSampledH2Allocations(t *testing.T) {
 		base := h2AllocsPerRequest(t, off, n, tc.traceparent)
 		got := h2AllocsPerRequest(t, on, n, tc.traceparent)
 		t.Logf("%s: %.3f allocations per request (tracing off: %.3f)", tc.name, got, base)
-		if got > base+0.05 {
+		if got > base+0.1 { // a stream described or timed for nothing would cost whole allocations
 			t.Errorf("%s: %.3f allocations per request, want no more than tracing off's %.3f", tc.name, got, base)
 		}
 	}
