@@ -41,7 +41,7 @@ type clientConn struct {
 	// it buffers (see body.go); guarded by w.mu.
 	bodyTurn *stream
 
-	addr string // the client's address, when requests are recorded
+	addr string // the client's address, once a record asked for it (client)
 
 	// guarded by w.mu
 	streams map[uint32]*stream
@@ -65,9 +65,6 @@ func (r *Relay) ServeConn(nc net.Conn, ip string, pending []byte) {
 	c := &clientConn{r: r, ip: ip, proto: "http", streams: map[uint32]*stream{}}
 	if _, ok := nc.(*tls.Conn); ok {
 		c.proto = "https"
-	}
-	if r.router.Recording() && nc.RemoteAddr() != nil {
-		c.addr = nc.RemoteAddr().String() // the access log's client
 	}
 	c.w = h2wire.New(nc, r.cfg.ClientWriteTimeout)
 	if !r.conns.add(c) {
