@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/shard-proxy/shard-proxy/internal/proxy/h2hpack"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/sock"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 )
@@ -81,6 +82,7 @@ type Conn struct {
 	writing  bool
 	timeout  time.Duration // per socket write
 	deadline time.Time     // the write deadline last set (the writer's)
+	lean     sock.Lean     // writes NC without the runtime's system-call bookkeeping (not under TLS)
 
 	// after is the work left by Defer for whoever unlocks next: the first
 	// few in place (a lock held usually ends one stream), the rest in more.
@@ -133,6 +135,7 @@ func (w *Conn) Unlock() {
 func New(nc net.Conn, writeTimeout time.Duration) *Conn {
 	w := &Conn{NC: nc, maxFrame: 16384, InitWin: 65535, SendWin: 65535, RecvWin: 65535,
 		timeout: writeTimeout}
+	w.lean.Init(nc)
 	return w
 }
 
@@ -375,7 +378,12 @@ func (w *Conn) send(buf []byte) bool {
 		w.deadline = now.Add(w.timeout)
 		_ = w.NC.SetWriteDeadline(w.deadline)
 	}
-	_, err := w.NC.Write(buf)
+	var err error
+	if w.lean.Ready() {
+		_, err = w.lean.Write(buf)
+	} else {
+		_, err = w.NC.Write(buf)
+	}
 	return err == nil
 }
 

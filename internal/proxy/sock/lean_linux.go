@@ -23,6 +23,10 @@ type Lean struct {
 	n    int
 	errn error
 	out  []byte // what WriteRead still has to write
+	// What Write still has to write, and its error: Write may run while
+	// another goroutine reads (a body streams in as its answer goes out).
+	wout  []byte
+	werrn error
 }
 
 // Init prepares l to read nc and tells whether it can: false when nc is not
@@ -89,35 +93,36 @@ func (l *Lean) WriteRead(p []byte, b Buffer) (n int, rest []byte, err error) {
 
 // Write writes all of p, waiting through Go's poller while the socket's
 // buffer is full, until the socket's write deadline; it returns how much
-// was written.
+// was written. One Write may run beside one Read or WriteRead (Go's
+// poller allows a reader and a writer at once), not beside another Write.
 func (l *Lean) Write(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	l.out, l.errn = p, nil
+	l.wout, l.werrn = p, nil
 	err := l.raw.Write(l.fno)
-	n := len(p) - len(l.out)
-	l.out = nil
-	if err == nil && l.errn != nil {
-		err = os.NewSyscallError("write", l.errn)
+	n := len(p) - len(l.wout)
+	l.wout = nil
+	if err == nil && l.werrn != nil {
+		err = os.NewSyscallError("write", l.werrn)
 	}
 	return n, err
 }
 
 // write is the raw write: false (wait) when the socket takes no more.
 func (l *Lean) write(fd uintptr) bool {
-	for len(l.out) > 0 {
-		n, err := rawWrite(fd, l.out)
+	for len(l.wout) > 0 {
+		n, err := rawWrite(fd, l.wout)
 		switch {
 		case err == syscall.EINTR:
 			continue
 		case err == syscall.EAGAIN:
 			return false
 		case err != nil:
-			l.errn = err
+			l.werrn = err
 			return true
 		}
-		l.out = l.out[n:]
+		l.wout = l.wout[n:]
 	}
 	return true
 }
