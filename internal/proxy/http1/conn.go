@@ -526,7 +526,12 @@ func (cc *clientConn) write(p []byte) error {
 		cc.wdl = now.Add(cc.s.cfg.ClientWriteTimeout)
 		_ = cc.nc.SetWriteDeadline(cc.wdl)
 	}
-	_, err := cc.nc.Write(p)
+	var err error
+	if a := cc.active; a != nil && a.lean.Ready() {
+		_, err = a.lean.Write(p) // no runtime system-call bookkeeping (see sock.Lean)
+	} else {
+		_, err = cc.nc.Write(p)
+	}
 	if err != nil {
 		return answer.ErrClientGone
 	}

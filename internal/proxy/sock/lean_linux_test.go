@@ -3,8 +3,11 @@ package sock
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"os"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -114,5 +117,60 @@ func TestLeanWriteReadReturnsWhatItCannotWrite(t *testing.T) {
 	}
 	if b.takes != 0 {
 		t.Fatalf("the buffer was taken %d times, want never", b.takes)
+	}
+}
+
+// Write sends all of a body larger than the socket's buffers, waiting
+// while the peer reads slowly, beside a Read of the same Lean on another
+// goroutine (a request body streaming in while its answer goes out).
+func TestLeanWriteBesideRead(t *testing.T) {
+	c, l, s := leanPair(t)
+	_ = c.SetWriteBuffer(4 << 10)
+	body := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(io.LimitReader(s, int64(len(body))))
+		got <- b
+		_, _ = s.Write([]byte("bye"))
+	}()
+	read := make(chan string, 1)
+	go func() {
+		b := &countedBuffer{buf: make([]byte, 16)}
+		n, err := l.Read(b)
+		read <- fmt.Sprintf("%q %v", b.buf[:n], err)
+	}()
+	if n, err := l.Write(body); n != len(body) || err != nil {
+		t.Fatalf("Write = %d, %v; want %d, nil", n, err, len(body))
+	}
+	if b := <-got; !bytes.Equal(b, body) {
+		t.Fatalf("the peer got %d bytes, not the %d written", len(b), len(body))
+	}
+	if r := <-read; r != `"bye" <nil>` {
+		t.Fatalf("the Read beside the Write got %s, want \"bye\"", r)
+	}
+}
+
+// Write to a peer that never reads stops at the write deadline with what
+// it wrote; to a peer that left, it fails (EPIPE or a reset), and the
+// process gets no SIGPIPE.
+func TestLeanWriteDeadlineAndGonePeer(t *testing.T) {
+	c, l, s := leanPair(t)
+	_ = c.SetWriteBuffer(4 << 10)
+	_ = s.SetReadBuffer(4 << 10)
+	_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	big := make([]byte, 16<<20)
+	n, err := l.Write(big)
+	if !errors.Is(err, os.ErrDeadlineExceeded) || n == 0 || n == len(big) {
+		t.Fatalf("Write to a peer that reads nothing = %d of %d, %v; want part, then the deadline", n, len(big), err)
+	}
+	c2, l2, s2 := leanPair(t)
+	s2.Close()
+	_ = c2.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	var werr error
+	for i := 0; i < 100 && werr == nil; i++ { // the first write may still be taken; the reset then fails the next
+		_, werr = l2.Write([]byte("after the peer left"))
+	}
+	if !errors.Is(werr, syscall.EPIPE) && !errors.Is(werr, syscall.ECONNRESET) {
+		t.Fatalf("Write to a peer that left: %v, want EPIPE or ECONNRESET", werr)
 	}
 }

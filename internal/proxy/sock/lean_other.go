@@ -26,3 +26,8 @@ func (l *Lean) Read(Buffer) (int, error) {
 func (l *Lean) WriteRead(p []byte, _ Buffer) (int, []byte, error) {
 	return 0, p, errors.New("sock: no lean reads on this platform")
 }
+
+// Write is never called here (Ready is false).
+func (l *Lean) Write(p []byte) (int, error) {
+	return 0, errors.New("sock: no lean writes on this platform")
+}
