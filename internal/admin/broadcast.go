@@ -450,6 +450,9 @@ func shardHeader(r *http.Request, dropAuth bool) http.Header {
 
 // audit logs one line per broadcast: who, what, and each shard's outcome.
 func (b *broadcaster) audit(r *http.Request, rep BroadcastReport, outcome string) {
+	if b.log == nil || !b.log.Enabled(r.Context(), slog.LevelInfo) {
+		return // a line per shard is not built for nobody (--log-level warn)
+	}
 	var per strings.Builder
 	for i, res := range rep.Shards {
 		if i > 0 {
