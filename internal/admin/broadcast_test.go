@@ -2,10 +2,12 @@ package admin
 
 import (
 	"bytes"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -228,4 +230,39 @@ func TestTokenFileMustHoldAToken(t *testing.T) {
 			t.Errorf("NewTokenAuth(%s) succeeded, want an error", path)
 		}
 	}
+}
+
+// Every broadcast is logged as one line at info, with each shard's result;
+// with info off (--log-level warn) nothing is logged or built.
+func TestBroadcastAuditLine(t *testing.T) {
+	shards := testutil.StartShards(t, 2, "web")
+	topo := testutil.Topology(shards)
+	topo.Shards[1].Ready = false
+	for _, level := range []slog.Level{slog.LevelInfo, slog.LevelWarn} {
+		var buf syncBuffer
+		a := startAdmin(t, Config{Logger: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: level}))}, &topo)
+		call(t, "POST", a.url+"/broadcast/flush", nil, nil)
+		got := buf.String()
+		if want := `shards="web-0=200 web-1=not_ready"`; (level == slog.LevelInfo) != strings.Contains(got, want) {
+			t.Errorf("level %v: log %q; want %s exactly when info is on", level, got, want)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the handler's and the test's use.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
