@@ -16,7 +16,7 @@ import (
 // startLeanShard is a shard that answers every request "ok" from fixed
 // buffers: it allocates nothing per request, so a test can count the
 // proxy's allocations.
-func startLeanShard(t *testing.T) watch.Topology {
+func startLeanShard(t testing.TB) watch.Topology {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
