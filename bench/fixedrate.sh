@@ -40,7 +40,7 @@ fr_saturation() {
 fr_row() {
 	jq -r --arg sys "$1" --arg what "$2" '[$sys, $what, (.all.rate | floor), .all.latency.p50_ms, .all.latency.p99_ms,
 		.all.latency.p99_9_ms, .all.latency.max_ms, (.late.count // 0), ((.all.errors // {}) | add // 0),
-		(.all.requests - (.all.status["200"] // 0))] | @tsv' "$3"
+		(.all.requests - (.all.status["200"] // 0)), (.connections // 0)] | @tsv' "$3"
 }
 
 fixedrate() {
@@ -84,9 +84,9 @@ fixedrate() {
 		echo "- versions: $(shard_proxy_version), $(haproxy -v | head -1 | cut -d' ' -f1-3), $(nginx -v 2>&1 | cut -d' ' -f3), $(go version | cut -d' ' -f3)"
 		echo "- late: requests that left more than 1 ms after their due time (the generator's own delay, included in the latency); the JSON and HTML reports are in fixedrate/"
 		echo
-		echo "| system | load | req/s | p50 ms | p99 ms | p99.9 ms | max ms | late | errors | non-200 |"
-		echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
-		printf '%s\n' "${rows[@]}" | awk -F'\t' '{ printf "| %s | %s | %s | %.3f | %.3f | %.3f | %.3f | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 }'
+		echo "| system | load | req/s | p50 ms | p99 ms | p99.9 ms | max ms | late | errors | non-200 | connections |"
+		echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+		printf '%s\n' "${rows[@]}" | awk -F'\t' '{ printf "| %s | %s | %s | %.3f | %.3f | %.3f | %.3f | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 }'
 	} >"$BENCH_OUT/fixedrate.md"
 	log "wrote $BENCH_OUT/fixedrate.md"
 	cat "$BENCH_OUT/fixedrate.md"

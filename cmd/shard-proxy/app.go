@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/shard-proxy/shard-proxy/internal/admin"
+	"github.com/shard-proxy/shard-proxy/internal/memtrim"
 	"github.com/shard-proxy/shard-proxy/internal/proxy"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/keys"
 	"github.com/shard-proxy/shard-proxy/internal/watch"
@@ -52,6 +53,9 @@ type app struct {
 	// cancellation while the API server is unreachable, and shutdown must
 	// not wait for that beyond --shutdown-timeout.
 	srcDone chan struct{}
+	// stopTrim ends the memory trimmer; trimDone is closed when it has.
+	stopTrim context.CancelFunc
+	trimDone <-chan struct{}
 }
 
 // newApp builds the components and opens the listeners; nothing runs yet.
@@ -147,6 +151,11 @@ func (a *app) Start() {
 	tlsCtx, stopTLS := context.WithCancel(context.Background())
 	a.stopTLS = stopTLS
 	a.wg.Go(func() { a.tls.watch(tlsCtx) })
+	trimCtx, stopTrim := context.WithCancel(context.Background())
+	a.stopTrim = stopTrim
+	a.trimDone = (&memtrim.Trimmer{Quiet: o.idleTrim, OnTrim: func(before, after uint64) {
+		a.log.Debug("quiet: memory given back", "held_mib", before>>20, "now_mib", after>>20)
+	}}).Start(trimCtx)
 	if a.dataLn != nil {
 		a.wg.Go(func() {
 			if err := a.proxy.Serve(a.dataLn); err != nil && !errors.Is(err, proxy.ErrServerClosed) {
@@ -195,6 +204,8 @@ func (a *app) Shutdown(timeout time.Duration) {
 	}
 	a.stopSource()
 	a.stopTLS()
+	a.stopTrim()
+	<-a.trimDone
 	_ = a.adminSrv.Shutdown(ctx)
 	a.admin.Close()
 	a.proxy.Close()

@@ -52,6 +52,7 @@ type options struct {
 	handoffFrom  int
 	hotSample    int
 	shutdownTO   time.Duration
+	idleTrim     time.Duration
 	tokenFile    string
 	bcastConc    int
 	bcastTimeout time.Duration
@@ -74,6 +75,7 @@ const (
 	defaultListen          = ":8080"
 	defaultAdminListen     = ":9090"
 	defaultShutdownTimeout = 15 * time.Second
+	defaultIdleTrim        = time.Second
 )
 
 // byteSize is a flag value in bytes that also takes KiB, MiB and GiB suffixes.
@@ -209,6 +211,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	durationFlag(fs, &o.upstreamTO, "upstream-timeout", proxy.DefaultUpstreamTimeout, "bound on waiting for a shard: for its answer's head, and between reads of its body")
 	durationFlag(fs, &o.headerTO, "client-header-timeout", proxy.DefaultClientHeaderTimeout, "bound on receiving a request head from its first byte (408 after)")
 	durationFlag(fs, &o.shutdownTO, "shutdown-timeout", defaultShutdownTimeout, "on SIGTERM, how long in-flight requests may take to finish")
+	durationFlag(fs, &o.idleTrim, "idle-trim", defaultIdleTrim, "after a burst, once the process has used almost no CPU this long, give free memory back to the system (0: never)")
 	fs.StringVar(&o.tokenFile, "admin-token-file", "", "file holding the admin bearer token (re-read when it changes)")
 	intFlag(fs, &o.bcastConc, "broadcast-concurrency", admin.DefaultBroadcastConcurrency, "broadcast: shards contacted at once")
 	durationFlag(fs, &o.bcastTimeout, "broadcast-timeout", admin.DefaultBroadcastTimeout, "broadcast: default bound per shard (?timeout= overrides)")
@@ -345,6 +348,8 @@ func (o *options) validateLimits() error {
 		return fmt.Errorf("--upstream-timeout %s: want a positive duration such as %s", o.upstreamTO, proxy.DefaultUpstreamTimeout)
 	case o.shutdownTO < 0:
 		return fmt.Errorf("--shutdown-timeout %s: want a duration such as %s", o.shutdownTO, defaultShutdownTimeout)
+	case o.idleTrim < 0:
+		return fmt.Errorf("--idle-trim %s: want a duration such as %s, or 0 to never trim", o.idleTrim, defaultIdleTrim)
 	case o.headerTO <= 0:
 		return fmt.Errorf("--client-header-timeout %s: want a positive duration such as %s", o.headerTO, proxy.DefaultClientHeaderTimeout)
 	case o.ownerWait < 0:

@@ -51,6 +51,8 @@ func TestCLIRejects(t *testing.T) {
 			want: []string{"max-request-body-bytes", `"-1"`, "0 (no limit)", "100MiB"}},
 		{name: "zero upstream timeout", args: []string{"--demo", "2", "--upstream-timeout", "0"},
 			want: []string{"--upstream-timeout", "positive", "30s"}},
+		{name: "negative idle trim", args: []string{"--demo", "2", "--idle-trim", "-1s"},
+			want: []string{"--idle-trim", "0 to never trim"}},
 		{name: "unparsable upstream timeout", args: []string{"--demo", "2", "--upstream-timeout", "soon"},
 			want: []string{"upstream-timeout", `"soon"`, "30s"}},
 		{name: "non-numeric demo", args: []string{"--demo", "three"},
@@ -226,6 +228,7 @@ func TestDefaults(t *testing.T) {
 		{"--key", o.key, "header:X-Shard-Key"},
 		{"--max-body-bytes", int(o.maxBody), 4 << 20},
 		{"--upstream-timeout", o.upstreamTO, 30 * time.Second},
+		{"--idle-trim", o.idleTrim, time.Second},
 		{"--log-format", o.logFormat, "text"},
 		{"--cluster-domain", o.domain, "cluster.local"},
 	} {

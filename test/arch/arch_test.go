@@ -30,6 +30,7 @@ var k8sFree = []string{
 	"internal/proxy",
 	"internal/proxy/h1",
 	"internal/table",
+	"internal/memtrim",
 	"internal/admin",
 	"ring",
 	"internal/watch",
