@@ -134,7 +134,9 @@ func TestPathKeyCostsAsHeaderKey(t *testing.T) {
 	}
 	t.Logf("per request (whole process): header %.3f allocations, %.2f read+write calls; path %.3f allocations, %.2f calls",
 		allocs[0], calls[0], allocs[1], calls[1])
-	if allocs[1] > 0.05 || allocs[1] > allocs[0]+0.02 {
+	// A few thousandths to hundredths each: the hot-key sampler copies some
+	// of the keys it samples.
+	if allocs[1] > 0.1 || allocs[1] > allocs[0]+0.05 {
 		t.Errorf("path key: %.3f allocations per request (header key: %.3f), want about 0", allocs[1], allocs[0])
 	}
 	if calls[0] >= 0 && calls[1] > calls[0]+0.25 {
