@@ -20,7 +20,7 @@ import (
 // startTracer makes a tracer exporting to a real OTLP receiver speaking
 // protocol, with the OTEL_* variables env adds. flush exports what is
 // buffered (as shutdown does) and returns the received spans.
-func startTracer(t *testing.T, protocol string, env map[string]string) (tr *tracing.Tracer, flush func() []testutil.Span) {
+func startTracer(t testing.TB, protocol string, env map[string]string) (tr *tracing.Tracer, flush func() []testutil.Span) {
 	t.Helper()
 	rcv := testutil.StartOTLPReceiver(t, protocol)
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", rcv.Endpoint)

@@ -2,12 +2,13 @@
 // client and shard alike, and the flow control of a relayed stream. Frames
 // are parsed by x/net/http2's Framer and HPACK decoder; what the relay
 // sends it appends, already framed, to the connection's output buffer
-// under the connection's lock, and one writer goroutine per connection
-// (WriteLoop) moves that buffer to the socket. Whoever has something to
-// send (the connection's own reader, the reader of the connection on the
-// other side of a stream, a timer) appends and moves on: a peer that does
-// not read never blocks another connection, and frames written while the
-// writer is busy go out together in one write.
+// under the connection's lock, and a writer goroutine moves that buffer to
+// the socket. Whoever has something to send (the connection's own reader,
+// the reader of the connection on the other side of a stream, a timer)
+// appends and moves on: a peer that does not read never blocks another
+// connection, and frames written while the writer is busy go out together
+// in one write. The writer runs only while there is output: an idle
+// connection has neither a writer goroutine nor an output buffer.
 //
 // A relayed stream has two Halves, one per direction: a half holds what
 // its source sent and its destination has not yet taken, and gives the
@@ -57,9 +58,10 @@ const (
 // it as dst (its destination side) or src (its source side).
 type Conn struct {
 	sync.Mutex
-	NC  net.Conn
-	Out []byte // framed output waiting for the writer
-	hb  []byte // a header block being encoded
+	NC   net.Conn
+	Out  []byte  // framed output waiting for the writer
+	outH *[]byte // Out's holder in outBufs; nil while the Conn holds no buffer
+	hb   []byte  // a header block being encoded
 	// tableUpdate: the peer set SETTINGS_HEADER_TABLE_SIZE; the next
 	// header block confirms our (empty) dynamic table's size, 0.
 	tableUpdate bool
@@ -74,8 +76,11 @@ type Conn struct {
 
 	Closing bool // write what is queued, then close
 	Dead    bool // closed: nothing more is queued
-	kick    chan struct{}
-	timeout time.Duration // per socket write
+	// writing: a writer goroutine runs; it looks at Out again before it
+	// ends, so whoever queues output while it runs need not wake it.
+	writing  bool
+	timeout  time.Duration // per socket write
+	deadline time.Time     // the write deadline last set (the writer's)
 
 	// after is the work left by Defer for whoever unlocks next: the first
 	// few in place (a lock held usually ends one stream), the rest in more.
@@ -127,25 +132,55 @@ func (w *Conn) Unlock() {
 // write. The caller runs WriteLoop.
 func New(nc net.Conn, writeTimeout time.Duration) *Conn {
 	w := &Conn{NC: nc, maxFrame: 16384, InitWin: 65535, SendWin: 65535, RecvWin: 65535,
-		kick: make(chan struct{}, 1), timeout: writeTimeout}
+		timeout: writeTimeout}
 	return w
 }
 
-// Signal wakes the writer when there is something to write; the Conn locked.
+// Signal starts the writer when there is something to write (or the
+// connection is closing) and none runs; the Conn locked.
 func (w *Conn) Signal() {
-	if len(w.Out) == 0 && !w.Closing {
+	if len(w.Out) == 0 && !w.Closing || w.writing || w.Dead {
 		return
 	}
-	select {
-	case w.kick <- struct{}{}:
-	default:
+	w.writing = true
+	go w.write()
+}
+
+// outBufs holds output buffers between bursts (each in a holder that
+// travels with it): an idle connection keeps none.
+var outBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// outKeep is the largest output buffer given back to outBufs.
+const outKeep = 4 * outCap
+
+// grab gives Out a buffer from outBufs to append to, unless it has one;
+// the Conn locked.
+func (w *Conn) grab() {
+	if w.outH == nil {
+		w.outH = outBufs.Get().(*[]byte)
+		if w.Out == nil {
+			w.Out = (*w.outH)[:0]
+		}
 	}
+}
+
+// giveOut puts b back in outBufs, in its holder h.
+func giveOut(h *[]byte, b []byte) {
+	if h == nil {
+		return
+	}
+	if cap(b) > outKeep {
+		b = nil
+	}
+	*h = b[:0]
+	outBufs.Put(h)
 }
 
 // Room tells whether DATA may be queued; the Conn locked.
 func (w *Conn) Room() bool { return !w.Dead && len(w.Out) < outCap }
 
 func (w *Conn) frameHeader(length int, t http2.FrameType, f http2.Flags, id uint32) {
+	w.grab()
 	w.Out = append(w.Out, byte(length>>16), byte(length>>8), byte(length), byte(t), byte(f))
 	w.Out = binary.BigEndian.AppendUint32(w.Out, id&(1<<31-1))
 }
@@ -283,33 +318,27 @@ func (w *Conn) Resume(credits []Credit) []Credit {
 	return credits
 }
 
-// WriteLoop moves queued frames to the socket until the connection dies;
-// it closes the socket on its way out.
-func (w *Conn) WriteLoop() {
+// write moves queued frames to the socket while there are any (Signal
+// starts it): it ends, giving its buffers back, when a round finds
+// nothing queued, and when the connection dies, which it closes.
+func (w *Conn) write() {
 	var buf []byte
+	var bufH *[]byte
 	var credits []Credit
-	var deadline time.Time
-	for range w.kick {
+	for {
 		// Let the goroutines that are ready to run (readers with frames
 		// in hand) queue theirs first: fewer, fuller writes, for us and
 		// for the peer.
 		runtime.Gosched()
 		w.Lock()
 		buf, w.Out = w.Out, buf[:0]
+		bufH, w.outH = w.outH, bufH
 		closing := w.Closing
 		w.Unlock()
-		if len(buf) > 0 {
-			// The deadline moves only once half of it has passed: setting
-			// it costs about as much as a small write.
-			if now := time.Now(); deadline.Sub(now) < w.timeout/2 {
-				deadline = now.Add(w.timeout)
-				_ = w.NC.SetWriteDeadline(deadline)
-			}
-			if _, err := w.NC.Write(buf); err != nil {
-				break
-			}
+		if len(buf) > 0 && !w.send(buf) {
+			break
 		}
-		if cap(buf) > 4*outCap {
+		if cap(buf) > outKeep {
 			buf = nil
 		}
 		if closing {
@@ -317,15 +346,37 @@ func (w *Conn) WriteLoop() {
 		}
 		w.Lock()
 		credits = w.Resume(credits[:0])
-		w.Signal()
+		if len(w.Out) == 0 && !w.Closing {
+			// Nothing more: the writer ends, and the connection keeps no
+			// buffer until its next output.
+			w.writing = false
+			giveOut(w.outH, w.Out)
+			w.Out, w.outH = nil, nil
+			w.Unlock()
+			giveOut(bufH, buf)
+			GiveCredits(credits)
+			return
+		}
 		w.Unlock()
 		GiveCredits(credits)
 	}
 	w.Lock()
 	w.Dead = true
-	w.Out = nil
+	w.Out, w.outH = nil, nil
 	w.Unlock()
 	_ = w.NC.Close()
+}
+
+// send writes buf to the socket; false when the connection is dead.
+func (w *Conn) send(buf []byte) bool {
+	// The deadline moves only once half of it has passed: setting it
+	// costs about as much as a small write.
+	if now := time.Now(); w.deadline.Sub(now) < w.timeout/2 {
+		w.deadline = now.Add(w.timeout)
+		_ = w.NC.SetWriteDeadline(w.deadline)
+	}
+	_, err := w.NC.Write(buf)
+	return err == nil
 }
 
 // Close queues nothing more: the writer sends what is queued (a GOAWAY),

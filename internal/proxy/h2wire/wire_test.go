@@ -21,7 +21,6 @@ func newPair(t *testing.T) (*Conn, *peer) {
 	t.Helper()
 	ours, theirs := net.Pipe()
 	w := New(ours, 5*time.Second)
-	go w.WriteLoop()
 	p := &peer{frames: make(chan http2.Frame, 1024)}
 	go func() {
 		fr := http2.NewFramer(nil, theirs)
@@ -252,5 +251,48 @@ func TestDefer(t *testing.T) {
 	w.Unlock()
 	if want := []int{0, 1, 2, 3, 4, 5, 6, 7}; !slices.Equal(ran, want) {
 		t.Fatalf("ran %v, want %v", ran, want)
+	}
+}
+
+// TestIdleConnHoldsNoWriter: once what was queued is written, the Conn has
+// no writer goroutine and no output buffer; the next frame starts one
+// again, and Close still sends what is queued and closes the socket.
+func TestIdleConnHoldsNoWriter(t *testing.T) {
+	w, p := newPair(t)
+	idle := func() bool {
+		w.Lock()
+		defer w.Unlock()
+		return !w.writing && w.Out == nil && w.outH == nil
+	}
+	for round := range 3 {
+		w.Lock()
+		w.Ping(0, [8]byte{byte(round)})
+		w.Signal()
+		w.Unlock()
+		if f, ok := p.next(t).(*http2.PingFrame); !ok || f.Data[0] != byte(round) {
+			t.Fatalf("round %d: got %v, want its PING", round, f)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for !idle() {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: the writer still runs, or the Conn holds a buffer, 5 s after its output was written", round)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	w.Lock()
+	w.GoAway(7, http2.ErrCodeNo)
+	w.Unlock()
+	w.Close()
+	if f, ok := p.next(t).(*http2.GoAwayFrame); !ok || f.LastStreamID != 7 {
+		t.Fatalf("got %v, want the GOAWAY queued before Close", f)
+	}
+	select {
+	case _, open := <-p.frames:
+		if open {
+			t.Fatal("a frame after the GOAWAY")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the socket was not closed 5 s after Close")
 	}
 }

@@ -27,7 +27,7 @@ func (cc *clientConn) serveRequest() (n next) {
 	cc.acquire()
 	cc.bodyStop.Store(false)
 	x.reset(time.Now())
-	cc.describe()
+	cc.describe(false)
 	// The scratch holds the key the routing record points to: given back
 	// after the record is done (endExchange).
 	x.scratch = keys.AcquireScratch()
@@ -53,6 +53,7 @@ func (cc *clientConn) serveRequest() (n next) {
 		return nextOf(cc.refuse(err, ""))
 	}
 	err := cc.route(x.scratch)
+	cc.describe(true)
 	cc.keepKey()
 	if err != nil {
 		if errors.Is(err, answer.ErrClientGone) {
@@ -112,11 +113,12 @@ func (cc *clientConn) route(s *keys.Scratch) error {
 	return err
 }
 
-// describe puts the request's side in its record, when requests are
-// recorded: method, path and query copied to cc.rec (the head's bytes in
-// rb do not live as long as the record), the client's address.
-func (cc *clientConn) describe() {
-	if !cc.s.router.Recording() {
+// describe puts the request's side in its record, before its routing
+// step (routed false) or after it, as route.Router.DescribeNow says:
+// method, path and query copied to cc.rec (the head's bytes in rb do not
+// live as long as the record), the client's address, TLS or not.
+func (cc *clientConn) describe(routed bool) {
+	if !cc.s.router.DescribeNow(&cc.x.d, routed) {
 		return
 	}
 	h := &cc.in.head
@@ -132,18 +134,19 @@ func (cc *clientConn) describe() {
 		q = nil
 	}
 	client := b[e:]
-	cc.x.d.Describe(b[:m:m], b[m:p:p], q, unsafe.String(unsafe.SliceData(client), len(client)), false)
+	cc.x.d.Describe(b[:m:m], b[m:p:p], q, unsafe.String(unsafe.SliceData(client), len(client)), cc.tls)
 }
 
 // describeUnread puts the client's address in the record of a request
-// whose head could not be read.
+// whose head could not be read (logged; never traced: it had no routing
+// step).
 func (cc *clientConn) describeUnread() {
-	if !cc.s.router.Recording() {
+	if !cc.s.router.DescribeNow(&cc.x.d, false) {
 		return
 	}
 	b := appendClient(cc.rec[:0], cc.ip, cc.nc.RemoteAddr())
 	cc.rec = b
-	cc.x.d.Describe(nil, nil, nil, unsafe.String(unsafe.SliceData(b), len(b)), false)
+	cc.x.d.Describe(nil, nil, nil, unsafe.String(unsafe.SliceData(b), len(b)), cc.tls)
 }
 
 // appendClient appends the client's address, ip:port ([ip]:port for
@@ -161,11 +164,11 @@ func appendClient(b []byte, ip string, addr net.Addr) []byte {
 	return strconv.AppendInt(append(b, ':'), int64(tcp.Port), 10)
 }
 
-// keepKey copies the key to cc.rec, when requests are recorded (the key
-// hash is taken at Done, when what the key pointed into may be gone).
+// keepKey copies the key to cc.rec, when the request is recorded (the
+// key hash is taken at Done, when what the key pointed into may be gone).
 func (cc *clientConn) keepKey() {
 	d := &cc.x.d
-	if len(d.Key) == 0 || !cc.s.router.Recording() {
+	if len(d.Key) == 0 || !cc.s.router.Records(d) {
 		return
 	}
 	n := len(cc.rec)

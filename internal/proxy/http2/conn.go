@@ -1,7 +1,6 @@
 package http2
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/tls"
 	"errors"
@@ -42,7 +41,7 @@ type clientConn struct {
 	// it buffers (see body.go); guarded by w.mu.
 	bodyTurn *stream
 
-	addr string // the client's address, when requests are recorded
+	addr string // the client's address, once a record asked for it (client)
 
 	// guarded by w.mu
 	streams map[uint32]*stream
@@ -67,18 +66,13 @@ func (r *Relay) ServeConn(nc net.Conn, ip string, pending []byte) {
 	if _, ok := nc.(*tls.Conn); ok {
 		c.proto = "https"
 	}
-	if r.router.Recording() && nc.RemoteAddr() != nil {
-		c.addr = nc.RemoteAddr().String() // the access log's client
-	}
 	c.w = h2wire.New(nc, r.cfg.ClientWriteTimeout)
 	if !r.conns.add(c) {
 		_ = nc.Close()
 		return
 	}
 	defer r.conns.done(c)
-	br := bufio.NewReaderSize(sock.Prefixed(nc, pending), readBufSize)
-	go c.w.WriteLoop()
-	err := c.serve(br)
+	err := c.serve(sock.NewReader(nc, pending, readBufs))
 	c.shutdownStreams()
 	if err == errBacklog {
 		_ = nc.Close() // it does not read: no GOAWAY would reach it
@@ -99,7 +93,7 @@ func (r *Relay) ServeConn(nc net.Conn, ip string, pending []byte) {
 }
 
 // serve reads the client's frames until the connection ends.
-func (c *clientConn) serve(br *bufio.Reader) error {
+func (c *clientConn) serve(br io.Reader) error {
 	got := make([]byte, len(preface))
 	_ = c.w.NC.SetReadDeadline(time.Now().Add(c.r.cfg.ClientHeaderTimeout))
 	if _, err := io.ReadFull(br, got); err != nil || !bytes.Equal(got, preface) {

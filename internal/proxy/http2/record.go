@@ -16,14 +16,24 @@ import (
 // writes s.d after that, and the connection's other streams do not wait
 // for a log line to be built.
 
-// describe puts the request's side into the record; the routing
-// goroutine calls it before the routing step.
-func (s *stream) describe(rq *h2hpack.Request) {
-	if !s.c.r.router.Recording() {
+// describe puts the request's side into the record, before its routing
+// step (routed false) or after it, as route.Router.DescribeNow says; the
+// connection's reader calls it.
+func (s *stream) describe(rq *h2hpack.Request, routed bool) {
+	if !s.c.r.router.DescribeNow(&s.d, routed) {
 		return
 	}
-	s.d.DescribeString(rq.Method, rq.Path, rq.Query, s.c.addr, false)
+	s.d.DescribeString(rq.Method, rq.Path, rq.Query, s.c.client(), s.c.proto == "https")
 	s.d.GRPC = s.grpc
+}
+
+// client is the client's address, for the records (made once, when the
+// connection's first recorded stream asks); the reader's own.
+func (c *clientConn) client() string {
+	if c.addr == "" && c.w.NC.RemoteAddr() != nil {
+		c.addr = c.w.NC.RemoteAddr().String()
+	}
+	return c.addr
 }
 
 // routeEnd ends the routing of a stream that will not go to its owner

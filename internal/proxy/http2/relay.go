@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/shard-proxy/shard-proxy/internal/proxy/route"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/sock"
 )
 
 // Flow-control windows the relay advertises to clients, and the limits it
@@ -45,11 +46,15 @@ const (
 	// MaxHeaderList bounds a decoded header list (RFC 9113 §6.5.2
 	// SETTINGS_MAX_HEADER_LIST_SIZE), either way.
 	MaxHeaderList = 64 << 10
-	// readBufSize is each connection's read buffer: small frames are read
+	// readBufSize is a connection's read buffer: small frames are read
 	// many at a time, larger DATA frames straight into the Framer's
-	// buffer; an idle connection keeps no more than this.
+	// buffer. A connection holds one only while it has bytes unread
+	// (sock.Reader): an idle connection holds none.
 	readBufSize = 4 << 10
 )
+
+// readBufs are the connections' read buffers, client and shard side.
+var readBufs = sock.NewReadBuffers(readBufSize)
 
 // Config configures a Relay. Every field is required: the facade (package
 // proxy) fills in the documented defaults.

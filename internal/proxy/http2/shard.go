@@ -1,7 +1,6 @@
 package http2
 
 import (
-	"bufio"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -10,6 +9,7 @@ import (
 	"github.com/shard-proxy/shard-proxy/internal/proxy/h2hpack"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/h2wire"
 	"github.com/shard-proxy/shard-proxy/internal/proxy/route"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/sock"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 )
@@ -158,7 +158,7 @@ func (pl *shardPool) dial() (*shardConn, error) {
 	u := &shardConn{pool: pl, streams: map[uint32]*stream{}, nextID: 1, idleSince: time.Now()}
 	u.maxStreams.Store(100) // until the shard says (RFC 9113 §6.5.2 advises at least 100)
 	u.w = h2wire.New(nc, pl.relay.cfg.UpstreamTimeout)
-	u.fr = http2.NewFramer(nil, bufio.NewReaderSize(nc, readBufSize))
+	u.fr = http2.NewFramer(nil, sock.NewReader(nc, nil, readBufs))
 	u.fr.SetMaxReadFrameSize(16384)
 	u.blk = h2hpack.NewBlock(MaxHeaderList)
 	u.fr.SetReuseFrames()
@@ -171,7 +171,6 @@ func (pl *shardPool) dial() (*shardConn, error) {
 	u.w.RecvWin = connWindow
 	u.w.Signal()
 	u.w.Unlock()
-	go u.w.WriteLoop()
 	go u.serve()
 	return u, nil
 }

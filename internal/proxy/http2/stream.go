@@ -116,7 +116,7 @@ func (s *stream) route(f *h2hpack.Block) {
 	c := s.c
 	rq, err := h2hpack.ParseRequest(f)
 	s.grpc, s.grpcTimeout, s.isHead = rq.GRPC, rq.Timeout, rq.Method == "HEAD"
-	s.describe(&rq)
+	s.describe(&rq, false)
 	handedOff := false
 	defer func() {
 		if !handedOff {
@@ -145,7 +145,9 @@ func (s *stream) route(f *h2hpack.Block) {
 	if s.grpc || rq.Length == 0 || f.StreamEnded() {
 		kr.body = emptyBody // no body to wait for (body rules never read protobuf)
 	}
-	switch err = s.routeStep(kr, nil); {
+	err = s.routeStep(kr, nil)
+	s.describe(&rq, true) // the tracer has decided: describe a sampled request
+	switch {
 	case errors.Is(err, keys.ErrNeedBody):
 		handedOff = s.awaitBody(f, rq, kr)
 	case errors.Is(err, route.ErrMustWait):

@@ -82,9 +82,27 @@ func (d *Decision) Answered(status int, msg string, bodyLen int) {
 	d.Status, d.Error, d.BytesOut = status, msg, int64(bodyLen)
 }
 
-// Recording tells whether requests are logged or traced: when not, a
-// front end need not describe them (Describe, ShardAnswered, byte counts).
-func (r *Router) Recording() bool { return r.cfg.Tracer != nil || r.cfg.AccessLog != nil }
+// Records tells whether d's request is logged or traced: the access log
+// is on, or the tracer sampled it. Asked once the routing step began
+// (Route), when the tracer has decided; a front end keeps for the record
+// (copies of its method, path, key, client address) only what a request
+// it records needs, so that one that is neither logged nor sampled costs
+// what an untraced one does.
+func (r *Router) Records(d *Decision) bool { return r.cfg.AccessLog != nil || d.Trace.Span != nil }
+
+// DescribeNow tells a front end whether to describe d's request
+// (Describe) at this point: before its routing step (routed false) when
+// the access log is on, as every request has a line, a request refused
+// before its routing step too; right after the routing step's first pass
+// (routed true) when only the tracer is on and it sampled the request.
+// Only then is there a span to describe; before the routing step the
+// tracer has not decided.
+func (r *Router) DescribeNow(d *Decision, routed bool) bool {
+	if r.cfg.AccessLog != nil {
+		return !routed
+	}
+	return routed && d.Trace.Span != nil
+}
 
 // Committed tells whether the request went to its owner (Commit).
 func (d *Decision) Committed() bool { return d.committed }
@@ -106,9 +124,10 @@ func (r *Router) startTrace(d *Decision, req keys.Request, s *keys.Scratch) {
 	}
 }
 
-// record ends the request's span and writes its log line.
+// record ends the request's span and writes its log line: nothing, not
+// even the time, for a request that is neither logged nor sampled.
 func (r *Router) record(d *Decision) {
-	if r.cfg.Tracer == nil && r.cfg.AccessLog == nil {
+	if !r.Records(d) {
 		return
 	}
 	end := time.Now()
