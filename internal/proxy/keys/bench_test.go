@@ -27,3 +27,30 @@ func BenchmarkKey(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkScenarioKey measures the key rules of bench/run.sh's header and
+// path scenarios on the requests its wrk script sends, so the two can be
+// compared: the path rule must cost about what the header rule does.
+func BenchmarkScenarioKey(b *testing.B) {
+	for _, sc := range []struct{ rule, uri, header string }{
+		{"header:X-Shard-Key", "/", "1234567890"},
+		{"path:/accounts/{key}", "/accounts/1234567890", ""},
+	} {
+		headers := map[string]string{}
+		if sc.header != "" {
+			headers["X-Shard-Key"] = sc.header
+		}
+		req := requestFor("GET", sc.uri, headers, "")
+		b.Run(sc.rule, func(b *testing.B) {
+			e := NewExtractor(mustRules(b, sc.rule), 0)
+			b.ReportAllocs()
+			for b.Loop() {
+				s := AcquireScratch()
+				if k, _, err := e.Key(req, s); err != nil || len(k) != 10 {
+					b.Fatalf("key %q, %v", k, err)
+				}
+				ReleaseScratch(s)
+			}
+		})
+	}
+}

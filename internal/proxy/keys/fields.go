@@ -219,6 +219,11 @@ func (r *Rule) matchPath(path []byte, s *Scratch) ([]byte, error) {
 // which one server redirects, another resolves, and a third takes as it
 // is.
 func pathReadTwoWays(path []byte, n int, s *Scratch) bool {
+	// Without '%' there is no encoded slash or dot, and without '.' no
+	// dot segment: the usual path is read one way, found in two scans.
+	if bytes.IndexByte(path, '%') < 0 && bytes.IndexByte(path, '.') < 0 {
+		return false
+	}
 	prefix := path
 	for i, at := 0, 1; i < n; i++ {
 		j := bytes.IndexByte(path[at:], '/')
