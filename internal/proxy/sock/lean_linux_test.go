@@ -25,21 +25,7 @@ func (b *countedBuffer) Give()        { b.gives++ }
 // leanPair returns a connected client (with its Lean) and server socket.
 func leanPair(t *testing.T) (*net.TCPConn, *Lean, *net.TCPConn) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	s, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	c, s := tcpPair(t)
 	var l Lean
 	if !l.Init(c) {
 		t.Fatal("Init refused a plain TCP connection")
