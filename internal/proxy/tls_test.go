@@ -376,10 +376,7 @@ func TestTLSClientGoneCancels(t *testing.T) {
 // counts the allocations of the whole process, the test's own TLS client
 // included.)
 func TestRawSuiteOverTLS(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		fn   func(*testing.T)
-	}{
+	runOverTLS(t, []namedTest{
 		{"InformationalAnswersRelayed", TestInformationalAnswersRelayed},
 		{"ResponseBytesReachClientVerbatim", TestResponseBytesReachClientVerbatim},
 		{"ConnectionCloseFromClient", TestConnectionCloseFromClient},
@@ -402,27 +399,14 @@ func TestRawSuiteOverTLS(t *testing.T) {
 		{"WebSocketTunnel", TestWebSocketTunnel},
 		{"RequestBytesReachShardVerbatim", TestRequestBytesReachShardVerbatim},
 		{"HugeDeclaredLengthFromShard", TestHugeDeclaredLengthFromShard},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			rawOverTLS = true
-			defer func() { rawOverTLS = false }()
-			before := rawTLSDials.Load()
-			tc.fn(t)
-			if rawTLSDials.Load() == before {
-				t.Errorf("%s dialled no TLS connection", tc.name)
-			}
-		})
-	}
+	})
 }
 
 // TestRelaySuiteOverTLS runs the HTTP/2 relay's frame tests over a TLS
 // connection that chose h2 by ALPN (no HTTP/2 preface sniffing: the
 // connection goes to the relay from the handshake).
 func TestRelaySuiteOverTLS(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		fn   func(*testing.T)
-	}{
+	runOverTLS(t, []namedTest{
 		{"RelayFraming", TestRelayFraming},
 		{"RelayMalformed", TestRelayMalformed},
 		{"RelayFlowControl", TestRelayFlowControl},
@@ -441,7 +425,19 @@ func TestRelaySuiteOverTLS(t *testing.T) {
 		{"RelayProbesSilentShard", TestRelayProbesSilentShard},
 		{"RelayUnreadBacklog", TestRelayUnreadBacklog},
 		{"RelayReviewFindings", TestRelayReviewFindings},
-	} {
+	})
+}
+
+// namedTest is a test of the suite run again over TLS.
+type namedTest struct {
+	name string
+	fn   func(*testing.T)
+}
+
+// runOverTLS runs each test with its raw connections dialled over TLS,
+// failing one that dialled none (it would have proved nothing about TLS).
+func runOverTLS(t *testing.T, tests []namedTest) {
+	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			rawOverTLS = true
 			defer func() { rawOverTLS = false }()
