@@ -250,12 +250,18 @@ func TestGRPCErrors(t *testing.T) {
 	}
 	_ = shards
 	// Each call counted once, for its shard, with the HTTP status the
-	// proxy stands for (a gRPC status of the shard's own is a 200).
+	// proxy stands for (a gRPC status of the shard's own is a 200). A
+	// stream's record ends once its connection is unlocked, which may be
+	// just after the client has its answer: the counts are awaited.
 	for _, m := range []struct {
 		shard, code string
 		want        float64
 	}{{"g-0", "200", 1}, {"g-0", "504", 1}, {"g-1", "503", 1}, {"g-2", "502", 1}} {
-		if got := p.metric("shard_proxy_requests_total", "shard", m.shard, "code", m.code, "protocol", "h2"); got != m.want {
+		count := func() float64 {
+			return p.metric("shard_proxy_requests_total", "shard", m.shard, "code", m.code, "protocol", "h2")
+		}
+		eventually(t, "the call counted", func() bool { return count() >= m.want })
+		if got := count(); got != m.want {
 			t.Errorf(`requests_total{shard=%q,code=%q,protocol="h2"} = %v, want %v`, m.shard, m.code, got, m.want)
 		}
 	}
