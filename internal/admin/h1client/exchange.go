@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/shard-proxy/shard-proxy/internal/proxy/h1"
+	"github.com/shard-proxy/shard-proxy/internal/proxy/sock"
 )
 
 // Answer is what a shard answered.
@@ -286,29 +287,10 @@ func unexpectedEOF(err error) error {
 }
 
 // writeRead writes p, then reads the first bytes of the answer into b's
-// buffer. On a plain socket the wait for the answer follows the write
-// with no read that finds nothing yet.
+// buffer (sock.WriteThenRead).
 func (c *conn) writeRead(p []byte, b *exchange) (int, error) {
-	if c.lean.Ready() {
-		n, rest, err := c.lean.WriteRead(p, b)
-		switch {
-		case len(rest) == 0:
-			return n, err
-		case err != nil && !errors.Is(err, os.ErrDeadlineExceeded):
-			return 0, err
-		}
-		p = rest // the socket took part of it: the rest written here
-	}
-	if _, err := c.nc.Write(p); err != nil {
-		return 0, err
-	}
-	return c.read(b)
+	return sock.WriteThenRead(&c.lean, c.nc, p, b, time.Time{})
 }
 
 // read reads once into b's buffer.
-func (c *conn) read(b *exchange) (int, error) {
-	if c.lean.Ready() {
-		return c.lean.Read(b)
-	}
-	return c.nc.Read(b.Take())
-}
+func (c *conn) read(b *exchange) (int, error) { return sock.ReadOnce(&c.lean, c.nc, b) }

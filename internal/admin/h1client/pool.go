@@ -124,9 +124,7 @@ func (p *pool) wait(ch chan *conn, g *Group, deadline time.Time) (*conn, error) 
 func (p *pool) put(c *conn) {
 	c.idleAt, c.reused = time.Now(), true
 	p.mu.Lock()
-	if len(p.waiters) > 0 {
-		w := p.waiters[0]
-		p.waiters = p.waiters[1:]
+	if w := p.nextWaiter(); w != nil {
 		p.mu.Unlock()
 		w <- c
 		return
@@ -153,9 +151,7 @@ func (p *pool) discard(c *conn) {
 // the next exchange.
 func (p *pool) release() {
 	p.mu.Lock()
-	if len(p.waiters) > 0 {
-		w := p.waiters[0]
-		p.waiters = p.waiters[1:]
+	if w := p.nextWaiter(); w != nil {
 		p.mu.Unlock()
 		w <- nil
 		return
@@ -220,4 +216,15 @@ func (p *pool) dial(g *Group, deadline time.Time) (*conn, error) {
 		return nil, err
 	}
 	return newConn(nc), nil
+}
+
+// nextWaiter takes the first exchange waiting for a connection off the
+// queue, or returns nil when none waits; p.mu held.
+func (p *pool) nextWaiter() chan *conn {
+	if len(p.waiters) == 0 {
+		return nil
+	}
+	w := p.waiters[0]
+	p.waiters = p.waiters[1:]
+	return w
 }

@@ -80,13 +80,7 @@ func (rd *Reader) Holding() bool { return rd.buf != nil }
 
 // fill reads once into the (empty) Reader: some bytes, or an error.
 func (rd *Reader) fill() error {
-	var n int
-	var err error
-	if rd.lean.Ready() {
-		n, err = rd.lean.Read((*readerBuf)(rd))
-	} else {
-		n, err = rd.nc.Read((*readerBuf)(rd).Take())
-	}
+	n, err := ReadOnce(&rd.lean, rd.nc, (*readerBuf)(rd))
 	if n == 0 {
 		(*readerBuf)(rd).Give()
 		if err == nil {

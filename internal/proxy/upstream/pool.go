@@ -6,9 +6,7 @@ package upstream
 
 import (
 	"crypto/tls"
-	"errors"
 	"net"
-	"os"
 	"sync"
 	"time"
 
@@ -38,37 +36,14 @@ type Conn struct {
 // ReadLean reads once from the shard into b's buffer, which it takes only
 // when bytes (or a close) are there: an exchange waiting for its shard's
 // answer holds no buffer. Under TLS the buffer is taken first.
-func (c *Conn) ReadLean(b sock.Buffer) (int, error) {
-	if !c.lean.Ready() {
-		return c.NC.Read(b.Take())
-	}
-	return c.lean.Read(b)
-}
+func (c *Conn) ReadLean(b sock.Buffer) (int, error) { return sock.ReadOnce(&c.lean, c.NC, b) }
 
 // WriteReadLean writes a request, then reads the first bytes of its answer
-// as ReadLean does. On a plain socket the wait for the answer follows the
-// write with no read that finds nothing yet: one system call less than a
-// write and a read. writeDeadline bounds a write the socket cannot take at
-// once; the read deadline is the caller's.
+// as ReadLean does (sock.WriteThenRead): on a plain socket one system call
+// less than a write and a read. writeDeadline bounds a write the socket
+// cannot take at once; the read deadline is the caller's.
 func (c *Conn) WriteReadLean(p []byte, b sock.Buffer, writeDeadline time.Time) (int, error) {
-	if c.lean.Ready() {
-		n, rest, err := c.lean.WriteRead(p, b)
-		switch {
-		case len(rest) == 0:
-			return n, err
-		case err != nil && !errors.Is(err, os.ErrDeadlineExceeded):
-			return 0, err
-		}
-		// What the socket did not take, or all of it when the read
-		// deadline had passed before the write (the wait ends before it
-		// begins): written here, then the read gives the deadline's error.
-		p = rest
-	}
-	_ = c.NC.SetWriteDeadline(writeDeadline)
-	if _, err := c.NC.Write(p); err != nil {
-		return 0, err
-	}
-	return c.ReadLean(b)
+	return sock.WriteThenRead(&c.lean, c.NC, p, b, writeDeadline)
 }
 
 // Pool is the HTTP/1.1 connections to one shard at one address (one
